@@ -1,0 +1,92 @@
+/* A small test harness: named checks, a seeded PRNG, file loading, poisoned buffers.
+ * Each test program ends with "N passed, N failed" so ctest and CI read the counts. */
+#ifndef QK_TEST_UTIL_H
+#define QK_TEST_UTIL_H
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int tu_passed, tu_failed;
+
+#define CHECK(cond, ...)                                                                    \
+    do {                                                                                    \
+        if (cond) {                                                                         \
+            tu_passed++;                                                                    \
+        } else {                                                                            \
+            tu_failed++;                                                                    \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                            \
+            fprintf(stderr, __VA_ARGS__);                                                   \
+            fprintf(stderr, "\n");                                                          \
+        }                                                                                   \
+    } while (0)
+
+static inline int tu_finish(void) {
+    printf("%d passed, %d failed\n", tu_passed, tu_failed);
+    return tu_failed ? 1 : 0;
+}
+
+/* splitmix64: the golden data's generator, reused for fresh random test inputs. */
+typedef struct tu_rng {
+    uint64_t s;
+} tu_rng;
+
+static inline uint64_t tu_next(tu_rng *r) {
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static inline double tu_u01(tu_rng *r) { return ((double)(tu_next(r) >> 11) + 0.5) * 0x1.0p-53; }
+static inline float tu_gauss(tu_rng *r) {
+    double u1 = tu_u01(r), u2 = tu_u01(r);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* A seed from the environment (QK_TEST_SEED) or the clock; always printed, so a failure
+ * can be replayed. */
+static inline uint64_t tu_seed(void) {
+    const char *e = getenv("QK_TEST_SEED");
+    uint64_t s = e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull;
+    printf("seed: QK_TEST_SEED=0x%016" PRIx64 "\n", s);
+    return s;
+}
+
+static inline void *tu_poisoned(size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory (%zu bytes)\n", bytes);
+        exit(2);
+    }
+    memset(p, 0xA5, bytes);
+    return p;
+}
+
+/* Reads a whole file; NULL (and a message) if it cannot. */
+static inline void *tu_read_file(const char *dir, const char *name, size_t *len) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "cannot open %s\n", path);
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *p = malloc((size_t)n + 1);
+    if (!p || fread(p, 1, (size_t)n, f) != (size_t)n) {
+        fclose(f);
+        free(p);
+        return NULL;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return p;
+}
+
+#endif
