@@ -1,4 +1,5 @@
 #include "formats.h"
+#include "internal.h"
 
 #include <ctype.h>
 #include <stdint.h>
@@ -109,3 +110,8 @@ size_t qk_type_row_bytes(int type_id, int64_t cols) {
 int qk_type_count(void) { return N_FORMATS; }
 
 qk_type qk_type_at(int i) { return (i >= 0 && i < N_FORMATS) ? table[i].type : QK_TYPE_F32; }
+
+size_t qk_float_type_size(qk_type t) {
+    const qk_format *f = qk_format_of(t);
+    return f && f->family == QK_FAMILY_FLOAT ? (size_t)f->block_bytes : 0;
+}

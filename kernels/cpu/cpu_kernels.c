@@ -1,6 +1,7 @@
 #include "cpu_kernels.h"
 
 #include "cpu_dispatch.h"
+#include "iq_grid.h"
 #include "qkern.h"
 
 /* Type id -> CPU reference kernels. Only function pointers live here; sizes are in the
@@ -37,4 +38,19 @@ qk_cpu_kernel_pair qk_cpu_kernels(int type_id) {
         ENTRY(QK_TYPE_MXFP4, mxfp4);
     default: return (qk_cpu_kernel_pair){0, 0};
     }
+}
+
+int qk_cpu_quant_prepare(int type_id) {
+    qk_iq_grid_id grid;
+    switch (type_id) {
+    case QK_TYPE_IQ2_XXS: grid = QK_IQ_GRID_2BIT_256; break;
+    case QK_TYPE_IQ2_XS: grid = QK_IQ_GRID_2BIT_512; break;
+    case QK_TYPE_IQ2_S: grid = QK_IQ_GRID_2BIT_1024; break;
+    case QK_TYPE_IQ3_XXS: grid = QK_IQ_GRID_3BIT_256; break;
+    case QK_TYPE_IQ3_S: grid = QK_IQ_GRID_3BIT_512; break;
+    case QK_TYPE_IQ1_S:
+    case QK_TYPE_IQ1_M: grid = QK_IQ_GRID_1BIT_2048; break;
+    default: return 1;
+    }
+    return qk_iq_grid_get(grid) != NULL;
 }

@@ -1,0 +1,58 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} commands[] = {
+    {"demo", cmd_demo, "quantize a generated tensor set with every type; print error and speed"},
+    {"types", cmd_types, "list the formats: id, block size, bytes, bits per weight, imatrix use"},
+    {"devices", cmd_devices, "list the devices qkern can run on"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: qkern COMMAND [OPTIONS]   (qkern COMMAND --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "  %-10s %s\n", "version", "print the library version");
+}
+
+int cli_fail(const char *what, const qk_context *ctx) {
+    fprintf(stderr, "qkern: %s: %s\n", what, qk_last_error(ctx));
+    return 1;
+}
+
+int cli_parse_int(const char *opt, const char *value, long long lo, long long hi, long long *out) {
+    char *end;
+    if (!value) {
+        fprintf(stderr, "qkern: %s needs a value\n", opt);
+        return 0;
+    }
+    long long v = strtoll(value, &end, 10);
+    if (end == value || *end || v < lo || v > hi) {
+        fprintf(stderr, "qkern: %s: '%s' is not a whole number in [%lld, %lld]\n", opt, value, lo, hi);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        printf("qkern %s\n", qk_version_string());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "qkern: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

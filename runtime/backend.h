@@ -1,0 +1,55 @@
+/* The backend interface: what a device can do, its memory, and the operations. A backend
+ * is one static table of function pointers registered in context.c; code above this layer
+ * asks it what it supports and never branches on which backend it is. */
+#ifndef QK_BACKEND_H
+#define QK_BACKEND_H
+
+#include "qkern.h"
+
+typedef enum qk_op { QK_OP_QUANTIZE, QK_OP_DEQUANTIZE } qk_op;
+
+/* Validated operands: every pointer is in the backend's own address space, every size has
+ * been checked by the runtime. */
+typedef struct qk_quantize_args {
+    qk_type type, src_type;
+    int64_t rows, cols;
+    const void *src;
+    void *dst;
+    const float *imatrix; /* host memory, cols values, or NULL */
+} qk_quantize_args;
+
+typedef struct qk_dequantize_args {
+    qk_type type, dst_type;
+    int64_t rows, cols;
+    const void *src;
+    void *dst;
+} qk_dequantize_args;
+
+typedef struct qk_backend {
+    const char *name;      /* "cpu", "cuda", "vulkan": the prefix of device ids */
+    qk_device_kind kind;
+    int host_memory;       /* 1 if its buffers are plain host memory */
+
+    int (*device_count)(void);
+    qk_status (*device_info)(int index, qk_device_info *info);
+
+    /* A per-context state for device `index`; errors go to the context's message. */
+    qk_status (*open)(qk_context *ctx, int index, void **state);
+    void (*close)(void *state);
+
+    int (*supports)(void *state, qk_op op, qk_type type);
+
+    qk_status (*alloc)(qk_context *ctx, void *state, size_t bytes, void **mem);
+    void (*free)(void *state, void *mem);
+    qk_status (*write)(qk_context *ctx, void *state, void *mem, size_t offset, const void *src, size_t bytes);
+    qk_status (*read)(qk_context *ctx, void *state, const void *mem, size_t offset, void *dst, size_t bytes);
+    /* The address of byte `offset` of `mem`, as the operations take it. */
+    void *(*address)(void *mem, size_t offset);
+
+    qk_status (*quantize)(qk_context *ctx, void *state, const qk_quantize_args *args);
+    qk_status (*dequantize)(qk_context *ctx, void *state, const qk_dequantize_args *args);
+} qk_backend;
+
+extern const qk_backend qk_backend_cpu;
+
+#endif

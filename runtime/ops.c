@@ -1,0 +1,182 @@
+/* qk_quantize and qk_dequantize: argument checks shared by every backend, staging of host
+ * memory for backends that cannot address it, then dispatch. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "formats.h"
+#include "internal.h"
+
+/* An operand resolved to the backend's address space. `staged` is a temporary device
+ * allocation standing in for host memory. */
+typedef struct operand {
+    void *addr;
+    void *staged;
+    void *host;
+    size_t bytes;
+} operand;
+
+static qk_status resolve(qk_context *ctx, const qk_mem *m, size_t need, int is_input, const char *what, operand *op) {
+    op->staged = NULL;
+    op->host = NULL;
+    op->bytes = need;
+    if (m->buffer) {
+        const qk_buffer *b = m->buffer;
+        if (b->ctx != ctx) return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: buffer belongs to another context", what);
+        if (m->offset > b->bytes || m->bytes > b->bytes - m->offset)
+            return qk_fail(ctx, QK_ERR_BUFFER, "%s: range [%zu, +%zu) exceeds the buffer's %zu bytes", what, m->offset,
+                           m->bytes, b->bytes);
+        if (m->bytes < need)
+            return qk_fail(ctx, QK_ERR_BUFFER, "%s: %zu bytes given, %zu needed", what, m->bytes, need);
+        op->addr = ctx->backend->address(b->mem, m->offset);
+        return QK_OK;
+    }
+    if (!m->host) return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: no memory given (host pointer and buffer are NULL)", what);
+    if (m->bytes < need) return qk_fail(ctx, QK_ERR_BUFFER, "%s: %zu bytes given, %zu needed", what, m->bytes, need);
+    if (ctx->backend->host_memory) {
+        op->addr = m->host;
+        return QK_OK;
+    }
+    qk_status st = ctx->backend->alloc(ctx, ctx->state, need, &op->staged);
+    if (st != QK_OK) return st;
+    op->host = m->host;
+    op->addr = ctx->backend->address(op->staged, 0);
+    if (is_input) {
+        st = ctx->backend->write(ctx, ctx->state, op->staged, 0, m->host, need);
+        if (st != QK_OK) {
+            ctx->backend->free(ctx->state, op->staged);
+            op->staged = NULL;
+        }
+    }
+    return st;
+}
+
+static void release(qk_context *ctx, operand *op) {
+    if (op->staged) ctx->backend->free(ctx->state, op->staged);
+    op->staged = NULL;
+}
+
+static qk_status finish_output(qk_context *ctx, operand *op) {
+    if (!op->staged) return QK_OK;
+    return ctx->backend->read(ctx, ctx->state, op->staged, 0, op->host, op->bytes);
+}
+
+/* Shape and type checks common to both directions; fills the element counts. */
+static qk_status check_shape(qk_context *ctx, const char *what, int type, int float_type, int64_t rows, int64_t cols,
+                             const qk_format **fmt, size_t *row_bytes, size_t *float_bytes) {
+    *fmt = qk_format_of(type);
+    if (!*fmt) return qk_fail(ctx, QK_ERR_TYPE, "%s: unknown type id %d", what, type);
+    size_t esize = qk_float_type_size((qk_type)float_type);
+    if (!esize)
+        return qk_fail(ctx, QK_ERR_TYPE, "%s: values must be F32, F16 or BF16, not type id %d", what, float_type);
+    if (rows <= 0 || cols <= 0)
+        return qk_fail(ctx, QK_ERR_SHAPE, "%s: shape %lld x %lld: rows and cols must be positive", what,
+                       (long long)rows, (long long)cols);
+    if (cols % (*fmt)->block_elems)
+        return qk_fail(ctx, QK_ERR_SHAPE, "%s: cols = %lld is not a multiple of %s's block size %d", what,
+                       (long long)cols, (*fmt)->name, (*fmt)->block_elems);
+    size_t rb = qk_type_row_bytes(type, cols), n;
+    if (!rb || __builtin_mul_overflow(rb, (size_t)rows, &n) ||
+        __builtin_mul_overflow((size_t)rows, (size_t)cols, &n) || __builtin_mul_overflow(n, esize, &n))
+        return qk_fail(ctx, QK_ERR_SHAPE, "%s: shape %lld x %lld is too large to address", what, (long long)rows,
+                       (long long)cols);
+    *row_bytes = rb;
+    *float_bytes = n;
+    return QK_OK;
+}
+
+qk_quantize_desc qk_quantize_default_desc(void) {
+    qk_quantize_desc d = {0};
+    d.struct_size = sizeof d;
+    d.type = QK_TYPE_Q8_0;
+    d.src_type = QK_TYPE_F32;
+    return d;
+}
+
+qk_dequantize_desc qk_dequantize_default_desc(void) {
+    qk_dequantize_desc d = {0};
+    d.struct_size = sizeof d;
+    d.type = QK_TYPE_Q8_0;
+    d.dst_type = QK_TYPE_F32;
+    return d;
+}
+
+static qk_status check_imatrix(qk_context *ctx, const qk_quantize_desc *d, const qk_format *f) {
+    if (!d->imatrix) {
+        if (d->imatrix_len)
+            return qk_fail(ctx, QK_ERR_INVALID_ARG, "imatrix_len is %lld but imatrix is NULL", (long long)d->imatrix_len);
+        if (f->needs_imatrix && !(d->flags & QK_QUANTIZE_ALLOW_NO_IMATRIX))
+            return qk_fail(ctx, QK_ERR_NEEDS_IMATRIX,
+                           "%s needs an importance matrix (imatrix): without one its 2-bit and smaller codes lose "
+                           "too much; pass one, or set QK_QUANTIZE_ALLOW_NO_IMATRIX to force it",
+                           f->name);
+        return QK_OK;
+    }
+    if (d->imatrix_len != d->cols)
+        return qk_fail(ctx, QK_ERR_SHAPE, "imatrix has %lld values, the tensor has %lld columns",
+                       (long long)d->imatrix_len, (long long)d->cols);
+    for (int64_t j = 0; j < d->cols; j++)
+        if (!isfinite(d->imatrix[j]) || d->imatrix[j] < 0.0f)
+            return qk_fail(ctx, QK_ERR_VALUE, "imatrix[%lld] is %g: importance weights must be finite and >= 0",
+                           (long long)j, (double)d->imatrix[j]);
+    return QK_OK;
+}
+
+qk_status qk_quantize(qk_context *ctx, const qk_quantize_desc *d) {
+    if (!ctx) return qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_quantize: context is NULL");
+    if (!d) return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_quantize: desc is NULL");
+    if (d->struct_size < sizeof *d)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_quantize_desc.struct_size is %zu, expected %zu", d->struct_size,
+                       sizeof *d);
+    if (d->flags & ~(unsigned)QK_QUANTIZE_ALLOW_NO_IMATRIX)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_quantize: unknown flags 0x%x", d->flags);
+    const qk_format *f;
+    size_t row_bytes, src_bytes;
+    qk_status st = check_shape(ctx, "qk_quantize", d->type, d->src_type, d->rows, d->cols, &f, &row_bytes, &src_bytes);
+    if (st != QK_OK) return st;
+    if ((st = check_imatrix(ctx, d, f)) != QK_OK) return st;
+    if (!ctx->backend->supports(ctx->state, QK_OP_QUANTIZE, d->type))
+        return qk_fail(ctx, QK_ERR_UNSUPPORTED, "%s cannot quantize to %s", ctx->backend->name, f->name);
+
+    operand src, dst;
+    if ((st = resolve(ctx, &d->src, src_bytes, 1, "qk_quantize: src", &src)) != QK_OK) return st;
+    if ((st = resolve(ctx, &d->dst, row_bytes * (size_t)d->rows, 0, "qk_quantize: dst", &dst)) != QK_OK) {
+        release(ctx, &src);
+        return st;
+    }
+    qk_quantize_args a = {d->type, d->src_type, d->rows, d->cols, src.addr, dst.addr, d->imatrix};
+    st = ctx->backend->quantize(ctx, ctx->state, &a);
+    if (st == QK_OK) st = finish_output(ctx, &dst);
+    release(ctx, &src);
+    release(ctx, &dst);
+    if (st == QK_OK) ctx->error[0] = 0;
+    return st;
+}
+
+qk_status qk_dequantize(qk_context *ctx, const qk_dequantize_desc *d) {
+    if (!ctx) return qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_dequantize: context is NULL");
+    if (!d) return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_dequantize: desc is NULL");
+    if (d->struct_size < sizeof *d)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_dequantize_desc.struct_size is %zu, expected %zu", d->struct_size,
+                       sizeof *d);
+    const qk_format *f;
+    size_t row_bytes, dst_bytes;
+    qk_status st =
+        check_shape(ctx, "qk_dequantize", d->type, d->dst_type, d->rows, d->cols, &f, &row_bytes, &dst_bytes);
+    if (st != QK_OK) return st;
+    if (!ctx->backend->supports(ctx->state, QK_OP_DEQUANTIZE, d->type))
+        return qk_fail(ctx, QK_ERR_UNSUPPORTED, "%s cannot dequantize %s", ctx->backend->name, f->name);
+
+    operand src, dst;
+    if ((st = resolve(ctx, &d->src, row_bytes * (size_t)d->rows, 1, "qk_dequantize: src", &src)) != QK_OK) return st;
+    if ((st = resolve(ctx, &d->dst, dst_bytes, 0, "qk_dequantize: dst", &dst)) != QK_OK) {
+        release(ctx, &src);
+        return st;
+    }
+    qk_dequantize_args a = {d->type, d->dst_type, d->rows, d->cols, src.addr, dst.addr};
+    st = ctx->backend->dequantize(ctx, ctx->state, &a);
+    if (st == QK_OK) st = finish_output(ctx, &dst);
+    release(ctx, &src);
+    release(ctx, &dst);
+    if (st == QK_OK) ctx->error[0] = 0;
+    return st;
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: sets up, builds, and runs every test twice — in a release build and in a
+# build under AddressSanitizer + UndefinedBehaviorSanitizer — plus the formatting check.
+# GPU tests skip (saying so) where no GPU is found.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+
+bash scripts/setup.sh
+
+echo "== format check (clang-format)"
+git ls-files '*.c' '*.h' '*.cu' '*.cpp' | xargs -r clang-format --dry-run --Werror
+
+echo "== release build"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$jobs"
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+echo "== sanitizer build (ASan + UBSan)"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQK_SANITIZE=ON -DQK_BENCH=OFF \
+  -DQK_CUDA=OFF >/dev/null
+cmake --build build-asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$jobs"
