@@ -44,12 +44,11 @@ static void generate(uint64_t seed, int64_t rows, int64_t cols, float *x, float 
 }
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: qkern demo [--rows N] [--cols N] [--threads N] [--device D] [--types T,T,...] [--seed S]\n"
-            "  Quantizes a generated rows x cols tensor (default 64 x 4096) with every quantized type\n"
-            "  (or the listed ones), with the generated importance matrix where the type uses one,\n"
-            "  and prints per type: bits per weight, relative and importance-weighted RMS error,\n"
-            "  and quantize/dequantize speed in M weights/s.\n");
+    fprintf(stderr, "usage: qkern demo [--rows N] [--cols N] [--threads N] [--device D] [--types T,T,...] [--seed S]\n"
+                    "  Quantizes a generated rows x cols tensor (default 64 x 4096) with every quantized type\n"
+                    "  (or the listed ones), with the generated importance matrix where the type uses one,\n"
+                    "  and prints per type: bits per weight, relative and importance-weighted RMS error,\n"
+                    "  and quantize/dequantize speed in M weights/s.\n");
 }
 
 static int wanted(const char *list, const char *name) {
@@ -70,13 +69,20 @@ int cmd_demo(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1;
-        if (!strcmp(a, "--rows")) ok = cli_parse_int(a, v, 1, 1 << 20, &rows), i++;
-        else if (!strcmp(a, "--cols")) ok = cli_parse_int(a, v, 256, 1 << 20, &cols), i++;
-        else if (!strcmp(a, "--threads")) ok = cli_parse_int(a, v, 0, 1024, &threads), i++;
-        else if (!strcmp(a, "--seed")) ok = cli_parse_int(a, v, 0, INT64_MAX, &seed), i++;
-        else if (!strcmp(a, "--device") && v) device = v, i++;
-        else if (!strcmp(a, "--types") && v) types = v, i++;
-        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(), 0;
+        if (!strcmp(a, "--rows"))
+            ok = cli_parse_int(a, v, 1, 1 << 20, &rows), i++;
+        else if (!strcmp(a, "--cols"))
+            ok = cli_parse_int(a, v, 256, 1 << 20, &cols), i++;
+        else if (!strcmp(a, "--threads"))
+            ok = cli_parse_int(a, v, 0, 1024, &threads), i++;
+        else if (!strcmp(a, "--seed"))
+            ok = cli_parse_int(a, v, 0, INT64_MAX, &seed), i++;
+        else if (!strcmp(a, "--device") && v)
+            device = v, i++;
+        else if (!strcmp(a, "--types") && v)
+            types = v, i++;
+        else if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+            return usage(), 0;
         else {
             fprintf(stderr, "qkern demo: unknown or incomplete option '%s'\n", a);
             usage();

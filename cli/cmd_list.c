@@ -9,7 +9,8 @@ int cmd_types(int argc, char **argv) {
         fprintf(stderr, "usage: qkern types\n");
         return 2;
     }
-    printf("| type    | id | block | bytes |    bpw | imatrix  |\n|---------|---:|------:|------:|-------:|----------|\n");
+    printf(
+        "| type    | id | block | bytes |    bpw | imatrix  |\n|---------|---:|------:|------:|-------:|----------|\n");
     for (int i = 0; i < qk_type_count(); i++) {
         qk_type_info ti;
         qk_type_get_info(qk_type_at(i), &ti);

@@ -26,9 +26,9 @@
 extern "C" {
 #endif
 
-#define QK_VERSION_MAJOR 0
-#define QK_VERSION_MINOR 1
-#define QK_VERSION_PATCH 0
+#define QK_VERSION_MAJOR  0
+#define QK_VERSION_MINOR  1
+#define QK_VERSION_PATCH  0
 #define QK_VERSION_NUMBER (QK_VERSION_MAJOR * 10000 + QK_VERSION_MINOR * 100 + QK_VERSION_PATCH)
 
 #if defined(_WIN32) && defined(QK_BUILD_SHARED)
@@ -98,7 +98,7 @@ typedef enum qk_type {
 } qk_type;
 
 typedef struct qk_type_info {
-    const char *name;       /* ggml's upper-case name, e.g. "Q4_K" */
+    const char *name; /* ggml's upper-case name, e.g. "Q4_K" */
     qk_type type;
     int block_elems;        /* values per block (1 for float types) */
     int block_bytes;        /* bytes per block */
@@ -126,11 +126,11 @@ QK_API qk_type qk_type_at(int i);
 typedef enum qk_device_kind { QK_DEVICE_CPU = 0, QK_DEVICE_CUDA = 1, QK_DEVICE_VULKAN = 2 } qk_device_kind;
 
 typedef struct qk_device_info {
-    char id[32];         /* what qk_context_params.device takes: "cpu", "cuda:0", "vulkan:1" */
-    char name[128];      /* the hardware's name */
+    char id[32];    /* what qk_context_params.device takes: "cpu", "cuda:0", "vulkan:1" */
+    char name[128]; /* the hardware's name */
     qk_device_kind kind;
     uint64_t memory_bytes; /* device memory (host RAM for cpu), 0 if unknown */
-    int compute_units;   /* cores / SMs / compute units */
+    int compute_units;     /* cores / SMs / compute units */
 } qk_device_info;
 
 /* Number of usable devices across the backends built into this library (>= 1: the cpu). */
@@ -141,9 +141,9 @@ QK_API qk_status qk_device_get(int i, qk_device_info *info);
 typedef struct qk_context qk_context;
 
 typedef struct qk_context_params {
-    size_t struct_size;   /* sizeof(qk_context_params): set by qk_context_default_params */
-    const char *device;   /* "cpu", "cuda:0", "vulkan:0", ... or NULL/"auto" for the best */
-    int n_threads;        /* cpu worker threads; 0 = all cores */
+    size_t struct_size; /* sizeof(qk_context_params): set by qk_context_default_params */
+    const char *device; /* "cpu", "cuda:0", "vulkan:0", ... or NULL/"auto" for the best */
+    int n_threads;      /* cpu worker threads; 0 = all cores */
 } qk_context_params;
 
 QK_API qk_context_params qk_context_default_params(void);
@@ -198,12 +198,12 @@ enum {
 };
 
 typedef struct qk_quantize_desc {
-    size_t struct_size; /* sizeof(qk_quantize_desc): set by qk_quantize_default_desc */
-    qk_type type;       /* a quantized type, or F16/BF16/F32 (plain conversion) */
-    qk_type src_type;   /* F32, F16 or BF16 */
-    int64_t rows, cols; /* row-major; cols must be a multiple of the type's block size */
-    qk_mem src;         /* rows*cols values of src_type */
-    qk_mem dst;         /* rows * qk_type_row_bytes(type, cols) bytes */
+    size_t struct_size;   /* sizeof(qk_quantize_desc): set by qk_quantize_default_desc */
+    qk_type type;         /* a quantized type, or F16/BF16/F32 (plain conversion) */
+    qk_type src_type;     /* F32, F16 or BF16 */
+    int64_t rows, cols;   /* row-major; cols must be a multiple of the type's block size */
+    qk_mem src;           /* rows*cols values of src_type */
+    qk_mem dst;           /* rows * qk_type_row_bytes(type, cols) bytes */
     const float *imatrix; /* host: cols importance weights (mean x^2 per column), or NULL */
     int64_t imatrix_len;  /* number of values at imatrix; must equal cols when given */
     unsigned flags;       /* QK_QUANTIZE_* */
@@ -223,8 +223,8 @@ typedef struct qk_dequantize_desc {
     qk_type type;       /* the blocks' type */
     qk_type dst_type;   /* F32, F16 or BF16 */
     int64_t rows, cols;
-    qk_mem src;         /* rows * qk_type_row_bytes(type, cols) bytes */
-    qk_mem dst;         /* rows*cols values of dst_type */
+    qk_mem src; /* rows * qk_type_row_bytes(type, cols) bytes */
+    qk_mem dst; /* rows*cols values of dst_type */
 } qk_dequantize_desc;
 
 QK_API qk_dequantize_desc qk_dequantize_default_desc(void);

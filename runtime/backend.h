@@ -26,9 +26,9 @@ typedef struct qk_dequantize_args {
 } qk_dequantize_args;
 
 typedef struct qk_backend {
-    const char *name;      /* "cpu", "cuda", "vulkan": the prefix of device ids */
+    const char *name; /* "cpu", "cuda", "vulkan": the prefix of device ids */
     qk_device_kind kind;
-    int host_memory;       /* 1 if its buffers are plain host memory */
+    int host_memory; /* 1 if its buffers are plain host memory */
 
     int (*device_count)(void);
     qk_status (*device_info)(int index, qk_device_info *info);

@@ -145,8 +145,10 @@ qk_status qk_buffer_create(qk_context *ctx, size_t bytes, qk_buffer **out) {
 void qk_buffer_destroy(qk_buffer *b) {
     if (!b) return;
     qk_context *ctx = b->ctx;
-    if (b->prev) b->prev->next = b->next;
-    else ctx->buffers = b->next;
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        ctx->buffers = b->next;
     if (b->next) b->next->prev = b->prev;
     ctx->backend->free(ctx->state, b->mem);
     free(b);
@@ -157,8 +159,8 @@ size_t qk_buffer_size(const qk_buffer *b) { return b ? b->bytes : 0; }
 static qk_status check_range(const qk_buffer *b, size_t offset, size_t bytes, const void *host, const char *what) {
     if (!b || (!host && bytes)) return qk_fail(b ? b->ctx : NULL, QK_ERR_INVALID_ARG, "%s: NULL argument", what);
     if (offset > b->bytes || bytes > b->bytes - offset)
-        return qk_fail(b->ctx, QK_ERR_BUFFER, "%s: range [%zu, %zu + %zu) exceeds the buffer's %zu bytes", what,
-                       offset, offset, bytes, b->bytes);
+        return qk_fail(b->ctx, QK_ERR_BUFFER, "%s: range [%zu, %zu + %zu) exceeds the buffer's %zu bytes", what, offset,
+                       offset, bytes, b->bytes);
     return QK_OK;
 }
 

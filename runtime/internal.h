@@ -24,8 +24,7 @@ struct qk_context {
 
 /* Records a formatted message on ctx (or the context-less slot when ctx is NULL) and
  * returns status, so error paths read `return qk_fail(ctx, QK_ERR_SHAPE, "...", ...)`. */
-qk_status qk_fail(qk_context *ctx, qk_status status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+qk_status qk_fail(qk_context *ctx, qk_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Element size of a float type used as src/dst of an operation; 0 for other types. */
 size_t qk_float_type_size(qk_type t);

@@ -30,7 +30,8 @@ static qk_status resolve(qk_context *ctx, const qk_mem *m, size_t need, int is_i
         op->addr = ctx->backend->address(b->mem, m->offset);
         return QK_OK;
     }
-    if (!m->host) return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: no memory given (host pointer and buffer are NULL)", what);
+    if (!m->host)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: no memory given (host pointer and buffer are NULL)", what);
     if (m->bytes < need) return qk_fail(ctx, QK_ERR_BUFFER, "%s: %zu bytes given, %zu needed", what, m->bytes, need);
     if (ctx->backend->host_memory) {
         op->addr = m->host;
@@ -75,8 +76,8 @@ static qk_status check_shape(qk_context *ctx, const char *what, int type, int fl
         return qk_fail(ctx, QK_ERR_SHAPE, "%s: cols = %lld is not a multiple of %s's block size %d", what,
                        (long long)cols, (*fmt)->name, (*fmt)->block_elems);
     size_t rb = qk_type_row_bytes(type, cols), n;
-    if (!rb || __builtin_mul_overflow(rb, (size_t)rows, &n) ||
-        __builtin_mul_overflow((size_t)rows, (size_t)cols, &n) || __builtin_mul_overflow(n, esize, &n))
+    if (!rb || __builtin_mul_overflow(rb, (size_t)rows, &n) || __builtin_mul_overflow((size_t)rows, (size_t)cols, &n) ||
+        __builtin_mul_overflow(n, esize, &n))
         return qk_fail(ctx, QK_ERR_SHAPE, "%s: shape %lld x %lld is too large to address", what, (long long)rows,
                        (long long)cols);
     *row_bytes = rb;
@@ -103,7 +104,8 @@ qk_dequantize_desc qk_dequantize_default_desc(void) {
 static qk_status check_imatrix(qk_context *ctx, const qk_quantize_desc *d, const qk_format *f) {
     if (!d->imatrix) {
         if (d->imatrix_len)
-            return qk_fail(ctx, QK_ERR_INVALID_ARG, "imatrix_len is %lld but imatrix is NULL", (long long)d->imatrix_len);
+            return qk_fail(ctx, QK_ERR_INVALID_ARG, "imatrix_len is %lld but imatrix is NULL",
+                           (long long)d->imatrix_len);
         if (f->needs_imatrix && !(d->flags & QK_QUANTIZE_ALLOW_NO_IMATRIX))
             return qk_fail(ctx, QK_ERR_NEEDS_IMATRIX,
                            "%s needs an importance matrix (imatrix): without one its 2-bit and smaller codes lose "

@@ -70,7 +70,7 @@ static void test_quantize_rejects_inf_in_f16_input(void) {
     const int cols = 32;
     uint16_t h[32];
     for (int i = 0; i < cols; i++) h[i] = 0x3c00; /* 1.0 */
-    h[9] = 0x7c00;                                 /* +inf */
+    h[9] = 0x7c00;                                /* +inf */
     uint8_t dst[64];
     memset(dst, POISON, sizeof dst);
     qk_quantize_desc d = qk_quantize_default_desc();

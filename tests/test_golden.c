@@ -20,29 +20,29 @@ static void test_dequantize_matches_golden(const golden_case *c, const qk_type_i
     CHECK(q != NULL, "%s: missing golden file %s", c->type_name, c->q_file);
     if (!q) return;
     size_t nblocks = qlen / (size_t)ti->block_bytes;
-    CHECK(qlen % (size_t)ti->block_bytes == 0, "%s: %s is %zu bytes, not whole %d-byte blocks",
-          c->type_name, c->q_file, qlen, ti->block_bytes);
+    CHECK(qlen % (size_t)ti->block_bytes == 0, "%s: %s is %zu bytes, not whole %d-byte blocks", c->type_name, c->q_file,
+          qlen, ti->block_bytes);
     size_t n = nblocks * (size_t)ti->block_elems;
     float *y = tu_poisoned(n * sizeof(float));
     qk_cpu_kernels(c->type_id).dequant(q, y, (int64_t)n);
     if (c->deq_file) {
         float *ref = tu_read_file(golden_dir, c->deq_file, &dlen);
-        CHECK(ref && dlen == n * sizeof(float), "%s: %s has %zu bytes, want %zu", c->type_name,
-              c->deq_file, dlen, n * sizeof(float));
+        CHECK(ref && dlen == n * sizeof(float), "%s: %s has %zu bytes, want %zu", c->type_name, c->deq_file, dlen,
+              n * sizeof(float));
         if (ref && dlen == n * sizeof(float)) {
             size_t bad = 0, first = 0;
             for (size_t i = 0; i < n; i++)
                 if (memcmp(&y[i], &ref[i], 4)) first = bad++ ? first : i;
             CHECK(bad == 0, "%s: dequantize %s: %zu of %zu values differ, first at %zu (block %zu): got %a want %a",
-                  c->type_name, c->q_file, bad, n, first, first / (size_t)ti->block_elems,
-                  (double)y[first], (double)ref[first]);
+                  c->type_name, c->q_file, bad, n, first, first / (size_t)ti->block_elems, (double)y[first],
+                  (double)ref[first]);
         }
         free(ref);
     } else {
         char hex[65];
         sha256_hex(y, n * sizeof(float), hex);
-        CHECK(strcmp(hex, c->deq_sha256) == 0, "%s: dequantize %s: sha256 %s, want %s", c->type_name,
-              c->q_file, hex, c->deq_sha256);
+        CHECK(strcmp(hex, c->deq_sha256) == 0, "%s: dequantize %s: sha256 %s, want %s", c->type_name, c->q_file, hex,
+              c->deq_sha256);
     }
     free(y);
     free(q);
@@ -50,8 +50,8 @@ static void test_dequantize_matches_golden(const golden_case *c, const qk_type_i
 
 /* Quantizing the golden input gives ggml's bytes (closed formulas) or an error no larger
  * than ggml's (searches). Prints the error ratio. */
-static void test_quantize_against_golden(const golden_case *c, const qk_type_info *ti,
-                                         const float *x, const float *im) {
+static void test_quantize_against_golden(const golden_case *c, const qk_type_info *ti, const float *x,
+                                         const float *im) {
     const int rows = GOLDEN_ROWS, cols = GOLDEN_COLS;
     size_t row_bytes = qk_type_row_bytes(ti->type, cols);
     uint8_t *q = tu_poisoned(row_bytes * rows);
@@ -69,8 +69,8 @@ static void test_quantize_against_golden(const golden_case *c, const qk_type_inf
     if (c->metric == 0) {
         CHECK(same_blocks == nblocks, "%s%s: quantize: %zu of %zu blocks differ from ggml's", c->type_name,
               c->imatrix ? " (imatrix)" : "", nblocks - same_blocks, nblocks);
-        printf("  %-8s %-10s bytes identical to ggml: %zu/%zu blocks\n", c->type_name,
-               c->imatrix ? "imatrix" : "plain", same_blocks, nblocks);
+        printf("  %-8s %-10s bytes identical to ggml: %zu/%zu blocks\n", c->type_name, c->imatrix ? "imatrix" : "plain",
+               same_blocks, nblocks);
     } else {
         float *y = tu_poisoned(sizeof(float) * rows * cols);
         k.dequant(q, y, (int64_t)rows * cols);
@@ -89,8 +89,8 @@ static void test_quantize_against_golden(const golden_case *c, const qk_type_inf
         CHECK(finite && ratio <= 1.0 + 1e-8, "%s%s: %s %.9g exceeds ggml's %.9g (ratio %.6f)", c->type_name,
               c->imatrix ? " (imatrix)" : "", c->metric == 2 ? "weighted rmse" : "rmse", err, c->bound, ratio);
         printf("  %-8s %-10s %s ratio to ggml %.6f (%zu/%zu blocks byte-identical)\n", c->type_name,
-               c->imatrix ? "imatrix" : "plain", c->metric == 2 ? "weighted rmse" : "rmse        ", ratio,
-               same_blocks, nblocks);
+               c->imatrix ? "imatrix" : "plain", c->metric == 2 ? "weighted rmse" : "rmse        ", ratio, same_blocks,
+               nblocks);
         free(y);
     }
     free(g);
@@ -114,8 +114,8 @@ int main(int argc, char **argv) {
         qk_type_info ti;
         CHECK(qk_type_get_info(c->type_id, &ti) == QK_OK, "%s: id %d missing from the format table", c->type_name,
               c->type_id);
-        CHECK(strcmp(ti.name, c->type_name) == 0, "id %d: format table says %s, golden says %s", c->type_id,
-              ti.name, c->type_name);
+        CHECK(strcmp(ti.name, c->type_name) == 0, "id %d: format table says %s, golden says %s", c->type_id, ti.name,
+              c->type_name);
         test_dequantize_matches_golden(c, &ti);
         if (c->imatrix >= 0) test_quantize_against_golden(c, &ti, x, im);
     }

@@ -18,8 +18,8 @@ static void fill(tu_rng *rng, float *x, int64_t rows, int64_t cols) {
     }
 }
 
-static qk_status quantize(qk_context *ctx, qk_type t, qk_type src_type, const void *src, size_t src_bytes,
-                          int64_t rows, int64_t cols, void *dst, size_t dst_bytes, const float *im) {
+static qk_status quantize(qk_context *ctx, qk_type t, qk_type src_type, const void *src, size_t src_bytes, int64_t rows,
+                          int64_t cols, void *dst, size_t dst_bytes, const float *im) {
     qk_quantize_desc d = qk_quantize_default_desc();
     d.type = t, d.src_type = src_type, d.rows = rows, d.cols = cols;
     d.src = qk_host((void *)src, src_bytes);
@@ -55,8 +55,8 @@ static void test_type_shape(tu_rng *rng, const qk_type_info *ti, int64_t rows, i
     memset(q4, 0x5A, qbytes);
     CHECK(quantize(ctx4, t, QK_TYPE_F32, x, n * 4, rows, cols, q4, qbytes, w) == QK_OK, "%s: %s", name,
           qk_last_error(ctx4));
-    CHECK(!memcmp(q1, q4, qbytes), "%s %lldx%lld: 1 and 4 threads give different bytes (or bytes left unwritten)",
-          name, (long long)rows, (long long)cols);
+    CHECK(!memcmp(q1, q4, qbytes), "%s %lldx%lld: 1 and 4 threads give different bytes (or bytes left unwritten)", name,
+          (long long)rows, (long long)cols);
 
     CHECK(dequantize(ctx4, t, QK_TYPE_F32, q1, qbytes, rows, cols, y, n * 4) == QK_OK, "%s: %s", name,
           qk_last_error(ctx4));
@@ -67,9 +67,12 @@ static void test_type_shape(tu_rng *rng, const qk_type_info *ti, int64_t rows, i
         num += ((double)y[i] - x[i]) * ((double)y[i] - x[i]);
         den += (double)x[i] * x[i];
     }
-    double rel = sqrt(num / den), bound = ti->is_quantized ? 4.0 * exp2(-ti->bits_per_weight) : 1e-2;
-    CHECK(finite && rel <= bound, "%s %lldx%lld: relative rms error %.4f above %.4f (finite=%d)", name,
-          (long long)rows, (long long)cols, rel, bound, finite);
+    /* about 2^-bpw with a margin; a tensor of a few blocks fluctuates more (one outlier can
+     * own a whole block's scale), so it gets twice the margin */
+    const double margin = n < 4096 ? 8.0 : 4.0;
+    double rel = sqrt(num / den), bound = ti->is_quantized ? margin * exp2(-ti->bits_per_weight) : 1e-2;
+    CHECK(finite && rel <= bound, "%s %lldx%lld: relative rms error %.4f above %.4f (finite=%d)", name, (long long)rows,
+          (long long)cols, rel, bound, finite);
 
     /* f16 source: the same bytes as quantizing the widened values */
     CHECK(quantize(ctx1, QK_TYPE_F16, QK_TYPE_F32, x, n * 4, rows, cols, h, n * 2, NULL) == QK_OK, "to f16");

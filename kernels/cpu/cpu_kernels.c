@@ -6,8 +6,9 @@
 
 /* Type id -> CPU reference kernels. Only function pointers live here; sizes are in the
  * runtime's format table. */
-#define ENTRY(id, T)                                                                         \
-    case id: return (qk_cpu_kernel_pair){qk_cpu_dequant_##T, qk_cpu_quant_##T}
+#define ENTRY(id, T)                                                                                                   \
+    case id: return (qk_cpu_kernel_pair) { qk_cpu_dequant_##T, qk_cpu_quant_##T                                        \
+        }
 
 qk_cpu_kernel_pair qk_cpu_kernels(int type_id) {
     switch (type_id) {

@@ -22,8 +22,8 @@ extern "C" {
 typedef void (*qk_cpu_dequant_fn)(const void *src, float *dst, int64_t n);
 typedef void (*qk_cpu_quant_fn)(const float *src, void *dst, int64_t n, const float *qw);
 
-#define QK_CPU_FORMAT(T)                                                                     \
-    void qk_cpu_dequant_##T(const void *src, float *dst, int64_t n);                         \
+#define QK_CPU_FORMAT(T)                                                                                               \
+    void qk_cpu_dequant_##T(const void *src, float *dst, int64_t n);                                                   \
     void qk_cpu_quant_##T(const float *src, void *dst, int64_t n, const float *qw);
 
 /* floats.c */

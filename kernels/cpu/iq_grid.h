@@ -21,13 +21,13 @@ typedef enum qk_iq_grid_id {
 } qk_iq_grid_id;
 
 typedef struct qk_iq_grid {
-    int ncoord;                /* values per group: 8 or 4 */
-    int bits;                  /* bits per coordinate in a code: 2 or 3 */
-    int ngrid;                 /* grid points */
-    int nwant;                 /* distinct neighbour distances kept */
-    int map_size;              /* codes 0..map_size-1 are valid keys of map */
-    const uint16_t *codes;     /* the grid points' codes (kgrid table), ascending */
-    const int32_t *map;        /* see above */
+    int ncoord;            /* values per group: 8 or 4 */
+    int bits;              /* bits per coordinate in a code: 2 or 3 */
+    int ngrid;             /* grid points */
+    int nwant;             /* distinct neighbour distances kept */
+    int map_size;          /* codes 0..map_size-1 are valid keys of map */
+    const uint16_t *codes; /* the grid points' codes (kgrid table), ascending */
+    const int32_t *map;    /* see above */
     const uint16_t *neighbours;
 } qk_iq_grid;
 

@@ -15,16 +15,27 @@
 enum {
     QK = QKC_QK_K,
     /* IQ2_XXS: d, then per 32-chunk 4 grid bytes and a u32 (4 x 7 sign bits, scale in 28-31) */
-    XXS2_QS = 2, XXS2_BYTES = XXS2_QS + QK / 4,
+    XXS2_QS = 2,
+    XXS2_BYTES = XXS2_QS + QK / 4,
     /* IQ2_XS: d, 32 x u16 (grid index | 7 sign bits << 9), 16 four-bit scales */
-    XS2_QS = 2, XS2_SCALES = XS2_QS + QK / 4, XS2_BYTES = XS2_SCALES + QK / 32,
+    XS2_QS = 2,
+    XS2_SCALES = XS2_QS + QK / 4,
+    XS2_BYTES = XS2_SCALES + QK / 32,
     /* IQ2_S: d, 32 low index bytes, 32 sign bytes, 8 bytes of index bits 8-9, 16 scales */
-    S2_QS = 2, S2_SIGNS = S2_QS + QK / 8, S2_QH = S2_SIGNS + QK / 8, S2_SCALES = S2_QH + QK / 32,
+    S2_QS = 2,
+    S2_SIGNS = S2_QS + QK / 8,
+    S2_QH = S2_SIGNS + QK / 8,
+    S2_SCALES = S2_QH + QK / 32,
     S2_BYTES = S2_SCALES + QK / 32,
     /* IQ3_XXS: d, 64 grid bytes, 8 x u32 (4 x 7 sign bits, scale in 28-31) */
-    XXS3_QS = 2, XXS3_SS = XXS3_QS + QK / 4, XXS3_BYTES = XXS3_SS + QK / 8,
+    XXS3_QS = 2,
+    XXS3_SS = XXS3_QS + QK / 4,
+    XXS3_BYTES = XXS3_SS + QK / 8,
     /* IQ3_S: d, 64 low index bytes, 8 bytes of index bit 8, 32 sign bytes, 8 four-bit scales */
-    S3_QS = 2, S3_QH = S3_QS + QK / 4, S3_SIGNS = S3_QH + QK / 32, S3_SCALES = S3_SIGNS + QK / 8,
+    S3_QS = 2,
+    S3_QH = S3_QS + QK / 4,
+    S3_SIGNS = S3_QH + QK / 32,
+    S3_SCALES = S3_SIGNS + QK / 8,
     S3_BYTES = S3_SCALES + QK / 64,
 };
 
@@ -129,18 +140,18 @@ enum { MAX_SUB = 32, MAX_GROUPS = 8 };
 typedef enum refit_rule { REFIT_ALL, REFIT_OFF_GRID, REFIT_ALL_IF_OFF_GRID } refit_rule;
 
 typedef struct search_spec {
-    int nc;           /* values per group: 8 (2-bit codes) or 4 (3-bit codes) */
-    int bits;         /* bits per coordinate in a lattice code */
-    int nmax;         /* levels 0..nmax-1, standing for 2l+1 */
-    int ntry;         /* trial steps is = -ntry..ntry */
-    float step;       /* trial id = (2*nmax-1 + step*is) / range */
+    int nc;     /* values per group: 8 (2-bit codes) or 4 (3-bit codes) */
+    int bits;   /* bits per coordinate in a lattice code */
+    int nmax;   /* levels 0..nmax-1, standing for 2l+1 */
+    int ntry;   /* trial steps is = -ntry..ntry */
+    float step; /* trial id = (2*nmax-1 + step*is) / range */
     refit_rule refit;
     int on_grid_init; /* what the off-grid flags say if no trial is accepted */
 } search_spec;
 
 /* One sub-block being encoded: working magnitudes, weights and the chosen levels. */
 typedef struct sub_block {
-    int n;            /* 16 or 32 values */
+    int n; /* 16 or 32 values */
     float xval[MAX_SUB];
     float w[MAX_SUB];
     float waux[MAX_SUB]; /* sqrt(w): the weights of the neighbour choice */
@@ -197,8 +208,8 @@ LATTICE_INLINE int snap_group(const qk_iq_grid *g, int nc, int bits, int nmax, i
 /* Rounds every value to a level at 1/id and snaps each group at `scale`; on_grid[k] says
  * which groups needed no snapping. Only groups with redo[k] set (all if redo is NULL) are
  * touched. */
-LATTICE_INLINE void project(const qk_iq_grid *g, int nc, int bits, int nmax, const sub_block *sb, int8_t *L,
-                            float id, float scale, int *on_grid, const int *redo) {
+LATTICE_INLINE void project(const qk_iq_grid *g, int nc, int bits, int nmax, const sub_block *sb, int8_t *L, float id,
+                            float scale, int *on_grid, const int *redo) {
     for (int k = 0; k < sb->n / nc; k++) {
         if (redo && !redo[k]) continue;
         const int o = nc * k;
@@ -261,8 +272,7 @@ LATTICE_INLINE float search_lattice(const qk_iq_grid *g, const search_spec *sp, 
  * `range` is max |x| (or IQ2_XXS's effective max), `scale` the result if no trial is
  * accepted. Leaves grid-point levels in sb->L (all level 0, itself a grid point, if no
  * trial was accepted and nothing was refitted) and returns the scale, possibly negative. */
-static float search_sub_block(const qk_iq_grid *g, const search_spec *sp, sub_block *sb, float range,
-                              float scale) {
+static float search_sub_block(const qk_iq_grid *g, const search_spec *sp, sub_block *sb, float range, float scale) {
     /* sp's lattice numbers, passed as constants */
     if (sp->bits == 2) return search_lattice(g, sp, 8, 2, 3, sb, range, scale);
     return search_lattice(g, sp, 4, 3, 8, sb, range, scale);
@@ -425,8 +435,7 @@ static void quant_block_iq2_xs(const qk_iq_grid *g, const float *x, const float 
             scale = -scale;
             for (int k = 0; k < 2; k++) signs[k] = (uint8_t)~signs[k] & 127;
         }
-        for (int k = 0; k < 2; k++)
-            q2[2 * s + k] = (uint16_t)(group_index(g, &spec_iq2_xs, sb.L, k) | signs[k] << 9);
+        for (int k = 0; k < 2; k++) q2[2 * s + k] = (uint16_t)(group_index(g, &spec_iq2_xs, sb.L, k) | signs[k] << 9);
         scales[s] = scale;
         max_scale = max_scale > scale ? max_scale : scale;
     }
@@ -574,8 +583,8 @@ static void quant_block_iq3_s(const qk_iq_grid *g, const float *x, const float *
 
 typedef void (*block_encoder)(const qk_iq_grid *g, const float *x, const float *qw, uint8_t *y);
 
-static void quant_row(qk_iq_grid_id grid, block_encoder enc, int block_bytes, const float *src, void *dst,
-                      int64_t n, const float *qw) {
+static void quant_row(qk_iq_grid_id grid, block_encoder enc, int block_bytes, const float *src, void *dst, int64_t n,
+                      const float *qw) {
     const qk_iq_grid *g = qk_iq_grid_get(grid);
     uint8_t *y = dst;
     if (!g) { /* out of memory; qk_cpu_quant_prepare reports it before any kernel runs */

@@ -16,10 +16,18 @@ enum {
     QK = QKC_QK_K,
     GROUP = 8, /* values per grid index */
     /* IQ1_S: 32-value chunks, one 16-bit word each (index high bits, scale, delta sign) */
-    S_CHUNK = 32, S_NC = QK / S_CHUNK, S_D = 0, S_QS = 2, S_QH = S_QS + QK / GROUP,
+    S_CHUNK = 32,
+    S_NC = QK / S_CHUNK,
+    S_D = 0,
+    S_QS = 2,
+    S_QH = S_QS + QK / GROUP,
     S_BYTES = S_QH + 2 * S_NC,
     /* IQ1_M: 16-value sub-blocks, each group with its own delta sign */
-    M_CHUNK = 16, M_NC = QK / M_CHUNK, M_QS = 0, M_QH = M_QS + QK / GROUP, M_SC = M_QH + M_NC,
+    M_CHUNK = 16,
+    M_NC = QK / M_CHUNK,
+    M_QS = 0,
+    M_QH = M_QS + QK / GROUP,
+    M_SC = M_QH + M_NC,
     M_BYTES = M_SC + 2 * (QK / 64),
     ZERO_CODE = 0x5555, /* all eight levels 1, i.e. the pattern of zeros */
 };
@@ -383,7 +391,8 @@ void qk_cpu_quant_iq1_m(const float *src, void *dst, int64_t n, const float *qw)
         for (int c = 0; c < M_NC; c++) {
             const int s = qk_clampi(qk_nearest_int(0.5f * (id * ch[c].scale - 1.0f)), 0, 7);
             sc[c / 4] |= (uint16_t)(s << (3 * (c % 4)));
-            b[M_QH + c] = (uint8_t)((ch[c].index[0] >> 8) | (ch[c].index[1] >> 8) << 4 | qk_iq1m_shift_masks[ch[c].shifts]);
+            b[M_QH + c] =
+                (uint8_t)((ch[c].index[0] >> 8) | (ch[c].index[1] >> 8) << 4 | qk_iq1m_shift_masks[ch[c].shifts]);
             for (int k = 0; k < M_CHUNK / GROUP; k++) {
                 b[M_QS + 2 * c + k] = (uint8_t)(ch[c].index[k] & 255);
                 const float *lv = M_LEVELS[k == 0 ? ch[c].shifts >> 1 : ch[c].shifts & 1];

@@ -10,10 +10,18 @@ enum {
     BLK = 32, /* the unit of the scale search, and of the half-split nibble layout */
     NTRY = 7, /* ggml_quantize_chunk's scale search width for both types */
     /* IQ4_NL */
-    NL_QK = QKC_QK4_NL, NL_D = 0, NL_QS = 2, NL_BYTES = NL_QS + NL_QK / 2,
+    NL_QK = QKC_QK4_NL,
+    NL_D = 0,
+    NL_QS = 2,
+    NL_BYTES = NL_QS + NL_QK / 2,
     /* IQ4_XS */
-    XS_QK = QKC_QK_K, XS_NB = XS_QK / BLK, XS_D = 0, XS_SCH = 2, XS_SCL = 4,
-    XS_QS = XS_SCL + XS_NB / 2, XS_BYTES = XS_QS + XS_QK / 2,
+    XS_QK = QKC_QK_K,
+    XS_NB = XS_QK / BLK,
+    XS_D = 0,
+    XS_SCH = 2,
+    XS_SCL = 4,
+    XS_QS = XS_SCL + XS_NB / 2,
+    XS_BYTES = XS_QS + XS_QK / 2,
 };
 
 /* 32 codes, half-split: byte j holds element j (low nibble) and element j+16 (high). */
@@ -30,7 +38,8 @@ static void pack_nibbles(const uint8_t *L, uint8_t *qs) {
 
 void qk_cpu_dequant_iq4_nl(const void *src, float *dst, int64_t n) {
     const uint8_t *b = src;
-    for (int64_t i = 0; i < n / NL_QK; i++, b += NL_BYTES, dst += NL_QK) unpack_nibbles(b + NL_QS, qk_rdh(b + NL_D), dst);
+    for (int64_t i = 0; i < n / NL_QK; i++, b += NL_BYTES, dst += NL_QK)
+        unpack_nibbles(b + NL_QS, qk_rdh(b + NL_D), dst);
 }
 
 void qk_cpu_dequant_iq4_xs(const void *src, float *dst, int64_t n) {
@@ -54,8 +63,10 @@ static int nearest_code(float v) {
     int lo = 0, hi = 15;
     while (hi - lo > 1) {
         int mid = (lo + hi) / 2;
-        if (v < kv[mid]) hi = mid;
-        else lo = mid;
+        if (v < kv[mid])
+            hi = mid;
+        else
+            lo = mid;
     }
     return v - kv[hi - 1] < kv[hi] - v ? hi - 1 : hi;
 }
@@ -156,8 +167,10 @@ void qk_cpu_quant_iq4_xs(const float *src, void *dst, int64_t n, const float *qw
             codes_for(src + BLK * c, dl != 0.0f ? 1.0f / dl : 0.0f, L);
             pack_nibbles(L, b + XS_QS + (BLK / 2) * c);
             const int ls = l + 32;
-            if (c % 2 == 0) b[XS_SCL + c / 2] = (uint8_t)(ls & 15);
-            else b[XS_SCL + c / 2] |= (uint8_t)((ls & 15) << 4);
+            if (c % 2 == 0)
+                b[XS_SCL + c / 2] = (uint8_t)(ls & 15);
+            else
+                b[XS_SCL + c / 2] |= (uint8_t)((ls & 15) << 4);
             sh |= (uint16_t)((ls >> 4) << (2 * c));
         }
         qk_wr16(b + XS_SCH, sh);

@@ -12,46 +12,46 @@
 #include "qk_float.h"
 #include "quant_search.h"
 
-#define QK QKC_QK_K
+#define QK         QKC_QK_K
 #define FP16_BYTES 2
 
 /* ---- block layouts (byte offsets inside one packed block) -------------------------------- */
 
 /* Q2_K: 4-bit scale|min per 16, 2-bit codes, d, dmin */
 #define Q2K_SCALES 0
-#define Q2K_QS (Q2K_SCALES + QK / 16)
-#define Q2K_D (Q2K_QS + QK / 4)
-#define Q2K_DMIN (Q2K_D + FP16_BYTES)
-#define Q2K_BYTES (Q2K_DMIN + FP16_BYTES)
+#define Q2K_QS     (Q2K_SCALES + QK / 16)
+#define Q2K_D      (Q2K_QS + QK / 4)
+#define Q2K_DMIN   (Q2K_D + FP16_BYTES)
+#define Q2K_BYTES  (Q2K_DMIN + FP16_BYTES)
 
 /* Q3_K: high-bit mask, 2-bit codes, 16 packed 6-bit scales, d */
-#define Q3K_HMASK 0
-#define Q3K_QS (Q3K_HMASK + QK / 8)
+#define Q3K_HMASK  0
+#define Q3K_QS     (Q3K_HMASK + QK / 8)
 #define Q3K_SCALES (Q3K_QS + QK / 4)
-#define Q3K_D (Q3K_SCALES + QKC_K_SCALE_SIZE)
-#define Q3K_BYTES (Q3K_D + FP16_BYTES)
+#define Q3K_D      (Q3K_SCALES + QKC_K_SCALE_SIZE)
+#define Q3K_BYTES  (Q3K_D + FP16_BYTES)
 
 /* Q4_K: d, dmin, 8 packed 6-bit scale/min pairs, 4-bit codes */
-#define Q4K_D 0
-#define Q4K_DMIN (Q4K_D + FP16_BYTES)
+#define Q4K_D      0
+#define Q4K_DMIN   (Q4K_D + FP16_BYTES)
 #define Q4K_SCALES (Q4K_DMIN + FP16_BYTES)
-#define Q4K_QS (Q4K_SCALES + QKC_K_SCALE_SIZE)
-#define Q4K_BYTES (Q4K_QS + QK / 2)
+#define Q4K_QS     (Q4K_SCALES + QKC_K_SCALE_SIZE)
+#define Q4K_BYTES  (Q4K_QS + QK / 2)
 
 /* Q5_K: as Q4_K with a fifth bit plane before the nibbles */
-#define Q5K_D 0
-#define Q5K_DMIN (Q5K_D + FP16_BYTES)
+#define Q5K_D      0
+#define Q5K_DMIN   (Q5K_D + FP16_BYTES)
 #define Q5K_SCALES (Q5K_DMIN + FP16_BYTES)
-#define Q5K_QH (Q5K_SCALES + QKC_K_SCALE_SIZE)
-#define Q5K_QS (Q5K_QH + QK / 8)
-#define Q5K_BYTES (Q5K_QS + QK / 2)
+#define Q5K_QH     (Q5K_SCALES + QKC_K_SCALE_SIZE)
+#define Q5K_QS     (Q5K_QH + QK / 8)
+#define Q5K_BYTES  (Q5K_QS + QK / 2)
 
 /* Q6_K: low nibbles, high 2-bit pairs, int8 scale per 16, d */
-#define Q6K_QL 0
-#define Q6K_QH (Q6K_QL + QK / 2)
+#define Q6K_QL     0
+#define Q6K_QH     (Q6K_QL + QK / 2)
 #define Q6K_SCALES (Q6K_QH + QK / 4)
-#define Q6K_D (Q6K_SCALES + QK / 16)
-#define Q6K_BYTES (Q6K_D + FP16_BYTES)
+#define Q6K_D      (Q6K_SCALES + QK / 16)
+#define Q6K_BYTES  (Q6K_D + FP16_BYTES)
 
 /* ---- shared packing -------------------------------------------------------------------- */
 
@@ -60,8 +60,8 @@
 static void pack_quarters(const uint8_t *L, uint8_t *qs) {
     for (int h = 0; h < QK; h += 128)
         for (int l = 0; l < 32; l++)
-            qs[h / 4 + l] = (uint8_t)((L[h + l] & 3) | ((L[h + l + 32] & 3) << 2) |
-                                      ((L[h + l + 64] & 3) << 4) | ((L[h + l + 96] & 3) << 6));
+            qs[h / 4 + l] = (uint8_t)((L[h + l] & 3) | ((L[h + l + 32] & 3) << 2) | ((L[h + l + 64] & 3) << 4) |
+                                      ((L[h + l + 96] & 3) << 6));
 }
 
 static inline int quarter_code(const uint8_t *qs, int i) {
@@ -158,8 +158,7 @@ static void quant_block_q2_k(const float *x, const float *qw, uint8_t *b) {
         const float D = dh * (float)(sc[j] & 15);
         if (D == 0.0f) continue; /* codes of the search stay; they decode to the min anyway */
         const float M = mh * (float)(sc[j] >> 4);
-        for (int i = 0; i < 16; i++)
-            L[16 * j + i] = (uint8_t)qk_clampi(qk_nearest_int((x[16 * j + i] + M) / D), 0, 3);
+        for (int i = 0; i < 16; i++) L[16 * j + i] = (uint8_t)qk_clampi(qk_nearest_int((x[16 * j + i] + M) / D), 0, 3);
     }
     memcpy(b + Q2K_SCALES, sc, 16);
     pack_quarters(L, b + Q2K_QS);
@@ -172,8 +171,7 @@ void qk_cpu_dequant_q2_k(const void *src, float *dst, int64_t n) {
         for (int s = 0; s < 16; s++) {
             const uint8_t sc = b[Q2K_SCALES + s];
             const float dl = d * (float)(sc & 15), ml = dmin * (float)(sc >> 4);
-            for (int i = 16 * s; i < 16 * s + 16; i++)
-                dst[i] = dl * (float)quarter_code(b + Q2K_QS, i) - ml;
+            for (int i = 16 * s; i < 16 * s + 16; i++) dst[i] = dl * (float)quarter_code(b + Q2K_QS, i) - ml;
         }
     }
 }
@@ -196,8 +194,7 @@ static void quant_block_q3_k(const float *x, const float *qw, uint8_t *b) {
         }
         if (max_scale != 0.0f) {
             const float iscale = -32.0f / max_scale;
-            for (int j = 0; j < 16; j++)
-                ls[j] = (uint8_t)(qk_clampi(qk_nearest_int(iscale * scales[j]), -32, 31) + 32);
+            for (int j = 0; j < 16; j++) ls[j] = (uint8_t)(qk_clampi(qk_nearest_int(iscale * scales[j]), -32, 31) + 32);
             pack_scales6x16(ls, b + Q3K_SCALES);
             d = 1.0f / iscale;
         } else {
@@ -222,8 +219,7 @@ static void quant_block_q3_k(const float *x, const float *qw, uint8_t *b) {
     for (int j = 0; j < 16; j++) {
         const float D = dh * (float)scale6x16(b + Q3K_SCALES, j);
         if (D == 0.0f) continue;
-        for (int i = 0; i < 16; i++)
-            L[16 * j + i] = (int8_t)(qk_clampi(qk_nearest_int(x[16 * j + i] / D), -4, 3) + 4);
+        for (int i = 0; i < 16; i++) L[16 * j + i] = (int8_t)(qk_clampi(qk_nearest_int(x[16 * j + i] / D), -4, 3) + 4);
     }
     /* codes 0..7: the high bit goes to hmask (set means "no -4"), the low two to qs */
     uint8_t low[QK];
@@ -269,8 +265,8 @@ static const kx_params Q5K_REF = {31, -0.5f, 15};
 
 /* Fills the 12 scale bytes at S, writes d and dmin at b+off_d, b+off_d+2, and leaves the
  * final codes (0..nmax) in L. */
-static void quant_scale_min_block(const float *x, const float *qw, const kx_params *p, uint8_t *b,
-                                  int off_d, uint8_t *L) {
+static void quant_scale_min_block(const float *x, const float *qw, const kx_params *p, uint8_t *b, int off_d,
+                                  uint8_t *L) {
     uint8_t ls[8], lm[8], Laux[32];
     float scales[8], mins[8], w[32];
     uint8_t *S = b + off_d + 2 * FP16_BYTES;
@@ -279,8 +275,8 @@ static void quant_scale_min_block(const float *x, const float *qw, const kx_para
         for (int j = 0; j < 8; j++) {
             const float av = sqrtf(sum_squares(x + 32 * j, 32) / 32.0f);
             for (int i = 0; i < 32; i++) w[i] = av + fabsf(x[32 * j + i]);
-            scales[j] = qk_make_qkx2(32, p->nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, p->rmin, 0.1f,
-                                     p->nstep, 0);
+            scales[j] =
+                qk_make_qkx2(32, p->nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, p->rmin, 0.1f, p->nstep, 0);
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
@@ -409,8 +405,8 @@ static void quant_block_q6_k(const float *x, const float *qw, uint8_t *b) {
         for (int l = 0; l < 32; l++) {
             ql[64 * h + l] = (uint8_t)((q[l] & 15) | ((q[l + 64] & 15) << 4));
             ql[64 * h + l + 32] = (uint8_t)((q[l + 32] & 15) | ((q[l + 96] & 15) << 4));
-            qh[32 * h + l] = (uint8_t)((q[l] >> 4) | ((q[l + 32] >> 4) << 2) | ((q[l + 64] >> 4) << 4) |
-                                       ((q[l + 96] >> 4) << 6));
+            qh[32 * h + l] =
+                (uint8_t)((q[l] >> 4) | ((q[l + 32] >> 4) << 2) | ((q[l + 64] >> 4) << 4) | ((q[l + 96] >> 4) << 6));
         }
     }
 }
@@ -431,11 +427,11 @@ void qk_cpu_dequant_q6_k(const void *src, float *dst, int64_t n) {
 
 /* ---- row entry points ------------------------------------------------------------------ */
 
-#define KQUANT_QUANT_ENTRY(T, BYTES)                                                         \
-    void qk_cpu_quant_##T(const float *src, void *dst, int64_t n, const float *qw) {         \
-        uint8_t *b = dst;                                                                    \
-        for (int64_t ib = 0; ib < n / QK; ib++)                                              \
-            quant_block_##T(src + ib * QK, qw ? qw + ib * QK : NULL, b + ib * (BYTES));      \
+#define KQUANT_QUANT_ENTRY(T, BYTES)                                                                                   \
+    void qk_cpu_quant_##T(const float *src, void *dst, int64_t n, const float *qw) {                                   \
+        uint8_t *b = dst;                                                                                              \
+        for (int64_t ib = 0; ib < n / QK; ib++)                                                                        \
+            quant_block_##T(src + ib * QK, qw ? qw + ib * QK : NULL, b + ib * (BYTES));                                \
     }
 
 KQUANT_QUANT_ENTRY(q2_k, Q2K_BYTES)

@@ -11,8 +11,8 @@
 /* A 4- or 5-bit legacy block: fp16 d, optional fp16 m, optional 32-bit high-bit word,
  * half-split nibbles. Offsets are byte offsets within the packed block. */
 typedef struct legacy_layout {
-    int qk;     /* elements per block */
-    int bits;   /* 4 or 5 */
+    int qk;   /* elements per block */
+    int bits; /* 4 or 5 */
     int has_min;
     int off_m;  /* fp16 m, if has_min */
     int off_qh; /* u32 high bits, if bits == 5 */
@@ -20,23 +20,20 @@ typedef struct legacy_layout {
     int bytes;
 } legacy_layout;
 
-#define OFF_D 0
+#define OFF_D      0
 #define FP16_BYTES 2
-#define QH_BYTES 4
+#define QH_BYTES   4
 
-static const legacy_layout Q4_0 = {
-    QKC_QK4_0, 4, 0, 0, 0, OFF_D + FP16_BYTES, OFF_D + FP16_BYTES + QKC_QK4_0 / 2};
-static const legacy_layout Q4_1 = {
-    QKC_QK4_1, 4, 1, FP16_BYTES, 0, 2 * FP16_BYTES, 2 * FP16_BYTES + QKC_QK4_1 / 2};
+static const legacy_layout Q4_0 = {QKC_QK4_0, 4, 0, 0, 0, OFF_D + FP16_BYTES, OFF_D + FP16_BYTES + QKC_QK4_0 / 2};
+static const legacy_layout Q4_1 = {QKC_QK4_1, 4, 1, FP16_BYTES, 0, 2 * FP16_BYTES, 2 * FP16_BYTES + QKC_QK4_1 / 2};
 static const legacy_layout Q5_0 = {
     QKC_QK5_0, 5, 0, 0, FP16_BYTES, FP16_BYTES + QH_BYTES, FP16_BYTES + QH_BYTES + QKC_QK5_0 / 2};
 static const legacy_layout Q5_1 = {
-    QKC_QK5_1, 5, 1, FP16_BYTES, 2 * FP16_BYTES, 2 * FP16_BYTES + QH_BYTES,
-    2 * FP16_BYTES + QH_BYTES + QKC_QK5_1 / 2};
+    QKC_QK5_1, 5, 1, FP16_BYTES, 2 * FP16_BYTES, 2 * FP16_BYTES + QH_BYTES, 2 * FP16_BYTES + QH_BYTES + QKC_QK5_1 / 2};
 
 /* Q8_0: fp16 d, then qk int8 codes. */
 #define Q8_0_OFF_QS (OFF_D + FP16_BYTES)
-#define Q8_0_BYTES (Q8_0_OFF_QS + QKC_QK8_0)
+#define Q8_0_BYTES  (Q8_0_OFF_QS + QKC_QK8_0)
 
 /* Largest block of this family, for stack scratch. */
 #define LEGACY_QK_MAX 32
@@ -133,8 +130,7 @@ static float row_sigma2(const float *x, int64_t n) {
     return sum_x2 / (float)n;
 }
 
-static void quant_block_weighted(const legacy_layout *t, const float *x, const float *qw, float sigma2,
-                                 uint8_t *b) {
+static void quant_block_weighted(const legacy_layout *t, const float *x, const float *qw, float sigma2, uint8_t *b) {
     float w[LEGACY_QK_MAX];
     uint8_t q[LEGACY_QK_MAX];
     for (int i = 0; i < t->qk; i++) w[i] = qw[i] * sqrtf(sigma2 + x[i] * x[i]);
@@ -204,12 +200,10 @@ void qk_cpu_quant_q8_0(const float *src, void *dst, int64_t n, const float *qw) 
 
 /* ---- entry points ---------------------------------------------------------------------- */
 
-#define LEGACY_ENTRY(T, layout)                                                              \
-    void qk_cpu_dequant_##T(const void *src, float *dst, int64_t n) {                        \
-        dequant_legacy(&layout, src, dst, n);                                                \
-    }                                                                                        \
-    void qk_cpu_quant_##T(const float *src, void *dst, int64_t n, const float *qw) {         \
-        quant_legacy(&layout, src, dst, n, qw);                                              \
+#define LEGACY_ENTRY(T, layout)                                                                                        \
+    void qk_cpu_dequant_##T(const void *src, float *dst, int64_t n) { dequant_legacy(&layout, src, dst, n); }          \
+    void qk_cpu_quant_##T(const float *src, void *dst, int64_t n, const float *qw) {                                   \
+        quant_legacy(&layout, src, dst, n, qw);                                                                        \
     }
 
 LEGACY_ENTRY(q4_0, Q4_0)

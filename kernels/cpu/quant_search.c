@@ -12,8 +12,8 @@
 #define GROUP_EPS QKC_GROUP_MAX_EPS
 
 /* Codes of §9.1 for one inverse scale and their weighted sums; w NULL means x^2. */
-static void qx_codes(int n, int nmax, float iscale, const float *x, const float *w, int8_t *l_out,
-                     float *sxl, float *sll) {
+static void qx_codes(int n, int nmax, float iscale, const float *x, const float *w, int8_t *l_out, float *sxl,
+                     float *sll) {
     float sumlx = 0.0f, suml2 = 0.0f;
     for (int i = 0; i < n; i++) {
         int l = qk_clampi(qk_nearest_int(iscale * x[i]), -nmax, nmax - 1);
@@ -104,9 +104,8 @@ float qk_make_q3(int n, int nmax, const float *x, int8_t *L) {
 /* §9.3, both variants. `w` NULL means x^2 (only make_qkx3 allows it); `strict_degenerate`
  * selects qkx2's `max == min` test instead of qkx3's `max <= min` (they agree on finite
  * input, but the reference spells them differently). */
-static float qkx_search(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min,
-                        uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad,
-                        int strict_degenerate) {
+static float qkx_search(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, uint8_t *Laux,
+                        float rmin, float rdelta, int nstep, int use_mad, int strict_degenerate) {
     float min = x[0], max = x[0];
     float sum_w = w ? w[0] : x[0] * x[0];
     float sum_x = sum_w * x[0];
@@ -185,20 +184,18 @@ static float qkx_search(int n, int nmax, const float *x, const float *w, uint8_t
     return scale;
 }
 
-float qk_make_qkx2(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min,
-                   uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad) {
+float qk_make_qkx2(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, uint8_t *Laux,
+                   float rmin, float rdelta, int nstep, int use_mad) {
     return qkx_search(n, nmax, x, w, L, the_min, Laux, rmin, rdelta, nstep, use_mad, 1);
 }
 
-float qk_make_qkx3(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min,
-                   uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad) {
+float qk_make_qkx3(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, uint8_t *Laux,
+                   float rmin, float rdelta, int nstep, int use_mad) {
     return qkx_search(n, nmax, x, w, L, the_min, Laux, rmin, rdelta, nstep, use_mad, 0);
 }
 
 /* Codes of §9.4 for one inverse scale: non-negative, at most nmax. */
-static inline int qp_code(float iscale, float v, int nmax) {
-    return qk_clampi(qk_nearest_int(iscale * v), 0, nmax);
-}
+static inline int qp_code(float iscale, float v, int nmax) { return qk_clampi(qk_nearest_int(iscale * v), 0, nmax); }
 
 float qk_make_qp(int n, int nmax, const float *x, uint8_t *L, const float *w) {
     float max = 0.0f;

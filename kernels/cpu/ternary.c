@@ -5,10 +5,16 @@
 enum {
     QK = QKC_QK_K,
     /* TQ1_0: 48 bytes of 5 trits, 4 bytes of 4 trits, then d */
-    TQ1_QS = 0, TQ1_QS_BYTES = 48, TQ1_QH = TQ1_QS + TQ1_QS_BYTES, TQ1_QH_BYTES = 4,
-    TQ1_D = TQ1_QH + TQ1_QH_BYTES, TQ1_BYTES = TQ1_D + 2,
+    TQ1_QS = 0,
+    TQ1_QS_BYTES = 48,
+    TQ1_QH = TQ1_QS + TQ1_QS_BYTES,
+    TQ1_QH_BYTES = 4,
+    TQ1_D = TQ1_QH + TQ1_QH_BYTES,
+    TQ1_BYTES = TQ1_D + 2,
     /* TQ2_0: 64 bytes of 2-bit codes, then d */
-    TQ2_QS = 0, TQ2_D = QK / 4, TQ2_BYTES = TQ2_D + 2,
+    TQ2_QS = 0,
+    TQ2_D = QK / 4,
+    TQ2_BYTES = TQ2_D + 2,
 };
 
 /* Trit n of a base-3 fixed-point byte: multiply up (keeping 8 bits) and read the top trit. */

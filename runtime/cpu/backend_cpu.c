@@ -100,7 +100,7 @@ typedef struct job {
     const qk_dequantize_args *d;
     qk_cpu_kernel_pair k;
     size_t row_bytes;
-    float *scratch; /* cols floats per worker */
+    float *scratch;         /* cols floats per worker */
     atomic_llong first_bad; /* lowest flat index of a non-finite input, or INT64_MAX */
 } job;
 
