@@ -17,7 +17,7 @@ float qk_make_q3(int n, int nmax, const float *x, int8_t *L);
 
 /* §9.3 scale+min searches. Codes L[i] in 0..nmax; *the_min receives the min magnitude
  * (>= 0; dequant is scale*L - the_min). Laux is n bytes of scratch. use_mad selects the
- * absolute-error metric. make_qkx3 accepts w == NULL (then w = x^2). */
+ * absolute-error metric. make_qkx2 needs weights; make_qkx3 accepts w == NULL (then w = x^2). */
 float qk_make_qkx2(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, uint8_t *Laux,
                    float rmin, float rdelta, int nstep, int use_mad);
 float qk_make_qkx3(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, uint8_t *Laux,
