@@ -359,6 +359,30 @@ static float max_of(const sub_block *sb) {
 /* 4-bit sub-block scale code for scale s, id = 1/d. */
 static inline int scale_code(float id, float s) { return qk_clampi(qk_nearest_int(0.5f * (id * s - 1)), 0, 15); }
 
+/* ---- per-sub-block steps shared by every encoder ------------------------------------------ */
+
+typedef enum sign_rule { SIGNS7, SIGNS8 } sign_rule;
+
+/* Loads n values at x into sb with their weights, folds their signs into signs[n/8] (7 stored
+ * bits with the parity fix, or 8 explicit bits) and returns the largest magnitude. */
+static float begin_sub_block(sub_block *sb, int n, const float *x, const float *qw, float sigma2, no_imatrix fallback,
+                             sign_rule rule, uint8_t *signs) {
+    sb->n = n;
+    fill_weights(sb, x, qw, sigma2, fallback);
+    for (int k = 0; k < n / 8; k++)
+        signs[k] = rule == SIGNS7 ? fold_signs7(x + 8 * k, sb->w + 8 * k, sb->xval + 8 * k)
+                                  : fold_signs8(x + 8 * k, sb->xval + 8 * k);
+    return max_of(sb);
+}
+
+/* A negative least-squares scale (should not happen) becomes positive with every stored sign
+ * flipped, so the decoded values stay the same. */
+static float positive_scale(float scale, uint8_t *signs, int groups, sign_rule rule) {
+    if (scale >= 0) return scale;
+    for (int k = 0; k < groups; k++) signs[k] = (uint8_t)(~signs[k] & (rule == SIGNS7 ? 127 : 255));
+    return -scale;
+}
+
 /* ---- IQ2_XXS ----------------------------------------------------------------------------- */
 
 static const search_spec spec_iq2_xxs = {8, 2, 3, 6, 0.1f, REFIT_ALL, 1};
@@ -373,22 +397,18 @@ static void quant_block_iq2_xxs(const qk_iq_grid *g, const float *x, const float
     for (int c = 0; c < QK / 32; c++) {
         sub_block sb;
         uint8_t signs[4];
-        sb.n = 32;
-        fill_weights(&sb, x + 32 * c, qw ? qw + 32 * c : NULL, sigma2, W_SIGMA_UNIT);
-        for (int k = 0; k < 4; k++) signs[k] = fold_signs7(x + 32 * c + 8 * k, sb.w + 8 * k, sb.xval + 8 * k);
+        const float max =
+            begin_sub_block(&sb, 32, x + 32 * c, qw ? qw + 32 * c : NULL, sigma2, W_SIGMA_UNIT, SIGNS7, signs);
         scales[c] = 0;
-        if (max_of(&sb) < QKC_GROUP_MAX_EPS) continue;
+        if (max < QKC_GROUP_MAX_EPS) continue;
 
         /* make_qp only estimates the range that the trials scan */
         uint8_t Lqp[32];
         const float qp_scale = qk_make_qp(32, 4, sb.xval, Lqp, sb.w);
         const float eff_max = qp_scale * 3;
         if (!(eff_max > 0)) continue;
-        float scale = search_sub_block(g, &spec_iq2_xxs, &sb, eff_max, qp_scale);
-        if (scale < 0) {
-            scale = -scale;
-            for (int k = 0; k < 4; k++) signs[k] = (uint8_t)~signs[k] & 127;
-        }
+        const float scale =
+            positive_scale(search_sub_block(g, &spec_iq2_xxs, &sb, eff_max, qp_scale), signs, 4, SIGNS7);
         for (int k = 0; k < 4; k++) {
             q2[2 * c] |= (uint32_t)group_index(g, &spec_iq2_xxs, sb.L, k) << (8 * k);
             q2[2 * c + 1] |= (uint32_t)signs[k] << (7 * k);
@@ -423,18 +443,12 @@ static void quant_block_iq2_xs(const qk_iq_grid *g, const float *x, const float 
     for (int s = 0; s < QK / 16; s++) {
         sub_block sb;
         uint8_t signs[2];
-        sb.n = 16;
-        fill_weights(&sb, x + 16 * s, qw ? qw + 16 * s : NULL, sigma2, W_SIGMA_UNIT);
-        for (int k = 0; k < 2; k++) signs[k] = fold_signs7(x + 16 * s + 8 * k, sb.w + 8 * k, sb.xval + 8 * k);
+        const float max =
+            begin_sub_block(&sb, 16, x + 16 * s, qw ? qw + 16 * s : NULL, sigma2, W_SIGMA_UNIT, SIGNS7, signs);
         scales[s] = 0;
-        const float max = max_of(&sb);
         if (max < QKC_GROUP_MAX_EPS) continue;
 
-        float scale = search_sub_block(g, &spec_iq2_xs, &sb, max, max / 5);
-        if (scale < 0) {
-            scale = -scale;
-            for (int k = 0; k < 2; k++) signs[k] = (uint8_t)~signs[k] & 127;
-        }
+        const float scale = positive_scale(search_sub_block(g, &spec_iq2_xs, &sb, max, max / 5), signs, 2, SIGNS7);
         for (int k = 0; k < 2; k++) q2[2 * s + k] = (uint16_t)(group_index(g, &spec_iq2_xs, sb.L, k) | signs[k] << 9);
         scales[s] = scale;
         max_scale = max_scale > scale ? max_scale : scale;
@@ -462,18 +476,12 @@ static void quant_block_iq2_s(const qk_iq_grid *g, const float *x, const float *
     for (int s = 0; s < QK / 16; s++) {
         sub_block sb;
         uint8_t signs[2];
-        sb.n = 16;
-        fill_weights(&sb, x + 16 * s, qw ? qw + 16 * s : NULL, sigma2, W_QUARTER_SIGMA_X2);
-        for (int k = 0; k < 2; k++) signs[k] = fold_signs8(x + 16 * s + 8 * k, sb.xval + 8 * k);
+        const float max =
+            begin_sub_block(&sb, 16, x + 16 * s, qw ? qw + 16 * s : NULL, sigma2, W_QUARTER_SIGMA_X2, SIGNS8, signs);
         scales[s] = 0;
-        const float max = max_of(&sb);
         if (max < QKC_GROUP_MAX_EPS_IQ2_S) continue;
 
-        float scale = search_sub_block(g, &spec_iq2_s, &sb, max, max / 5);
-        if (scale < 0) {
-            scale = -scale;
-            for (int k = 0; k < 2; k++) signs[k] = (uint8_t)~signs[k];
-        }
+        const float scale = positive_scale(search_sub_block(g, &spec_iq2_s, &sb, max, max / 5), signs, 2, SIGNS8);
         for (int k = 0; k < 2; k++) {
             const int e = 2 * s + k, idx = group_index(g, &spec_iq2_s, sb.L, k);
             y[S2_QS + e] = (uint8_t)idx;
@@ -508,18 +516,11 @@ static void quant_block_iq3_xxs(const qk_iq_grid *g, const float *x, const float
     for (int c = 0; c < QK / 32; c++) {
         sub_block sb;
         uint8_t signs[4];
-        sb.n = 32;
-        fill_weights(&sb, x + 32 * c, qw ? qw + 32 * c : NULL, sigma2, W_X2);
-        for (int k = 0; k < 4; k++) signs[k] = fold_signs7(x + 32 * c + 8 * k, sb.w + 8 * k, sb.xval + 8 * k);
+        const float max = begin_sub_block(&sb, 32, x + 32 * c, qw ? qw + 32 * c : NULL, sigma2, W_X2, SIGNS7, signs);
         scales[c] = 0;
-        const float max = max_of(&sb);
         if (max < QKC_GROUP_MAX_EPS_IQ3_XXS) continue;
 
-        float scale = search_sub_block(g, &spec_iq3_xxs, &sb, max, max / 15);
-        if (scale < 0) {
-            scale = -scale;
-            for (int k = 0; k < 4; k++) signs[k] = (uint8_t)~signs[k] & 127;
-        }
+        const float scale = positive_scale(search_sub_block(g, &spec_iq3_xxs, &sb, max, max / 15), signs, 4, SIGNS7);
         for (int k = 0; k < 8; k++) q3[8 * c + k] = (uint8_t)group_index(g, &spec_iq3_xxs, sb.L, k);
         ss[c] = (uint32_t)signs[0] | (uint32_t)signs[1] << 7 | (uint32_t)signs[2] << 14 | (uint32_t)signs[3] << 21;
         scales[c] = scale;
@@ -550,18 +551,11 @@ static void quant_block_iq3_s(const qk_iq_grid *g, const float *x, const float *
     for (int c = 0; c < QK / 32; c++) {
         sub_block sb;
         uint8_t signs[4];
-        sb.n = 32;
-        fill_weights(&sb, x + 32 * c, qw ? qw + 32 * c : NULL, sigma2, W_X2);
-        for (int k = 0; k < 4; k++) signs[k] = fold_signs8(x + 32 * c + 8 * k, sb.xval + 8 * k);
+        const float max = begin_sub_block(&sb, 32, x + 32 * c, qw ? qw + 32 * c : NULL, sigma2, W_X2, SIGNS8, signs);
         scales[c] = 0;
-        const float max = max_of(&sb);
         if (max == 0) continue;
 
-        float scale = search_sub_block(g, &spec_iq3_s, &sb, max, max / 15);
-        if (scale < 0) {
-            scale = -scale;
-            for (int k = 0; k < 4; k++) signs[k] = (uint8_t)~signs[k];
-        }
+        const float scale = positive_scale(search_sub_block(g, &spec_iq3_s, &sb, max, max / 15), signs, 4, SIGNS8);
         for (int k = 0; k < 8; k++) {
             const int q = 8 * c + k, idx = group_index(g, &spec_iq3_s, sb.L, k);
             y[S3_QS + q] = (uint8_t)idx;
