@@ -1,0 +1,423 @@
+/* qkern quantize: llama-quantize's command line (positional IN OUT TYPE [THREADS] and its
+ * options), plus --device, --dry-run, --report, --split-max-size. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "model_quantize.h"
+
+#define MAX_LIST 256
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+static void usage(FILE *f) {
+    fprintf(
+        f, "usage: qkern quantize [OPTIONS] IN.gguf [OUT.gguf] TYPE [THREADS]\n"
+           "  Quantizes a GGUF model (F32/F16/BF16; split files by any part's name) to a llama.cpp preset\n"
+           "  TYPE, with llama-quantize's per-tensor mixture rules. OUT defaults to IN's folder/ggml-model-TYPE.gguf.\n"
+           "  The output appears only when complete; on an error or Ctrl-C nothing is left behind.\n\n"
+           "llama-quantize options:\n"
+           "  --imatrix FILE              importance matrix (GGUF or legacy .dat)\n"
+           "  --include-weights S         use imatrix data only for tensors whose name contains S (repeatable)\n"
+           "  --exclude-weights S         use imatrix data for all tensors except those containing S (repeatable)\n"
+           "  --output-tensor-type T      type of output.weight\n"
+           "  --token-embedding-type T    type of token_embd.weight\n"
+           "  --tensor-type REGEX=T       type of tensors matching REGEX (repeatable; first match wins)\n"
+           "  --pure                      no mixture rules: every quantizable tensor gets TYPE's default\n"
+           "  --leave-output-tensor       keep output.weight as it is\n"
+           "  --allow-requantize          accept already-quantized inputs (quality suffers)\n"
+           "  --keep-split                write one output file per input file\n"
+           "qkern options:\n"
+           "  --split-max-size N[K|M|G]   split the output into files of at most N bytes\n"
+           "  --device D                  cpu, cuda:N, vulkan:N (default: the best present)\n"
+           "  --dry-run                   print the per-tensor plan and totals; write nothing\n"
+           "  --report FILE.json          per tensor: type, bytes, weighted RMSE, time\n"
+           "  --quiet                     no progress output\n\n"
+           "TYPE (preset, or its llama_ftype number):\n");
+    size_t n;
+    const qk_ftype *ft = qk_ftypes(&n);
+    for (size_t i = 0; i < n; i++) fprintf(f, "  %3d  %-10s %s\n", ft[i].id, ft[i].name, ft[i].help ? ft[i].help : "");
+}
+
+typedef struct options {
+    const char *pos[4];
+    int n_pos;
+    const char *imatrix, *device, *report;
+    const char *include[MAX_LIST], *exclude[MAX_LIST];
+    size_t n_include, n_exclude;
+    qk_plan_override overrides[MAX_LIST];
+    char *override_patterns[MAX_LIST];
+    size_t n_overrides;
+    int pure, leave_output, allow_requantize, keep_split, dry_run, quiet;
+    int output_type, embd_type;
+    uint64_t split_max;
+} options;
+
+static int parse_type(const char *opt, const char *v, int *out) {
+    qk_type t;
+    if (qk_type_from_name(v, &t) != QK_OK) {
+        fprintf(stderr, "qkern: %s: unknown type '%s' (see `qkern types`)\n", opt, v);
+        return 0;
+    }
+    *out = (int)t;
+    return 1;
+}
+
+static int parse_size(const char *opt, const char *v, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    uint64_t mul = 1;
+    if (*end == 'K' || *end == 'k') mul = 1ull << 10;
+    if (*end == 'M' || *end == 'm') mul = 1ull << 20;
+    if (*end == 'G' || *end == 'g') mul = 1ull << 30;
+    if (mul > 1) end++;
+    if (end == v || *end || errno || n == 0 || n > UINT64_MAX / mul) {
+        fprintf(stderr, "qkern: %s: '%s' is not a size like 500M or 4G\n", opt, v);
+        return 0;
+    }
+    *out = n * mul;
+    return 1;
+}
+
+static int add_override(options *o, const char *v) {
+    const char *eq = strrchr(v, '=');
+    if (!eq || eq == v || !eq[1]) {
+        fprintf(stderr, "qkern: --tensor-type: '%s' is not REGEX=TYPE\n", v);
+        return 0;
+    }
+    if (o->n_overrides == MAX_LIST) {
+        fprintf(stderr, "qkern: --tensor-type: more than %d patterns\n", MAX_LIST);
+        return 0;
+    }
+    int type;
+    if (!parse_type("--tensor-type", eq + 1, &type)) return 0;
+    char *pat = strndup(v, (size_t)(eq - v));
+    if (!pat) return 0;
+    o->override_patterns[o->n_overrides] = pat;
+    o->overrides[o->n_overrides++] = (qk_plan_override){pat, (qk_type)type};
+    return 1;
+}
+
+/* Returns 1 on success, 0 on a usage error (message printed), -1 for --help. */
+static int parse(int argc, char **argv, options *o) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || !a[1]) {
+            if (o->n_pos == 4) {
+                fprintf(stderr, "qkern: too many arguments ('%s')\n", a);
+                return 0;
+            }
+            o->pos[o->n_pos++] = a;
+            continue;
+        }
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return -1;
+        /* --opt=value and --opt value */
+        char name[64];
+        const char *val = NULL;
+        const char *eq = strchr(a, '=');
+        if (eq && (size_t)(eq - a) < sizeof name) {
+            memcpy(name, a, (size_t)(eq - a));
+            name[eq - a] = 0;
+            val = eq + 1;
+        } else {
+            snprintf(name, sizeof name, "%s", a);
+        }
+        static const char *const flags[] = {
+            "--pure", "--leave-output-tensor", "--allow-requantize", "--keep-split", "--dry-run", "--quiet"};
+        int *const flag_dst[] = {&o->pure,       &o->leave_output, &o->allow_requantize,
+                                 &o->keep_split, &o->dry_run,      &o->quiet};
+        int is_flag = 0;
+        for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
+            if (!strcmp(name, flags[k])) {
+                *flag_dst[k] = 1;
+                is_flag = 1;
+            }
+        if (is_flag) continue;
+        if (!val) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "qkern: %s needs a value\n", name);
+                return 0;
+            }
+            val = argv[++i];
+        }
+        if (!strcmp(name, "--imatrix")) {
+            o->imatrix = val;
+        } else if (!strcmp(name, "--include-weights") || !strcmp(name, "--exclude-weights")) {
+            int inc = name[2] == 'i';
+            size_t *n = inc ? &o->n_include : &o->n_exclude;
+            if (*n == MAX_LIST) return fprintf(stderr, "qkern: %s: too many\n", name), 0;
+            (inc ? o->include : o->exclude)[(*n)++] = val;
+        } else if (!strcmp(name, "--output-tensor-type")) {
+            if (!parse_type(name, val, &o->output_type)) return 0;
+        } else if (!strcmp(name, "--token-embedding-type")) {
+            if (!parse_type(name, val, &o->embd_type)) return 0;
+        } else if (!strcmp(name, "--tensor-type")) {
+            if (!add_override(o, val)) return 0;
+        } else if (!strcmp(name, "--split-max-size")) {
+            if (!parse_size(name, val, &o->split_max)) return 0;
+        } else if (!strcmp(name, "--device")) {
+            o->device = val;
+        } else if (!strcmp(name, "--report")) {
+            o->report = val;
+        } else {
+            fprintf(stderr, "qkern: quantize: unknown option '%s' (qkern quantize --help)\n", name);
+            return 0;
+        }
+    }
+    if (o->n_include && o->n_exclude) {
+        fprintf(stderr, "qkern: --include-weights and --exclude-weights cannot be used together\n");
+        return 0;
+    }
+    if (o->keep_split && o->split_max) {
+        fprintf(stderr, "qkern: --keep-split and --split-max-size cannot be used together\n");
+        return 0;
+    }
+    return 1;
+}
+
+/* The positional arguments: IN [OUT] TYPE [THREADS]; TYPE is recognised by name. */
+static int positional(const options *o, const char **in, const char **out, const qk_ftype **ft, long long *threads,
+                      char *default_out, size_t default_len) {
+    if (o->n_pos < 2) {
+        fprintf(stderr, "qkern: quantize needs IN.gguf and TYPE (qkern quantize --help)\n");
+        return 0;
+    }
+    *in = o->pos[0];
+    int type_at = 1;
+    const qk_ftype *f = qk_ftype_from_name(o->pos[1]);
+    if (!f && o->n_pos >= 3) {
+        *out = o->pos[1];
+        type_at = 2;
+    }
+    const char *tname = o->pos[type_at];
+    f = qk_ftype_from_name(tname);
+    if (!f) {
+        char *end;
+        long id = strtol(tname, &end, 10);
+        if (end != tname && !*end) f = qk_ftype_from_id((int)id);
+    }
+    if (!f) {
+        fprintf(stderr, "qkern: unknown TYPE '%s' (qkern quantize --help lists them)\n", tname);
+        return 0;
+    }
+    *ft = f;
+    if (o->n_pos > type_at + 2) {
+        fprintf(stderr, "qkern: too many arguments after TYPE\n");
+        return 0;
+    }
+    if (o->n_pos == type_at + 2 && !cli_parse_int("THREADS", o->pos[type_at + 1], 1, 4096, threads)) return 0;
+    if (type_at == 1) {
+        /* llama-quantize's default name, in the input's folder */
+        const char *slash = strrchr(*in, '/');
+        int dir = slash ? (int)(slash - *in + 1) : 0;
+        snprintf(default_out, default_len, "%.*sggml-model-%s.gguf", dir, *in, f->name);
+        *out = default_out;
+    }
+    return 1;
+}
+
+static void shape_string(char *buf, size_t len, const qk_model_tensor *t) {
+    int used = snprintf(buf, len, "%lld", (long long)t->ne[0]);
+    for (int d = 1; d < t->n_dims && used > 0 && (size_t)used < len; d++)
+        used += snprintf(buf + used, len - (size_t)used, " x %lld", (long long)t->ne[d]);
+}
+
+static void print_plan(const qk_model_quantize_result *r) {
+    printf("%-40s %-22s %-8s    %-8s %12s  %s\n", "tensor", "shape", "from", "to", "bytes", "why");
+    for (size_t i = 0; i < r->n_tensors; i++) {
+        const qk_model_tensor *t = &r->tensors[i];
+        char shape[64];
+        shape_string(shape, sizeof shape, t);
+        printf("%-40s %-22s %-8s -> %-8s %12llu  %s%s\n", t->name, shape, qk_type_name(t->src_type),
+               qk_type_name(t->type), (unsigned long long)t->bytes, qk_plan_reason_name(t->reason),
+               t->imatrix ? ", imatrix" : "");
+    }
+    /* totals by output type */
+    printf("\n%-10s %8s %14s %16s %8s\n", "type", "tensors", "weights", "bytes", "bpw");
+    int count = qk_type_count();
+    for (int k = 0; k < count; k++) {
+        qk_type ty = qk_type_at(k);
+        uint64_t n = 0, w = 0, b = 0;
+        for (size_t i = 0; i < r->n_tensors; i++) {
+            const qk_model_tensor *t = &r->tensors[i];
+            if (t->type != ty) continue;
+            n++;
+            w += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+            b += t->bytes;
+        }
+        if (n)
+            printf("%-10s %8llu %14llu %16llu %8.4f\n", qk_type_name(ty), (unsigned long long)n, (unsigned long long)w,
+                   (unsigned long long)b, 8.0 * (double)b / (double)w);
+    }
+}
+
+static void print_summary(const qk_model_quantize_result *r, const char *out, int dry) {
+    double in_mib = (double)r->in_bytes / 1048576.0, out_mib = (double)r->out_bytes / 1048576.0;
+    double w = r->in_weights ? (double)r->in_weights : 1.0;
+    printf("%s%zu tensors, %.3g M weights: %.2f MiB (%.4f bpw) -> %.2f MiB (%.4f bpw)%s", dry ? "plan: " : "",
+           r->n_tensors, (double)r->in_weights / 1e6, in_mib, 8.0 * (double)r->in_bytes / w, out_mib,
+           8.0 * (double)r->out_bytes / w, dry ? "\n" : "");
+    if (!dry)
+        printf(" in %.2f s (%.1f M weights/s) -> %s%s\n", r->seconds,
+               (double)r->quantized_weights / 1e6 / (r->seconds > 0 ? r->seconds : 1), out,
+               r->n_splits > 1 ? " (split)" : "");
+}
+
+typedef struct progress_state {
+    int tty;
+    double last;
+} progress_state;
+
+static void on_progress(void *user, const qk_model_progress *p) {
+    progress_state *ps = user;
+    if (ps->tty) {
+        if (!p->tensor_done && p->seconds - ps->last < 0.1) return;
+        ps->last = p->seconds;
+        double rate = p->seconds > 0 ? (double)p->bytes_done / p->seconds : 0;
+        double eta = rate > 0 ? (double)(p->bytes_total - p->bytes_done) / rate : 0;
+        fprintf(stderr, "\r\033[K[%4zu/%zu] %-36.36s %8.1f/%.1f MiB %7.1f MiB/s ETA %4.0f s", p->tensor + 1,
+                p->n_tensors, p->name, (double)p->bytes_done / 1048576.0, (double)p->bytes_total / 1048576.0,
+                rate / 1048576.0, eta);
+        if (p->tensor_done && p->tensor + 1 == p->n_tensors) fprintf(stderr, "\r\033[K");
+    } else if (p->tensor_done) {
+        fprintf(stderr, "[%4zu/%zu] %s  %.1f/%.1f MiB  %.1f s\n", p->tensor + 1, p->n_tensors, p->name,
+                (double)p->bytes_done / 1048576.0, (double)p->bytes_total / 1048576.0, p->seconds);
+    }
+}
+
+static int write_report(const char *path, const qk_model_quantize_result *r, const char *in, const char *out,
+                        const qk_ftype *ft, const char *device) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        if (fd >= 0) close(fd), unlink(tmp);
+        fprintf(stderr, "qkern: --report %s: %s\n", path, strerror(errno));
+        return 0;
+    }
+    fprintf(f, "{\n  \"input\": \"%s\",\n  \"output\": \"%s\",\n  \"preset\": \"%s\",\n  \"file_type\": %d,\n", in, out,
+            ft->name, ft->id);
+    fprintf(f, "  \"device\": \"%s\",\n  \"seconds\": %.6f,\n  \"in_bytes\": %llu,\n  \"out_bytes\": %llu,\n", device,
+            r->seconds, (unsigned long long)r->in_bytes, (unsigned long long)r->out_bytes);
+    fprintf(f, "  \"weights\": %llu,\n  \"bpw\": %.6f,\n  \"tensors\": [\n", (unsigned long long)r->in_weights,
+            r->in_weights ? 8.0 * (double)r->out_bytes / (double)r->in_weights : 0.0);
+    for (size_t i = 0; i < r->n_tensors; i++) {
+        const qk_model_tensor *t = &r->tensors[i];
+        fprintf(f, "    {\"name\": \"%s\", \"shape\": [", t->name);
+        for (int d = 0; d < t->n_dims; d++) fprintf(f, "%s%lld", d ? ", " : "", (long long)t->ne[d]);
+        fprintf(f, "], \"src_type\": \"%s\", \"type\": \"%s\", \"bytes\": %llu, \"imatrix\": %s, ",
+                qk_type_name(t->src_type), qk_type_name(t->type), (unsigned long long)t->bytes,
+                t->imatrix ? "true" : "false");
+        if (t->rmse >= 0)
+            fprintf(f, "\"weighted_rmse\": %.9g, \"weighted_rel_rmse\": %.9g, ", t->rmse, t->rel_rmse);
+        else
+            fprintf(f, "\"weighted_rmse\": null, \"weighted_rel_rmse\": null, ");
+        fprintf(f, "\"seconds\": %.6f, \"why\": \"%s\"}%s\n", t->seconds, qk_plan_reason_name(t->reason),
+                i + 1 < r->n_tensors ? "," : "");
+    }
+    fprintf(f, "  ]\n}\n");
+    int ok = !ferror(f) && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        fprintf(stderr, "qkern: --report %s: %s\n", path, strerror(errno));
+        unlink(tmp);
+        return 0;
+    }
+    return 1;
+}
+
+int cmd_quantize(int argc, char **argv) {
+    options o;
+    memset(&o, 0, sizeof o);
+    o.output_type = o.embd_type = -1;
+    int rc = 2, pr = parse(argc, argv, &o);
+    const char *in = NULL, *out = NULL;
+    const qk_ftype *ft = NULL;
+    long long threads = 0;
+    char default_out[4096];
+    qk_context *ctx = NULL;
+    qk_model_quantize_result res;
+    memset(&res, 0, sizeof res);
+    if (pr < 0) {
+        usage(stdout);
+        rc = 0;
+        goto done;
+    }
+    if (!pr || !positional(&o, &in, &out, &ft, &threads, default_out, sizeof default_out)) goto done;
+
+    qk_context_params cp = qk_context_default_params();
+    cp.device = o.device; /* NULL: the best device present */
+    cp.n_threads = (int)threads;
+    if (qk_context_create(&cp, &ctx) != QK_OK) {
+        rc = cli_fail(o.device ? o.device : "device", NULL);
+        goto done;
+    }
+
+    qk_model_quantize_params p;
+    qk_model_quantize_params_init(&p);
+    p.input = in;
+    p.output = out;
+    p.plan.ftype = ft;
+    p.plan.pure = o.pure;
+    p.plan.leave_output_tensor = o.leave_output;
+    p.plan.allow_requantize = o.allow_requantize;
+    p.plan.output_tensor_type = o.output_type;
+    p.plan.token_embedding_type = o.embd_type;
+    p.plan.overrides = o.overrides;
+    p.plan.n_overrides = o.n_overrides;
+    p.imatrix_path = o.imatrix;
+    p.include_weights = o.include;
+    p.n_include = o.n_include;
+    p.exclude_weights = o.exclude;
+    p.n_exclude = o.n_exclude;
+    p.keep_split = o.keep_split;
+    p.split_max_bytes = o.split_max;
+    p.dry_run = o.dry_run;
+    p.measure_error = o.report != NULL;
+    p.cancel = &interrupted;
+    progress_state ps = {isatty(STDERR_FILENO), -1.0};
+    if (!o.quiet && !o.dry_run) {
+        p.progress = on_progress;
+        p.user = &ps;
+    }
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    qk_status st = qk_model_quantize(ctx, &p, &res);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (st != QK_OK) {
+        if (ps.tty && p.progress) fprintf(stderr, "\r\033[K");
+        fprintf(stderr, "qkern: quantize %s: %s%s\n", in, qk_last_error(ctx), o.dry_run ? "" : " (no output written)");
+        rc = interrupted ? 130 : 1;
+        goto done;
+    }
+    if (res.notes[0] && !o.quiet) fputs(res.notes, stderr);
+    if (o.dry_run) print_plan(&res);
+    print_summary(&res, out, o.dry_run);
+    rc = 0;
+    if (o.report) {
+        qk_device_info di;
+        const char *dev = qk_context_device(ctx, &di) == QK_OK ? di.name : "?";
+        if (!write_report(o.report, &res, in, out, ft, dev)) rc = 1;
+    }
+done:
+    qk_model_quantize_result_free(&res);
+    qk_context_destroy(ctx);
+    for (size_t i = 0; i < o.n_overrides; i++) free(o.override_patterns[i]);
+    return rc;
+}

@@ -1,0 +1,539 @@
+#include "model_quantize.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "formats.h"
+#include "imatrix.h"
+#include "internal.h"
+
+#define QK_QUANT_VERSION    2 /* GGML_QNT_VERSION */
+#define DEFAULT_CHUNK_BYTES ((size_t)64 << 20)
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Re-records the thread's context-less message (left by the file modules) on ctx. */
+static qk_status forward_error(qk_context *ctx, qk_status st) {
+    char msg[QK_ERROR_LEN];
+    snprintf(msg, sizeof msg, "%s", qk_last_error(NULL));
+    return qk_fail(ctx, st, "%s", msg);
+}
+
+/* Prefixes ctx's current message with the tensor (and expert) it happened in. */
+static qk_status tensor_error(qk_context *ctx, qk_status st, const char *name, int64_t expert) {
+    char msg[QK_ERROR_LEN];
+    snprintf(msg, sizeof msg, "%s", qk_last_error(ctx));
+    if (expert >= 0) return qk_fail(ctx, st, "tensor '%s', expert %lld: %s", name, (long long)expert, msg);
+    return qk_fail(ctx, st, "tensor '%s': %s", name, msg);
+}
+
+void qk_model_quantize_params_init(qk_model_quantize_params *p) {
+    memset(p, 0, sizeof *p);
+    p->plan.output_tensor_type = -1;
+    p->plan.token_embedding_type = -1;
+}
+
+void qk_model_quantize_result_free(qk_model_quantize_result *res) {
+    if (!res) return;
+    free(res->tensors);
+    memset(res, 0, sizeof *res);
+}
+
+static void add_note(qk_model_quantize_result *res, const char *fmt, const char *arg) {
+    size_t used = strlen(res->notes);
+    if (used + 1 >= sizeof res->notes) return;
+    snprintf(res->notes + used, sizeof res->notes - used, fmt, arg);
+}
+
+/* ---- model facts for the mixture rules ---------------------------------------------------- */
+
+static void read_model_facts(const qk_gguf *in, char *arch, size_t arch_len, qk_plan_model *m) {
+    char key[256];
+    if (!qk_gguf_get_string(in, "general.architecture", arch, arch_len)) arch[0] = 0;
+    m->arch = arch;
+#define ARCH_INT(field, suffix)                                                                                        \
+    snprintf(key, sizeof key, "%s." suffix, arch);                                                                     \
+    m->field = qk_gguf_get_int(in, key, 0)
+    ARCH_INT(n_layer, "block_count");
+    ARCH_INT(n_head, "attention.head_count");
+    ARCH_INT(n_head_kv, "attention.head_count_kv");
+    ARCH_INT(n_expert, "expert_count");
+#undef ARCH_INT
+}
+
+/* ---- imatrix matching (GGUF.md §6) ------------------------------------------------------------ */
+
+static int is_token_embedding(const char *name) {
+    return !strcmp(name, "token_embd.weight") || !strcmp(name, "per_layer_token_embd.weight");
+}
+
+/* Finds and checks each converted tensor's imatrix entry; fills `found` (NULL where none). */
+static qk_status match_imatrix(qk_context *ctx, const qk_imatrix *im, const qk_plan_options *opt, qk_model_tensor *ts,
+                               size_t n, const qk_imatrix_entry **found, qk_model_quantize_result *res) {
+    size_t matched = 0, candidates = 0;
+    for (size_t i = 0; i < n; i++) {
+        qk_model_tensor *t = &ts[i];
+        found[i] = NULL;
+        const qk_format *f = qk_format_of(t->type);
+        if (!t->converted || f->family == QK_FAMILY_FLOAT) continue;
+        candidates++;
+        const qk_imatrix_entry *e = im ? qk_imatrix_find(im, t->name) : NULL;
+        if (e) {
+            int64_t want = t->ne[0] * t->ne[2];
+            if (e->n_mat * e->cols != want) {
+                if (is_token_embedding(t->name)) {
+                    add_note(res, "imatrix entry for %s has the wrong size: ignored\n", t->name);
+                    continue;
+                }
+                return qk_fail(ctx, QK_ERR_SHAPE,
+                               "imatrix entry '%s' has %lld values but the tensor needs %lld (%lld columns x %lld "
+                               "experts): is the imatrix from a different model?",
+                               t->name, (long long)(e->n_mat * e->cols), (long long)want, (long long)t->ne[0],
+                               (long long)t->ne[2]);
+            }
+            if (f->uses_imatrix) {
+                found[i] = e;
+                t->imatrix = 1;
+            }
+            matched++;
+            continue;
+        }
+        if (qk_plan_needs_imatrix(opt, t->name, t->type) || f->needs_imatrix)
+            return qk_fail(ctx, QK_ERR_NEEDS_IMATRIX, "tensor '%s' is to become %s, which needs imatrix data, and %s",
+                           t->name, qk_type_name(t->type),
+                           im ? "the imatrix has no entry for it" : "no --imatrix was given");
+        if (im && f->uses_imatrix) add_note(res, "no imatrix data for %s: quantized without weights\n", t->name);
+    }
+    if (im && im->n_entries > 0 && candidates > 0 && matched == 0)
+        return qk_fail(ctx, QK_ERR_VALUE,
+                       "none of the imatrix's %zu entries matches a tensor of this model (first: '%s'): is it from "
+                       "a different model?",
+                       im->n_entries, im->entries[0].name);
+    return QK_OK;
+}
+
+/* ---- output layout ------------------------------------------------------------------------ */
+
+static qk_status setup_metadata(qk_context *ctx, qk_gguf_writer *w, const qk_gguf *in,
+                                const qk_model_quantize_params *p, const qk_imatrix *im, int any_converted) {
+    size_t nkv = qk_gguf_kv_count(in);
+    qk_status st = QK_OK;
+    for (size_t i = 0; i < nkv && st == QK_OK; i++) {
+        const qk_gguf_kv *kv = qk_gguf_kv_at(in, i);
+        if (!strncmp(kv->key, "split.", 6)) continue;
+        st = qk_gguf_writer_copy_kv(w, kv);
+    }
+    if (st == QK_OK && (any_converted || !qk_gguf_find_kv(in, "general.quantization_version")))
+        st = qk_gguf_writer_set_u32(w, "general.quantization_version", QK_QUANT_VERSION);
+    if (st == QK_OK && strcmp(p->plan.ftype->name, "COPY"))
+        st = qk_gguf_writer_set_u32(w, "general.file_type", (uint32_t)p->plan.ftype->id);
+    if (st == QK_OK && im) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s", p->imatrix_path);
+        st = qk_gguf_writer_set_string(w, "quantize.imatrix.file", buf);
+        if (st == QK_OK && im->dataset && im->dataset[0]) {
+            snprintf(buf, sizeof buf, "%s", im->dataset);
+            st = qk_gguf_writer_set_string(w, "quantize.imatrix.dataset", buf);
+        }
+        if (st == QK_OK) st = qk_gguf_writer_set_u32(w, "quantize.imatrix.entries_count", (uint32_t)im->n_entries);
+        if (st == QK_OK && im->chunk_count > 0)
+            st = qk_gguf_writer_set_u32(w, "quantize.imatrix.chunks_count", (uint32_t)im->chunk_count);
+    }
+    return st == QK_OK ? QK_OK : forward_error(ctx, st);
+}
+
+/* Assigns output parts: by input part (--keep-split), by size (--split-max-size), or one. */
+static int assign_splits(qk_model_tensor *ts, const size_t *src_split, size_t n, const qk_model_quantize_params *p) {
+    int parts = 1;
+    if (p->keep_split) {
+        for (size_t i = 0; i < n; i++) {
+            ts[i].split = (int)src_split[i];
+            if ((int)src_split[i] + 1 > parts) parts = (int)src_split[i] + 1;
+        }
+        return parts;
+    }
+    uint64_t used = 0;
+    size_t in_part = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p->split_max_bytes && in_part > 0 && used + ts[i].bytes > p->split_max_bytes) {
+            parts++;
+            used = 0;
+            in_part = 0;
+        }
+        ts[i].split = parts - 1;
+        used += ts[i].bytes;
+        in_part++;
+    }
+    return parts;
+}
+
+/* ---- the data pass ----------------------------------------------------------------------- */
+
+typedef struct stream_state {
+    qk_context *ctx;
+    const qk_model_quantize_params *p;
+    size_t chunk_bytes;
+    unsigned char *src_f32; /* dequantized requantize input / f32 view for error measurement */
+    unsigned char *dst;     /* converted rows */
+    float *check;           /* dequantized output for error measurement */
+    uint64_t bytes_done, bytes_total;
+    double t0;
+} stream_state;
+
+static qk_status check_cancel(stream_state *s) {
+    if (s->p->cancel && *s->p->cancel) return qk_fail(s->ctx, QK_ERR_IO, "interrupted");
+    return QK_OK;
+}
+
+static void report(stream_state *s, size_t i, size_t n, const char *name, int done) {
+    if (!s->p->progress) return;
+    qk_model_progress pr = {i, n, name, s->bytes_done, s->bytes_total, now_seconds() - s->t0, done};
+    s->p->progress(s->p->user, &pr);
+}
+
+static qk_status copy_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_tensor *src, size_t i, size_t n) {
+    uint64_t off = 0;
+    while (off < src->bytes) {
+        qk_status st = check_cancel(s);
+        if (st) return st;
+        size_t step = src->bytes - off < s->chunk_bytes ? (size_t)(src->bytes - off) : s->chunk_bytes;
+        st = qk_gguf_writer_write(w, src->data + off, step);
+        if (st) return forward_error(s->ctx, st);
+        off += step;
+        s->bytes_done += step;
+        report(s, i, n, src->name, 0);
+    }
+    return QK_OK;
+}
+
+/* Widens `rows` rows of src (any type) to f32 in out. */
+static qk_status to_f32(stream_state *s, qk_type type, const void *src, size_t src_bytes, int64_t rows, int64_t cols,
+                        float *out) {
+    if (type == QK_TYPE_F32) {
+        memcpy(out, src, (size_t)(rows * cols) * sizeof(float));
+        return QK_OK;
+    }
+    qk_dequantize_desc d = qk_dequantize_default_desc();
+    d.type = type;
+    d.dst_type = QK_TYPE_F32;
+    d.rows = rows;
+    d.cols = cols;
+    d.src = qk_host((void *)src, src_bytes);
+    d.dst = qk_host(out, (size_t)(rows * cols) * sizeof(float));
+    return qk_dequantize(s->ctx, &d);
+}
+
+typedef struct error_sums {
+    double err, sig, w;
+} error_sums;
+
+static qk_status measure(stream_state *s, const qk_model_tensor *t, const void *src, size_t src_bytes, const void *out,
+                         size_t out_bytes, int64_t rows, const float *imatrix, error_sums *acc) {
+    int64_t cols = t->ne[0];
+    float *x = (float *)s->src_f32;
+    qk_status st = to_f32(s, t->src_type, src, src_bytes, rows, cols, x);
+    if (st == QK_OK) st = to_f32(s, t->type, out, out_bytes, rows, cols, s->check);
+    if (st) return st;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            double w = imatrix ? imatrix[c] : 1.0, v = x[r * cols + c], d = v - s->check[r * cols + c];
+            acc->err += w * d * d;
+            acc->sig += w * v * v;
+            acc->w += w;
+        }
+    return QK_OK;
+}
+
+/* qk_quantize refused a chunk for a NaN/Inf: find it again to name its place in the tensor. */
+static qk_status locate_bad_value(stream_state *s, const qk_model_tensor *t, const void *src, qk_type type,
+                                  int64_t rows, int64_t mat, int64_t n_mat, int64_t row0) {
+    const int64_t cols = t->ne[0];
+    float *x = (float *)s->src_f32;
+    if (src != x && to_f32(s, type, src, (size_t)rows * qk_type_row_bytes(type, cols), rows, cols, x) != QK_OK)
+        return tensor_error(s->ctx, QK_ERR_VALUE, t->name, n_mat > 1 ? mat : -1);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            float v = x[r * cols + c];
+            if (isfinite(v)) continue;
+            const char *what = isnan(v) ? "NaN" : "Inf";
+            if (n_mat > 1)
+                return qk_fail(s->ctx, QK_ERR_VALUE, "tensor '%s': expert %lld, row %lld, column %lld is %s", t->name,
+                               (long long)mat, (long long)(row0 + r), (long long)c, what);
+            return qk_fail(s->ctx, QK_ERR_VALUE, "tensor '%s': row %lld, column %lld is %s", t->name,
+                           (long long)(row0 + r), (long long)c, what);
+        }
+    return tensor_error(s->ctx, QK_ERR_VALUE, t->name, n_mat > 1 ? mat : -1);
+}
+
+static qk_status convert_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_tensor *src, qk_model_tensor *t,
+                                const qk_imatrix_entry *ie, size_t i, size_t n) {
+    const int64_t cols = t->ne[0], rows_per_mat = t->ne[1], n_mat = t->ne[2] * t->ne[3];
+    const size_t src_row = qk_type_row_bytes(t->src_type, cols), dst_row = qk_type_row_bytes(t->type, cols);
+    const size_t f32_row = (size_t)cols * sizeof(float);
+    /* Rows per step: bounded by the chunk size of the largest per-row buffer. */
+    size_t widest = src_row > dst_row ? src_row : dst_row;
+    if (f32_row > widest) widest = f32_row;
+    int64_t step_rows = (int64_t)(s->chunk_bytes / widest);
+    if (step_rows < 1) step_rows = 1;
+    const qk_format *sf = qk_format_of(t->src_type);
+    const int requant = sf->family != QK_FAMILY_FLOAT;
+    error_sums acc = {0, 0, 0};
+
+    for (int64_t m = 0; m < n_mat; m++) {
+        const float *imatrix = ie ? ie->values + (ie->n_mat > 1 ? (m % t->ne[2]) * cols : 0) : NULL;
+        for (int64_t r0 = 0; r0 < rows_per_mat; r0 += step_rows) {
+            qk_status st = check_cancel(s);
+            if (st) return st;
+            int64_t rows = rows_per_mat - r0 < step_rows ? rows_per_mat - r0 : step_rows;
+            const unsigned char *in = src->data + (uint64_t)(m * rows_per_mat + r0) * src_row;
+            const void *qsrc = in;
+            qk_type qsrc_type = t->src_type;
+            if (requant) {
+                st = to_f32(s, t->src_type, in, (size_t)rows * src_row, rows, cols, (float *)s->src_f32);
+                if (st) return tensor_error(s->ctx, st, t->name, n_mat > 1 ? m : -1);
+                qsrc = s->src_f32;
+                qsrc_type = QK_TYPE_F32;
+            }
+            qk_quantize_desc q = qk_quantize_default_desc();
+            q.type = t->type;
+            q.src_type = qsrc_type;
+            q.rows = rows;
+            q.cols = cols;
+            q.src = qk_host((void *)qsrc, (size_t)rows * qk_type_row_bytes(qsrc_type, cols));
+            q.dst = qk_host(s->dst, (size_t)rows * dst_row);
+            q.imatrix = imatrix;
+            q.imatrix_len = imatrix ? cols : 0;
+            st = qk_quantize(s->ctx, &q);
+            if (st == QK_ERR_VALUE) return locate_bad_value(s, t, qsrc, qsrc_type, rows, m, n_mat, r0);
+            if (st) return tensor_error(s->ctx, st, t->name, n_mat > 1 ? m : -1);
+            if (s->p->measure_error) {
+                st = measure(s, t, in, (size_t)rows * src_row, s->dst, (size_t)rows * dst_row, rows, imatrix, &acc);
+                if (st) return tensor_error(s->ctx, st, t->name, n_mat > 1 ? m : -1);
+            }
+            st = qk_gguf_writer_write(w, s->dst, (size_t)rows * dst_row);
+            if (st) return forward_error(s->ctx, st);
+            s->bytes_done += (uint64_t)rows * src_row;
+            report(s, i, n, t->name, 0);
+        }
+    }
+    if (s->p->measure_error && acc.w > 0) {
+        t->rmse = sqrt(acc.err / acc.w);
+        t->rel_rmse = acc.sig > 0 ? sqrt(acc.err / acc.sig) : 0.0;
+    }
+    return QK_OK;
+}
+
+/* ---- the whole path ---------------------------------------------------------------------- */
+
+typedef struct run {
+    qk_gguf *in;
+    qk_imatrix *im;
+    qk_plan_tensor *pt;
+    qk_plan_entry *pe;
+    size_t *src_split;
+    const qk_imatrix_entry **ie;
+    qk_gguf_writer **w;
+    int n_w;
+    stream_state s;
+} run;
+
+static void run_free(run *r) {
+    for (int i = 0; i < r->n_w; i++) qk_gguf_writer_free(r->w[i]); /* removes unfinished temporaries */
+    free(r->w);
+    free(r->s.src_f32);
+    free(r->s.dst);
+    free(r->s.check);
+    free(r->ie);
+    free(r->src_split);
+    free(r->pe);
+    free(r->pt);
+    qk_imatrix_free(r->im);
+    qk_gguf_close(r->in);
+}
+
+static qk_status plan_model(qk_context *ctx, run *r, const qk_model_quantize_params *p, qk_model_quantize_result *res) {
+    size_t n = qk_gguf_tensor_count(r->in);
+    r->pt = calloc(n ? n : 1, sizeof *r->pt);
+    r->pe = calloc(n ? n : 1, sizeof *r->pe);
+    r->src_split = calloc(n ? n : 1, sizeof *r->src_split);
+    r->ie = calloc(n ? n : 1, sizeof *r->ie);
+    res->tensors = calloc(n ? n : 1, sizeof *res->tensors);
+    if (!r->pt || !r->pe || !r->src_split || !r->ie || !res->tensors)
+        return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory planning %zu tensors", n);
+    for (size_t i = 0; i < n; i++) {
+        const qk_gguf_tensor *t = qk_gguf_tensor_at(r->in, i);
+        r->pt[i] = (qk_plan_tensor){t->name, t->type, t->n_dims, {t->ne[0], t->ne[1], t->ne[2], t->ne[3]}};
+    }
+    char arch[128];
+    qk_plan_model model;
+    read_model_facts(r->in, arch, sizeof arch, &model);
+    qk_plan_options opt = p->plan;
+    opt.has_imatrix = r->im != NULL;
+    qk_status st = qk_plan_build(&model, &opt, r->pt, n, r->pe);
+    if (st) return forward_error(ctx, st);
+
+    res->n_tensors = n;
+    int any_converted = 0;
+    for (size_t i = 0; i < n; i++) {
+        const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
+        qk_model_tensor *t = &res->tensors[i];
+        snprintf(t->name, sizeof t->name, "%s", src->name);
+        t->src_type = src->type;
+        t->type = r->pe[i].type;
+        t->n_dims = src->n_dims;
+        memcpy(t->ne, src->ne, sizeof t->ne);
+        t->src_bytes = src->bytes;
+        t->bytes = qk_type_row_bytes(t->type, t->ne[0]) * (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]);
+        t->reason = r->pe[i].reason;
+        t->converted = t->type != t->src_type;
+        t->rmse = t->rel_rmse = -1.0;
+        r->src_split[i] = (size_t)src->split;
+        any_converted |= t->converted;
+        uint64_t elems = (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+        res->in_bytes += t->src_bytes;
+        res->out_bytes += t->bytes;
+        res->in_weights += elems;
+        if (t->converted) res->quantized_weights += elems;
+    }
+    st = match_imatrix(ctx, r->im, &opt, res->tensors, n, r->ie, res);
+    if (st) return st;
+    res->n_splits = assign_splits(res->tensors, r->src_split, n, p);
+    (void)any_converted;
+    return QK_OK;
+}
+
+static qk_status open_outputs(qk_context *ctx, run *r, const qk_model_quantize_params *p,
+                              qk_model_quantize_result *res) {
+    int parts = res->n_splits, any_converted = 0;
+    for (size_t i = 0; i < res->n_tensors; i++) any_converted |= res->tensors[i].converted;
+    char prefix[4096];
+    snprintf(prefix, sizeof prefix, "%s", p->output);
+    if (parts > 1) {
+        /* out.gguf -> out-00001-of-0000N.gguf, as llama-quantize names split output */
+        size_t len = strlen(prefix);
+        if (len > 5 && !strcmp(prefix + len - 5, ".gguf")) prefix[len - 5] = 0;
+        int no, count;
+        char bare[4096];
+        if (qk_gguf_split_name_parse(p->output, bare, sizeof bare, &no, &count))
+            snprintf(prefix, sizeof prefix, "%s", bare);
+    }
+    r->w = calloc((size_t)parts, sizeof *r->w);
+    if (!r->w) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (int k = 0; k < parts; k++) {
+        qk_status st = qk_gguf_writer_create(&r->w[k]);
+        if (st) return forward_error(ctx, st);
+        r->n_w = k + 1;
+        st = setup_metadata(ctx, r->w[k], r->in, p, r->im, any_converted);
+        if (st) return st;
+        if (parts > 1) {
+            st = qk_gguf_writer_set_u16(r->w[k], "split.no", (uint16_t)k);
+            if (!st) st = qk_gguf_writer_set_u16(r->w[k], "split.count", (uint16_t)parts);
+            if (!st) st = qk_gguf_writer_set_i32(r->w[k], "split.tensors.count", (int32_t)res->n_tensors);
+            if (st) return forward_error(ctx, st);
+        }
+    }
+    for (size_t i = 0; i < res->n_tensors; i++) {
+        const qk_model_tensor *t = &res->tensors[i];
+        qk_status st = qk_gguf_writer_add_tensor(r->w[t->split], t->name, t->type, t->n_dims, t->ne);
+        if (st) return forward_error(ctx, st);
+    }
+    res->out_file_bytes = 0;
+    for (int k = 0; k < parts; k++) {
+        char path[4200];
+        if (parts > 1)
+            qk_gguf_split_name(path, sizeof path, prefix, k + 1, parts);
+        else
+            snprintf(path, sizeof path, "%s", p->output);
+        qk_status st = qk_gguf_writer_begin(r->w[k], path);
+        if (st) return forward_error(ctx, st);
+        res->out_file_bytes += qk_gguf_writer_file_bytes(r->w[k]);
+    }
+    return QK_OK;
+}
+
+static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_params *p,
+                             qk_model_quantize_result *res) {
+    stream_state *s = &r->s;
+    s->ctx = ctx;
+    s->p = p;
+    s->chunk_bytes = p->chunk_bytes ? p->chunk_bytes : DEFAULT_CHUNK_BYTES;
+    /* Buffers sized for the widest row of any converted tensor, at least one row. */
+    size_t widest = 0;
+    for (size_t i = 0; i < res->n_tensors; i++) {
+        const qk_model_tensor *t = &res->tensors[i];
+        if (!t->converted) continue;
+        size_t f32_row = (size_t)t->ne[0] * sizeof(float);
+        if (f32_row > widest) widest = f32_row;
+    }
+    size_t buf_bytes = widest > s->chunk_bytes ? widest : s->chunk_bytes;
+    if (widest) {
+        s->dst = malloc(buf_bytes);
+        s->src_f32 = malloc(buf_bytes);
+        s->check = p->measure_error ? malloc(buf_bytes) : NULL;
+        if (!s->dst || !s->src_f32 || (p->measure_error && !s->check))
+            return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory for %zu-byte staging buffers", buf_bytes);
+    }
+    s->bytes_total = res->in_bytes;
+    s->t0 = now_seconds();
+    for (size_t i = 0; i < res->n_tensors; i++) {
+        qk_model_tensor *t = &res->tensors[i];
+        const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
+        double t0 = now_seconds();
+        report(s, i, res->n_tensors, t->name, 0);
+        qk_status st = t->converted ? convert_tensor(s, r->w[t->split], src, t, r->ie[i], i, res->n_tensors)
+                                    : copy_tensor(s, r->w[t->split], src, i, res->n_tensors);
+        if (st) return st;
+        qk_gguf_release_tensor(r->in, r->pe[i].tensor);
+        t->seconds = now_seconds() - t0;
+        report(s, i, res->n_tensors, t->name, 1);
+    }
+    return QK_OK;
+}
+
+qk_status qk_model_quantize(qk_context *ctx, const qk_model_quantize_params *p, qk_model_quantize_result *res) {
+    if (!ctx || !p || !res || !p->input || (!p->output && !p->dry_run) || !p->plan.ftype)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: input, output, preset and result are required");
+    memset(res, 0, sizeof *res);
+    res->imatrix_entries = -1;
+    double t0 = now_seconds();
+    run r;
+    memset(&r, 0, sizeof r);
+    qk_status st = qk_gguf_open(p->input, &r.in);
+    if (st) {
+        forward_error(ctx, st);
+        goto done;
+    }
+    if (p->imatrix_path) {
+        st = qk_imatrix_load(p->imatrix_path, &r.im);
+        if (st) {
+            forward_error(ctx, st);
+            goto done;
+        }
+        if (p->n_include) qk_imatrix_filter(r.im, p->include_weights, p->n_include, 1);
+        if (p->n_exclude) qk_imatrix_filter(r.im, p->exclude_weights, p->n_exclude, 0);
+        res->imatrix_entries = (int)r.im->n_entries;
+    }
+    st = plan_model(ctx, &r, p, res);
+    if (st || p->dry_run) goto done;
+    st = open_outputs(ctx, &r, p, res);
+    if (st) goto done;
+    st = stream_data(ctx, &r, p, res);
+    if (st) goto done;
+    /* All parts complete before any appears under its name. */
+    for (int k = 0; k < r.n_w && st == QK_OK; k++)
+        if ((st = qk_gguf_writer_close(r.w[k]))) forward_error(ctx, st);
+    for (int k = 0; k < r.n_w && st == QK_OK; k++)
+        if ((st = qk_gguf_writer_commit(r.w[k]))) forward_error(ctx, st);
+done:
+    res->seconds = now_seconds() - t0;
+    run_free(&r);
+    if (st) qk_model_quantize_result_free(res);
+    return st;
+}

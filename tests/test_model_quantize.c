@@ -1,0 +1,464 @@
+/* The file-to-file path: a small MoE model written here with the GGUF writer is quantized by
+ * qk_model_quantize, and every output tensor must equal qk_quantize of the input tensor (per
+ * expert with its imatrix slice), the metadata must be the input's plus the quantizer's keys,
+ * and every failure must leave no file behind. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gguf.h"
+#include "imatrix.h"
+#include "model_quantize.h"
+#include "qk_float.h"
+#include "test_util.h"
+
+#include <math.h>
+#include <signal.h>
+
+#define EMBD  256
+#define FF    256
+#define NEXP  4
+#define VOCAB 64
+
+static char dir[256];
+static tu_rng rng;
+
+static void path_in(char *out, size_t len, const char *name) { snprintf(out, len, "%s/%s", dir, name); }
+
+static int dir_entries(void) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (e->d_name[0] != '.') n++;
+    if (d) closedir(d);
+    return n;
+}
+
+static int exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* ---- a small model with the names of a Qwen-style MoE ---------------------------------------- */
+
+typedef struct tdef {
+    const char *name;
+    qk_type type;
+    int n_dims;
+    int64_t ne[3];
+} tdef;
+
+static const tdef model_tensors[] = {
+    {"token_embd.weight", QK_TYPE_BF16, 2, {EMBD, VOCAB, 1}},
+    {"output_norm.weight", QK_TYPE_F32, 1, {EMBD, 1, 1}},
+    {"output.weight", QK_TYPE_BF16, 2, {EMBD, VOCAB, 1}},
+    {"blk.0.attn_norm.weight", QK_TYPE_F32, 1, {EMBD, 1, 1}},
+    {"blk.0.attn_q.weight", QK_TYPE_BF16, 2, {EMBD, EMBD, 1}},
+    {"blk.0.attn_k.weight", QK_TYPE_F16, 2, {EMBD, 64, 1}},
+    {"blk.0.attn_v.weight", QK_TYPE_F16, 2, {EMBD, 64, 1}},
+    {"blk.0.attn_output.weight", QK_TYPE_F32, 2, {EMBD, EMBD, 1}},
+    {"blk.0.ffn_gate_inp.weight", QK_TYPE_F32, 2, {EMBD, NEXP, 1}},
+    {"blk.0.ffn_gate_exps.weight", QK_TYPE_BF16, 3, {EMBD, FF, NEXP}},
+    {"blk.0.ffn_up_exps.weight", QK_TYPE_BF16, 3, {EMBD, FF, NEXP}},
+    {"blk.0.ffn_down_exps.weight", QK_TYPE_BF16, 3, {FF, EMBD, NEXP}},
+    {"blk.0.ffn_down_shexp.weight", QK_TYPE_BF16, 2, {FF, EMBD, 1}},
+    {"blk.1.attn_v.weight", QK_TYPE_BF16, 2, {EMBD, 64, 1}},
+    {"blk.1.ffn_down_exps.weight", QK_TYPE_BF16, 3, {FF, EMBD, NEXP}},
+};
+#define N_TENSORS (sizeof model_tensors / sizeof model_tensors[0])
+
+static uint64_t elems(const tdef *t) { return (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2]); }
+
+static void fill(const tdef *t, unsigned char *out) {
+    uint64_t n = elems(t);
+    for (uint64_t i = 0; i < n; i++) {
+        float v = 0.02f * tu_gauss(&rng) * (i % 97 == 5 ? 6.0f : 1.0f);
+        if (strstr(t->name, "norm")) v = 1.0f + v;
+        if (t->type == QK_TYPE_F32) memcpy(out + 4 * i, &v, 4);
+        if (t->type == QK_TYPE_F16) qk_wr16(out + 2 * i, qk_f32_to_fp16(v));
+        if (t->type == QK_TYPE_BF16) qk_wr16(out + 2 * i, qk_f32_to_bf16(v));
+    }
+}
+
+/* Writes the model; `nan_at` (if >= 0) puts a NaN at that element of blk.0.ffn_up_exps. */
+static int write_model(const char *path, int64_t nan_at) {
+    qk_gguf_writer *w;
+    if (qk_gguf_writer_create(&w)) return 0;
+    qk_gguf_writer_set_string(w, "general.architecture", "testmoe");
+    qk_gguf_writer_set_string(w, "general.name", "qkern test model");
+    qk_gguf_writer_set_u32(w, "general.file_type", 32);
+    qk_gguf_writer_set_u32(w, "testmoe.block_count", 2);
+    qk_gguf_writer_set_u32(w, "testmoe.attention.head_count", 4);
+    qk_gguf_writer_set_u32(w, "testmoe.attention.head_count_kv", 1);
+    qk_gguf_writer_set_u32(w, "testmoe.expert_count", NEXP);
+    const char *toks[] = {"a", "bb", "ccc"};
+    qk_gguf_writer_set_string_array(w, "tokenizer.ggml.tokens", toks, 3);
+    for (size_t i = 0; i < N_TENSORS; i++)
+        if (qk_gguf_writer_add_tensor(w, model_tensors[i].name, model_tensors[i].type, model_tensors[i].n_dims,
+                                      model_tensors[i].ne))
+            return qk_gguf_writer_free(w), 0;
+    int ok = qk_gguf_writer_begin(w, path) == QK_OK;
+    for (size_t i = 0; ok && i < N_TENSORS; i++) {
+        const tdef *t = &model_tensors[i];
+        size_t bytes = (size_t)qk_gguf_writer_tensor_bytes(w, i);
+        unsigned char *buf = malloc(bytes);
+        fill(t, buf);
+        if (nan_at >= 0 && !strcmp(t->name, "blk.0.ffn_up_exps.weight")) qk_wr16(buf + 2 * nan_at, 0x7FC0);
+        ok = qk_gguf_writer_write(w, buf, bytes) == QK_OK;
+        free(buf);
+    }
+    ok = ok && qk_gguf_writer_finish(w) == QK_OK;
+    qk_gguf_writer_free(w);
+    return ok;
+}
+
+/* An imatrix for the model's blk.* matmul weights (per expert for *_exps). */
+static int write_imatrix(const char *path, int wrong_size) {
+    qk_imatrix im = {0};
+    qk_imatrix_entry e[N_TENSORS];
+    for (size_t i = 0; i < N_TENSORS; i++) {
+        const tdef *t = &model_tensors[i];
+        if (strncmp(t->name, "blk.", 4) || t->n_dims < 2 || strstr(t->name, "gate_inp")) continue;
+        qk_imatrix_entry *x = &e[im.n_entries++];
+        x->name = (char *)t->name;
+        x->n_mat = t->ne[2];
+        x->cols = t->ne[0] + (wrong_size ? 32 : 0);
+        x->values = malloc(sizeof(float) * (size_t)(x->n_mat * x->cols));
+        for (int64_t k = 0; k < x->n_mat * x->cols; k++) x->values[k] = (float)exp(1.5 * tu_gauss(&rng));
+    }
+    /* sorted by name, as the reader keeps them */
+    for (size_t a = 0; a < im.n_entries; a++)
+        for (size_t b = a + 1; b < im.n_entries; b++)
+            if (strcmp(e[b].name, e[a].name) < 0) {
+                qk_imatrix_entry tmp = e[a];
+                e[a] = e[b];
+                e[b] = tmp;
+            }
+    im.entries = e;
+    im.dataset = "test.txt";
+    im.chunk_count = 10;
+    im.chunk_size = 512;
+    int ok = qk_imatrix_save_gguf(&im, NULL, path) == QK_OK;
+    for (size_t i = 0; i < im.n_entries; i++) free(e[i].values);
+    return ok;
+}
+
+/* ---- checks ---------------------------------------------------------------------------------- */
+
+static qk_context *ctx;
+
+static qk_status run(const char *in, const char *out, const char *preset, const char *imatrix, size_t chunk,
+                     qk_model_quantize_result *res) {
+    qk_model_quantize_params p;
+    qk_model_quantize_params_init(&p);
+    p.input = in;
+    p.output = out;
+    p.plan.ftype = qk_ftype_from_name(preset);
+    p.imatrix_path = imatrix;
+    p.chunk_bytes = chunk;
+    return qk_model_quantize(ctx, &p, res);
+}
+
+/* Every tensor of `out` equals qk_quantize of the input tensor (its imatrix slice per expert). */
+static void check_against_direct(const char *in_path, const char *out_path, const char *imatrix_path) {
+    qk_gguf *in = NULL, *out = NULL;
+    qk_imatrix *im = NULL;
+    CHECK(qk_gguf_open(in_path, &in) == QK_OK, "open input: %s", qk_last_error(NULL));
+    CHECK(qk_gguf_open(out_path, &out) == QK_OK, "open output: %s", qk_last_error(NULL));
+    if (imatrix_path) CHECK(qk_imatrix_load(imatrix_path, &im) == QK_OK, "imatrix: %s", qk_last_error(NULL));
+    if (!in || !out) goto done;
+    CHECK(qk_gguf_tensor_count(out) == N_TENSORS, "tensor count %zu", qk_gguf_tensor_count(out));
+    int quantized = 0;
+    for (size_t i = 0; i < qk_gguf_tensor_count(out); i++) {
+        const qk_gguf_tensor *o = qk_gguf_tensor_at(out, i), *s = qk_gguf_find_tensor(in, o->name);
+        CHECK(s != NULL, "output tensor %s not in the input", o->name);
+        if (!s) continue;
+        CHECK(!memcmp(o->ne, s->ne, sizeof o->ne), "%s: shape changed", o->name);
+        if (o->type == s->type) {
+            CHECK(o->bytes == s->bytes && !memcmp(o->data, s->data, o->bytes), "%s: copied bytes differ", o->name);
+            continue;
+        }
+        quantized++;
+        const qk_imatrix_entry *e = im ? qk_imatrix_find(im, o->name) : NULL;
+        qk_type_info ti;
+        qk_type_get_info(o->type, &ti);
+        size_t src_row = qk_type_row_bytes(s->type, s->ne[0]), dst_row = qk_type_row_bytes(o->type, o->ne[0]);
+        unsigned char *want = tu_poisoned(o->bytes);
+        for (int64_t m = 0; m < s->ne[2]; m++) {
+            qk_quantize_desc q = qk_quantize_default_desc();
+            q.type = o->type;
+            q.src_type = s->type;
+            q.rows = s->ne[1];
+            q.cols = s->ne[0];
+            q.src = qk_host((void *)(s->data + (size_t)(m * s->ne[1]) * src_row), (size_t)s->ne[1] * src_row);
+            q.dst = qk_host(want + (size_t)(m * s->ne[1]) * dst_row, (size_t)s->ne[1] * dst_row);
+            if (e && ti.uses_imatrix) {
+                q.imatrix = e->values + (e->n_mat > 1 ? m * e->cols : 0);
+                q.imatrix_len = e->cols;
+            }
+            CHECK(qk_quantize(ctx, &q) == QK_OK, "%s: direct quantize: %s", o->name, qk_last_error(ctx));
+        }
+        size_t first = o->bytes;
+        for (size_t b = 0; b < o->bytes; b++)
+            if (want[b] != o->data[b]) {
+                first = b;
+                break;
+            }
+        CHECK(first == o->bytes, "%s (%s): differs from direct quantization at byte %zu (row %zu)", o->name,
+              qk_type_name(o->type), first, first / dst_row);
+        free(want);
+    }
+    CHECK(quantized >= 8, "only %d tensors were quantized", quantized);
+    /* metadata: every input pair byte for byte, then the quantizer's */
+    for (size_t i = 0; i < qk_gguf_kv_count(in); i++) {
+        const qk_gguf_kv *a = qk_gguf_kv_at(in, i), *b = qk_gguf_find_kv(out, a->key);
+        if (!strcmp(a->key, "general.file_type")) continue;
+        CHECK(b && b->type == a->type && b->raw_len == a->raw_len && !memcmp(a->raw, b->raw, a->raw_len),
+              "metadata %s not copied", a->key);
+    }
+    CHECK(qk_gguf_get_int(out, "general.quantization_version", -1) == 2, "quantization_version");
+    if (im) {
+        CHECK(qk_gguf_find_kv(out, "quantize.imatrix.file") != NULL, "quantize.imatrix.file missing");
+        CHECK(qk_gguf_get_int(out, "quantize.imatrix.entries_count", -1) == (int64_t)im->n_entries,
+              "imatrix entries_count");
+        CHECK(qk_gguf_get_int(out, "quantize.imatrix.chunks_count", -1) == 10, "imatrix chunks_count");
+    }
+done:
+    qk_imatrix_free(im);
+    qk_gguf_close(in);
+    qk_gguf_close(out);
+}
+
+static int same_file(const char *a, const char *b) {
+    size_t na, nb;
+    unsigned char *x = tu_read_file(dir, a, &na), *y = tu_read_file(dir, b, &nb);
+    int same = x && y && na == nb && !memcmp(x, y, na);
+    free(x);
+    free(y);
+    return same;
+}
+
+/* Q4_K_M with an imatrix: each tensor equals direct quantization, whatever the chunk size. */
+static void test_q4_k_m_output_equals_direct_quantization(const char *model, const char *imatrix) {
+    char out1[300], out2[300];
+    path_in(out1, sizeof out1, "q4km-a.gguf");
+    path_in(out2, sizeof out2, "q4km-b.gguf");
+    qk_model_quantize_result r1, r2;
+    CHECK(run(model, out1, "Q4_K_M", imatrix, 4096, &r1) == QK_OK, "Q4_K_M: %s", qk_last_error(ctx));
+    CHECK(run(model, out2, "Q4_K_M", imatrix, 0, &r2) == QK_OK, "Q4_K_M: %s", qk_last_error(ctx));
+    CHECK(same_file("q4km-a.gguf", "q4km-b.gguf"), "4 KiB chunks and 64 MiB chunks give different files");
+    CHECK(r1.n_tensors == N_TENSORS && r1.n_splits == 1, "result: %zu tensors, %d parts", r1.n_tensors, r1.n_splits);
+    check_against_direct(model, out1, imatrix);
+    qk_gguf *g;
+    if (qk_gguf_open(out1, &g) == QK_OK) {
+        CHECK(qk_gguf_get_int(g, "general.file_type", -1) == 15, "file_type of Q4_K_M must be 15");
+        const qk_gguf_tensor *t = qk_gguf_find_tensor(g, "blk.0.ffn_gate_inp.weight");
+        CHECK(t && t->type == QK_TYPE_F32, "the router must stay F32");
+        t = qk_gguf_find_tensor(g, "output.weight");
+        CHECK(t && t->type == QK_TYPE_Q6_K, "output.weight must be Q6_K in Q4_K_M");
+        t = qk_gguf_find_tensor(g, "blk.0.attn_q.weight");
+        CHECK(t && t->type == QK_TYPE_Q4_K, "attn_q must be Q4_K in Q4_K_M");
+        qk_gguf_close(g);
+    }
+    qk_model_quantize_result_free(&r1);
+    qk_model_quantize_result_free(&r2);
+    unlink(out1);
+    unlink(out2);
+}
+
+/* Split output by size, read back through any part, and --keep-split on that split input. */
+static void test_split_output_reads_back_and_keeps_split(const char *model) {
+    char out[300], whole[300], first[300], again[300];
+    path_in(whole, sizeof whole, "whole.gguf");
+    path_in(out, sizeof out, "parts.gguf");
+    CHECK(run(model, whole, "Q8_0", NULL, 0, &(qk_model_quantize_result){0}) == QK_OK, "Q8_0: %s", qk_last_error(ctx));
+    qk_model_quantize_params p;
+    qk_model_quantize_params_init(&p);
+    p.input = model;
+    p.output = out;
+    p.plan.ftype = qk_ftype_from_name("Q8_0");
+    p.split_max_bytes = 300000;
+    qk_model_quantize_result r;
+    CHECK(qk_model_quantize(ctx, &p, &r) == QK_OK, "split: %s", qk_last_error(ctx));
+    CHECK(r.n_splits >= 3, "expected >= 3 parts, got %d", r.n_splits);
+    int parts = r.n_splits;
+    qk_model_quantize_result_free(&r);
+    path_in(first, sizeof first, "parts-00002-of-0000");
+    snprintf(first + strlen(first), sizeof first - strlen(first), "%d.gguf", parts);
+    qk_gguf *a = NULL, *b = NULL;
+    CHECK(qk_gguf_open(first, &a) == QK_OK, "open %s: %s", first, qk_last_error(NULL));
+    CHECK(qk_gguf_open(whole, &b) == QK_OK, "open whole: %s", qk_last_error(NULL));
+    if (a && b) {
+        CHECK(qk_gguf_split_count(a) == parts, "split count %d", qk_gguf_split_count(a));
+        CHECK(qk_gguf_tensor_count(a) == qk_gguf_tensor_count(b), "tensor counts differ");
+        for (size_t i = 0; i < qk_gguf_tensor_count(b); i++) {
+            const qk_gguf_tensor *x = qk_gguf_tensor_at(b, i), *y = qk_gguf_tensor_at(a, i);
+            CHECK(!strcmp(x->name, y->name) && x->bytes == y->bytes && !memcmp(x->data, y->data, x->bytes),
+                  "split tensor %zu (%s) differs", i, x->name);
+        }
+    }
+    qk_gguf_close(a);
+    qk_gguf_close(b);
+    /* the split model as input, written back as parts (--keep-split) */
+    path_in(again, sizeof again, "kept.gguf");
+    qk_model_quantize_params_init(&p);
+    p.input = first;
+    p.output = again;
+    p.plan.ftype = qk_ftype_from_name("COPY");
+    p.keep_split = 1;
+    CHECK(qk_model_quantize(ctx, &p, &r) == QK_OK, "keep-split: %s", qk_last_error(ctx));
+    CHECK(r.n_splits == parts, "keep-split wrote %d parts, input had %d", r.n_splits, parts);
+    qk_model_quantize_result_free(&r);
+    /* clean up every file but the model and imatrix */
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.' || !strcmp(e->d_name, "model.gguf") || !strcmp(e->d_name, "imatrix.gguf")) continue;
+        char p2[600];
+        snprintf(p2, sizeof p2, "%s/%s", dir, e->d_name);
+        unlink(p2);
+    }
+    if (d) closedir(d);
+}
+
+static int cancel_after;
+static volatile sig_atomic_t cancel_flag;
+static void cancel_progress(void *user, const qk_model_progress *p) {
+    (void)user;
+    if (p->tensor_done && (int)p->tensor + 1 >= cancel_after) cancel_flag = 1;
+}
+
+/* Each failure: a clear status, a message that says where, and no file under the output name
+ * nor a temporary one beside it. */
+static void test_failures_leave_nothing_behind(const char *model, const char *imatrix) {
+    char out[300], bad[300], wrong_im[300];
+    path_in(out, sizeof out, "out.gguf");
+    int before = dir_entries();
+    qk_model_quantize_result r;
+
+    /* a NaN: expert 2, row 5, column 17 of blk.0.ffn_up_exps */
+    path_in(bad, sizeof bad, "nan.gguf");
+    CHECK(write_model(bad, (2 * FF + 5) * EMBD + 17), "write NaN model: %s", qk_last_error(NULL));
+    qk_status st = run(bad, out, "Q4_K_M", imatrix, 0, &r);
+    const char *msg = qk_last_error(ctx);
+    CHECK(st == QK_ERR_VALUE, "NaN input gave status %d", st);
+    CHECK(strstr(msg, "blk.0.ffn_up_exps.weight") && strstr(msg, "expert 2") && strstr(msg, "row 5") &&
+              strstr(msg, "column 17"),
+          "NaN message does not say where: %s", msg);
+    CHECK(!exists(out), "output exists after a NaN failure");
+    unlink(bad);
+
+    /* interrupted after 3 tensors */
+    qk_model_quantize_params p;
+    qk_model_quantize_params_init(&p);
+    p.input = model;
+    p.output = out;
+    p.plan.ftype = qk_ftype_from_name("Q4_K_M");
+    p.imatrix_path = imatrix;
+    p.progress = cancel_progress;
+    p.cancel = &cancel_flag;
+    cancel_after = 3;
+    cancel_flag = 0;
+    CHECK(qk_model_quantize(ctx, &p, &r) == QK_ERR_IO, "cancel: %s", qk_last_error(ctx));
+    CHECK(!exists(out), "output exists after an interrupt");
+
+    /* a type that needs an imatrix, without one */
+    st = run(model, out, "IQ2_XXS", NULL, 0, &r);
+    CHECK(st == QK_ERR_NEEDS_IMATRIX, "IQ2_XXS without imatrix gave %d: %s", st, qk_last_error(ctx));
+
+    /* an imatrix for another model (every entry 32 columns too long) */
+    path_in(wrong_im, sizeof wrong_im, "wrong.imatrix.gguf");
+    CHECK(write_imatrix(wrong_im, 1), "write wrong imatrix: %s", qk_last_error(NULL));
+    st = run(model, out, "Q4_K_M", wrong_im, 0, &r);
+    CHECK(st == QK_ERR_SHAPE && strstr(qk_last_error(ctx), "different model"), "wrong imatrix gave %d: %s", st,
+          qk_last_error(ctx));
+    unlink(wrong_im);
+
+    /* an output folder that does not exist */
+    char nodir[320];
+    path_in(nodir, sizeof nodir, "missing/out.gguf");
+    st = run(model, nodir, "Q8_0", NULL, 0, &r);
+    CHECK(st == QK_ERR_IO, "missing folder gave %d: %s", st, qk_last_error(ctx));
+
+    /* an input that is not GGUF */
+    st = run(imatrix ? "/dev/null" : model, out, "Q8_0", NULL, 0, &r);
+    CHECK(st != QK_OK, "/dev/null as a model was accepted");
+
+    /* an already-quantized input without --allow-requantize, then with it */
+    char q8[300];
+    path_in(q8, sizeof q8, "q8.gguf");
+    CHECK(run(model, q8, "Q8_0", NULL, 0, &r) == QK_OK, "Q8_0: %s", qk_last_error(ctx));
+    qk_model_quantize_result_free(&r);
+    st = run(q8, out, "Q4_K_M", NULL, 0, &r);
+    CHECK(st != QK_OK && strstr(qk_last_error(ctx), "requantize"), "requantizing without permission gave %d: %s", st,
+          qk_last_error(ctx));
+    CHECK(!exists(out), "output exists after a refused requantize");
+    qk_model_quantize_params_init(&p);
+    p.input = q8;
+    p.output = out;
+    p.plan.ftype = qk_ftype_from_name("F32");
+    p.plan.allow_requantize = 1;
+    CHECK(qk_model_quantize(ctx, &p, &r) == QK_OK, "dequantize to F32: %s", qk_last_error(ctx));
+    qk_model_quantize_result_free(&r);
+    unlink(out);
+    unlink(q8);
+    CHECK(dir_entries() == before, "failures left %d files behind", dir_entries() - before);
+}
+
+/* A dry run writes nothing and plans what the real run does. */
+static void test_dry_run_writes_nothing(const char *model, const char *imatrix) {
+    char out[300];
+    path_in(out, sizeof out, "dry.gguf");
+    qk_model_quantize_params p;
+    qk_model_quantize_params_init(&p);
+    p.input = model;
+    p.output = out;
+    p.plan.ftype = qk_ftype_from_name("IQ2_XXS");
+    p.imatrix_path = imatrix;
+    p.dry_run = 1;
+    qk_model_quantize_result dry, real;
+    CHECK(qk_model_quantize(ctx, &p, &dry) == QK_OK, "dry run: %s", qk_last_error(ctx));
+    CHECK(!exists(out), "a dry run wrote the output");
+    p.dry_run = 0;
+    p.measure_error = 1;
+    CHECK(qk_model_quantize(ctx, &p, &real) == QK_OK, "IQ2_XXS: %s", qk_last_error(ctx));
+    CHECK(dry.n_tensors == real.n_tensors && dry.out_bytes == real.out_bytes, "dry run and real run disagree");
+    for (size_t i = 0; i < dry.n_tensors && i < real.n_tensors; i++) {
+        CHECK(!strcmp(dry.tensors[i].name, real.tensors[i].name) && dry.tensors[i].type == real.tensors[i].type,
+              "plan %zu differs", i);
+        if (real.tensors[i].converted)
+            CHECK(real.tensors[i].rel_rmse > 0 && real.tensors[i].rel_rmse < 0.6, "%s: relative error %g",
+                  real.tensors[i].name, real.tensors[i].rel_rmse);
+    }
+    qk_model_quantize_result_free(&dry);
+    qk_model_quantize_result_free(&real);
+    unlink(out);
+}
+
+int main(void) {
+    rng.s = tu_seed();
+    snprintf(dir, sizeof dir, "/tmp/qk_model_quantize_XXXXXX");
+    if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
+    qk_context_params cp = qk_context_default_params();
+    cp.device = "cpu";
+    if (qk_context_create(&cp, &ctx)) return fprintf(stderr, "context: %s\n", qk_last_error(NULL)), 1;
+    char model[300], imatrix[300];
+    path_in(model, sizeof model, "model.gguf");
+    path_in(imatrix, sizeof imatrix, "imatrix.gguf");
+    CHECK(write_model(model, -1), "write model: %s", qk_last_error(NULL));
+    CHECK(write_imatrix(imatrix, 0), "write imatrix: %s", qk_last_error(NULL));
+
+    test_q4_k_m_output_equals_direct_quantization(model, imatrix);
+    test_split_output_reads_back_and_keeps_split(model);
+    test_failures_leave_nothing_behind(model, imatrix);
+    test_dry_run_writes_nothing(model, imatrix);
+
+    unlink(model);
+    unlink(imatrix);
+    CHECK(dir_entries() == 0, "%d files left in %s", dir_entries(), dir);
+    rmdir(dir);
+    qk_context_destroy(ctx);
+    return tu_finish();
+}
