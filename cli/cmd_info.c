@@ -8,22 +8,23 @@
 #define QK_TYPE_COUNT_MAX 64 /* ggml type ids are below this */
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: qkern info [--no-tensors] [--all-metadata] FILE.gguf\n"
+    fprintf(f, "usage: qkern info [--no-tensors] [--summary] FILE.gguf\n"
                "  Prints the metadata (long arrays summarized), one line per tensor (name, shape, type,\n"
-               "  bytes), and the totals per type with bits per weight. Split models: name any part.\n");
+               "  bytes), and the totals per type with bits per weight. Split models: name any part.\n"
+               "  --no-tensors: leave out the tensor lines; --summary: only the totals.\n");
 }
 
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
-    int tensors = 1;
+    int tensors = 1, metadata = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;
         } else if (!strcmp(argv[i], "--no-tensors")) {
             tensors = 0;
-        } else if (!strcmp(argv[i], "--all-metadata")) {
-            /* accepted for symmetry; every pair is always listed, values are summarized */
+        } else if (!strcmp(argv[i], "--summary")) {
+            tensors = metadata = 0;
         } else if (argv[i][0] == '-' || path) {
             fprintf(stderr, "qkern: info: unexpected argument '%s'\n", argv[i]);
             usage(stderr);
@@ -40,10 +41,10 @@ int cmd_info(int argc, char **argv) {
     if (qk_gguf_open(path, &g) != QK_OK) return cli_fail("info", NULL);
 
     size_t nkv = qk_gguf_kv_count(g), nt = qk_gguf_tensor_count(g);
-    printf("%s: GGUF v%u, %d file%s, %llu bytes, alignment %zu, %zu metadata pairs, %zu tensors\n\n", path,
+    printf("%s: GGUF v%u, %d file%s, %llu bytes, alignment %zu, %zu metadata pairs, %zu tensors\n%s", path,
            qk_gguf_version(g), qk_gguf_split_count(g), qk_gguf_split_count(g) > 1 ? "s" : "",
-           (unsigned long long)qk_gguf_file_bytes(g), qk_gguf_alignment(g), nkv, nt);
-    for (size_t i = 0; i < nkv; i++) {
+           (unsigned long long)qk_gguf_file_bytes(g), qk_gguf_alignment(g), nkv, nt, metadata ? "\n" : "");
+    for (size_t i = 0; metadata && i < nkv; i++) {
         const qk_gguf_kv *kv = qk_gguf_kv_at(g, i);
         char val[160];
         qk_gguf_kv_format(kv, val, sizeof val);

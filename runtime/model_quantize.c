@@ -132,7 +132,7 @@ static qk_status setup_metadata(qk_context *ctx, qk_gguf_writer *w, const qk_ggu
     }
     if (st == QK_OK && (any_converted || !qk_gguf_find_kv(in, "general.quantization_version")))
         st = qk_gguf_writer_set_u32(w, "general.quantization_version", QK_QUANT_VERSION);
-    if (st == QK_OK && strcmp(p->plan.ftype->name, "COPY"))
+    if (st == QK_OK && !p->plan.ftype->only_copy)
         st = qk_gguf_writer_set_u32(w, "general.file_type", (uint32_t)p->plan.ftype->id);
     if (st == QK_OK && im) {
         char buf[128];

@@ -40,6 +40,10 @@ check "dry run writes nothing" no_output_left "$dir/dry.gguf"
 check "dry run prints the plan" grep -q "ffn_down_exps" <<<"$plan"
 check "dry run prints bpw" grep -q "bpw" <<<"$plan"
 
+# --tensor-type takes llama.cpp's regexes, \d included, case-insensitive
+plan=$("$qkern" quantize --dry-run --tensor-type 'BLK\.\d\.ffn_down_exps=q8_0' "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M)
+check "--tensor-type with \\d" test "$(grep -c 'ffn_down_exps.*Q8_0.*override' <<<"$plan")" -eq 4
+
 # usage errors: exit 2
 "$qkern" quantize "$dir/m.gguf" "$dir/x.gguf" NOT_A_TYPE 2>/dev/null
 check "unknown type exits 2" test $? -eq 2
