@@ -287,7 +287,8 @@ static qk_status convert_tensor(stream_state *s, qk_gguf_writer *w, const qk_ggu
     error_sums acc = {0, 0, 0};
 
     for (int64_t m = 0; m < n_mat; m++) {
-        const float *imatrix = ie ? ie->values + (ie->n_mat > 1 ? (m % t->ne[2]) * cols : 0) : NULL;
+        /* expert m's slice; a legacy entry is one flat vector of ne[0] * ne[2] values (n_mat 1) */
+        const float *imatrix = ie ? ie->values + (t->ne[2] > 1 ? (m % t->ne[2]) * cols : 0) : NULL;
         for (int64_t r0 = 0; r0 < rows_per_mat; r0 += step_rows) {
             qk_status st = check_cancel(s);
             if (st) return st;

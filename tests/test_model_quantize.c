@@ -196,8 +196,8 @@ static void check_against_direct(const char *in_path, const char *out_path, cons
             q.src = qk_host((void *)(s->data + (size_t)(m * s->ne[1]) * src_row), (size_t)s->ne[1] * src_row);
             q.dst = qk_host(want + (size_t)(m * s->ne[1]) * dst_row, (size_t)s->ne[1] * dst_row);
             if (e && ti.uses_imatrix) {
-                q.imatrix = e->values + (e->n_mat > 1 ? m * e->cols : 0);
-                q.imatrix_len = e->cols;
+                q.imatrix = e->values + m * s->ne[0]; /* GGUF and legacy entries alike */
+                q.imatrix_len = s->ne[0];
             }
             CHECK(qk_quantize(ctx, &q) == QK_OK, "%s: direct quantize: %s", o->name, qk_last_error(ctx));
         }
@@ -252,6 +252,17 @@ static void test_q4_k_m_output_equals_direct_quantization(const char *model, con
     CHECK(same_file("q4km-a.gguf", "q4km-b.gguf"), "4 KiB chunks and 64 MiB chunks give different files");
     CHECK(r1.n_tensors == N_TENSORS && r1.n_splits == 1, "result: %zu tensors, %d parts", r1.n_tensors, r1.n_splits);
     check_against_direct(model, out1, imatrix);
+    /* the same imatrix in the legacy format: one flat vector per expert tensor */
+    char legacy[300];
+    path_in(legacy, sizeof legacy, "imatrix.dat");
+    qk_imatrix *im = NULL;
+    CHECK(qk_imatrix_load(imatrix, &im) == QK_OK && qk_imatrix_save_legacy(im, legacy) == QK_OK, "legacy copy: %s",
+          qk_last_error(NULL));
+    qk_imatrix_free(im);
+    CHECK(run(model, out2, "Q4_K_M", legacy, 0, &r2) == QK_OK, "Q4_K_M, legacy imatrix: %s", qk_last_error(ctx));
+    qk_model_quantize_result_free(&r2);
+    check_against_direct(model, out2, legacy);
+    unlink(legacy);
     qk_gguf *g;
     if (qk_gguf_open(out1, &g) == QK_OK) {
         CHECK(qk_gguf_get_int(g, "general.file_type", -1) == 15, "file_type of Q4_K_M must be 15");
