@@ -5,7 +5,7 @@ set -euo pipefail
 
 debs=(cmake ninja-build gcc g++ make pkg-config python3 python3-pip
       libvulkan-dev vulkan-validationlayers glslc mesa-vulkan-drivers spirv-tools
-      libbenchmark-dev clang-format)
+      libbenchmark-dev clang-format clang)
 
 missing=()
 for p in "${debs[@]}"; do

@@ -285,14 +285,15 @@ static void test_split_output_reads_back_and_keeps_split(const char *model) {
     char out[300], whole[300], first[300], again[300];
     path_in(whole, sizeof whole, "whole.gguf");
     path_in(out, sizeof out, "parts.gguf");
-    CHECK(run(model, whole, "Q8_0", NULL, 0, &(qk_model_quantize_result){0}) == QK_OK, "Q8_0: %s", qk_last_error(ctx));
+    qk_model_quantize_result r;
+    CHECK(run(model, whole, "Q8_0", NULL, 0, &r) == QK_OK, "Q8_0: %s", qk_last_error(ctx));
+    qk_model_quantize_result_free(&r);
     qk_model_quantize_params p;
     qk_model_quantize_params_init(&p);
     p.input = model;
     p.output = out;
     p.plan.ftype = qk_ftype_from_name("Q8_0");
     p.split_max_bytes = 300000;
-    qk_model_quantize_result r;
     CHECK(qk_model_quantize(ctx, &p, &r) == QK_OK, "split: %s", qk_last_error(ctx));
     CHECK(r.n_splits >= 3, "expected >= 3 parts, got %d", r.n_splits);
     int parts = r.n_splits;
