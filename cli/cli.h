@@ -5,8 +5,11 @@
 #include "qkern.h"
 
 int cmd_demo(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 int cmd_types(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 /* Prints "qkern: <what>: <library message>" to stderr and returns 1. */
 int cli_fail(const char *what, const qk_context *ctx);

@@ -1,6 +1,9 @@
-/* qkern demo: a generated weight matrix (Gaussian rows of varied scale, outlier columns,
- * exact zeros) and importance matrix, quantized with every type; prints the error and speed
- * of each. The built-in default job of the README. */
+/* qkern demo, the built-in default job of the README: generates a small Qwen3.5-style MoE
+ * model and its importance matrix, quantizes it with a preset (Q4_K_M) through `qkern
+ * quantize`, and prints the summary. `qkern demo --formats` instead quantizes one generated
+ * weight matrix (Gaussian rows of varied scale, outlier columns, exact zeros) with every
+ * type and prints the error and speed of each. */
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,7 +12,10 @@
 #include <strings.h>
 #include <time.h>
 
+#include <sys/stat.h>
+
 #include "cli.h"
+#include "synth_model.h"
 
 static uint64_t splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
@@ -44,11 +50,15 @@ static void generate(uint64_t seed, int64_t rows, int64_t cols, float *x, float 
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: qkern demo [--rows N] [--cols N] [--threads N] [--device D] [--types T,T,...] [--seed S]\n"
-                    "  Quantizes a generated rows x cols tensor (default 64 x 4096) with every quantized type\n"
-                    "  (or the listed ones), with the generated importance matrix where the type uses one,\n"
-                    "  and prints per type: bits per weight, relative and importance-weighted RMS error,\n"
-                    "  and quantize/dequantize speed in M weights/s.\n");
+    fprintf(stderr,
+            "usage: qkern demo [--dir DIR] [--size tiny|small|medium] [--preset P] [--device D]\n"
+            "  Generates a small Qwen3.5-style MoE model and its imatrix in DIR (default qkern-demo),\n"
+            "  quantizes it with preset P (default Q4_K_M) and prints the summary.\n"
+            "usage: qkern demo --formats [--rows N] [--cols N] [--threads N] [--device D] [--types T,...] [--seed S]\n"
+            "  Quantizes a generated rows x cols tensor (default 64 x 4096) with every quantized type\n"
+            "  (or the listed ones), with the generated importance matrix where the type uses one,\n"
+            "  and prints per type: bits per weight, relative and importance-weighted RMS error,\n"
+            "  and quantize/dequantize speed in M weights/s.\n");
 }
 
 static int wanted(const char *list, const char *name) {
@@ -63,7 +73,62 @@ static int wanted(const char *list, const char *name) {
     return 0;
 }
 
+/* generate, then `qkern quantize --imatrix IM MODEL OUT PRESET`, then `qkern info --summary OUT` */
+static int model_demo(int argc, char **argv) {
+    const char *dir = "qkern-demo", *size = "small", *preset = "Q4_K_M", *device = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v || (strcmp(a, "--dir") && strcmp(a, "--size") && strcmp(a, "--preset") && strcmp(a, "--device"))) {
+            fprintf(stderr, "qkern demo: unknown or incomplete option '%s'\n", a);
+            usage();
+            return 2;
+        }
+        *(a[2] == 'd' ? (a[3] == 'i' ? &dir : &device) : a[2] == 's' ? &size : &preset) = v;
+        i++;
+    }
+    synth_model_params sp;
+    if (synth_model_params_for_size(size, &sp) != QK_OK) return cli_fail("demo", NULL);
+    sp.seed = 42;
+    char model[4096], imatrix[4096], out[4096];
+    snprintf(model, sizeof model, "%s/model-%s-bf16.gguf", dir, size);
+    snprintf(imatrix, sizeof imatrix, "%s/model-%s.imatrix.gguf", dir, size);
+    snprintf(out, sizeof out, "%s/model-%s-%s.gguf", dir, size, preset);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "qkern demo: cannot create %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    synth_model_summary sum;
+    if (synth_model_write(&sp, model, imatrix, &sum) != QK_OK) return cli_fail("demo", NULL);
+    printf("generated %s: %llu tensors, %.1f M parameters, %.1f MiB, and %s (%llu entries)\n", model,
+           (unsigned long long)sum.tensors, (double)sum.params / 1e6, (double)sum.bytes / 1048576.0, imatrix,
+           (unsigned long long)sum.imatrix_entries);
+    printf("$ qkern quantize --imatrix %s %s %s %s\n", imatrix, model, out, preset);
+    fflush(stdout);
+    char *qargv[] = {"quantize", "--imatrix", imatrix, model, out, (char *)preset, NULL, NULL, NULL};
+    int qargc = 6;
+    if (device) qargv[qargc++] = "--device", qargv[qargc++] = (char *)device;
+    int rc = cmd_quantize(qargc, qargv);
+    if (rc) return rc;
+    printf("$ qkern info --summary %s\n", out);
+    fflush(stdout);
+    char *iargv[] = {"info", "--summary", out, NULL};
+    return cmd_info(3, iargv);
+}
+
 int cmd_demo(int argc, char **argv) {
+    int formats = 0;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--formats")) {
+            formats = 1;
+            for (int k = i; k < argc; k++) argv[k] = argv[k + 1];
+            argc--;
+            break;
+        }
+    if (!formats) {
+        for (int i = 1; i < argc; i++)
+            if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(), 0;
+        return model_demo(argc, argv);
+    }
     long long rows = 64, cols = 4096, threads = 0, seed = 42;
     const char *device = NULL, *types = NULL;
     for (int i = 1; i < argc; i++) {

@@ -9,9 +9,12 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *help;
 } commands[] = {
-    {"demo", cmd_demo, "quantize a generated tensor set with every type; print error and speed"},
+    {"demo", cmd_demo, "generate a small MoE model and quantize it with Q4_K_M (--formats: every type on one tensor)"},
+    {"quantize", cmd_quantize, "quantize a GGUF model to a llama.cpp preset (llama-quantize's interface)"},
+    {"info", cmd_info, "show a GGUF file's metadata, tensors and bits per weight"},
     {"types", cmd_types, "list the formats: id, block size, bytes, bits per weight, imatrix use"},
     {"devices", cmd_devices, "list the devices qkern can run on"},
+    {"generate", cmd_generate, "write a synthetic Qwen3.5-style MoE model (GGUF) and its imatrix"},
 };
 
 static void usage(FILE *f) {
