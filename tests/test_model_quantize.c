@@ -252,6 +252,7 @@ static void test_q4_k_m_output_equals_direct_quantization(const char *model, con
     CHECK(same_file("q4km-a.gguf", "q4km-b.gguf"), "4 KiB chunks and 64 MiB chunks give different files");
     CHECK(r1.n_tensors == N_TENSORS && r1.n_splits == 1, "result: %zu tensors, %d parts", r1.n_tensors, r1.n_splits);
     check_against_direct(model, out1, imatrix);
+    qk_model_quantize_result_free(&r2);
     /* the same imatrix in the legacy format: one flat vector per expert tensor */
     char legacy[300];
     path_in(legacy, sizeof legacy, "imatrix.dat");
