@@ -4,16 +4,15 @@
 #include "gguf.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "file_map.h"
 #include "formats.h"
 #include "gguf_io.h"
 #include "internal.h"
@@ -443,39 +442,13 @@ qk_status qk_gguf_parse(const void *data, size_t size, const char *name, qk_gguf
 }
 
 static qk_status map_file(const char *path, gguf_part *part) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qk_fail(NULL, QK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return qk_fail(NULL, QK_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return qk_fail(NULL, QK_ERR_IO, "%s: not a regular file", path);
-    }
-#if SIZE_MAX < UINT64_MAX
-    if ((uint64_t)st.st_size > SIZE_MAX) {
-        close(fd);
-        return qk_fail(NULL, QK_ERR_IO, "%s: too large to map", path);
-    }
-#endif
-    part->size = (size_t)st.st_size;
-    if (part->size) {
-        void *m = mmap(NULL, part->size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m == MAP_FAILED) {
-            int e = errno;
-            close(fd);
-            return qk_fail(NULL, QK_ERR_IO, "%s: cannot map %zu bytes: %s", path, part->size, strerror(e));
-        }
-        part->map = m;
-        part->map_len = part->size;
-        part->base = m;
-    } else {
-        part->base = (const unsigned char *)"";
-    }
-    close(fd); /* the mapping keeps the file */
+    qk_file_map m;
+    qk_status s = qk_file_map_open(path, NULL, &m);
+    if (s != QK_OK) return s;
+    part->base = m.data;
+    part->size = m.size;
+    part->map = m.map;
+    part->map_len = m.size;
     return QK_OK;
 }
 

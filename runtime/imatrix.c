@@ -3,16 +3,15 @@
 #include "imatrix.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file_map.h"
 #include "gguf.h"
 #include "internal.h"
 
@@ -422,34 +421,12 @@ qk_status qk_imatrix_parse(const void *data, size_t size, const char *name, qk_i
 qk_status qk_imatrix_load(const char *path, qk_imatrix **out) {
     if (!out || !path) return qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_imatrix_load: path or out is NULL");
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qk_fail(NULL, QK_ERR_IO, "%s: cannot open the imatrix file: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int err = errno;
-        close(fd);
-        return qk_fail(NULL, QK_ERR_IO, "%s: cannot stat the imatrix file: %s", path, strerror(err));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return qk_fail(NULL, QK_ERR_IO, "%s: not a regular file", path);
-    }
-    if (sb.st_size == 0) {
-        close(fd);
-        return qk_imatrix_parse(NULL, 0, path, out);
-    }
-    if ((uint64_t)sb.st_size > SIZE_MAX) {
-        close(fd);
-        return qk_fail(NULL, QK_ERR_IO, "%s: too large to map", path);
-    }
-    size_t size = (size_t)sb.st_size;
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int err = errno;
-    close(fd);
-    if (map == MAP_FAILED) return qk_fail(NULL, QK_ERR_IO, "%s: cannot map the imatrix file: %s", path, strerror(err));
+    qk_file_map m;
+    qk_status st = qk_file_map_open(path, "the imatrix file", &m);
+    if (st != QK_OK) return st;
     /* Everything parsed is copied out, so the mapping only lives for the parse. */
-    qk_status st = qk_imatrix_parse(map, size, path, out);
-    munmap(map, size);
+    st = qk_imatrix_parse(m.data, m.size, path, out);
+    qk_file_map_close(&m);
     return st;
 }
 

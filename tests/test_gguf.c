@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "byte_builder.h"
 #include "gguf.h"
 #include "test_util.h"
 
@@ -16,40 +17,6 @@ static char tmpdir[] = "/tmp/qk_test_gguf_XXXXXX";
 static tu_rng rng;
 
 /* ---- an independent little-endian byte builder ----------------------------------------------- */
-
-typedef struct bytes {
-    unsigned char *p;
-    size_t len, cap;
-} bytes;
-
-static void b_put(bytes *b, const void *src, size_t n) {
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p) exit(2);
-    }
-    if (n) memcpy(b->p + b->len, src, n);
-    b->len += n;
-}
-static void b_uint(bytes *b, uint64_t v, int size) {
-    unsigned char x[8];
-    for (int i = 0; i < size; i++) x[i] = (unsigned char)(v >> (8 * i));
-    b_put(b, x, (size_t)size);
-}
-static void b_u32(bytes *b, uint32_t v) { b_uint(b, v, 4); }
-static void b_u64(bytes *b, uint64_t v) { b_uint(b, v, 8); }
-static void b_str(bytes *b, const char *s) {
-    b_u64(b, strlen(s));
-    b_put(b, s, strlen(s));
-}
-static void b_zeros(bytes *b, size_t n) {
-    while (n--) b_put(b, "", 1);
-}
-static void b_align(bytes *b, size_t a) { b_zeros(b, (a - b->len % a) % a); }
-static void b_free(bytes *b) {
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 

@@ -6,55 +6,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "byte_builder.h"
 #include "gguf.h"
 #include "imatrix.h"
 #include "test_util.h"
 
 static tu_rng rng;
 
-/* ---- a growable byte buffer ---------------------------------------------------------------- */
-
-typedef struct bytes {
-    unsigned char *p;
-    size_t n, cap;
-} bytes;
-
-static void b_raw(bytes *b, const void *d, size_t n) {
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p) exit(2);
-    }
-    if (n) memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-static void b_u32(bytes *b, uint32_t v) {
-    unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
-                          (unsigned char)(v >> 24)};
-    b_raw(b, x, 4);
-}
-static void b_i32(bytes *b, int32_t v) { b_u32(b, (uint32_t)v); }
-static void b_u64(bytes *b, uint64_t v) {
-    b_u32(b, (uint32_t)v);
-    b_u32(b, (uint32_t)(v >> 32));
-}
-static void b_f32(bytes *b, float v) {
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    b_u32(b, u);
-}
-static void b_zeros(bytes *b, size_t n) {
-    static const unsigned char z[64];
-    while (n > 0) {
-        size_t k = n < sizeof z ? n : sizeof z;
-        b_raw(b, z, k);
-        n -= k;
-    }
-}
-static void b_gstr(bytes *b, const char *s) {
-    b_u64(b, strlen(s));
-    b_raw(b, s, strlen(s));
-}
 static void patch_i32(bytes *b, size_t off, int32_t v) {
     uint32_t u = (uint32_t)v;
     for (int i = 0; i < 4; i++) b->p[off + (size_t)i] = (unsigned char)(u >> (8 * i));
@@ -95,7 +53,7 @@ typedef struct g_file {
 } g_file;
 
 static void kv_head(g_file *f, const char *key, uint32_t type) {
-    b_gstr(&f->kv, key);
+    b_str(&f->kv, key);
     b_u32(&f->kv, type);
     f->n_kv++;
 }
@@ -109,13 +67,13 @@ static void kv_i32(g_file *f, const char *key, int32_t v) {
 }
 static void kv_string(g_file *f, const char *key, const char *s) {
     kv_head(f, key, 8);
-    b_gstr(&f->kv, s);
+    b_str(&f->kv, s);
 }
 static void kv_strings(g_file *f, const char *key, const char *const *s, size_t n) {
     kv_head(f, key, 9);
     b_u32(&f->kv, 8);
     b_u64(&f->kv, n);
-    for (size_t i = 0; i < n; i++) b_gstr(&f->kv, s[i]);
+    for (size_t i = 0; i < n; i++) b_str(&f->kv, s[i]);
 }
 static void g_add(g_file *f, const char *name, uint32_t type, uint32_t n_dims, int64_t ne0, int64_t ne1, int64_t ne2,
                   const void *data, size_t nbytes) {
@@ -126,24 +84,24 @@ static size_t align32(size_t x) { return (x + 31) / 32 * 32; }
 
 static bytes g_build(const g_file *f) {
     bytes b = {0};
-    b_raw(&b, "GGUF", 4);
+    b_put(&b, "GGUF", 4);
     b_u32(&b, 3);
     b_u64(&b, f->nt);
     b_u64(&b, f->n_kv);
-    b_raw(&b, f->kv.p, f->kv.n);
+    b_put(&b, f->kv.p, f->kv.len);
     size_t off = 0;
     for (size_t i = 0; i < f->nt; i++) {
         const g_tensor *t = &f->t[i];
-        b_gstr(&b, t->name);
+        b_str(&b, t->name);
         b_u32(&b, t->n_dims);
         for (uint32_t d = 0; d < t->n_dims; d++) b_u64(&b, (uint64_t)t->ne[d]);
         b_u32(&b, t->type);
         b_u64(&b, off);
         off += align32(t->bytes);
     }
-    b_zeros(&b, align32(b.n) - b.n);
+    b_zeros(&b, align32(b.len) - b.len);
     for (size_t i = 0; i < f->nt; i++) {
-        b_raw(&b, f->t[i].data, f->t[i].bytes);
+        b_put(&b, f->t[i].data, f->t[i].bytes);
         b_zeros(&b, align32(f->t[i].bytes) - f->t[i].bytes);
     }
     return b;
@@ -283,7 +241,7 @@ static void test_gguf_values_from_hand_made_file(void) {
     ref_fill(&r);
     bytes b = ref_build(&r, 0);
     qk_imatrix *im = NULL;
-    qk_status st = parse_copy(b.p, b.n, "hand.gguf", &im);
+    qk_status st = parse_copy(b.p, b.len, "hand.gguf", &im);
     CHECK(st == QK_OK, "hand-made GGUF imatrix refused: %s", qk_last_error(NULL));
     if (st == QK_OK) {
         CHECK(im->n_entries == 3, "%zu entries, expected 3", im->n_entries);
@@ -319,11 +277,11 @@ static void test_gguf_values_from_hand_made_file(void) {
     qk_imatrix_free(im);
 
     /* An empty dataset list is allowed: the dataset is then "". */
-    b.n = 0;
+    b.len = 0;
     free(b.p);
     b = ref_build(&r, DATASETS_EMPTY);
     im = NULL;
-    st = parse_copy(b.p, b.n, "nodata.gguf", &im);
+    st = parse_copy(b.p, b.len, "nodata.gguf", &im);
     CHECK(st == QK_OK && strcmp(im->dataset, "") == 0, "empty imatrix.datasets: %s", qk_last_error(NULL));
     qk_imatrix_free(im);
     free(b.p);
@@ -335,16 +293,16 @@ static void test_gguf_truncated_at_every_length(void) {
     ref_fill(&r);
     bytes b = ref_build(&r, 0);
     int bad = 0;
-    for (size_t n = 0; n < b.n; n++) {
+    for (size_t n = 0; n < b.len; n++) {
         qk_imatrix *im = NULL;
         if (parse_copy(b.p, n, "cut.gguf", &im) == QK_OK) {
-            if (bad++ < 3) CHECK(0, "GGUF imatrix cut to %zu of %zu bytes accepted", n, b.n);
+            if (bad++ < 3) CHECK(0, "GGUF imatrix cut to %zu of %zu bytes accepted", n, b.len);
             qk_imatrix_free(im);
         } else if (!strstr(qk_last_error(NULL), "cut.gguf") && bad++ < 3) {
             CHECK(0, "cut to %zu: message does not name the file: %s", n, qk_last_error(NULL));
         }
     }
-    CHECK(bad == 0, "%d of %zu GGUF prefixes misbehaved", bad, b.n);
+    CHECK(bad == 0, "%d of %zu GGUF prefixes misbehaved", bad, b.len);
     free(b.p);
 }
 
@@ -369,7 +327,7 @@ static void test_gguf_broken_files_are_refused(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bytes b = ref_build(&r, cases[i].flags);
-        expect_fail(b.p, b.n, "broken.gguf", cases[i].what, cases[i].want, (const char *)NULL);
+        expect_fail(b.p, b.len, "broken.gguf", cases[i].what, cases[i].want, (const char *)NULL);
         free(b.p);
     }
 
@@ -377,27 +335,27 @@ static void test_gguf_broken_files_are_refused(void) {
     ref_gguf v = r;
     v.s1[5] = NAN;
     bytes b = ref_build(&v, 0);
-    expect_fail(b.p, b.n, "nan.gguf", "NaN in in_sum2", E1, "value 5", (const char *)NULL);
+    expect_fail(b.p, b.len, "nan.gguf", "NaN in in_sum2", E1, "value 5", (const char *)NULL);
     free(b.p);
     v = r;
     v.s0[32 + 7] = INFINITY;
     b = ref_build(&v, 0);
-    expect_fail(b.p, b.n, "inf.gguf", "Inf in in_sum2", E0, "value 39", (const char *)NULL);
+    expect_fail(b.p, b.len, "inf.gguf", "Inf in in_sum2", E0, "value 39", (const char *)NULL);
     free(b.p);
     v = r;
     v.s2[63] = -1.0f;
     b = ref_build(&v, 0);
-    expect_fail(b.p, b.n, "neg.gguf", "negative in_sum2", E2, "value 63", (const char *)NULL);
+    expect_fail(b.p, b.len, "neg.gguf", "negative in_sum2", E2, "value 63", (const char *)NULL);
     free(b.p);
     v = r;
     v.c0[1] = -2.0f;
     b = ref_build(&v, 0);
-    expect_fail(b.p, b.n, "negcount.gguf", "negative count", E0, "count 1", (const char *)NULL);
+    expect_fail(b.p, b.len, "negcount.gguf", "negative count", E0, "count 1", (const char *)NULL);
     free(b.p);
     v = r;
     v.c0[3] = NAN;
     b = ref_build(&v, 0);
-    expect_fail(b.p, b.n, "nancount.gguf", "NaN count", E0, "count 3", (const char *)NULL);
+    expect_fail(b.p, b.len, "nancount.gguf", "NaN count", E0, "count 3", (const char *)NULL);
     free(b.p);
 
     /* A valid GGUF file without imatrix tensors, and one without any tensor. */
@@ -407,17 +365,17 @@ static void test_gguf_broken_files_are_refused(void) {
     kv_u32(&f, "imatrix.chunk_count", 1);
     kv_u32(&f, "imatrix.chunk_size", 1);
     bytes e = g_build(&f);
-    expect_fail(e.p, e.n, "empty.gguf", "GGUF without tensors", (const char *)NULL);
+    expect_fail(e.p, e.len, "empty.gguf", "GGUF without tensors", (const char *)NULL);
     free(e.p);
     g_add(&f, "output_norm.weight", GT_F32, 1, 1, 1, 1, &one, 4);
     e = g_build(&f);
-    expect_fail(e.p, e.n, "model.gguf", "GGUF without imatrix tensors", (const char *)NULL);
+    expect_fail(e.p, e.len, "model.gguf", "GGUF without imatrix tensors", (const char *)NULL);
     free(e.p);
     f.nt = 0;
     g_add(&f, ".in_sum2", GT_F32, 1, 1, 1, 1, &one, 4);
     g_add(&f, ".counts", GT_F32, 1, 1, 1, 1, &one, 4);
     e = g_build(&f);
-    expect_fail(e.p, e.n, "noname.gguf", "empty entry name", (const char *)NULL);
+    expect_fail(e.p, e.len, "noname.gguf", "empty entry name", (const char *)NULL);
     free(e.p);
     free(f.kv.p);
 }
@@ -436,14 +394,14 @@ typedef struct ref_legacy {
 } ref_legacy;
 
 static void leg_entry(ref_legacy *r, int k, const char *name, int32_t ncall, const float *v, int32_t n) {
-    r->off_len[k] = r->b.n;
+    r->off_len[k] = r->b.len;
     b_i32(&r->b, (int32_t)strlen(name));
-    b_raw(&r->b, name, strlen(name));
-    r->off_ncall[k] = r->b.n;
+    b_put(&r->b, name, strlen(name));
+    r->off_ncall[k] = r->b.len;
     b_i32(&r->b, ncall);
-    r->off_nval[k] = r->b.n;
+    r->off_nval[k] = r->b.len;
     b_i32(&r->b, n);
-    r->off_vals[k] = r->b.n;
+    r->off_vals[k] = r->b.len;
     for (int32_t i = 0; i < n; i++) b_f32(&r->b, v[i]);
 }
 
@@ -458,11 +416,11 @@ static void legacy_build(ref_legacy *r, int trailer) {
     leg_entry(r, 0, L0, 5, r->v0, 48);
     leg_entry(r, 1, L1, 3, r->v1, 64);
     leg_entry(r, 2, L2, 0, r->v2, 32);
-    r->off_trailer = r->b.n;
+    r->off_trailer = r->b.len;
     if (trailer) {
         b_i32(&r->b, 5);
         b_i32(&r->b, (int32_t)strlen(L_DATASET));
-        b_raw(&r->b, L_DATASET, strlen(L_DATASET));
+        b_put(&r->b, L_DATASET, strlen(L_DATASET));
     }
 }
 
@@ -487,7 +445,7 @@ static void test_legacy_values_from_hand_made_file(void) {
     ref_legacy r;
     legacy_build(&r, 1);
     qk_imatrix *im = NULL;
-    qk_status st = parse_copy(r.b.p, r.b.n, "hand.dat", &im);
+    qk_status st = parse_copy(r.b.p, r.b.len, "hand.dat", &im);
     CHECK(st == QK_OK, "hand-made legacy imatrix refused: %s", qk_last_error(NULL));
     if (st == QK_OK) {
         CHECK(im->n_entries == 3 && im->legacy == 1, "%zu entries, legacy %d", im->n_entries, im->legacy);
@@ -504,7 +462,7 @@ static void test_legacy_values_from_hand_made_file(void) {
 
     legacy_build(&r, 0);
     im = NULL;
-    st = parse_copy(r.b.p, r.b.n, "old.dat", &im);
+    st = parse_copy(r.b.p, r.b.len, "old.dat", &im);
     CHECK(st == QK_OK, "legacy imatrix without trailer refused: %s", qk_last_error(NULL));
     if (st == QK_OK) {
         CHECK(im->chunk_count == 0 && strcmp(im->dataset, "") == 0, "no trailer: chunk_count %lld dataset '%s'",
@@ -516,7 +474,7 @@ static void test_legacy_values_from_hand_made_file(void) {
     /* A negative ncall also means "stored as is". */
     patch_i32(&r.b, r.off_ncall[2], -4);
     im = NULL;
-    st = parse_copy(r.b.p, r.b.n, "negcall.dat", &im);
+    st = parse_copy(r.b.p, r.b.len, "negcall.dat", &im);
     CHECK(st == QK_OK, "negative ncall refused: %s", qk_last_error(NULL));
     if (st == QK_OK) check_legacy_values(im, &r, "negative ncall");
     qk_imatrix_free(im);
@@ -528,19 +486,19 @@ static void test_legacy_truncated_at_every_length(void) {
     ref_legacy r;
     legacy_build(&r, 1);
     int bad = 0;
-    for (size_t n = 0; n < r.b.n; n++) {
+    for (size_t n = 0; n < r.b.len; n++) {
         qk_imatrix *im = NULL;
         qk_status st = parse_copy(r.b.p, n, "cut.dat", &im);
         if (n == r.off_trailer) {
             CHECK(st == QK_OK, "prefix without the trailer refused: %s", qk_last_error(NULL));
         } else if (st == QK_OK) {
-            if (bad++ < 3) CHECK(0, "legacy imatrix cut to %zu of %zu bytes accepted", n, r.b.n);
+            if (bad++ < 3) CHECK(0, "legacy imatrix cut to %zu of %zu bytes accepted", n, r.b.len);
         } else if (!strstr(qk_last_error(NULL), "cut.dat") && bad++ < 3) {
             CHECK(0, "cut to %zu: message does not name the file: %s", n, qk_last_error(NULL));
         }
         qk_imatrix_free(im);
     }
-    CHECK(bad == 0, "%d of %zu legacy prefixes misbehaved", bad, r.b.n);
+    CHECK(bad == 0, "%d of %zu legacy prefixes misbehaved", bad, r.b.len);
     free(r.b.p);
 }
 
@@ -574,29 +532,29 @@ static void test_legacy_bad_lengths_and_values(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bytes b = {0};
-        b_raw(&b, r.b.p, r.b.n);
+        b_put(&b, r.b.p, r.b.len);
         size_t off = cases[i].field == 0   ? r.off_n
                      : cases[i].field == 1 ? r.off_len[1]
                      : cases[i].field == 2 ? r.off_nval[1]
                      : cases[i].field == 3 ? r.off_trailer
                                            : ds_len_off;
         patch_i32(&b, off, cases[i].v);
-        expect_fail(b.p, b.n, "bad.dat", cases[i].what, (const char *)NULL);
+        expect_fail(b.p, b.len, "bad.dat", cases[i].what, (const char *)NULL);
         free(b.p);
     }
 
     /* One stray byte after the trailer. */
     bytes b = {0};
-    b_raw(&b, r.b.p, r.b.n);
-    b_raw(&b, "x", 1);
-    expect_fail(b.p, b.n, "tail.dat", "byte after the trailer", (const char *)NULL);
+    b_put(&b, r.b.p, r.b.len);
+    b_put(&b, "x", 1);
+    expect_fail(b.p, b.len, "tail.dat", "byte after the trailer", (const char *)NULL);
     free(b.p);
 
     /* A NUL inside a name. */
     b = (bytes){0};
-    b_raw(&b, r.b.p, r.b.n);
+    b_put(&b, r.b.p, r.b.len);
     b.p[r.off_len[0] + 4 + 3] = 0;
-    expect_fail(b.p, b.n, "nul.dat", "NUL in a name", "NUL", (const char *)NULL);
+    expect_fail(b.p, b.len, "nul.dat", "NUL in a name", "NUL", (const char *)NULL);
     free(b.p);
 
     /* Non-finite and negative values name the entry and the index. */
@@ -612,27 +570,27 @@ static void test_legacy_bad_lengths_and_values(void) {
     };
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
         b = (bytes){0};
-        b_raw(&b, r.b.p, r.b.n);
+        b_put(&b, r.b.p, r.b.len);
         patch_f32(&b, r.off_vals[vals[i].entry] + 4 * (size_t)vals[i].index, vals[i].v);
-        expect_fail(b.p, b.n, "value.dat", "bad value", vals[i].name, vals[i].want, (const char *)NULL);
+        expect_fail(b.p, b.len, "value.dat", "bad value", vals[i].name, vals[i].want, (const char *)NULL);
         free(b.p);
     }
 
     /* A control byte in a name stays out of the one-line message. */
     b = (bytes){0};
-    b_raw(&b, r.b.p, r.b.n);
+    b_put(&b, r.b.p, r.b.len);
     b.p[r.off_len[0] + 4 + 6] = '\n'; /* "output\nweight" */
     patch_f32(&b, r.off_vals[0], NAN);
-    expect_fail(b.p, b.n, "ctl.dat", "newline in a name", "output?weight", (const char *)NULL);
+    expect_fail(b.p, b.len, "ctl.dat", "newline in a name", "output?weight", (const char *)NULL);
     CHECK(!strchr(qk_last_error(NULL), '\n'), "message spans lines: %s", qk_last_error(NULL));
     free(b.p);
 
     /* A duplicated entry. */
     b = (bytes){0};
-    b_raw(&b, r.b.p, r.off_trailer);
-    b_raw(&b, r.b.p + r.off_len[2], r.off_trailer - r.off_len[2]);
+    b_put(&b, r.b.p, r.off_trailer);
+    b_put(&b, r.b.p + r.off_len[2], r.off_trailer - r.off_len[2]);
     patch_i32(&b, 0, 4);
-    expect_fail(b.p, b.n, "dup.dat", "duplicate entry", "duplicate", L2, (const char *)NULL);
+    expect_fail(b.p, b.len, "dup.dat", "duplicate entry", "duplicate", L2, (const char *)NULL);
     free(b.p);
 
     expect_fail("", 0, "zero.dat", "empty file", (const char *)NULL);
@@ -976,13 +934,13 @@ static qk_imatrix *six_entries(void) {
     b_i32(&b, 6);
     for (int i = 0; i < 6; i++) {
         b_i32(&b, (int32_t)strlen(FNAMES[i]));
-        b_raw(&b, FNAMES[i], strlen(FNAMES[i]));
+        b_put(&b, FNAMES[i], strlen(FNAMES[i]));
         b_i32(&b, 0);
         b_i32(&b, 1);
         b_f32(&b, (float)(i + 1));
     }
     qk_imatrix *im = NULL;
-    CHECK(parse_copy(b.p, b.n, "six.dat", &im) == QK_OK, "six entries: %s", qk_last_error(NULL));
+    CHECK(parse_copy(b.p, b.len, "six.dat", &im) == QK_OK, "six entries: %s", qk_last_error(NULL));
     free(b.p);
     return im;
 }
