@@ -9,126 +9,46 @@
 
 #include "cpu_kernels.h"
 #include "iq_grid.h"
+#include "iquants_block.h"
 #include "qk_float.h"
 #include "quant_search.h"
 
 enum {
     QK = QKC_QK_K,
-    /* IQ2_XXS: d, then per 32-chunk 4 grid bytes and a u32 (4 x 7 sign bits, scale in 28-31) */
-    XXS2_QS = 2,
-    XXS2_BYTES = XXS2_QS + QK / 4,
-    /* IQ2_XS: d, 32 x u16 (grid index | 7 sign bits << 9), 16 four-bit scales */
-    XS2_QS = 2,
-    XS2_SCALES = XS2_QS + QK / 4,
-    XS2_BYTES = XS2_SCALES + QK / 32,
-    /* IQ2_S: d, 32 low index bytes, 32 sign bytes, 8 bytes of index bits 8-9, 16 scales */
-    S2_QS = 2,
-    S2_SIGNS = S2_QS + QK / 8,
-    S2_QH = S2_SIGNS + QK / 8,
-    S2_SCALES = S2_QH + QK / 32,
-    S2_BYTES = S2_SCALES + QK / 32,
-    /* IQ3_XXS: d, 64 grid bytes, 8 x u32 (4 x 7 sign bits, scale in 28-31) */
-    XXS3_QS = 2,
-    XXS3_SS = XXS3_QS + QK / 4,
-    XXS3_BYTES = XXS3_SS + QK / 8,
-    /* IQ3_S: d, 64 low index bytes, 8 bytes of index bit 8, 32 sign bytes, 8 four-bit scales */
-    S3_QS = 2,
-    S3_QH = S3_QS + QK / 4,
-    S3_SIGNS = S3_QH + QK / 32,
-    S3_SCALES = S3_SIGNS + QK / 8,
-    S3_BYTES = S3_SCALES + QK / 64,
+    /* layouts: iquants_block.h */
+    XXS2_QS = QK_IQ2XXS_QS,
+    XXS2_BYTES = QK_IQ2XXS_BYTES,
+    XS2_QS = QK_IQ2XS_QS,
+    XS2_SCALES = QK_IQ2XS_SCALES,
+    XS2_BYTES = QK_IQ2XS_BYTES,
+    S2_QS = QK_IQ2S_QS,
+    S2_SIGNS = QK_IQ2S_SIGNS,
+    S2_QH = QK_IQ2S_QH,
+    S2_SCALES = QK_IQ2S_SCALES,
+    S2_BYTES = QK_IQ2S_BYTES,
+    XXS3_QS = QK_IQ3XXS_QS,
+    XXS3_SS = QK_IQ3XXS_SS,
+    XXS3_BYTES = QK_IQ3XXS_BYTES,
+    S3_QS = QK_IQ3S_QS,
+    S3_QH = QK_IQ3S_QH,
+    S3_SIGNS = QK_IQ3S_SIGNS,
+    S3_SCALES = QK_IQ3S_SCALES,
+    S3_BYTES = QK_IQ3S_BYTES,
 };
 
-/* ---- dequantization ---------------------------------------------------------------------- */
+/* ---- dequantization: block code in iquants_block.h ----------------------------------------- */
 
-/* Every product below is exact in fp32 (§13); the factor order follows ggml's anyway, which
- * also fixes the sign of zero. */
-static inline float sign_of(uint8_t signs, int k) { return (signs & qk_kmask_iq2xs[k]) ? -1.f : 1.f; }
-static inline float grid_byte(uint64_t entry, int k) { return (float)(uint8_t)(entry >> (8 * k)); }
-
-void qk_cpu_dequant_iq2_xxs(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = src;
-    for (int64_t i = 0; i < n / QK; i++, b += XXS2_BYTES) {
-        const float d = qk_rdh(b);
-        for (int c = 0; c < QK / 32; c++) {
-            const uint8_t *q = b + XXS2_QS + 8 * c;
-            const uint32_t aux = qk_rd32(q + 4);
-            const float db = d * (0.5f + (float)(aux >> 28)) * 0.25f;
-            for (int l = 0; l < 4; l++, dst += 8) {
-                const uint64_t g = qk_iq2xxs_grid[q[l]];
-                const uint8_t s = qk_ksigns_iq2xs[(aux >> (7 * l)) & 127];
-                for (int k = 0; k < 8; k++) dst[k] = db * grid_byte(g, k) * sign_of(s, k);
-            }
-        }
+#define IQ_DEQUANT_ENTRY(T, BYTES)                                                                                     \
+    void qk_cpu_dequant_##T(const void *src, float *dst, int64_t n) {                                                  \
+        const uint8_t *b = (const uint8_t *)src;                                                                       \
+        for (int64_t i = 0; i < n / QK; i++) qk_dequant_block_##T(b + i * (BYTES), dst + i * QK);                      \
     }
-}
 
-void qk_cpu_dequant_iq2_xs(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = src;
-    for (int64_t i = 0; i < n / QK; i++, b += XS2_BYTES) {
-        const float d = qk_rdh(b);
-        for (int e = 0; e < QK / 8; e++, dst += 8) {
-            const uint8_t sc = b[XS2_SCALES + e / 4];
-            const float db = d * (0.5f + (float)((e & 2) ? sc >> 4 : sc & 15)) * 0.25f;
-            const uint16_t v = qk_rd16(b + XS2_QS + 2 * e);
-            const uint64_t g = qk_iq2xs_grid[v & 511];
-            const uint8_t s = qk_ksigns_iq2xs[v >> 9];
-            for (int k = 0; k < 8; k++) dst[k] = db * grid_byte(g, k) * sign_of(s, k);
-        }
-    }
-}
-
-void qk_cpu_dequant_iq2_s(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = src;
-    for (int64_t i = 0; i < n / QK; i++, b += S2_BYTES) {
-        const float d = qk_rdh(b);
-        for (int e = 0; e < QK / 8; e++, dst += 8) {
-            const uint8_t sc = b[S2_SCALES + e / 4];
-            const float db = d * (0.5f + (float)((e & 2) ? sc >> 4 : sc & 15)) * 0.25f;
-            const int idx = b[S2_QS + e] | ((b[S2_QH + e / 4] >> (2 * (e % 4))) & 3) << 8;
-            const uint64_t g = qk_iq2s_grid[idx];
-            const uint8_t s = b[S2_SIGNS + e];
-            for (int k = 0; k < 8; k++) dst[k] = db * grid_byte(g, k) * sign_of(s, k);
-        }
-    }
-}
-
-void qk_cpu_dequant_iq3_xxs(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = src;
-    for (int64_t i = 0; i < n / QK; i++, b += XXS3_BYTES) {
-        const float d = qk_rdh(b);
-        for (int c = 0; c < QK / 32; c++) {
-            const uint32_t aux = qk_rd32(b + XXS3_SS + 4 * c);
-            const float db = d * (0.5f + (float)(aux >> 28)) * 0.5f;
-            for (int l = 0; l < 4; l++, dst += 8) {
-                const uint8_t s = qk_ksigns_iq2xs[(aux >> (7 * l)) & 127];
-                const uint32_t g0 = qk_iq3xxs_grid[b[XXS3_QS + 8 * c + 2 * l]];
-                const uint32_t g1 = qk_iq3xxs_grid[b[XXS3_QS + 8 * c + 2 * l + 1]];
-                for (int k = 0; k < 4; k++) {
-                    dst[k] = db * grid_byte(g0, k) * sign_of(s, k);
-                    dst[k + 4] = db * grid_byte(g1, k) * sign_of(s, k + 4);
-                }
-            }
-        }
-    }
-}
-
-void qk_cpu_dequant_iq3_s(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = src;
-    for (int64_t i = 0; i < n / QK; i++, b += S3_BYTES) {
-        const float d = qk_rdh(b);
-        for (int c = 0; c < QK / 32; c++) {
-            const int sc = (b[S3_SCALES + c / 2] >> (4 * (c % 2))) & 15;
-            const float db = d * (float)(1 + 2 * sc);
-            for (int q = 8 * c; q < 8 * c + 8; q++, dst += 4) {
-                const int idx = b[S3_QS + q] | ((b[S3_QH + q / 8] >> (q % 8)) & 1) << 8;
-                const uint32_t g = qk_iq3s_grid[idx];
-                const uint8_t s = b[S3_SIGNS + q / 2];
-                for (int k = 0; k < 4; k++) dst[k] = db * grid_byte(g, k) * sign_of(s, 4 * (q % 2) + k);
-            }
-        }
-    }
-}
+IQ_DEQUANT_ENTRY(iq2_xxs, XXS2_BYTES)
+IQ_DEQUANT_ENTRY(iq2_xs, XS2_BYTES)
+IQ_DEQUANT_ENTRY(iq2_s, S2_BYTES)
+IQ_DEQUANT_ENTRY(iq3_xxs, XXS3_BYTES)
+IQ_DEQUANT_ENTRY(iq3_s, S3_BYTES)
 
 /* ---- the shared search (§6.10, §9.5) ----------------------------------------------------- */
 

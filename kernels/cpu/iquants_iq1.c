@@ -10,25 +10,25 @@
 
 #include "cpu_kernels.h"
 #include "iq_grid.h"
+#include "iquants_block.h"
 #include "qk_float.h"
 
 enum {
     QK = QKC_QK_K,
-    GROUP = 8, /* values per grid index */
-    /* IQ1_S: 32-value chunks, one 16-bit word each (index high bits, scale, delta sign) */
-    S_CHUNK = 32,
-    S_NC = QK / S_CHUNK,
-    S_D = 0,
-    S_QS = 2,
-    S_QH = S_QS + QK / GROUP,
-    S_BYTES = S_QH + 2 * S_NC,
-    /* IQ1_M: 16-value sub-blocks, each group with its own delta sign */
-    M_CHUNK = 16,
-    M_NC = QK / M_CHUNK,
-    M_QS = 0,
-    M_QH = M_QS + QK / GROUP,
-    M_SC = M_QH + M_NC,
-    M_BYTES = M_SC + 2 * (QK / 64),
+    /* layouts: iquants_block.h */
+    GROUP = QK_IQ1_GROUP, /* values per grid index */
+    S_CHUNK = QK_IQ1S_CHUNK,
+    S_NC = QK_IQ1S_NC,
+    S_D = QK_IQ1S_D,
+    S_QS = QK_IQ1S_QS,
+    S_QH = QK_IQ1S_QH,
+    S_BYTES = QK_IQ1S_BYTES,
+    M_CHUNK = QK_IQ1M_CHUNK,
+    M_NC = QK_IQ1M_NC,
+    M_QS = QK_IQ1M_QS,
+    M_QH = QK_IQ1M_QH,
+    M_SC = QK_IQ1M_SC,
+    M_BYTES = QK_IQ1M_BYTES,
     ZERO_CODE = 0x5555, /* all eight levels 1, i.e. the pattern of zeros */
 };
 
@@ -39,50 +39,16 @@ static const iq1_levels S_LEVELS = {{-1 + QKC_IQ1S_DELTA, QKC_IQ1S_DELTA, 1 + QK
 static const iq1_levels M_LEVELS = {{-1 + QKC_IQ1M_DELTA, QKC_IQ1M_DELTA, 1 + QKC_IQ1M_DELTA},
                                     {-1 - QKC_IQ1M_DELTA, -QKC_IQ1M_DELTA, 1 - QKC_IQ1M_DELTA}};
 
-/* ---- dequantize ---- */
-
-/* y = dl * (G + delta) for the 8 signed grid bytes G of grid entry idx. */
-static void unpack_group(int idx, float dl, float delta, float *y) {
-    const uint64_t g = qk_iq1s_grid[idx];
-    for (int k = 0; k < GROUP; k++) y[k] = dl * ((float)(int8_t)(g >> (8 * k)) + delta);
-}
+/* ---- dequantize: block code in iquants_block.h ---- */
 
 void qk_cpu_dequant_iq1_s(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = src;
-    for (int64_t i = 0; i < n / QK; i++, b += S_BYTES, dst += QK) {
-        const float d = qk_rdh(b + S_D);
-        for (int c = 0; c < S_NC; c++) {
-            const uint16_t h = qk_rd16(b + S_QH + 2 * c);
-            const float dl = d * (float)(2 * ((h >> 12) & 7) + 1);
-            const float delta = (h & 0x8000) ? -QKC_IQ1S_DELTA : QKC_IQ1S_DELTA;
-            for (int l = 0; l < 4; l++) {
-                const int idx = b[S_QS + 4 * c + l] | ((h >> (3 * l)) & 7) << 8;
-                unpack_group(idx, dl, delta, dst + S_CHUNK * c + GROUP * l);
-            }
-        }
-    }
-}
-
-/* The fp16 super-scale of IQ1_M, spread over the top nibbles of the four scale words. */
-static float iq1m_super_scale(const uint8_t *sc) {
-    uint16_t bits = 0;
-    for (int w = 0; w < 4; w++) bits |= (uint16_t)((qk_rd16(sc + 2 * w) >> 12) << (4 * w));
-    return qk_fp16_to_f32(bits);
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / QK; i++) qk_dequant_block_iq1_s(b + i * S_BYTES, dst + i * QK);
 }
 
 void qk_cpu_dequant_iq1_m(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = src;
-    for (int64_t i = 0; i < n / QK; i++, b += M_BYTES, dst += QK) {
-        const float d = iq1m_super_scale(b + M_SC);
-        for (int g = 0; g < QK / GROUP; g++) {
-            const int c = g / 4, l = g % 4;
-            const int s = (qk_rd16(b + M_SC + 2 * (c / 2)) >> (6 * (c % 2) + 3 * (l / 2))) & 7;
-            const float dl = d * (float)(2 * s + 1);
-            const int nib = b[M_QH + 2 * c + l / 2] >> (4 * (l % 2));
-            const int idx = b[M_QS + g] | (nib & 7) << 8;
-            unpack_group(idx, dl, (nib & 8) ? -QKC_IQ1M_DELTA : QKC_IQ1M_DELTA, dst + GROUP * g);
-        }
-    }
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / QK; i++) qk_dequant_block_iq1_m(b + i * M_BYTES, dst + i * QK);
 }
 
 /* ---- quantize: pieces shared by both types ---- */

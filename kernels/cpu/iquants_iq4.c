@@ -4,55 +4,39 @@
 #include <math.h>
 
 #include "cpu_kernels.h"
+#include "iquants_block.h"
 #include "qk_float.h"
 
 enum {
-    BLK = 32, /* the unit of the scale search, and of the half-split nibble layout */
-    NTRY = 7, /* ggml_quantize_chunk's scale search width for both types */
+    BLK = QK_IQ4_BLK, /* the unit of the scale search, and of the half-split nibble layout */
+    NTRY = 7,         /* ggml_quantize_chunk's scale search width for both types */
     /* IQ4_NL */
     NL_QK = QKC_QK4_NL,
-    NL_D = 0,
-    NL_QS = 2,
-    NL_BYTES = NL_QS + NL_QK / 2,
+    NL_D = QK_IQ4NL_D, /* layouts: iquants_block.h */
+    NL_QS = QK_IQ4NL_QS,
+    NL_BYTES = QK_IQ4NL_BYTES,
     /* IQ4_XS */
     XS_QK = QKC_QK_K,
-    XS_NB = XS_QK / BLK,
-    XS_D = 0,
-    XS_SCH = 2,
-    XS_SCL = 4,
-    XS_QS = XS_SCL + XS_NB / 2,
-    XS_BYTES = XS_QS + XS_QK / 2,
+    XS_NB = QK_IQ4XS_NB,
+    XS_D = QK_IQ4XS_D,
+    XS_SCH = QK_IQ4XS_SCH,
+    XS_SCL = QK_IQ4XS_SCL,
+    XS_QS = QK_IQ4XS_QS,
+    XS_BYTES = QK_IQ4XS_BYTES,
 };
-
-/* 32 codes, half-split: byte j holds element j (low nibble) and element j+16 (high). */
-static void unpack_nibbles(const uint8_t *qs, float dl, float *y) {
-    for (int j = 0; j < BLK / 2; j++) {
-        y[j] = dl * qk_kvalues_iq4nl[qs[j] & 15];
-        y[j + BLK / 2] = dl * qk_kvalues_iq4nl[qs[j] >> 4];
-    }
-}
 
 static void pack_nibbles(const uint8_t *L, uint8_t *qs) {
     for (int j = 0; j < BLK / 2; j++) qs[j] = (uint8_t)(L[j] | L[j + BLK / 2] << 4);
 }
 
 void qk_cpu_dequant_iq4_nl(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = src;
-    for (int64_t i = 0; i < n / NL_QK; i++, b += NL_BYTES, dst += NL_QK)
-        unpack_nibbles(b + NL_QS, qk_rdh(b + NL_D), dst);
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / NL_QK; i++) qk_dequant_block_iq4_nl(b + i * NL_BYTES, dst + i * NL_QK);
 }
 
 void qk_cpu_dequant_iq4_xs(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = src;
-    for (int64_t i = 0; i < n / XS_QK; i++, b += XS_BYTES, dst += XS_QK) {
-        const float d = qk_rdh(b + XS_D);
-        const uint16_t sh = qk_rd16(b + XS_SCH);
-        for (int c = 0; c < XS_NB; c++) {
-            const int ls = ((b[XS_SCL + c / 2] >> (4 * (c % 2))) & 15) | (((sh >> (2 * c)) & 3) << 4);
-            const float dl = d * (float)(ls - 32);
-            unpack_nibbles(b + XS_QS + (BLK / 2) * c, dl, dst + BLK * c);
-        }
-    }
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / XS_QK; i++) qk_dequant_block_iq4_xs(b + i * XS_BYTES, dst + i * XS_QK);
 }
 
 /* Index of the table value nearest to v; ties go to the upper neighbour. */

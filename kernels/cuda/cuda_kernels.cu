@@ -1,0 +1,79 @@
+/* The C entry points of the CUDA kernels: ggml type id -> the family launchers. This table is
+ * the one place that says which kernels exist. */
+#include "codec_launch.h"
+#include "cuda_kernels.h"
+#include "qkern.h"
+
+namespace {
+
+struct codec {
+    qk_cuda_quant_launcher quant;
+    qk_cuda_dequant_launcher dequant;
+};
+
+#define BOTH(T)                                                                                                        \
+    { qk_cuda_quantize_##T, qk_cuda_dequantize_##T }
+#define DEQUANT_ONLY(T)                                                                                                \
+    { nullptr, qk_cuda_dequantize_##T }
+
+codec codec_of(int type) {
+    switch (type) {
+    case QK_TYPE_F32: return BOTH(f32);
+    case QK_TYPE_F16: return BOTH(f16);
+    case QK_TYPE_BF16: return BOTH(bf16);
+    case QK_TYPE_Q4_0: return BOTH(q4_0);
+    case QK_TYPE_Q4_1: return BOTH(q4_1);
+    case QK_TYPE_Q5_0: return BOTH(q5_0);
+    case QK_TYPE_Q5_1: return BOTH(q5_1);
+    case QK_TYPE_Q8_0: return BOTH(q8_0);
+    case QK_TYPE_Q2_K: return BOTH(q2_k);
+    case QK_TYPE_Q3_K: return BOTH(q3_k);
+    case QK_TYPE_Q4_K: return BOTH(q4_k);
+    case QK_TYPE_Q5_K: return BOTH(q5_k);
+    case QK_TYPE_Q6_K: return BOTH(q6_k);
+    case QK_TYPE_MXFP4: return BOTH(mxfp4);
+    case QK_TYPE_TQ1_0: return BOTH(tq1_0);
+    case QK_TYPE_TQ2_0: return BOTH(tq2_0);
+    case QK_TYPE_IQ2_XXS: return DEQUANT_ONLY(iq2_xxs);
+    case QK_TYPE_IQ2_XS: return DEQUANT_ONLY(iq2_xs);
+    case QK_TYPE_IQ2_S: return DEQUANT_ONLY(iq2_s);
+    case QK_TYPE_IQ3_XXS: return DEQUANT_ONLY(iq3_xxs);
+    case QK_TYPE_IQ3_S: return DEQUANT_ONLY(iq3_s);
+    case QK_TYPE_IQ1_S: return DEQUANT_ONLY(iq1_s);
+    case QK_TYPE_IQ1_M: return DEQUANT_ONLY(iq1_m);
+    case QK_TYPE_IQ4_NL: return DEQUANT_ONLY(iq4_nl);
+    case QK_TYPE_IQ4_XS: return DEQUANT_ONLY(iq4_xs);
+    default: return {nullptr, nullptr};
+    }
+}
+
+bool plain_type(int t) { return t == QK_TYPE_F32 || t == QK_TYPE_F16 || t == QK_TYPE_BF16; }
+
+} // namespace
+
+extern "C" int qk_cuda_kernel_supports(int op, int type) {
+    const codec c = codec_of(type);
+    return op == 0 ? c.quant != nullptr : op == 1 ? c.dequant != nullptr : 0;
+}
+
+extern "C" int qk_cuda_quantize(int type, int src_type, const void *src, void *dst, int64_t rows, int64_t cols,
+                                const float *imatrix, void *stream) {
+    const codec c = codec_of(type);
+    if (!c.quant) return (int)cudaErrorNotSupported;
+    if (!plain_type(src_type) || rows < 0 || cols <= 0) return (int)cudaErrorInvalidValue;
+    const qk_cuda_qargs a = {src_type, src, dst, rows, cols, imatrix};
+    return c.quant(&a, static_cast<cudaStream_t>(stream));
+}
+
+extern "C" int qk_cuda_dequantize(int type, int dst_type, const void *src, void *dst, int64_t rows, int64_t cols,
+                                  void *stream) {
+    const codec c = codec_of(type);
+    if (!c.dequant) return (int)cudaErrorNotSupported;
+    if (!plain_type(dst_type) || rows < 0 || cols <= 0) return (int)cudaErrorInvalidValue;
+    const qk_cuda_dargs a = {dst_type, src, dst, rows, cols};
+    return c.dequant(&a, static_cast<cudaStream_t>(stream));
+}
+
+/* The tables are __device__ arrays initialised at module load (qk_tables_cuda.cuh) and the
+ * encoders build no maps yet: nothing to upload. */
+extern "C" int qk_cuda_kernels_init(void) { return (int)cudaSuccess; }

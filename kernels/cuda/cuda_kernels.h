@@ -1,0 +1,42 @@
+/* The CUDA kernels as the runtime sees them: C launchers over device pointers on a stream.
+ * Each returns a cudaError_t value (0 = cudaSuccess) so that the runtime can turn it into a
+ * qk_status with CUDA's message; launchers never synchronize and never allocate.
+ *
+ * Identity: every quantizer produces the bytes of the CPU reference (kernels/cpu) for the same
+ * input, because both run the same block code (the kernels/cpu block headers, compiled for the device
+ * with --fmad=false); every dequantizer is bit-exact. */
+#ifndef QK_CUDA_KERNELS_H
+#define QK_CUDA_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 if a kernel exists for (op, type): op 0 = quantize, 1 = dequantize. type: ggml id. */
+int qk_cuda_kernel_supports(int op, int type);
+
+/* rows x cols values of src_type (F32 0, F16 1, BF16 30) -> rows of `type` blocks.
+ * imatrix: device pointer to cols floats, or NULL. cols is a multiple of the block size. */
+int qk_cuda_quantize(int type, int src_type, const void *src, void *dst, int64_t rows, int64_t cols,
+                     const float *imatrix, void *stream);
+
+/* rows of `type` blocks -> rows x cols values of dst_type (F32, F16 or BF16). */
+int qk_cuda_dequantize(int type, int dst_type, const void *src, void *dst, int64_t rows, int64_t cols, void *stream);
+
+/* The first non-finite input value: writes min(row * cols + col) over every NaN/Inf of the
+ * rows x cols values of src_type into *first (device memory, which the caller sets to
+ * UINT64_MAX beforehand; it stays so when every value is finite). */
+int qk_cuda_find_nonfinite(int src_type, const void *src, int64_t rows, int64_t cols, unsigned long long *first,
+                           void *stream);
+
+/* Uploads the lookup tables and encoder maps the kernels read (once per device, before the
+ * first launch; idempotent). */
+int qk_cuda_kernels_init(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,27 @@
+/* Q2_K..Q6_K on the GPU: the super-block code of kernels/cpu/kquants_block.h, with and
+ * without imatrix (the K-quants' statistics are per super-block, so no row pass). */
+#include "codec_kernels.cuh"
+#include "kquants_block.h"
+
+#define KQUANT_TRAITS(T, BLOCK_BYTES)                                                                                  \
+    struct T##_traits : qk_cuda::no_row_stat {                                                                         \
+        static constexpr int QK = QKC_QK_K, BYTES = BLOCK_BYTES;                                                       \
+        __device__ static void quant(const float *x, const float *qw, float, uint8_t *b) {                             \
+            qk_quant_block_##T(x, qw, b);                                                                              \
+        }                                                                                                              \
+        __device__ static void dequant(const uint8_t *b, float *y) { qk_dequant_block_##T(b, y); }                     \
+    };
+
+namespace {
+KQUANT_TRAITS(q2_k, QK_Q2K_BYTES)
+KQUANT_TRAITS(q3_k, QK_Q3K_BYTES)
+KQUANT_TRAITS(q4_k, QK_Q4K_BYTES)
+KQUANT_TRAITS(q5_k, QK_Q5K_BYTES)
+KQUANT_TRAITS(q6_k, QK_Q6K_BYTES)
+} // namespace
+
+QK_CUDA_CODEC(q2_k, q2_k_traits)
+QK_CUDA_CODEC(q3_k, q3_k_traits)
+QK_CUDA_CODEC(q4_k, q4_k_traits)
+QK_CUDA_CODEC(q5_k, q5_k_traits)
+QK_CUDA_CODEC(q6_k, q6_k_traits)

@@ -1,0 +1,40 @@
+/* Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 on the GPU: the block code of kernels/cpu/legacy_block.h. */
+#include "codec_kernels.cuh"
+#include "legacy_block.h"
+
+namespace {
+
+/* Q4_0..Q5_1 with an imatrix weigh by the row's mean square, taken as the CPU does. */
+template <qk_legacy_layout (*Layout)(void), int BLOCK_QK, int BLOCK_BYTES> struct legacy_traits {
+    static constexpr int QK = BLOCK_QK, BYTES = BLOCK_BYTES;
+    static constexpr bool ROW_STAT = true;
+    __device__ static float row_sum(float acc, const float *x, int n) { return qk_legacy_sum_x2(acc, x, n); }
+    __device__ static float row_stat(float acc, int64_t cols) { return qk_legacy_sigma2(acc, cols); }
+    __device__ static void quant(const float *x, const float *qw, float sigma2, uint8_t *b) {
+        const qk_legacy_layout t = Layout();
+        qk_quant_block_legacy(&t, x, qw, sigma2, b);
+    }
+    __device__ static void dequant(const uint8_t *b, float *y) {
+        const qk_legacy_layout t = Layout();
+        qk_dequant_block_legacy(&t, b, y);
+    }
+};
+
+struct q8_0_traits : qk_cuda::no_row_stat {
+    static constexpr int QK = QKC_QK8_0, BYTES = QK_Q8_0_BYTES;
+    __device__ static void quant(const float *x, const float *, float, uint8_t *b) { qk_quant_block_q8_0(x, b); }
+    __device__ static void dequant(const uint8_t *b, float *y) { qk_dequant_block_q8_0(b, y); }
+};
+
+typedef legacy_traits<qk_layout_q4_0, QKC_QK4_0, QK_Q4_0_BYTES> q4_0_traits;
+typedef legacy_traits<qk_layout_q4_1, QKC_QK4_1, QK_Q4_1_BYTES> q4_1_traits;
+typedef legacy_traits<qk_layout_q5_0, QKC_QK5_0, QK_Q5_0_BYTES> q5_0_traits;
+typedef legacy_traits<qk_layout_q5_1, QKC_QK5_1, QK_Q5_1_BYTES> q5_1_traits;
+
+} // namespace
+
+QK_CUDA_CODEC(q4_0, q4_0_traits)
+QK_CUDA_CODEC(q4_1, q4_1_traits)
+QK_CUDA_CODEC(q5_0, q5_0_traits)
+QK_CUDA_CODEC(q5_1, q5_1_traits)
+QK_CUDA_CODEC(q8_0, q8_0_traits)

@@ -1,0 +1,22 @@
+/* MXFP4, TQ1_0 and TQ2_0 on the GPU: closed-form encoders without an imatrix path
+ * (kernels/cpu/mxfp4_block.h, ternary_block.h). */
+#include "codec_kernels.cuh"
+#include "mxfp4_block.h"
+#include "ternary_block.h"
+
+#define SMALL_TRAITS(T, BLOCK_QK, BLOCK_BYTES)                                                                         \
+    struct T##_traits : qk_cuda::no_row_stat {                                                                         \
+        static constexpr int QK = BLOCK_QK, BYTES = BLOCK_BYTES;                                                       \
+        __device__ static void quant(const float *x, const float *, float, uint8_t *b) { qk_quant_block_##T(x, b); }   \
+        __device__ static void dequant(const uint8_t *b, float *y) { qk_dequant_block_##T(b, y); }                     \
+    };
+
+namespace {
+SMALL_TRAITS(mxfp4, QKC_QK_MXFP4, QK_MXFP4_BYTES)
+SMALL_TRAITS(tq1_0, QKC_QK_K, QK_TQ1_BYTES)
+SMALL_TRAITS(tq2_0, QKC_QK_K, QK_TQ2_BYTES)
+} // namespace
+
+QK_CUDA_CODEC(mxfp4, mxfp4_traits)
+QK_CUDA_CODEC(tq1_0, tq1_0_traits)
+QK_CUDA_CODEC(tq2_0, tq2_0_traits)
