@@ -51,5 +51,6 @@ typedef struct qk_backend {
 } qk_backend;
 
 extern const qk_backend qk_backend_cpu;
+extern const qk_backend qk_backend_cuda; /* built with QK_CUDA; no devices without a GPU/driver */
 
 #endif

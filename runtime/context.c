@@ -6,6 +6,9 @@
 
 /* Best first: a GPU backend registers ahead of the CPU when it is built. */
 static const qk_backend *const registry[] = {
+#ifdef QK_HAVE_CUDA
+    &qk_backend_cuda,
+#endif
     &qk_backend_cpu,
 };
 #define N_BACKENDS ((int)(sizeof(registry) / sizeof(registry[0])))

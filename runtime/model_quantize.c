@@ -182,10 +182,50 @@ typedef struct stream_state {
     size_t chunk_bytes;
     unsigned char *src_f32; /* dequantized requantize input / f32 view for error measurement */
     unsigned char *dst;     /* converted rows */
+    qk_context *cpu;        /* for the types the device has no kernel for (created on first need) */
     float *check;           /* dequantized output for error measurement */
     uint64_t bytes_done, bytes_total;
     double t0;
 } stream_state;
+
+/* The context that runs (op, type): the device's, or the CPU reference where the device has no
+ * kernel for the type. Both give the same bytes (the CPU reference defines them). */
+static qk_status exec_ctx(stream_state *s, qk_op op, qk_type type, qk_context **out) {
+    *out = s->ctx;
+    if (s->ctx->backend->supports(s->ctx->state, op, type)) return QK_OK;
+    if (!s->cpu) {
+        qk_context_params cp = qk_context_default_params();
+        cp.device = "cpu";
+        cp.n_threads = s->ctx->n_threads;
+        if (qk_context_create(&cp, &s->cpu) != QK_OK) return forward_error(s->ctx, QK_ERR_BACKEND);
+    }
+    *out = s->cpu;
+    return QK_OK;
+}
+
+static qk_status run_quantize(stream_state *s, const qk_quantize_desc *q) {
+    qk_context *c;
+    qk_status st = exec_ctx(s, QK_OP_QUANTIZE, q->type, &c);
+    if (st == QK_OK) st = qk_quantize(c, q);
+    if (st != QK_OK && c != s->ctx) {
+        char msg[QK_ERROR_LEN];
+        snprintf(msg, sizeof msg, "%s", qk_last_error(c));
+        qk_fail(s->ctx, st, "%s", msg);
+    }
+    return st;
+}
+
+static qk_status run_dequantize(stream_state *s, const qk_dequantize_desc *d) {
+    qk_context *c;
+    qk_status st = exec_ctx(s, QK_OP_DEQUANTIZE, d->type, &c);
+    if (st == QK_OK) st = qk_dequantize(c, d);
+    if (st != QK_OK && c != s->ctx) {
+        char msg[QK_ERROR_LEN];
+        snprintf(msg, sizeof msg, "%s", qk_last_error(c));
+        qk_fail(s->ctx, st, "%s", msg);
+    }
+    return st;
+}
 
 static qk_status check_cancel(stream_state *s) {
     if (s->p->cancel && *s->p->cancel) return qk_fail(s->ctx, QK_ERR_IO, "interrupted");
@@ -227,7 +267,7 @@ static qk_status to_f32(stream_state *s, qk_type type, const void *src, size_t s
     d.cols = cols;
     d.src = qk_host((void *)src, src_bytes);
     d.dst = qk_host(out, (size_t)(rows * cols) * sizeof(float));
-    return qk_dequantize(s->ctx, &d);
+    return run_dequantize(s, &d);
 }
 
 typedef struct error_sums {
@@ -311,7 +351,7 @@ static qk_status convert_tensor(stream_state *s, qk_gguf_writer *w, const qk_ggu
             q.dst = qk_host(s->dst, (size_t)rows * dst_row);
             q.imatrix = imatrix;
             q.imatrix_len = imatrix ? cols : 0;
-            st = qk_quantize(s->ctx, &q);
+            st = run_quantize(s, &q);
             if (st == QK_ERR_VALUE) return locate_bad_value(s, t, qsrc, qsrc_type, rows, m, n_mat, r0);
             if (st) return tensor_error(s->ctx, st, t->name, n_mat > 1 ? m : -1);
             if (s->p->measure_error) {
@@ -351,6 +391,7 @@ static void run_free(run *r) {
     free(r->s.src_f32);
     free(r->s.dst);
     free(r->s.check);
+    qk_context_destroy(r->s.cpu);
     free(r->ie);
     free(r->src_split);
     free(r->pe);

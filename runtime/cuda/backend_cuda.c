@@ -1,0 +1,226 @@
+/* The CUDA backend: device discovery, device memory, one stream per context, and dispatch to
+ * the kernels of kernels/cuda. The CUDA runtime is linked statically and finds the driver at
+ * run time: without a driver or a GPU, device_count() is 0 and the backend is simply absent. */
+#include <cuda_runtime.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_kernels.h"
+#include "formats.h"
+#include "internal.h"
+
+/* Turns a CUDA error into a status with CUDA's own message, near where it happened. */
+#define QK_CHECK_CUDA(ctx, call)                                                                                       \
+    do {                                                                                                               \
+        cudaError_t err_ = (call);                                                                                     \
+        if (err_ != cudaSuccess) return cuda_fail((ctx), err_, #call);                                                 \
+    } while (0)
+
+static qk_status cuda_fail(qk_context *ctx, cudaError_t err, const char *what) {
+    qk_status st = err == cudaErrorMemoryAllocation ? QK_ERR_OUT_OF_MEMORY : QK_ERR_BACKEND;
+    cudaGetLastError(); /* clear a non-sticky error so the context stays usable */
+    const char *call = strchr(what, '(');
+    return qk_fail(ctx, st, "cuda: %.*s: %s (%s)", call ? (int)(call - what) : (int)strlen(what), what,
+                   cudaGetErrorString(err), cudaGetErrorName(err));
+}
+
+/* ---- devices ------------------------------------------------------------------------------ */
+
+static pthread_once_t count_once = PTHREAD_ONCE_INIT;
+static int n_devices;
+
+static void count_devices(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        n = 0;
+    }
+    n_devices = n;
+}
+
+static int cuda_device_count(void) {
+    pthread_once(&count_once, count_devices);
+    return n_devices;
+}
+
+static qk_status cuda_device_info(int index, qk_device_info *info) {
+    struct cudaDeviceProp p;
+    cudaError_t err = cudaGetDeviceProperties(&p, index);
+    if (err != cudaSuccess) return cuda_fail(NULL, err, "cudaGetDeviceProperties()");
+    memset(info, 0, sizeof *info);
+    snprintf(info->id, sizeof info->id, "cuda:%d", index);
+    snprintf(info->name, sizeof info->name, "%.100s (sm_%d%d)", p.name, p.major, p.minor);
+    info->kind = QK_DEVICE_CUDA;
+    info->memory_bytes = (uint64_t)p.totalGlobalMem;
+    info->compute_units = p.multiProcessorCount;
+    return QK_OK;
+}
+
+/* ---- contexts ----------------------------------------------------------------------------- */
+
+typedef struct cuda_state {
+    int device;
+    cudaStream_t stream;
+    float *imatrix; /* device copy of the current call's imatrix */
+    size_t imatrix_cap;
+    unsigned long long *first_bad; /* device scalar for the non-finite scan */
+} cuda_state;
+
+static qk_status cuda_open(qk_context *ctx, int index, void **state) {
+    cuda_state *s = calloc(1, sizeof *s);
+    if (!s) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "cannot allocate the cuda backend");
+    s->device = index;
+    const char *step = "cudaSetDevice()";
+    cudaError_t err = cudaSetDevice(index);
+    if (err == cudaSuccess)
+        step = "cudaStreamCreate()", err = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking);
+    if (err == cudaSuccess) step = "cudaMalloc()", err = cudaMalloc((void **)&s->first_bad, sizeof *s->first_bad);
+    if (err == cudaSuccess) step = "uploading the kernel tables()", err = (cudaError_t)qk_cuda_kernels_init();
+    if (err != cudaSuccess) {
+        cudaFree(s->first_bad);
+        if (s->stream) cudaStreamDestroy(s->stream);
+        free(s);
+        return cuda_fail(ctx, err, step);
+    }
+    *state = s;
+    return QK_OK;
+}
+
+static void cuda_close(void *state) {
+    cuda_state *s = state;
+    if (!s) return;
+    cudaSetDevice(s->device);
+    cudaFree(s->imatrix);
+    cudaFree(s->first_bad);
+    cudaStreamDestroy(s->stream);
+    free(s);
+}
+
+static int cuda_supports(void *state, qk_op op, qk_type type) {
+    (void)state;
+    return qk_cuda_kernel_supports(op == QK_OP_QUANTIZE ? 0 : 1, (int)type);
+}
+
+/* ---- memory ------------------------------------------------------------------------------- */
+
+static qk_status cuda_alloc(qk_context *ctx, void *state, size_t bytes, void **mem) {
+    cuda_state *s = state;
+    QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
+    *mem = NULL;
+    cudaError_t err = cudaMalloc(mem, bytes ? bytes : 1);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "cuda: cannot allocate %zu bytes of device memory: %s", bytes,
+                       cudaGetErrorString(err));
+    }
+    return QK_OK;
+}
+
+static void cuda_free(void *state, void *mem) {
+    cuda_state *s = state;
+    cudaSetDevice(s->device);
+    cudaFree(mem);
+}
+
+static qk_status cuda_write(qk_context *ctx, void *state, void *mem, size_t offset, const void *src, size_t bytes) {
+    cuda_state *s = state;
+    QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
+    QK_CHECK_CUDA(ctx, cudaMemcpyAsync((char *)mem + offset, src, bytes, cudaMemcpyHostToDevice, s->stream));
+    QK_CHECK_CUDA(ctx, cudaStreamSynchronize(s->stream));
+    return QK_OK;
+}
+
+static qk_status cuda_read(qk_context *ctx, void *state, const void *mem, size_t offset, void *dst, size_t bytes) {
+    cuda_state *s = state;
+    QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
+    QK_CHECK_CUDA(ctx, cudaMemcpyAsync(dst, (const char *)mem + offset, bytes, cudaMemcpyDeviceToHost, s->stream));
+    QK_CHECK_CUDA(ctx, cudaStreamSynchronize(s->stream));
+    return QK_OK;
+}
+
+static void *cuda_address(void *mem, size_t offset) { return (char *)mem + offset; }
+
+/* ---- operations --------------------------------------------------------------------------- */
+
+/* The imatrix arrives in host memory; kernels read a device copy. */
+static qk_status upload_imatrix(qk_context *ctx, cuda_state *s, const float *im, int64_t n, const float **dev) {
+    *dev = NULL;
+    if (!im) return QK_OK;
+    size_t bytes = (size_t)n * sizeof(float);
+    if (bytes > s->imatrix_cap) {
+        cudaFree(s->imatrix);
+        s->imatrix = NULL;
+        s->imatrix_cap = 0;
+        QK_CHECK_CUDA(ctx, cudaMalloc((void **)&s->imatrix, bytes));
+        s->imatrix_cap = bytes;
+    }
+    QK_CHECK_CUDA(ctx, cudaMemcpyAsync(s->imatrix, im, bytes, cudaMemcpyHostToDevice, s->stream));
+    *dev = s->imatrix;
+    return QK_OK;
+}
+
+/* NaN/Inf in the input is an error naming its row and column (as on the CPU); nothing is
+ * written then. */
+static qk_status check_finite(qk_context *ctx, cuda_state *s, const qk_quantize_args *a) {
+    unsigned long long first = ~0ull;
+    QK_CHECK_CUDA(ctx, cudaMemsetAsync(s->first_bad, 0xff, sizeof first, s->stream));
+    QK_CHECK_CUDA(
+        ctx, (cudaError_t)qk_cuda_find_nonfinite((int)a->src_type, a->src, a->rows, a->cols, s->first_bad, s->stream));
+    QK_CHECK_CUDA(ctx, cudaMemcpyAsync(&first, s->first_bad, sizeof first, cudaMemcpyDeviceToHost, s->stream));
+    QK_CHECK_CUDA(ctx, cudaStreamSynchronize(s->stream));
+    if (first == ~0ull) return QK_OK;
+    size_t esize = qk_float_type_size(a->src_type);
+    uint32_t bits = 0;
+    QK_CHECK_CUDA(ctx, cudaMemcpy(&bits, (const char *)a->src + first * esize, esize, cudaMemcpyDeviceToHost));
+    uint32_t man = esize == 4 ? bits & 0x7fffffu : a->src_type == QK_TYPE_F16 ? bits & 0x3ffu : bits & 0x7fu;
+    int neg = (bits >> (8 * esize - 1)) & 1;
+    return qk_fail(ctx, QK_ERR_VALUE, "input value at row %lld, column %lld is %s: cannot quantize to %s",
+                   (long long)(first / (unsigned long long)a->cols), (long long)(first % (unsigned long long)a->cols),
+                   man   ? "NaN"
+                   : neg ? "-Inf"
+                         : "+Inf",
+                   qk_type_name(a->type));
+}
+
+static qk_status cuda_quantize(qk_context *ctx, void *state, const qk_quantize_args *a) {
+    cuda_state *s = state;
+    QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
+    qk_status st = check_finite(ctx, s, a);
+    if (st != QK_OK) return st;
+    const float *im;
+    st = upload_imatrix(ctx, s, a->imatrix, a->cols, &im);
+    if (st != QK_OK) return st;
+    QK_CHECK_CUDA(ctx, (cudaError_t)qk_cuda_quantize((int)a->type, (int)a->src_type, a->src, a->dst, a->rows, a->cols,
+                                                     im, s->stream));
+    QK_CHECK_CUDA(ctx, cudaStreamSynchronize(s->stream));
+    return QK_OK;
+}
+
+static qk_status cuda_dequantize(qk_context *ctx, void *state, const qk_dequantize_args *a) {
+    cuda_state *s = state;
+    QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
+    QK_CHECK_CUDA(ctx, (cudaError_t)qk_cuda_dequantize((int)a->type, (int)a->dst_type, a->src, a->dst, a->rows, a->cols,
+                                                       s->stream));
+    QK_CHECK_CUDA(ctx, cudaStreamSynchronize(s->stream));
+    return QK_OK;
+}
+
+const qk_backend qk_backend_cuda = {
+    .name = "cuda",
+    .kind = QK_DEVICE_CUDA,
+    .host_memory = 0,
+    .device_count = cuda_device_count,
+    .device_info = cuda_device_info,
+    .open = cuda_open,
+    .close = cuda_close,
+    .supports = cuda_supports,
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .write = cuda_write,
+    .read = cuda_read,
+    .address = cuda_address,
+    .quantize = cuda_quantize,
+    .dequantize = cuda_dequantize,
+};

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: the GPU tests, the file path on cuda against cpu, and the
+# device benchmarks, from a build made on the development machine and carried over
+# (scripts/gpu_build.sh). Everything lands in $OUT (or ./out).
+# usage (device tool): bash scripts/gpu_run.sh [BUILD_DIR]   with BUILD_DIR carried
+set -uo pipefail
+cd "$(dirname "$0")/.."
+B=${1:-build-dev}
+out=${OUT:-out}
+mkdir -p "$out"
+export LD_LIBRARY_PATH="$PWD/$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+q=$B/cli/qkern
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "commit: $(cat "$B/COMMIT" 2>/dev/null || git rev-parse --short HEAD 2>/dev/null)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv
+  "$q" devices
+} 2>&1 | tee "$out/device.txt"
+
+echo "== GPU tests"
+QK_TEST_LARGE=1 "$B/tests/test_gpu_equivalence" 2>&1 | tee "$out/gpu_tests.log" | tail -40
+
+echo "== file path: cuda against cpu"
+work=$(mktemp -d)
+"$q" generate --size medium --seed 3 --imatrix "$work/im.gguf" "$work/m.gguf"
+for preset in Q8_0 Q4_0 Q4_K_M MXFP4_MOE IQ2_XXS; do
+  for dev in cpu cuda:0; do
+    t0=$(date +%s.%N)
+    "$q" quantize --quiet --device "$dev" --imatrix "$work/im.gguf" "$work/m.gguf" \
+      "$work/$preset-${dev%%:*}.gguf" "$preset" 2>&1 | tail -1
+    echo "$preset on $dev: $(awk "BEGIN{print $(date +%s.%N) - $t0}") s wall"
+  done
+  if cmp -s "$work/$preset-cpu.gguf" "$work/$preset-cuda.gguf"; then echo "$preset: cuda file == cpu file"; else
+    echo "$preset: FILES DIFFER"; fi
+done 2>&1 | tee "$out/file_path.log"
+rm -rf "$work"
+
+echo "== benchmarks"
+if [ -x "$B/bench/qkern_bench_cuda" ]; then
+  "$B/bench/qkern_bench_cuda" --benchmark_min_time=0.1 --benchmark_out="$out/bench_cuda.json" \
+    --benchmark_out_format=json 2>&1 | tee "$out/bench_cuda.txt" | grep -v "^---" | head -80
+fi

@@ -1,0 +1,189 @@
+/* Every type the CUDA backend implements gives the CPU reference's bytes: quantize from f32,
+ * f16 and bf16, with and without an imatrix, on ragged shapes; dequantize to f32, f16 and
+ * bf16 bit for bit. Fresh random inputs, outputs poisoned. Without a CUDA device the test says
+ * it skipped (exit 77, which ctest reports as skipped). */
+#include "internal.h"
+#include "qk_float.h"
+#include "test_util.h"
+
+#define SKIP 77
+
+static qk_context *cpu, *gpu;
+static tu_rng rng;
+
+static int supports(qk_op op, qk_type t) { return gpu->backend->supports(gpu->state, op, t); }
+
+static void fill_source(qk_type src_type, float *x32, void *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = 0.02f * tu_gauss(&rng) * (i % 61 == 3 ? 9.0f : 1.0f);
+        if (i % 97 == 11) v = 0.0f;
+        if (src_type == QK_TYPE_F32) ((float *)src)[i] = v;
+        if (src_type == QK_TYPE_F16) qk_wr16((uint8_t *)src + 2 * i, qk_f32_to_fp16(v));
+        if (src_type == QK_TYPE_BF16) qk_wr16((uint8_t *)src + 2 * i, qk_f32_to_bf16(v));
+        x32[i] = v;
+    }
+}
+
+static size_t first_difference(const uint8_t *a, const uint8_t *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return i;
+    return n;
+}
+
+static void check_type(const qk_type_info *ti, int64_t rows, int64_t cols, qk_type src_type, int with_imatrix) {
+    const int64_t n = rows * cols;
+    const size_t qbytes = (size_t)rows * qk_type_row_bytes(ti->type, cols),
+                 sbytes = (size_t)n * qk_float_type_size(src_type);
+    float *x32 = malloc((size_t)n * sizeof(float)), *im = malloc((size_t)cols * sizeof(float));
+    void *src = malloc(sbytes);
+    uint8_t *q_cpu = tu_poisoned(qbytes), *q_gpu = tu_poisoned(qbytes);
+    fill_source(src_type, x32, src, n);
+    for (int64_t c = 0; c < cols; c++) im[c] = (float)exp(1.5 * tu_gauss(&rng));
+
+    qk_quantize_desc q = qk_quantize_default_desc();
+    q.type = ti->type;
+    q.src_type = src_type;
+    q.rows = rows;
+    q.cols = cols;
+    q.src = qk_host(src, sbytes);
+    q.dst = qk_host(q_cpu, qbytes);
+    if (with_imatrix) q.imatrix = im, q.imatrix_len = cols;
+    const char *shape_note = with_imatrix ? "imatrix" : "no imatrix";
+    if (supports(QK_OP_QUANTIZE, ti->type)) {
+        CHECK(qk_quantize(cpu, &q) == QK_OK, "%s cpu quantize: %s", ti->name, qk_last_error(cpu));
+        q.dst = qk_host(q_gpu, qbytes);
+        qk_status st = qk_quantize(gpu, &q);
+        CHECK(st == QK_OK, "%s cuda quantize: %s", ti->name, qk_last_error(gpu));
+        size_t d = first_difference(q_cpu, q_gpu, qbytes);
+        size_t row_bytes = qk_type_row_bytes(ti->type, cols);
+        CHECK(st != QK_OK || d == qbytes,
+              "%s from %s, %lld x %lld, %s: cuda differs from cpu at byte %zu (row %zu, block %zu, byte %zu)", ti->name,
+              qk_type_name(src_type), (long long)rows, (long long)cols, shape_note, d, d / row_bytes,
+              (d % row_bytes) / (size_t)ti->block_bytes, d % (size_t)ti->block_bytes);
+    } else {
+        /* no cuda quantizer: the dequantize check below still needs blocks */
+        CHECK(qk_quantize(cpu, &q) == QK_OK, "%s cpu quantize: %s", ti->name, qk_last_error(cpu));
+    }
+
+    if (supports(QK_OP_DEQUANTIZE, ti->type)) {
+        static const qk_type outs[] = {QK_TYPE_F32, QK_TYPE_F16, QK_TYPE_BF16};
+        for (int o = 0; o < 3; o++) {
+            size_t dbytes = (size_t)n * qk_float_type_size(outs[o]);
+            uint8_t *d_cpu = tu_poisoned(dbytes), *d_gpu = tu_poisoned(dbytes);
+            qk_dequantize_desc d = qk_dequantize_default_desc();
+            d.type = ti->type;
+            d.dst_type = outs[o];
+            d.rows = rows;
+            d.cols = cols;
+            d.src = qk_host(q_cpu, qbytes);
+            d.dst = qk_host(d_cpu, dbytes);
+            CHECK(qk_dequantize(cpu, &d) == QK_OK, "%s cpu dequantize: %s", ti->name, qk_last_error(cpu));
+            d.dst = qk_host(d_gpu, dbytes);
+            CHECK(qk_dequantize(gpu, &d) == QK_OK, "%s cuda dequantize: %s", ti->name, qk_last_error(gpu));
+            size_t at = first_difference(d_cpu, d_gpu, dbytes);
+            CHECK(at == dbytes, "%s -> %s, %lld x %lld: cuda dequantize differs at value %zu", ti->name,
+                  qk_type_name(outs[o]), (long long)rows, (long long)cols, at / qk_float_type_size(outs[o]));
+            free(d_cpu);
+            free(d_gpu);
+        }
+    }
+    free(x32);
+    free(im);
+    free(src);
+    free(q_cpu);
+    free(q_gpu);
+}
+
+/* A NaN at a known place is reported with its row and column, as on the CPU. */
+static void test_nan_is_named(void) {
+    const int64_t rows = 5, cols = 512;
+    float *x = calloc((size_t)(rows * cols), sizeof(float));
+    uint8_t *dst = tu_poisoned((size_t)rows * qk_type_row_bytes(QK_TYPE_Q8_0, cols));
+    for (int64_t i = 0; i < rows * cols; i++) x[i] = 0.01f * (float)(i % 13);
+    x[3 * cols + 17] = NAN;
+    qk_quantize_desc q = qk_quantize_default_desc();
+    q.type = QK_TYPE_Q8_0;
+    q.rows = rows;
+    q.cols = cols;
+    q.src = qk_host(x, (size_t)(rows * cols) * sizeof(float));
+    q.dst = qk_host(dst, (size_t)rows * qk_type_row_bytes(QK_TYPE_Q8_0, cols));
+    if (supports(QK_OP_QUANTIZE, QK_TYPE_Q8_0)) {
+        qk_status st = qk_quantize(gpu, &q);
+        CHECK(st == QK_ERR_VALUE && strstr(qk_last_error(gpu), "row 3, column 17"), "NaN on cuda: %d %s", st,
+              qk_last_error(gpu));
+    }
+    free(x);
+    free(dst);
+}
+
+/* Over 2^31 elements: 64-bit indexing end to end (bf16 source, Q8_0, ~4.3 GB). Only where the
+ * device has the memory and QK_TEST_LARGE is set (the GPU machine's script sets it). */
+static void test_large_tensor(void) {
+    if (!getenv("QK_TEST_LARGE") || !supports(QK_OP_QUANTIZE, QK_TYPE_Q8_0)) {
+        printf("large-tensor test not run (set QK_TEST_LARGE=1 on a GPU with >= 16 GB)\n");
+        return;
+    }
+    const int64_t cols = 4096, rows = ((1ll << 31) + 4096 * 3) / cols + 1;
+    qk_type_info ti;
+    qk_type_get_info(QK_TYPE_Q8_0, &ti);
+    printf("large tensor: %lld x %lld = %lld elements\n", (long long)rows, (long long)cols, (long long)(rows * cols));
+    check_type(&ti, rows, cols, QK_TYPE_BF16, 0);
+}
+
+int main(void) {
+    rng.s = tu_seed();
+    int cuda_index = -1;
+    for (int i = 0; i < qk_device_count(); i++) {
+        qk_device_info di;
+        if (qk_device_get(i, &di) == QK_OK && di.kind == QK_DEVICE_CUDA) {
+            cuda_index = i;
+            printf("device: %s, %s, %d SMs, %.1f GiB\n", di.id, di.name, di.compute_units,
+                   (double)di.memory_bytes / (1u << 30));
+            break;
+        }
+    }
+    if (cuda_index < 0) {
+        printf("SKIPPED: no CUDA device found (this build %s the CUDA backend)\n",
+#ifdef QK_HAVE_CUDA
+               "has"
+#else
+               "does not have"
+#endif
+        );
+        return SKIP;
+    }
+    qk_context_params p = qk_context_default_params();
+    p.device = "cpu";
+    if (qk_context_create(&p, &cpu)) return fprintf(stderr, "cpu: %s\n", qk_last_error(NULL)), 1;
+    p.device = "cuda:0";
+    if (qk_context_create(&p, &gpu)) return fprintf(stderr, "cuda:0: %s\n", qk_last_error(NULL)), 1;
+
+    static const int64_t shapes[][2] = {{1, 256}, {7, 512}, {33, 4096}, {257, 1024}};
+    static const qk_type srcs[] = {QK_TYPE_F32, QK_TYPE_F16, QK_TYPE_BF16};
+    char missing_q[512] = "", missing_d[512] = "";
+    for (int k = 0; k < qk_type_count(); k++) {
+        qk_type_info ti;
+        qk_type_get_info(qk_type_at(k), &ti);
+        if (!supports(QK_OP_QUANTIZE, ti.type))
+            snprintf(missing_q + strlen(missing_q), sizeof missing_q - strlen(missing_q), " %s", ti.name);
+        if (!supports(QK_OP_DEQUANTIZE, ti.type))
+            snprintf(missing_d + strlen(missing_d), sizeof missing_d - strlen(missing_d), " %s", ti.name);
+        if (!supports(QK_OP_QUANTIZE, ti.type) && !supports(QK_OP_DEQUANTIZE, ti.type)) continue;
+        int before = tu_failed;
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            if (shapes[s][1] % ti.block_elems) continue;
+            for (int f = 0; f < 3; f++) {
+                if (!ti.needs_imatrix) check_type(&ti, shapes[s][0], shapes[s][1], srcs[f], 0);
+                if (ti.uses_imatrix) check_type(&ti, shapes[s][0], shapes[s][1], srcs[f], 1);
+            }
+        }
+        printf("%-8s %s\n", ti.name, tu_failed == before ? "identical" : "DIFFERS");
+    }
+    printf("no cuda quantizer yet:%s\nno cuda dequantizer yet:%s\n", missing_q[0] ? missing_q : " (none)",
+           missing_d[0] ? missing_d : " (none)");
+    test_nan_is_named();
+    test_large_tensor();
+    qk_context_destroy(gpu);
+    qk_context_destroy(cpu);
+    return tu_finish();
+}
