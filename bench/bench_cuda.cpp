@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "bench_types.h"
 #include "qkern.h"
 
 namespace {
@@ -158,14 +159,6 @@ void BM_dequantize(benchmark::State &state) {
     }
     state.SetLabel(std::string(ti.name) + " to bf16");
     report(state, double(q_bytes), double(kRows * kCols) * 2);
-}
-
-void quantized_types(benchmark::internal::Benchmark *b) {
-    for (int i = 0; i < qk_type_count(); i++) {
-        qk_type_info ti;
-        qk_type_get_info(qk_type_at(i), &ti);
-        if (ti.is_quantized) b->Arg(ti.type);
-    }
 }
 
 } // namespace

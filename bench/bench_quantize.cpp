@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "bench_types.h"
 #include "qkern.h"
 
 namespace {
@@ -86,14 +87,6 @@ void BM_dequantize(benchmark::State &state) {
         if (qk_dequantize(f.ctx, &dd) != QK_OK) return state.SkipWithError(qk_last_error(f.ctx));
     state.SetLabel(ti.name);
     set_rates(state, double(f.y.size() * sizeof(float)));
-}
-
-void quantized_types(benchmark::internal::Benchmark *b) {
-    for (int i = 0; i < qk_type_count(); i++) {
-        qk_type_info ti;
-        qk_type_get_info(qk_type_at(i), &ti);
-        if (ti.is_quantized) b->Arg(ti.type);
-    }
 }
 
 } // namespace

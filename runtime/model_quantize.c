@@ -203,10 +203,8 @@ static qk_status exec_ctx(stream_state *s, qk_op op, qk_type type, qk_context **
     return QK_OK;
 }
 
-static qk_status run_quantize(stream_state *s, const qk_quantize_desc *q) {
-    qk_context *c;
-    qk_status st = exec_ctx(s, QK_OP_QUANTIZE, q->type, &c);
-    if (st == QK_OK) st = qk_quantize(c, q);
+/* A failure on the CPU fallback context is reported on the device's context. */
+static qk_status forward_from(stream_state *s, qk_context *c, qk_status st) {
     if (st != QK_OK && c != s->ctx) {
         char msg[QK_ERROR_LEN];
         snprintf(msg, sizeof msg, "%s", qk_last_error(c));
@@ -215,16 +213,16 @@ static qk_status run_quantize(stream_state *s, const qk_quantize_desc *q) {
     return st;
 }
 
+static qk_status run_quantize(stream_state *s, const qk_quantize_desc *q) {
+    qk_context *c;
+    qk_status st = exec_ctx(s, QK_OP_QUANTIZE, q->type, &c);
+    return st != QK_OK ? st : forward_from(s, c, qk_quantize(c, q));
+}
+
 static qk_status run_dequantize(stream_state *s, const qk_dequantize_desc *d) {
     qk_context *c;
     qk_status st = exec_ctx(s, QK_OP_DEQUANTIZE, d->type, &c);
-    if (st == QK_OK) st = qk_dequantize(c, d);
-    if (st != QK_OK && c != s->ctx) {
-        char msg[QK_ERROR_LEN];
-        snprintf(msg, sizeof msg, "%s", qk_last_error(c));
-        qk_fail(s->ctx, st, "%s", msg);
-    }
-    return st;
+    return st != QK_OK ? st : forward_from(s, c, qk_dequantize(c, d));
 }
 
 static qk_status check_cancel(stream_state *s) {
