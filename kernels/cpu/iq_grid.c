@@ -100,6 +100,7 @@ static int build(qk_iq_grid *g, const grid_spec *s) {
     g->codes = s->codes;
     g->map = map;
     g->neighbours = nb;
+    g->neighbours_len = used;
     return 1;
 fail:
     free(map);

@@ -1,8 +1,8 @@
 /* I-quant block layouts and dequantizers (FORMATS.md §6.1-6.9), one super-block at a time:
  * IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, IQ4_NL, IQ4_XS. Shared by the
- * iquants_*.c encoders (layouts) and the CUDA kernels (layouts and dequantizers); the
- * encoders stay CPU-only for now. Every product is exact in fp32 (§13); the factor order
- * follows ggml's anyway, which also fixes the sign of zero. */
+ * encoders (iquants_{grid,iq1,iq4}_block.h), the CPU rows and the CUDA kernels. Every
+ * product is exact in fp32 (§13); the factor order follows ggml's anyway, which also fixes
+ * the sign of zero. */
 #ifndef QK_IQUANTS_BLOCK_H
 #define QK_IQUANTS_BLOCK_H
 

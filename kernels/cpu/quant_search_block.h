@@ -1,5 +1,5 @@
 /* The scale searches of FORMATS.md §9 as QK_HD code, in the reference operation order;
- * quant_search.h is their C interface, these are the bodies the block encoders inline.
+ * the block encoders of every family inline them (CPU and CUDA alike).
  *
  * Every sum runs in element order in fp32, every product is written left to right as the
  * format reference states it (w*x*l means (w*x)*l), and nothing is fused, so a GPU thread

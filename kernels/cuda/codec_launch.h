@@ -50,15 +50,18 @@ QK_CUDA_DECLARE_CODEC(q6_k)
 QK_CUDA_DECLARE_CODEC(mxfp4)
 QK_CUDA_DECLARE_CODEC(tq1_0)
 QK_CUDA_DECLARE_CODEC(tq2_0)
-/* iquants.cu: dequantizers only */
-QK_CUDA_DECLARE_DEQUANT(iq2_xxs)
-QK_CUDA_DECLARE_DEQUANT(iq2_xs)
-QK_CUDA_DECLARE_DEQUANT(iq2_s)
-QK_CUDA_DECLARE_DEQUANT(iq3_xxs)
-QK_CUDA_DECLARE_DEQUANT(iq3_s)
-QK_CUDA_DECLARE_DEQUANT(iq1_s)
-QK_CUDA_DECLARE_DEQUANT(iq1_m)
-QK_CUDA_DECLARE_DEQUANT(iq4_nl)
-QK_CUDA_DECLARE_DEQUANT(iq4_xs)
+/* iquants.cu */
+QK_CUDA_DECLARE_CODEC(iq2_xxs)
+QK_CUDA_DECLARE_CODEC(iq2_xs)
+QK_CUDA_DECLARE_CODEC(iq2_s)
+QK_CUDA_DECLARE_CODEC(iq3_xxs)
+QK_CUDA_DECLARE_CODEC(iq3_s)
+QK_CUDA_DECLARE_CODEC(iq1_s)
+QK_CUDA_DECLARE_CODEC(iq1_m)
+QK_CUDA_DECLARE_CODEC(iq4_nl)
+QK_CUDA_DECLARE_CODEC(iq4_xs)
+/* Copies the I-quant encoders' lattice maps (built on the host first) to the current device,
+ * once per device; thread-safe. A cudaError_t value. */
+int qk_cuda_iq_grids_upload(void);
 
 #endif

@@ -13,8 +13,6 @@ struct codec {
 
 #define BOTH(T)                                                                                                        \
     { qk_cuda_quantize_##T, qk_cuda_dequantize_##T }
-#define DEQUANT_ONLY(T)                                                                                                \
-    { nullptr, qk_cuda_dequantize_##T }
 
 codec codec_of(int type) {
     switch (type) {
@@ -34,15 +32,15 @@ codec codec_of(int type) {
     case QK_TYPE_MXFP4: return BOTH(mxfp4);
     case QK_TYPE_TQ1_0: return BOTH(tq1_0);
     case QK_TYPE_TQ2_0: return BOTH(tq2_0);
-    case QK_TYPE_IQ2_XXS: return DEQUANT_ONLY(iq2_xxs);
-    case QK_TYPE_IQ2_XS: return DEQUANT_ONLY(iq2_xs);
-    case QK_TYPE_IQ2_S: return DEQUANT_ONLY(iq2_s);
-    case QK_TYPE_IQ3_XXS: return DEQUANT_ONLY(iq3_xxs);
-    case QK_TYPE_IQ3_S: return DEQUANT_ONLY(iq3_s);
-    case QK_TYPE_IQ1_S: return DEQUANT_ONLY(iq1_s);
-    case QK_TYPE_IQ1_M: return DEQUANT_ONLY(iq1_m);
-    case QK_TYPE_IQ4_NL: return DEQUANT_ONLY(iq4_nl);
-    case QK_TYPE_IQ4_XS: return DEQUANT_ONLY(iq4_xs);
+    case QK_TYPE_IQ2_XXS: return BOTH(iq2_xxs);
+    case QK_TYPE_IQ2_XS: return BOTH(iq2_xs);
+    case QK_TYPE_IQ2_S: return BOTH(iq2_s);
+    case QK_TYPE_IQ3_XXS: return BOTH(iq3_xxs);
+    case QK_TYPE_IQ3_S: return BOTH(iq3_s);
+    case QK_TYPE_IQ1_S: return BOTH(iq1_s);
+    case QK_TYPE_IQ1_M: return BOTH(iq1_m);
+    case QK_TYPE_IQ4_NL: return BOTH(iq4_nl);
+    case QK_TYPE_IQ4_XS: return BOTH(iq4_xs);
     default: return {nullptr, nullptr};
     }
 }
@@ -74,6 +72,6 @@ extern "C" int qk_cuda_dequantize(int type, int dst_type, const void *src, void 
     return c.dequant(&a, static_cast<cudaStream_t>(stream));
 }
 
-/* The tables are __device__ arrays initialised at module load (qk_tables_cuda.cuh) and the
- * encoders build no maps yet: nothing to upload. */
-extern "C" int qk_cuda_kernels_init(void) { return (int)cudaSuccess; }
+/* The tables are __device__ arrays initialised at module load (qk_tables_cuda.cuh); the I-quant
+ * encoders' lattice maps are built on the host and copied to the current device. */
+extern "C" int qk_cuda_kernels_init(void) { return qk_cuda_iq_grids_upload(); }
