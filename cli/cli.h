@@ -10,6 +10,7 @@ int cmd_info(int argc, char **argv);
 int cmd_types(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Prints "qkern: <what>: <library message>" to stderr and returns 1. */
 int cli_fail(const char *what, const qk_context *ctx);

@@ -15,6 +15,7 @@ static const struct {
     {"types", cmd_types, "list the formats: id, block size, bytes, bits per weight, imatrix use"},
     {"devices", cmd_devices, "list the devices qkern can run on"},
     {"generate", cmd_generate, "write a synthetic Qwen3.5-style MoE model (GGUF) and its imatrix"},
+    {"bench", cmd_bench, "time quantizing a whole real model shape on a device, per preset (no disk)"},
 };
 
 static void usage(FILE *f) {

@@ -67,9 +67,9 @@ qk_status synth_model_params_for_size(const char *size, synth_model_params *p) {
         const char *name;
         synth_model_config cfg;
     } sizes[] = {
-        {"tiny", {256, 4, 1024, 262144, 4, 1, 64, 8, 2, 256, 256, 2, 4, 64, 4, 4}},
-        {"small", {512, 4, 4096, 262144, 4, 1, 128, 16, 4, 256, 256, 4, 8, 64, 4, 4}},
-        {"medium", {1024, 8, 16384, 262144, 8, 2, 128, 32, 8, 512, 512, 4, 8, 128, 4, 4}},
+        {"tiny", {256, 4, 1024, 262144, 4, 1, 64, 8, 2, 256, 256, 2, 4, 64, 4, 4, 1}},
+        {"small", {512, 4, 4096, 262144, 4, 1, 128, 16, 4, 256, 256, 4, 8, 64, 4, 4, 1}},
+        {"medium", {1024, 8, 16384, 262144, 8, 2, 128, 32, 8, 512, 512, 4, 8, 128, 4, 4, 1}},
     };
     if (!size || !p) return qk_fail(NULL, QK_ERR_INVALID_ARG, "synth_model_params_for_size: NULL argument");
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
@@ -85,28 +85,33 @@ qk_status synth_model_params_for_size(const char *size, synth_model_params *p) {
 
 static qk_status check_config(const synth_model_params *p) {
     const synth_model_config *c = &p->cfg;
+    const int hybrid = c->full_attention_interval != 1; /* has linear-attention layers */
     const struct {
         const char *name;
         int64_t v;
-    } dims[] = {{"n_embd", c->n_embd},
-                {"n_layer", c->n_layer},
-                {"n_head", c->n_head},
-                {"n_head_kv", c->n_head_kv},
-                {"head_dim", c->head_dim},
-                {"n_expert", c->n_expert},
-                {"n_expert_used", c->n_expert_used},
-                {"n_ff_exp", c->n_ff_exp},
-                {"n_ff_shexp", c->n_ff_shexp},
-                {"ssm_group_count", c->ssm_group_count},
-                {"ssm_time_step_rank", c->ssm_time_step_rank},
-                {"ssm_state_size", c->ssm_state_size},
-                {"ssm_conv_kernel", c->ssm_conv_kernel},
-                {"full_attention_interval", c->full_attention_interval},
-                {"context_length", c->context_length}};
+        int64_t min;
+    } dims[] = {{"n_embd", c->n_embd, 1},
+                {"n_layer", c->n_layer, 1},
+                {"n_head", c->n_head, 1},
+                {"n_head_kv", c->n_head_kv, 1},
+                {"head_dim", c->head_dim, 1},
+                {"n_expert", c->n_expert, 1},
+                {"n_expert_used", c->n_expert_used, 1},
+                {"n_ff_exp", c->n_ff_exp, 1},
+                {"n_ff_shexp", c->n_ff_shexp, 0},
+                {"ssm_group_count", c->ssm_group_count, hybrid},
+                {"ssm_time_step_rank", c->ssm_time_step_rank, hybrid},
+                {"ssm_state_size", c->ssm_state_size, hybrid},
+                {"ssm_conv_kernel", c->ssm_conv_kernel, hybrid},
+                {"full_attention_interval", c->full_attention_interval, 1},
+                {"context_length", c->context_length, 1},
+                {"attn_output_gate", c->attn_output_gate, 0}};
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
-        if (dims[i].v < 1 || dims[i].v > (1 << 20))
+        if (dims[i].v < dims[i].min || dims[i].v > (1 << 20))
             return qk_fail(NULL, QK_ERR_INVALID_ARG, "synthetic model: %s = %lld is out of range", dims[i].name,
                            (long long)dims[i].v);
+    if (c->attn_output_gate > 1)
+        return qk_fail(NULL, QK_ERR_INVALID_ARG, "synthetic model: attn_output_gate must be 0 or 1");
     if (c->n_layer > 999 || c->n_vocab < 260 || c->n_vocab > (1 << 20))
         return qk_fail(NULL, QK_ERR_INVALID_ARG, "synthetic model: layer count or vocabulary size out of range");
     if (c->n_expert < c->n_expert_used + IM_NEVER_ROUTED)
@@ -190,8 +195,9 @@ static qk_status build_tensors(const synth_model_params *p, tlist *l) {
     for (int64_t il = 0; il < c->n_layer; il++) {
         add(l, il, "attn_norm.weight", ROLE_NORM, f32, 1, c->n_embd, 1, 1);
         if (is_full_attention(c, il)) {
-            /* the query projection carries the output gate too: twice the heads */
-            add_matrix(l, il, "attn_q.weight", w, c->n_embd, 2 * c->head_dim * c->n_head, "attn_in", 1, 1.0);
+            /* in Qwen3.5 the query projection carries the output gate too: twice the heads */
+            add_matrix(l, il, "attn_q.weight", w, c->n_embd, (1 + c->attn_output_gate) * c->head_dim * c->n_head,
+                       "attn_in", 1, 1.0);
             add_matrix(l, il, "attn_k.weight", w, c->n_embd, c->head_dim * c->n_head_kv, "attn_in", 1, 1.0);
             add_matrix(l, il, "attn_v.weight", w, c->n_embd, c->head_dim * c->n_head_kv, "attn_in", 1, 1.0);
             add_matrix(l, il, "attn_output.weight", w, c->head_dim * c->n_head, c->n_embd, "attn_out", 0, 0.7);
@@ -218,6 +224,7 @@ static qk_status build_tensors(const synth_model_params *p, tlist *l) {
             t->space = down ? "exp_down" : "ffn_in", t->hidden = !down, t->expert_space = down;
             t->std = (down ? 0.7 : 1.0) / sqrt((double)t->ne[0]), t->in_imatrix = 1;
         }
+        if (c->n_ff_shexp == 0) continue; /* no shared expert (Qwen3) */
         /* a 1-D weight, but multiplied like a matrix: llama-imatrix collects it */
         add_matrix(l, il, "ffn_gate_inp_shexp.weight", f32, c->n_embd, 1, "ffn_in", 1, 1.0);
         add_matrix(l, il, "ffn_gate_shexp.weight", w, c->n_embd, c->n_ff_shexp, "ffn_in", 1, 1.0);
@@ -645,4 +652,66 @@ qk_status synth_model_write(const synth_model_params *p, const char *model_path,
         remove(model_path); /* the pair is useful only together */
     free(l.v);
     return s;
+}
+
+/* ---- the tensor list alone, and real models' shapes --------------------------------------------- */
+
+_Static_assert(sizeof(((synth_model_tensor *)0)->name) == QK_GGUF_MAX_NAME + 1, "tensor name size");
+
+qk_status synth_model_tensors(const synth_model_config *cfg, qk_type weight_type, synth_model_tensor **out, size_t *n) {
+    if (!cfg || !out || !n) return qk_fail(NULL, QK_ERR_INVALID_ARG, "synth_model_tensors: NULL argument");
+    *out = NULL, *n = 0;
+    synth_model_params p;
+    memset(&p, 0, sizeof p);
+    p.cfg = *cfg, p.type = weight_type;
+    qk_status s = check_config(&p);
+    if (s != QK_OK) return s;
+    tlist l = {0};
+    if ((s = build_tensors(&p, &l)) != QK_OK) {
+        free(l.v);
+        return s;
+    }
+    synth_model_tensor *t = calloc(l.n ? l.n : 1, sizeof *t);
+    if (!t) {
+        free(l.v);
+        return qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "synthetic model: out of memory for the tensor list");
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        memcpy(t[i].name, l.v[i].name, sizeof t[i].name);
+        t[i].type = l.v[i].type, t[i].n_dims = l.v[i].n_dims;
+        t[i].ne[0] = l.v[i].ne[0], t[i].ne[1] = l.v[i].ne[1], t[i].ne[2] = l.v[i].ne[2], t[i].ne[3] = 1;
+    }
+    *out = t, *n = l.n;
+    free(l.v);
+    return QK_OK;
+}
+
+/* From the models' published Hugging Face configs (config.json): hidden_size, num_hidden_layers,
+ * vocab_size, num_attention_heads, num_key_value_heads, head_dim, num_experts,
+ * num_experts_per_tok, moe_intermediate_size, shared_expert_intermediate_size,
+ * linear_num_key_heads, linear_num_value_heads, linear_key_head_dim (= value dim),
+ * linear_conv_kernel_dim, full_attention_interval, max_position_embeddings. The converters store
+ * the experts as 3-D stacks and skip Qwen3.5's multi-token-prediction layer, as does this list. */
+static const synth_model_shape shapes[] = {
+    {"qwen3.5-35b-a3b",
+     "qwen35moe",
+     "35e9",
+     {2048, 40, 248320, 262144, 16, 2, 256, 256, 8, 512, 512, 16, 32, 128, 4, 4, 1}},
+    {"qwen3.5-397b-a17b",
+     "qwen35moe",
+     "397e9",
+     {4096, 60, 248320, 262144, 32, 2, 256, 512, 10, 1024, 1024, 16, 64, 128, 4, 4, 1}},
+    /* every layer full attention, no shared expert, no output gate in the query */
+    {"qwen3-30b-a3b", "qwen3moe", "30.5e9", {2048, 48, 151936, 40960, 32, 4, 128, 128, 8, 768, 0, 0, 0, 0, 0, 1, 0}},
+};
+
+const synth_model_shape *synth_model_shapes(size_t *count) {
+    if (count) *count = sizeof shapes / sizeof shapes[0];
+    return shapes;
+}
+
+const synth_model_shape *synth_model_shape_find(const char *name) {
+    for (size_t i = 0; name && i < sizeof shapes / sizeof shapes[0]; i++)
+        if (!strcmp(name, shapes[i].name)) return &shapes[i];
+    return NULL;
 }

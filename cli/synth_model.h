@@ -22,6 +22,10 @@ typedef struct synth_model_config {
     /* linear-attention (gated delta net) layers: heads of K and V, their size, conv width */
     int64_t ssm_group_count, ssm_time_step_rank, ssm_state_size, ssm_conv_kernel;
     int64_t full_attention_interval; /* layer i is full attention when (i + 1) % interval == 0 */
+    /* 1: the query projection also produces the attention output gate, twice the heads (Qwen3.5);
+     * 0: a plain query (Qwen3). n_ff_shexp 0 means no shared expert; with interval 1 (no
+     * linear-attention layer) the ssm_* sizes are unused and may be 0. */
+    int64_t attn_output_gate;
 } synth_model_config;
 
 typedef struct synth_model_params {
@@ -45,5 +49,32 @@ qk_status synth_model_params_for_size(const char *size, synth_model_params *p);
  * one-line message in qk_last_error(NULL). */
 qk_status synth_model_write(const synth_model_params *p, const char *model_path, const char *imatrix_path,
                             synth_model_summary *summary);
+
+/* One tensor of the model, as the file would list it (no data). */
+typedef struct synth_model_tensor {
+    char name[64]; /* ggml's limit: 63 bytes and the terminator */
+    qk_type type;
+    int n_dims;
+    int64_t ne[4]; /* unused dimensions are 1 */
+} synth_model_tensor;
+
+/* The tensor list of a model with this configuration and weight-matrix type (norms, router,
+ * conv stay F32), in file order, without generating any value: *out (free() it) gets *n entries.
+ * QK_ERR_INVALID_ARG for a configuration out of range. */
+qk_status synth_model_tensors(const synth_model_config *cfg, qk_type weight_type, synth_model_tensor **out, size_t *n);
+
+/* The layout of a real published model, for projections at full size (never generated: they are
+ * tens of gigabytes). */
+typedef struct synth_model_shape {
+    const char *name;      /* "qwen3.5-35b-a3b", ... */
+    const char *arch;      /* its llama.cpp architecture: "qwen35moe", "qwen3moe" */
+    const char *published; /* its published total parameter count, e.g. "35e9" */
+    synth_model_config cfg;
+} synth_model_shape;
+
+/* All named shapes; *count receives their number. */
+const synth_model_shape *synth_model_shapes(size_t *count);
+/* A shape by name, or NULL. */
+const synth_model_shape *synth_model_shape_find(const char *name);
 
 #endif
