@@ -10,6 +10,8 @@ out=${OUT:-out}
 mkdir -p "$out"
 export LD_LIBRARY_PATH="$PWD/$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 q=$B/cli/qkern
+parts=${QK_RUN_PARTS:-tests,file,bench,model} # which sections to run
+want() { [[ ",$parts," == *",$1,"* ]]; }
 {
   echo "date: $(date -u +%FT%TZ)"
   echo "commit: $(cat "$B/COMMIT" 2>/dev/null || git rev-parse --short HEAD 2>/dev/null)"
@@ -17,9 +19,9 @@ q=$B/cli/qkern
   "$q" devices
 } 2>&1 | tee "$out/device.txt"
 
-echo "== GPU tests"
-QK_TEST_LARGE=1 "$B/tests/test_gpu_equivalence" 2>&1 | tee "$out/gpu_tests.log" | tail -40
+want tests && echo "== GPU tests" && QK_TEST_LARGE=1 "$B/tests/test_gpu_equivalence" 2>&1 | tee "$out/gpu_tests.log" | tail -40
 
+if want file; then
 echo "== file path: cuda against cpu"
 work=$(mktemp -d)
 "$q" generate --size medium --seed 3 --imatrix "$work/im.gguf" "$work/m.gguf"
@@ -34,9 +36,22 @@ for preset in Q8_0 Q4_0 Q4_K_M MXFP4_MOE IQ2_XXS; do
     echo "$preset: FILES DIFFER"; fi
 done 2>&1 | tee "$out/file_path.log"
 rm -rf "$work"
+fi
 
 echo "== benchmarks"
-if [ -x "$B/bench/qkern_bench_cuda" ]; then
+if want bench && [ -x "$B/bench/qkern_bench_cuda" ]; then
   "$B/bench/qkern_bench_cuda" --benchmark_min_time=0.1 --benchmark_out="$out/bench_cuda.json" \
     --benchmark_out_format=json 2>&1 | tee "$out/bench_cuda.txt" | grep -v "^---" | head -80
+fi
+
+if want model; then
+  echo "== whole-model kernel time per preset (qkern bench quantize)"
+  for shape in qwen3.5-35b-a3b qwen3-30b-a3b qwen3.5-397b-a17b; do
+    "$q" bench quantize --shape "$shape" --device cuda:0 \
+      --preset Q8_0,Q4_0,Q2_K,Q3_K_M,Q4_K_M,Q5_K_M,Q6_K,MXFP4_MOE,IQ1_S,IQ1_M,IQ2_XXS,IQ2_XS,IQ2_M,IQ3_XXS,IQ3_M,IQ4_XS \
+      --format json >"$out/model_$shape.json" 2>"$out/model_$shape.err"
+    "$q" bench quantize --shape "$shape" --device cuda:0 --preset Q4_K_M,IQ2_XXS 2>&1 | tail -6
+    python3 -c "import json,sys; [print(r['type'], round(r['value'],2), 's') for r in json.load(open(sys.argv[1]))]" \
+      "$out/model_$shape.json" || cat "$out/model_$shape.err"
+  done 2>&1 | tee "$out/model.log"
 fi
