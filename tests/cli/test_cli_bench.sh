@@ -5,13 +5,7 @@
 # Usage: test_cli_bench.sh QKERN_BINARY
 set -u
 qkern=$1
-dir=$(mktemp -d /tmp/qk_bench_XXXXXX)
-trap 'rm -rf "$dir"' EXIT
-pass=0 fail=0
-check() { # check "what" command...
-  local what=$1; shift
-  if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $what"; fi
-}
+. "$(dirname "$0")/harness.sh"
 fails() { # fails EXPECTED_RC command...: exits with that code and says why on stderr
   local want=$1; shift
   "$@" >/dev/null 2>"$dir/err"
@@ -64,5 +58,4 @@ check "bad --limit-layers" fails 2 "$qkern" bench quantize --shape qwen3-30b-a3b
 check "unknown subcommand" fails 2 "$qkern" bench dequantize
 check "unknown device" fails 1 "$qkern" bench quantize --shape qwen3-30b-a3b --device vulkan:7 --limit-layers 1
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -4,13 +4,7 @@
 # Usage: test_cli_quantize.sh QKERN_BINARY
 set -u
 qkern=$1
-dir=$(mktemp -d /tmp/qk_cli_XXXXXX)
-trap 'rm -rf "$dir"' EXIT
-pass=0 fail=0
-check() { # check "what" command...
-  local what=$1; shift
-  if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $what"; fi
-}
+. "$(dirname "$0")/harness.sh"
 no_output_left() { # no OUT nor OUT.tmp.* in the folder
   [ ! -e "$1" ] && ! ls "$1".tmp.* >/dev/null 2>&1
 }
@@ -75,5 +69,4 @@ rc=$?
 check "SIGINT exits 130 (got $rc)" test $rc -eq 130
 check "SIGINT: no output, no temporary" no_output_left "$dir/int.gguf"
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish
