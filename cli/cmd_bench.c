@@ -29,8 +29,8 @@ static void usage_quantize(FILE *f) {
                "                            [--limit-layers N] [--threads N]\n"
                "  Plans every tensor of a published model's layout with llama-quantize's rules for each preset\n"
                "  (as with an imatrix), then times qk_quantize on the device from BF16 already in device memory:\n"
-               "  no disk, no upload in the time. Expert stacks are quantized expert by expert with a random\n"
-               "  per-column imatrix, as `qkern quantize` does. Identical (type, rows, cols) calls are timed once,\n"
+               "  no disk, no upload in the time. An expert stack is one call, each expert with its own random\n"
+               "  imatrix slice, as `qkern quantize` makes it. Identical (type, rows, cols) calls are timed once,\n"
                "  after one warm-up call per type, and multiplied. Types the device has no kernel for are\n"
                "  reported as skipped and left out of the totals.\n"
                "  --shape         ");
@@ -50,7 +50,7 @@ static void usage_quantize(FILE *f) {
 
 typedef struct call {
     qk_type type;
-    int64_t rows, cols;
+    int64_t rows, cols, mats;
     double seconds;
 } call;
 
@@ -121,14 +121,15 @@ static const float *imatrix_for(bench *b, int64_t cols) {
     return v;
 }
 
-static qk_status run_quantize(bench *b, qk_type type, int64_t rows, int64_t cols, double *seconds) {
-    const float *im = imatrix_for(b, cols);
+/* mats: equal groups of rows with their own imatrix slice (the experts of a stack). */
+static qk_status run_quantize(bench *b, qk_type type, int64_t rows, int64_t cols, int64_t mats, double *seconds) {
+    const float *im = imatrix_for(b, cols * mats);
     if (!im) return qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "out of memory for an imatrix");
     qk_quantize_desc d = qk_quantize_default_desc();
     d.type = type, d.src_type = QK_TYPE_BF16, d.rows = rows, d.cols = cols;
     d.src = qk_buf(b->src, 0, (size_t)(rows * cols) * 2);
     d.dst = qk_buf(b->dst, 0, qk_type_row_bytes(type, cols) * (size_t)rows);
-    d.imatrix = im, d.imatrix_len = cols;
+    d.imatrix = im, d.imatrix_len = cols * mats;
     double t0 = now();
     qk_status s = qk_quantize(b->ctx, &d); /* returns when the device is done */
     *seconds = now() - t0;
@@ -141,15 +142,16 @@ static qk_status warm_up(bench *b, qk_type type, int64_t rows, int64_t cols) {
     signed char *sup = &b->support[type & 0xFF];
     if (*sup) return *sup > 0 ? QK_OK : QK_ERR_UNSUPPORTED;
     double t;
-    qk_status s = run_quantize(b, type, rows < WARMUP_ROWS ? rows : WARMUP_ROWS, cols, &t);
+    qk_status s = run_quantize(b, type, rows < WARMUP_ROWS ? rows : WARMUP_ROWS, cols, 1, &t);
     if (s == QK_OK || s == QK_ERR_UNSUPPORTED) *sup = s == QK_OK ? 1 : -1;
     return s;
 }
 
 /* The seconds of a call timed before; QK_ERR_INVALID_ARG when there is none. */
-static qk_status cached(const bench *b, qk_type type, int64_t rows, int64_t cols, double *seconds) {
+static qk_status cached(const bench *b, qk_type type, int64_t rows, int64_t cols, int64_t mats, double *seconds) {
     for (size_t i = 0; i < b->n_calls; i++)
-        if (b->calls[i].type == type && b->calls[i].rows == rows && b->calls[i].cols == cols) {
+        if (b->calls[i].type == type && b->calls[i].rows == rows && b->calls[i].cols == cols &&
+            b->calls[i].mats == mats) {
             *seconds = b->calls[i].seconds;
             return QK_OK;
         }
@@ -157,37 +159,43 @@ static qk_status cached(const bench *b, qk_type type, int64_t rows, int64_t cols
 }
 
 /* Seconds of one rows x cols call to `type`, timed at most once per run. */
-static qk_status time_call(bench *b, qk_type type, int64_t rows, int64_t cols, double *seconds) {
-    if (cached(b, type, rows, cols, seconds) == QK_OK) return QK_OK;
+static qk_status time_call(bench *b, qk_type type, int64_t rows, int64_t cols, int64_t mats, double *seconds) {
+    if (cached(b, type, rows, cols, mats, seconds) == QK_OK) return QK_OK;
     double t;
     qk_status s = warm_up(b, type, rows, cols);
     if (s != QK_OK) return s;
-    if ((s = run_quantize(b, type, rows, cols, &t)) != QK_OK) return s;
+    if ((s = run_quantize(b, type, rows, cols, mats, &t)) != QK_OK) return s;
     if (b->n_calls == b->cap_calls) {
         size_t cap = b->cap_calls ? 2 * b->cap_calls : 64;
         call *c = realloc(b->calls, cap * sizeof *c);
         if (!c) return qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "out of memory");
         b->calls = c, b->cap_calls = cap;
     }
-    b->calls[b->n_calls++] = (call){type, rows, cols, t};
+    b->calls[b->n_calls++] = (call){type, rows, cols, mats, t};
     *seconds = t;
     return QK_OK;
 }
 
-/* How a planned tensor is timed: `calls` calls of rows x cols. With --limit-layers, a 2-D tensor
- * outside the first blocks is timed on a share of its rows (`rows` < full_rows), unless a call of
- * its full size was timed already; expert stacks need no share: one expert is one call. */
+/* How a planned tensor is timed: `calls` calls of rows x cols whose rows form `mats` groups with
+ * their own imatrix slice. An expert stack is one call of all its experts, as `qkern quantize`
+ * makes it. With --limit-layers, a 2-D tensor outside the first blocks is timed on a share of its
+ * rows (`rows` < full_rows) unless a call of its full size was timed already, and an expert stack
+ * on a share of its experts. */
 typedef struct unit {
-    int64_t rows, full_rows, cols, calls;
+    int64_t rows, full_rows, cols, calls, mats;
 } unit;
 
 static unit unit_of(const qk_plan_tensor *t, int64_t n_layer, int64_t limit) {
-    unit u = {t->ne[1] * t->ne[2] * t->ne[3], 0, t->ne[0], 1};
-    if (t->n_dims == 3) u.rows = t->ne[1], u.calls = t->ne[2] * t->ne[3]; /* expert by expert */
+    unit u = {t->ne[1] * t->ne[2] * t->ne[3], 0, t->ne[0], 1, 1};
+    if (t->n_dims == 3) u.rows = t->ne[1] * t->ne[2], u.mats = t->ne[2], u.calls = t->ne[3];
     u.full_rows = u.rows;
     int64_t layer = layer_of(t->name);
-    if (limit > 0 && limit < n_layer && t->n_dims != 3 && (layer < 0 || layer >= limit))
+    if (limit > 0 && limit < n_layer && t->n_dims == 3) {
+        u.mats = (t->ne[2] * limit + n_layer - 1) / n_layer;
+        u.rows = u.mats * t->ne[1];
+    } else if (limit > 0 && limit < n_layer && (layer < 0 || layer >= limit)) {
         u.rows = (u.rows * limit + n_layer - 1) / n_layer;
+    }
     return u;
 }
 
@@ -449,9 +457,10 @@ static int bench_quantize(int argc, char **argv) {
             unit u = unit_of(t, c->n_layer, limit);
             double sec = 0;
             qk_status s = QK_ERR_INVALID_ARG;
-            if (u.rows < u.full_rows && (s = cached(&b, e->type, u.full_rows, u.cols, &sec)) == QK_OK)
+            if (u.rows < u.full_rows && t->n_dims != 3 &&
+                (s = cached(&b, e->type, u.full_rows, u.cols, u.mats, &sec)) == QK_OK)
                 u.rows = u.full_rows;
-            if (s != QK_OK) s = time_call(&b, e->type, u.rows, u.cols, &sec);
+            if (s != QK_OK) s = time_call(&b, e->type, u.rows, u.cols, u.mats, &sec);
             r->tensors++;
             if (s == QK_ERR_UNSUPPORTED) {
                 r->skipped++, r->skipped_weights += w;

@@ -204,8 +204,10 @@ typedef struct qk_quantize_desc {
     int64_t rows, cols;   /* row-major; cols must be a multiple of the type's block size */
     qk_mem src;           /* rows*cols values of src_type */
     qk_mem dst;           /* rows * qk_type_row_bytes(type, cols) bytes */
-    const float *imatrix; /* host: cols importance weights (mean x^2 per column), or NULL */
-    int64_t imatrix_len;  /* number of values at imatrix; must equal cols when given */
+    const float *imatrix; /* host: importance weights (mean x^2 per column), or NULL */
+    int64_t imatrix_len;  /* cols (one vector for every row), or cols * m with m dividing rows:
+                             m equal groups of consecutive rows, group g weighted by values
+                             [g*cols, (g+1)*cols) - the experts of a 3D tensor in one call */
     unsigned flags;       /* QK_QUANTIZE_* */
 } qk_quantize_desc;
 

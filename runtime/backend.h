@@ -15,7 +15,8 @@ typedef struct qk_quantize_args {
     int64_t rows, cols;
     const void *src;
     void *dst;
-    const float *imatrix; /* host memory, cols values, or NULL */
+    const float *imatrix; /* host memory, imatrix_mats * cols values, or NULL */
+    int64_t imatrix_mats; /* groups of rows / imatrix vectors (1 = one for every row; 0 without) */
 } qk_quantize_args;
 
 typedef struct qk_dequantize_args {

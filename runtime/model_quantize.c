@@ -273,7 +273,7 @@ typedef struct error_sums {
 } error_sums;
 
 static qk_status measure(stream_state *s, const qk_model_tensor *t, const void *src, size_t src_bytes, const void *out,
-                         size_t out_bytes, int64_t rows, const float *imatrix, error_sums *acc) {
+                         size_t out_bytes, int64_t rows, const float *imatrix, int64_t rows_per_im, error_sums *acc) {
     int64_t cols = t->ne[0];
     float *x = (float *)s->src_f32;
     qk_status st = to_f32(s, t->src_type, src, src_bytes, rows, cols, x);
@@ -281,7 +281,8 @@ static qk_status measure(stream_state *s, const qk_model_tensor *t, const void *
     if (st) return st;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++) {
-            double w = imatrix ? imatrix[c] : 1.0, v = x[r * cols + c], d = v - s->check[r * cols + c];
+            double w = imatrix ? imatrix[(r / rows_per_im) * cols + c] : 1.0, v = x[r * cols + c],
+                   d = v - s->check[r * cols + c];
             acc->err += w * d * d;
             acc->sig += w * v * v;
             acc->w += w;
@@ -291,24 +292,31 @@ static qk_status measure(stream_state *s, const qk_model_tensor *t, const void *
 
 /* qk_quantize refused a chunk for a NaN/Inf: find it again to name its place in the tensor. */
 static qk_status locate_bad_value(stream_state *s, const qk_model_tensor *t, const void *src, qk_type type,
-                                  int64_t rows, int64_t mat, int64_t n_mat, int64_t row0) {
-    const int64_t cols = t->ne[0];
+                                  int64_t rows, int64_t first_row) {
+    const int64_t cols = t->ne[0], rows_per_mat = t->ne[1], n_mat = t->ne[2] * t->ne[3];
     float *x = (float *)s->src_f32;
     if (src != x && to_f32(s, type, src, (size_t)rows * qk_type_row_bytes(type, cols), rows, cols, x) != QK_OK)
-        return tensor_error(s->ctx, QK_ERR_VALUE, t->name, n_mat > 1 ? mat : -1);
+        return tensor_error(s->ctx, QK_ERR_VALUE, t->name, -1);
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++) {
             float v = x[r * cols + c];
             if (isfinite(v)) continue;
             const char *what = isnan(v) ? "NaN" : "Inf";
+            const int64_t row = first_row + r; /* within the whole tensor */
             if (n_mat > 1)
                 return qk_fail(s->ctx, QK_ERR_VALUE, "tensor '%s': expert %lld, row %lld, column %lld is %s", t->name,
-                               (long long)mat, (long long)(row0 + r), (long long)c, what);
-            return qk_fail(s->ctx, QK_ERR_VALUE, "tensor '%s': row %lld, column %lld is %s", t->name,
-                           (long long)(row0 + r), (long long)c, what);
+                               (long long)(row / rows_per_mat), (long long)(row % rows_per_mat), (long long)c, what);
+            return qk_fail(s->ctx, QK_ERR_VALUE, "tensor '%s': row %lld, column %lld is %s", t->name, (long long)row,
+                           (long long)c, what);
         }
-    return tensor_error(s->ctx, QK_ERR_VALUE, t->name, n_mat > 1 ? mat : -1);
+    return tensor_error(s->ctx, QK_ERR_VALUE, t->name, -1);
 }
+
+/* One step of a tensor: `rows` rows from `first_row` (rows of all experts counted together),
+ * covering `mats` whole experts from expert first_row / rows_per_mat, or part of one. */
+typedef struct step {
+    int64_t first_row, rows, mats;
+} step;
 
 static qk_status convert_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_tensor *src, qk_model_tensor *t,
                                 const qk_imatrix_entry *ie, size_t i, size_t n) {
@@ -324,43 +332,56 @@ static qk_status convert_tensor(stream_state *s, qk_gguf_writer *w, const qk_ggu
     const int requant = sf->family != QK_FAMILY_FLOAT;
     error_sums acc = {0, 0, 0};
 
-    for (int64_t m = 0; m < n_mat; m++) {
-        /* expert m's slice; a legacy entry is one flat vector of ne[0] * ne[2] values (n_mat 1) */
-        const float *imatrix = ie ? ie->values + (t->ne[2] > 1 ? (m % t->ne[2]) * cols : 0) : NULL;
-        for (int64_t r0 = 0; r0 < rows_per_mat; r0 += step_rows) {
-            qk_status st = check_cancel(s);
-            if (st) return st;
-            int64_t rows = rows_per_mat - r0 < step_rows ? rows_per_mat - r0 : step_rows;
-            const unsigned char *in = src->data + (uint64_t)(m * rows_per_mat + r0) * src_row;
-            const void *qsrc = in;
-            qk_type qsrc_type = t->src_type;
-            if (requant) {
-                st = to_f32(s, t->src_type, in, (size_t)rows * src_row, rows, cols, (float *)s->src_f32);
-                if (st) return tensor_error(s->ctx, st, t->name, n_mat > 1 ? m : -1);
-                qsrc = s->src_f32;
-                qsrc_type = QK_TYPE_F32;
-            }
-            qk_quantize_desc q = qk_quantize_default_desc();
-            q.type = t->type;
-            q.src_type = qsrc_type;
-            q.rows = rows;
-            q.cols = cols;
-            q.src = qk_host((void *)qsrc, (size_t)rows * qk_type_row_bytes(qsrc_type, cols));
-            q.dst = qk_host(s->dst, (size_t)rows * dst_row);
-            q.imatrix = imatrix;
-            q.imatrix_len = imatrix ? cols : 0;
-            st = run_quantize(s, &q);
-            if (st == QK_ERR_VALUE) return locate_bad_value(s, t, qsrc, qsrc_type, rows, m, n_mat, r0);
-            if (st) return tensor_error(s->ctx, st, t->name, n_mat > 1 ? m : -1);
-            if (s->p->measure_error) {
-                st = measure(s, t, in, (size_t)rows * src_row, s->dst, (size_t)rows * dst_row, rows, imatrix, &acc);
-                if (st) return tensor_error(s->ctx, st, t->name, n_mat > 1 ? m : -1);
-            }
-            st = qk_gguf_writer_write(w, s->dst, (size_t)rows * dst_row);
-            if (st) return forward_error(s->ctx, st);
-            s->bytes_done += (uint64_t)rows * src_row;
-            report(s, i, n, t->name, 0);
+    /* Whole experts go together when they fit a step, each weighted by its own imatrix slice
+     * (qk_quantize takes one slice per equal group of rows): one device call per step rather
+     * than per expert. A legacy imatrix entry is one flat vector of ne[0] * ne[2] values. */
+    for (int64_t row = 0; row < n_mat * rows_per_mat;) {
+        qk_status st = check_cancel(s);
+        if (st) return st;
+        const int64_t m = row / rows_per_mat, r0 = row % rows_per_mat;
+        step sp = {row, 0, 1};
+        if (r0 == 0 && rows_per_mat <= step_rows) {
+            sp.mats = step_rows / rows_per_mat;
+            if (sp.mats > n_mat - m) sp.mats = n_mat - m;
+            if (sp.mats > t->ne[2] - m % t->ne[2]) sp.mats = t->ne[2] - m % t->ne[2]; /* slices stay contiguous */
+            sp.rows = sp.mats * rows_per_mat;
+        } else {
+            sp.rows = rows_per_mat - r0 < step_rows ? rows_per_mat - r0 : step_rows;
         }
+        const float *imatrix = ie ? ie->values + (t->ne[2] > 1 ? (m % t->ne[2]) * cols : 0) : NULL;
+        const int64_t rows = sp.rows;
+        const unsigned char *in = src->data + (uint64_t)row * src_row;
+        const void *qsrc = in;
+        qk_type qsrc_type = t->src_type;
+        if (requant) {
+            st = to_f32(s, t->src_type, in, (size_t)rows * src_row, rows, cols, (float *)s->src_f32);
+            if (st) return tensor_error(s->ctx, st, t->name, n_mat > 1 ? m : -1);
+            qsrc = s->src_f32;
+            qsrc_type = QK_TYPE_F32;
+        }
+        qk_quantize_desc q = qk_quantize_default_desc();
+        q.type = t->type;
+        q.src_type = qsrc_type;
+        q.rows = rows;
+        q.cols = cols;
+        q.src = qk_host((void *)qsrc, (size_t)rows * qk_type_row_bytes(qsrc_type, cols));
+        q.dst = qk_host(s->dst, (size_t)rows * dst_row);
+        q.imatrix = imatrix;
+        q.imatrix_len = imatrix ? cols * (t->ne[2] > 1 ? sp.mats : 1) : 0;
+        st = run_quantize(s, &q);
+        if (st == QK_ERR_VALUE) return locate_bad_value(s, t, qsrc, qsrc_type, rows, row);
+        if (st) return tensor_error(s->ctx, st, t->name, n_mat > 1 ? m : -1);
+        if (s->p->measure_error) {
+            const int64_t rows_per_im = t->ne[2] > 1 ? rows_per_mat : rows;
+            st = measure(s, t, in, (size_t)rows * src_row, s->dst, (size_t)rows * dst_row, rows, imatrix, rows_per_im,
+                         &acc);
+            if (st) return tensor_error(s->ctx, st, t->name, n_mat > 1 ? m : -1);
+        }
+        st = qk_gguf_writer_write(w, s->dst, (size_t)rows * dst_row);
+        if (st) return forward_error(s->ctx, st);
+        s->bytes_done += (uint64_t)rows * src_row;
+        report(s, i, n, t->name, 0);
+        row += rows;
     }
     if (s->p->measure_error && acc.w > 0) {
         t->rmse = sqrt(acc.err / acc.w);

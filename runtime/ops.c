@@ -113,10 +113,12 @@ static qk_status check_imatrix(qk_context *ctx, const qk_quantize_desc *d, const
                            f->name);
         return QK_OK;
     }
-    if (d->imatrix_len != d->cols)
-        return qk_fail(ctx, QK_ERR_SHAPE, "imatrix has %lld values, the tensor has %lld columns",
-                       (long long)d->imatrix_len, (long long)d->cols);
-    for (int64_t j = 0; j < d->cols; j++)
+    if (d->imatrix_len <= 0 || d->imatrix_len % d->cols || d->rows % (d->imatrix_len / d->cols))
+        return qk_fail(ctx, QK_ERR_SHAPE,
+                       "imatrix has %lld values: the tensor (%lld x %lld) takes %lld columns, or a multiple of that "
+                       "whose factor divides the rows",
+                       (long long)d->imatrix_len, (long long)d->rows, (long long)d->cols, (long long)d->cols);
+    for (int64_t j = 0; j < d->imatrix_len; j++)
         if (!isfinite(d->imatrix[j]) || d->imatrix[j] < 0.0f)
             return qk_fail(ctx, QK_ERR_VALUE, "imatrix[%lld] is %g: importance weights must be finite and >= 0",
                            (long long)j, (double)d->imatrix[j]);
@@ -145,7 +147,8 @@ qk_status qk_quantize(qk_context *ctx, const qk_quantize_desc *d) {
         release(ctx, &src);
         return st;
     }
-    qk_quantize_args a = {d->type, d->src_type, d->rows, d->cols, src.addr, dst.addr, d->imatrix};
+    qk_quantize_args a = {d->type,  d->src_type, d->rows,    d->cols,
+                          src.addr, dst.addr,    d->imatrix, d->imatrix ? d->imatrix_len / d->cols : 0};
     st = ctx->backend->quantize(ctx, ctx->state, &a);
     if (st == QK_OK) st = finish_output(ctx, &dst);
     release(ctx, &src);

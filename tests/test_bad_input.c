@@ -143,7 +143,12 @@ static void test_imatrix_is_checked(tu_rng *rng) {
           "IQ2_XXS without imatrix: %s", qk_last_error(ctx));
     d.imatrix = im, d.imatrix_len = cols - 1;
     CHECK(qk_quantize(ctx, &d) == QK_ERR_SHAPE, "imatrix of the wrong length accepted");
-    d.imatrix_len = cols;
+    /* one slice per group of rows: the group count must divide the 2 rows */
+    float im3[3 * 512];
+    for (int i = 0; i < 3 * cols; i++) im3[i] = 1.0f;
+    d.imatrix = im3, d.imatrix_len = 3 * cols;
+    CHECK(qk_quantize(ctx, &d) == QK_ERR_SHAPE, "3 imatrix slices for 2 rows accepted");
+    d.imatrix = im, d.imatrix_len = cols;
     im[100] = -1.0f;
     CHECK(qk_quantize(ctx, &d) == QK_ERR_VALUE && strstr(qk_last_error(ctx), "imatrix[100]"), "negative imatrix: %s",
           qk_last_error(ctx));

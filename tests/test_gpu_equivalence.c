@@ -34,11 +34,13 @@ static void check_type(const qk_type_info *ti, int64_t rows, int64_t cols, qk_ty
     const int64_t n = rows * cols;
     const size_t qbytes = (size_t)rows * qk_type_row_bytes(ti->type, cols),
                  sbytes = (size_t)n * qk_float_type_size(src_type);
-    float *x32 = malloc((size_t)n * sizeof(float)), *im = malloc((size_t)cols * sizeof(float));
+    /* with_imatrix: 0 none, 1 one vector for every row, 2 one per row (grouped rows, as experts) */
+    const int64_t mats = with_imatrix == 2 ? rows : 1;
+    float *x32 = malloc((size_t)n * sizeof(float)), *im = malloc((size_t)(cols * mats) * sizeof(float));
     void *src = malloc(sbytes);
     uint8_t *q_cpu = tu_poisoned(qbytes), *q_gpu = tu_poisoned(qbytes);
     fill_source(src_type, x32, src, n);
-    for (int64_t c = 0; c < cols; c++) im[c] = (float)exp(1.5 * tu_gauss(&rng));
+    for (int64_t c = 0; c < cols * mats; c++) im[c] = (float)exp(1.5 * tu_gauss(&rng));
 
     qk_quantize_desc q = qk_quantize_default_desc();
     q.type = ti->type;
@@ -47,8 +49,8 @@ static void check_type(const qk_type_info *ti, int64_t rows, int64_t cols, qk_ty
     q.cols = cols;
     q.src = qk_host(src, sbytes);
     q.dst = qk_host(q_cpu, qbytes);
-    if (with_imatrix) q.imatrix = im, q.imatrix_len = cols;
-    const char *shape_note = with_imatrix ? "imatrix" : "no imatrix";
+    if (with_imatrix) q.imatrix = im, q.imatrix_len = cols * mats;
+    const char *shape_note = with_imatrix == 2 ? "imatrix per row" : with_imatrix ? "imatrix" : "no imatrix";
     if (supports(QK_OP_QUANTIZE, ti->type)) {
         CHECK(qk_quantize(cpu, &q) == QK_OK, "%s cpu quantize: %s", ti->name, qk_last_error(cpu));
         q.dst = qk_host(q_gpu, qbytes);
@@ -175,6 +177,7 @@ int main(void) {
             for (int f = 0; f < 3; f++) {
                 if (!ti.needs_imatrix) check_type(&ti, shapes[s][0], shapes[s][1], srcs[f], 0);
                 if (ti.uses_imatrix) check_type(&ti, shapes[s][0], shapes[s][1], srcs[f], 1);
+                if (ti.uses_imatrix && f == 2) check_type(&ti, shapes[s][0], shapes[s][1], srcs[f], 2);
             }
         }
         printf("%-8s %s\n", ti.name, tu_failed == before ? "identical" : "DIFFERS");

@@ -39,7 +39,8 @@ template <class T> __device__ inline void quantize_one(const qk_cuda_qargs &a, i
     const int64_t per_row = a.cols / T::QK;
     float x[T::QK];
     for (int i = 0; i < T::QK; i++) x[i] = load_value(a.src, a.src_type, blk * T::QK + i);
-    const float *qw = a.imatrix ? a.imatrix + (blk % per_row) * T::QK : nullptr;
+    const float *qw =
+        a.imatrix ? a.imatrix + (blk / per_row) / a.rows_per_imatrix * a.cols + (blk % per_row) * T::QK : nullptr;
     T::quant(x, qw, sigma2, static_cast<uint8_t *>(a.dst) + blk * T::BYTES);
 }
 

@@ -12,7 +12,8 @@ typedef struct qk_cuda_qargs {
     const void *src;
     void *dst;
     int64_t rows, cols;
-    const float *imatrix; /* cols floats or NULL */
+    const float *imatrix;     /* or NULL: row r uses imatrix + (r / rows_per_imatrix) * cols */
+    int64_t rows_per_imatrix; /* >= 1 when imatrix is set */
 } qk_cuda_qargs;
 
 typedef struct qk_cuda_dargs {

@@ -55,11 +55,12 @@ extern "C" int qk_cuda_kernel_supports(int op, int type) {
 }
 
 extern "C" int qk_cuda_quantize(int type, int src_type, const void *src, void *dst, int64_t rows, int64_t cols,
-                                const float *imatrix, void *stream) {
+                                const float *imatrix, int64_t rows_per_imatrix, void *stream) {
     const codec c = codec_of(type);
     if (!c.quant) return (int)cudaErrorNotSupported;
-    if (!plain_type(src_type) || rows < 0 || cols <= 0) return (int)cudaErrorInvalidValue;
-    const qk_cuda_qargs a = {src_type, src, dst, rows, cols, imatrix};
+    if (!plain_type(src_type) || rows < 0 || cols <= 0 || (imatrix && rows_per_imatrix < 1))
+        return (int)cudaErrorInvalidValue;
+    const qk_cuda_qargs a = {src_type, src, dst, rows, cols, imatrix, imatrix ? rows_per_imatrix : 1};
     return c.quant(&a, static_cast<cudaStream_t>(stream));
 }
 

@@ -18,9 +18,11 @@ extern "C" {
 int qk_cuda_kernel_supports(int op, int type);
 
 /* rows x cols values of src_type (F32 0, F16 1, BF16 30) -> rows of `type` blocks.
- * imatrix: device pointer to cols floats, or NULL. cols is a multiple of the block size. */
+ * imatrix: device pointer, or NULL; row r is weighted by the cols floats at
+ * imatrix + (r / rows_per_imatrix) * cols (rows_per_imatrix = rows: one vector for all rows).
+ * cols is a multiple of the block size. */
 int qk_cuda_quantize(int type, int src_type, const void *src, void *dst, int64_t rows, int64_t cols,
-                     const float *imatrix, void *stream);
+                     const float *imatrix, int64_t rows_per_imatrix, void *stream);
 
 /* rows of `type` blocks -> rows x cols values of dst_type (F32, F16 or BF16). */
 int qk_cuda_dequantize(int type, int dst_type, const void *src, void *dst, int64_t rows, int64_t cols, void *stream);

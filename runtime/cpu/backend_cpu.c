@@ -126,7 +126,8 @@ static void quantize_rows(void *arg, int worker, int64_t begin, int64_t end) {
     float *tmp = j->scratch + (size_t)worker * (size_t)a->cols;
     for (int64_t r = begin; r < end; r++) {
         const float *x = row_as_f32(a->src_type, a->src, r, a->cols, tmp);
-        j->k.quant(x, (uint8_t *)a->dst + (size_t)r * j->row_bytes, a->cols, a->imatrix);
+        const float *qw = a->imatrix ? a->imatrix + (r / (a->rows / a->imatrix_mats)) * a->cols : NULL;
+        j->k.quant(x, (uint8_t *)a->dst + (size_t)r * j->row_bytes, a->cols, qw);
     }
 }
 

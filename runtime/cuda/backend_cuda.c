@@ -190,10 +190,10 @@ static qk_status cuda_quantize(qk_context *ctx, void *state, const qk_quantize_a
     qk_status st = check_finite(ctx, s, a);
     if (st != QK_OK) return st;
     const float *im;
-    st = upload_imatrix(ctx, s, a->imatrix, a->cols, &im);
+    st = upload_imatrix(ctx, s, a->imatrix, a->cols * a->imatrix_mats, &im);
     if (st != QK_OK) return st;
     QK_CHECK_CUDA(ctx, (cudaError_t)qk_cuda_quantize((int)a->type, (int)a->src_type, a->src, a->dst, a->rows, a->cols,
-                                                     im, s->stream));
+                                                     im, im ? a->rows / a->imatrix_mats : 0, s->stream));
     QK_CHECK_CUDA(ctx, cudaStreamSynchronize(s->stream));
     return QK_OK;
 }
