@@ -441,7 +441,6 @@ static qk_status plan_model(qk_context *ctx, run *r, const qk_model_quantize_par
     if (st) return forward_error(ctx, st);
 
     res->n_tensors = n;
-    int any_converted = 0;
     for (size_t i = 0; i < n; i++) {
         const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
         qk_model_tensor *t = &res->tensors[i];
@@ -456,7 +455,6 @@ static qk_status plan_model(qk_context *ctx, run *r, const qk_model_quantize_par
         t->converted = t->type != t->src_type;
         t->rmse = t->rel_rmse = -1.0;
         r->src_split[i] = (size_t)src->split;
-        any_converted |= t->converted;
         uint64_t elems = (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
         res->in_bytes += t->src_bytes;
         res->out_bytes += t->bytes;
@@ -466,7 +464,6 @@ static qk_status plan_model(qk_context *ctx, run *r, const qk_model_quantize_par
     st = match_imatrix(ctx, r->im, &opt, res->tensors, n, r->ie, res);
     if (st) return st;
     res->n_splits = assign_splits(res->tensors, r->src_split, n, p);
-    (void)any_converted;
     return QK_OK;
 }
 
