@@ -2,6 +2,9 @@
 #ifndef QK_CLI_H
 #define QK_CLI_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "qkern.h"
 
 int cmd_demo(int argc, char **argv);
@@ -11,6 +14,16 @@ int cmd_types(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+
+/* "4096 x 512 x 8": the first n_dims dimensions, innermost first. */
+void cli_shape(char *buf, size_t len, int n_dims, const int64_t *ne);
+
+/* Tensors, weights, bytes and bits per weight per type, then the total. */
+typedef struct cli_totals cli_totals;
+cli_totals *cli_totals_new(void);
+void cli_totals_free(cli_totals *t);
+void cli_totals_add(cli_totals *t, qk_type type, const int64_t *ne, uint64_t bytes);
+void cli_totals_print(const cli_totals *t);
 
 /* Prints "qkern: <what>: <library message>" to stderr and returns 1. */
 int cli_fail(const char *what, const qk_context *ctx);

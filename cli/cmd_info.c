@@ -5,8 +5,6 @@
 #include "cli.h"
 #include "gguf.h"
 
-#define QK_TYPE_COUNT_MAX 64 /* ggml type ids are below this */
-
 static void usage(FILE *f) {
     fprintf(f, "usage: qkern info [--no-tensors] [--summary] FILE.gguf\n"
                "  Prints the metadata (long arrays summarized), one line per tensor (name, shape, type,\n"
@@ -51,35 +49,24 @@ int cmd_info(int argc, char **argv) {
         printf("  %-44s %-8s %s\n", kv->key, qk_gguf_vtype_name(kv->type), val);
     }
 
-    uint64_t by_type_n[QK_TYPE_COUNT_MAX] = {0}, by_type_w[QK_TYPE_COUNT_MAX] = {0}, by_type_b[QK_TYPE_COUNT_MAX] = {0};
-    uint64_t all_w = 0, all_b = 0;
+    cli_totals *tot = cli_totals_new();
+    if (!tot) {
+        qk_gguf_close(g);
+        fprintf(stderr, "qkern: info: out of memory\n");
+        return 1;
+    }
     if (tensors) printf("\n  %-44s %-26s %-8s %14s\n", "tensor", "shape", "type", "bytes");
     for (size_t i = 0; i < nt; i++) {
         const qk_gguf_tensor *t = qk_gguf_tensor_at(g, i);
-        uint64_t w = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
         if (tensors) {
             char shape[64];
-            int used = snprintf(shape, sizeof shape, "%lld", (long long)t->ne[0]);
-            for (int d = 1; d < t->n_dims && used > 0 && (size_t)used < sizeof shape; d++)
-                used += snprintf(shape + used, sizeof shape - (size_t)used, " x %lld", (long long)t->ne[d]);
+            cli_shape(shape, sizeof shape, t->n_dims, t->ne);
             printf("  %-44s %-26s %-8s %14llu\n", t->name, shape, qk_type_name(t->type), (unsigned long long)t->bytes);
         }
-        if ((unsigned)t->type < QK_TYPE_COUNT_MAX) {
-            by_type_n[t->type]++;
-            by_type_w[t->type] += w;
-            by_type_b[t->type] += t->bytes;
-        }
-        all_w += w;
-        all_b += t->bytes;
+        cli_totals_add(tot, t->type, t->ne, t->bytes);
     }
-    printf("\n  %-10s %8s %16s %16s %8s\n", "type", "tensors", "weights", "bytes", "bpw");
-    for (int k = 0; k < QK_TYPE_COUNT_MAX; k++)
-        if (by_type_n[k])
-            printf("  %-10s %8llu %16llu %16llu %8.4f\n", qk_type_name((qk_type)k), (unsigned long long)by_type_n[k],
-                   (unsigned long long)by_type_w[k], (unsigned long long)by_type_b[k],
-                   8.0 * (double)by_type_b[k] / (double)by_type_w[k]);
-    printf("  %-10s %8zu %16llu %16llu %8.4f\n", "total", nt, (unsigned long long)all_w, (unsigned long long)all_b,
-           all_w ? 8.0 * (double)all_b / (double)all_w : 0.0);
+    cli_totals_print(tot);
+    cli_totals_free(tot);
     qk_gguf_close(g);
     return 0;
 }

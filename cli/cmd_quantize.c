@@ -227,39 +227,22 @@ static int positional(const options *o, const char **in, const char **out, const
     return 1;
 }
 
-static void shape_string(char *buf, size_t len, const qk_model_tensor *t) {
-    int used = snprintf(buf, len, "%lld", (long long)t->ne[0]);
-    for (int d = 1; d < t->n_dims && used > 0 && (size_t)used < len; d++)
-        used += snprintf(buf + used, len - (size_t)used, " x %lld", (long long)t->ne[d]);
-}
-
 static void print_plan(const qk_model_quantize_result *r) {
     printf("%-40s %-22s %-8s    %-8s %12s  %s\n", "tensor", "shape", "from", "to", "bytes", "why");
     for (size_t i = 0; i < r->n_tensors; i++) {
         const qk_model_tensor *t = &r->tensors[i];
         char shape[64];
-        shape_string(shape, sizeof shape, t);
+        cli_shape(shape, sizeof shape, t->n_dims, t->ne);
         printf("%-40s %-22s %-8s -> %-8s %12llu  %s%s\n", t->name, shape, qk_type_name(t->src_type),
                qk_type_name(t->type), (unsigned long long)t->bytes, qk_plan_reason_name(t->reason),
                t->imatrix ? ", imatrix" : "");
     }
-    /* totals by output type */
-    printf("\n%-10s %8s %14s %16s %8s\n", "type", "tensors", "weights", "bytes", "bpw");
-    int count = qk_type_count();
-    for (int k = 0; k < count; k++) {
-        qk_type ty = qk_type_at(k);
-        uint64_t n = 0, w = 0, b = 0;
-        for (size_t i = 0; i < r->n_tensors; i++) {
-            const qk_model_tensor *t = &r->tensors[i];
-            if (t->type != ty) continue;
-            n++;
-            w += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
-            b += t->bytes;
-        }
-        if (n)
-            printf("%-10s %8llu %14llu %16llu %8.4f\n", qk_type_name(ty), (unsigned long long)n, (unsigned long long)w,
-                   (unsigned long long)b, 8.0 * (double)b / (double)w);
-    }
+    cli_totals *tot = cli_totals_new();
+    if (!tot) return;
+    for (size_t i = 0; i < r->n_tensors; i++)
+        cli_totals_add(tot, r->tensors[i].type, r->tensors[i].ne, r->tensors[i].bytes);
+    cli_totals_print(tot);
+    cli_totals_free(tot);
 }
 
 static void print_summary(const qk_model_quantize_result *r, const char *out, int dry) {
