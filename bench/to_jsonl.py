@@ -30,7 +30,8 @@ def main():
             "value": max(b["in_GB/s"], b["out_GB/s"]) / 1e9, "unit": "GB/s",
             "ceiling": copy, "ceiling_unit": "GB/s (device-to-device copy, read + write)",
             "fraction": b["of_copy"], "weights_per_s": b["weights/s"], "imatrix": "imatrix" in label,
-            "source": "bf16" if op == "quantize" else None, "ms": b["real_time"] if b["time_unit"] == "ms" else b["real_time"] / 1e3,
+            "source": "bf16" if op == "quantize" else None,
+            "output": label.split()[-1] if op == "dequantize" else None, "ms": b["real_time"] if b["time_unit"] == "ms" else b["real_time"] / 1e3,
         }
         out.write(json.dumps(rec) + "\n")
 

@@ -170,22 +170,28 @@ QK_API size_t qk_buffer_size(const qk_buffer *buf);
 QK_API qk_status qk_buffer_write(qk_buffer *buf, size_t offset, const void *src, size_t bytes);
 QK_API qk_status qk_buffer_read(const qk_buffer *buf, size_t offset, void *dst, size_t bytes);
 
-/* Where an operation's data lives: host memory (buffer == NULL, host = pointer) or a byte
- * range of a buffer. `bytes` is the size available there and is checked against what the
- * operation needs. Build them with qk_host() and qk_buf(). */
+/* Where an operation's data lives: host memory, a byte range of a buffer, or device memory
+ * that qkern did not allocate (an engine's tensor: a CUDA device pointer on the context's
+ * device). `bytes` is the size available there and is checked against what the operation
+ * needs. Build them with qk_host(), qk_buf() and qk_dev(). */
 typedef struct qk_mem {
     qk_buffer *buffer;
     void *host;
     size_t offset;
     size_t bytes;
+    void *device;
 } qk_mem;
 
 static inline qk_mem qk_host(void *p, size_t bytes) {
-    qk_mem m = {NULL, p, 0, bytes};
+    qk_mem m = {NULL, p, 0, bytes, NULL};
     return m;
 }
 static inline qk_mem qk_buf(qk_buffer *b, size_t offset, size_t bytes) {
-    qk_mem m = {b, NULL, offset, bytes};
+    qk_mem m = {b, NULL, offset, bytes, NULL};
+    return m;
+}
+static inline qk_mem qk_dev(void *p, size_t bytes) {
+    qk_mem m = {NULL, NULL, 0, bytes, p};
     return m;
 }
 

@@ -15,8 +15,10 @@ typedef struct qk_quantize_args {
     int64_t rows, cols;
     const void *src;
     void *dst;
-    const float *imatrix; /* host memory, imatrix_mats * cols values, or NULL */
+    const float *imatrix; /* host memory (device memory if async), imatrix_mats * cols values, or NULL */
     int64_t imatrix_mats; /* groups of rows / imatrix vectors (1 = one for every row; 0 without) */
+    int async;            /* enqueue on `stream` and return; the imatrix is then device memory */
+    void *stream;
 } qk_quantize_args;
 
 typedef struct qk_dequantize_args {
@@ -24,6 +26,8 @@ typedef struct qk_dequantize_args {
     int64_t rows, cols;
     const void *src;
     void *dst;
+    int async; /* enqueue on `stream` and return */
+    void *stream;
 } qk_dequantize_args;
 
 typedef struct qk_backend {

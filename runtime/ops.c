@@ -1,10 +1,12 @@
-/* qk_quantize and qk_dequantize: argument checks shared by every backend, staging of host
- * memory for backends that cannot address it, then dispatch. */
+/* qk_quantize and qk_dequantize (and their asynchronous forms of qkern_cuda.h): argument checks
+ * shared by every backend, staging of host memory for backends that cannot address it, then
+ * dispatch. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "formats.h"
 #include "internal.h"
+#include "qkern_cuda.h"
 
 /* An operand resolved to the backend's address space. `staged` is a temporary device
  * allocation standing in for host memory. */
@@ -15,10 +17,24 @@ typedef struct operand {
     size_t bytes;
 } operand;
 
-static qk_status resolve(qk_context *ctx, const qk_mem *m, size_t need, int is_input, const char *what, operand *op) {
+/* async: the operation is enqueued and returns at once, so host memory (which would need a
+ * staged copy and a synchronization) is refused. */
+static qk_status resolve(qk_context *ctx, const qk_mem *m, size_t need, int is_input, int async, const char *what,
+                         operand *op) {
     op->staged = NULL;
     op->host = NULL;
     op->bytes = need;
+    if ((m->buffer != NULL) + (m->host != NULL) + (m->device != NULL) > 1)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: give one of host memory, a buffer or device memory", what);
+    if (m->device) {
+        if (ctx->backend->host_memory)
+            return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: device memory given to a %s context", what,
+                           ctx->backend->name);
+        if (m->bytes < need)
+            return qk_fail(ctx, QK_ERR_BUFFER, "%s: %zu bytes given, %zu needed", what, m->bytes, need);
+        op->addr = ctx->backend->address(m->device, m->offset);
+        return QK_OK;
+    }
     if (m->buffer) {
         const qk_buffer *b = m->buffer;
         if (b->ctx != ctx) return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: buffer belongs to another context", what);
@@ -33,6 +49,9 @@ static qk_status resolve(qk_context *ctx, const qk_mem *m, size_t need, int is_i
     if (!m->host)
         return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: no memory given (host pointer and buffer are NULL)", what);
     if (m->bytes < need) return qk_fail(ctx, QK_ERR_BUFFER, "%s: %zu bytes given, %zu needed", what, m->bytes, need);
+    if (async)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: an asynchronous call takes device memory, not host memory",
+                       what);
     if (ctx->backend->host_memory) {
         op->addr = m->host;
         return QK_OK;
@@ -101,7 +120,7 @@ qk_dequantize_desc qk_dequantize_default_desc(void) {
     return d;
 }
 
-static qk_status check_imatrix(qk_context *ctx, const qk_quantize_desc *d, const qk_format *f) {
+static qk_status check_imatrix(qk_context *ctx, const qk_quantize_desc *d, const qk_format *f, int read_values) {
     if (!d->imatrix) {
         if (d->imatrix_len)
             return qk_fail(ctx, QK_ERR_INVALID_ARG, "imatrix_len is %lld but imatrix is NULL",
@@ -118,14 +137,23 @@ static qk_status check_imatrix(qk_context *ctx, const qk_quantize_desc *d, const
                        "imatrix has %lld values: the tensor (%lld x %lld) takes %lld columns, or a multiple of that "
                        "whose factor divides the rows",
                        (long long)d->imatrix_len, (long long)d->rows, (long long)d->cols, (long long)d->cols);
-    for (int64_t j = 0; j < d->imatrix_len; j++)
+    for (int64_t j = 0; read_values && j < d->imatrix_len; j++)
         if (!isfinite(d->imatrix[j]) || d->imatrix[j] < 0.0f)
             return qk_fail(ctx, QK_ERR_VALUE, "imatrix[%lld] is %g: importance weights must be finite and >= 0",
                            (long long)j, (double)d->imatrix[j]);
     return QK_OK;
 }
 
-qk_status qk_quantize(qk_context *ctx, const qk_quantize_desc *d) {
+/* The backend of an asynchronous call must run on the caller's stream. */
+static qk_status check_async(qk_context *ctx, const char *what) {
+    if (ctx && ctx->backend->kind != QK_DEVICE_CUDA)
+        return qk_fail(ctx, QK_ERR_UNSUPPORTED, "%s: the context is on %s, not a CUDA device", what,
+                       ctx->backend->name);
+    return QK_OK;
+}
+
+/* async: enqueue on `stream` (device memory only, imatrix in device memory, no NaN scan). */
+static qk_status quantize(qk_context *ctx, const qk_quantize_desc *d, int async, void *stream) {
     if (!ctx) return qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_quantize: context is NULL");
     if (!d) return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_quantize: desc is NULL");
     if (d->struct_size < sizeof *d)
@@ -137,18 +165,19 @@ qk_status qk_quantize(qk_context *ctx, const qk_quantize_desc *d) {
     size_t row_bytes, src_bytes;
     qk_status st = check_shape(ctx, "qk_quantize", d->type, d->src_type, d->rows, d->cols, &f, &row_bytes, &src_bytes);
     if (st != QK_OK) return st;
-    if ((st = check_imatrix(ctx, d, f)) != QK_OK) return st;
+    if ((st = check_imatrix(ctx, d, f, !async)) != QK_OK) return st;
     if (!ctx->backend->supports(ctx->state, QK_OP_QUANTIZE, d->type))
         return qk_fail(ctx, QK_ERR_UNSUPPORTED, "%s cannot quantize to %s", ctx->backend->name, f->name);
 
     operand src, dst;
-    if ((st = resolve(ctx, &d->src, src_bytes, 1, "qk_quantize: src", &src)) != QK_OK) return st;
-    if ((st = resolve(ctx, &d->dst, row_bytes * (size_t)d->rows, 0, "qk_quantize: dst", &dst)) != QK_OK) {
+    if ((st = resolve(ctx, &d->src, src_bytes, 1, async, "qk_quantize: src", &src)) != QK_OK) return st;
+    if ((st = resolve(ctx, &d->dst, row_bytes * (size_t)d->rows, 0, async, "qk_quantize: dst", &dst)) != QK_OK) {
         release(ctx, &src);
         return st;
     }
     qk_quantize_args a = {d->type,  d->src_type, d->rows,    d->cols,
-                          src.addr, dst.addr,    d->imatrix, d->imatrix ? d->imatrix_len / d->cols : 0};
+                          src.addr, dst.addr,    d->imatrix, d->imatrix ? d->imatrix_len / d->cols : 0,
+                          async,    stream};
     st = ctx->backend->quantize(ctx, ctx->state, &a);
     if (st == QK_OK) st = finish_output(ctx, &dst);
     release(ctx, &src);
@@ -157,7 +186,14 @@ qk_status qk_quantize(qk_context *ctx, const qk_quantize_desc *d) {
     return st;
 }
 
-qk_status qk_dequantize(qk_context *ctx, const qk_dequantize_desc *d) {
+qk_status qk_quantize(qk_context *ctx, const qk_quantize_desc *d) { return quantize(ctx, d, 0, NULL); }
+
+qk_status qk_cuda_quantize_async(qk_context *ctx, const qk_quantize_desc *d, qk_cuda_stream stream) {
+    qk_status st = check_async(ctx, "qk_cuda_quantize_async");
+    return st != QK_OK ? st : quantize(ctx, d, 1, stream);
+}
+
+static qk_status dequantize(qk_context *ctx, const qk_dequantize_desc *d, int async, void *stream) {
     if (!ctx) return qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_dequantize: context is NULL");
     if (!d) return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_dequantize: desc is NULL");
     if (d->struct_size < sizeof *d)
@@ -172,16 +208,24 @@ qk_status qk_dequantize(qk_context *ctx, const qk_dequantize_desc *d) {
         return qk_fail(ctx, QK_ERR_UNSUPPORTED, "%s cannot dequantize %s", ctx->backend->name, f->name);
 
     operand src, dst;
-    if ((st = resolve(ctx, &d->src, row_bytes * (size_t)d->rows, 1, "qk_dequantize: src", &src)) != QK_OK) return st;
-    if ((st = resolve(ctx, &d->dst, dst_bytes, 0, "qk_dequantize: dst", &dst)) != QK_OK) {
+    if ((st = resolve(ctx, &d->src, row_bytes * (size_t)d->rows, 1, async, "qk_dequantize: src", &src)) != QK_OK)
+        return st;
+    if ((st = resolve(ctx, &d->dst, dst_bytes, 0, async, "qk_dequantize: dst", &dst)) != QK_OK) {
         release(ctx, &src);
         return st;
     }
-    qk_dequantize_args a = {d->type, d->dst_type, d->rows, d->cols, src.addr, dst.addr};
+    qk_dequantize_args a = {d->type, d->dst_type, d->rows, d->cols, src.addr, dst.addr, async, stream};
     st = ctx->backend->dequantize(ctx, ctx->state, &a);
     if (st == QK_OK) st = finish_output(ctx, &dst);
     release(ctx, &src);
     release(ctx, &dst);
     if (st == QK_OK) ctx->error[0] = 0;
     return st;
+}
+
+qk_status qk_dequantize(qk_context *ctx, const qk_dequantize_desc *d) { return dequantize(ctx, d, 0, NULL); }
+
+qk_status qk_cuda_dequantize_async(qk_context *ctx, const qk_dequantize_desc *d, qk_cuda_stream stream) {
+    qk_status st = check_async(ctx, "qk_cuda_dequantize_async");
+    return st != QK_OK ? st : dequantize(ctx, d, 1, stream);
 }

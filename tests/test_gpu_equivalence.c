@@ -1,10 +1,16 @@
 /* Every type the CUDA backend implements gives the CPU reference's bytes: quantize from f32,
  * f16 and bf16, with and without an imatrix, on ragged shapes; dequantize to f32, f16 and
- * bf16 bit for bit. Fresh random inputs, outputs poisoned. Without a CUDA device the test says
- * it skipped (exit 77, which ctest reports as skipped). */
+ * bf16 bit for bit. Fresh random inputs, outputs poisoned. The asynchronous calls of
+ * qkern_cuda.h on raw device pointers at odd addresses give the same bytes. Without a CUDA
+ * device the test says it skipped (exit 77, which ctest reports as skipped). */
 #include "internal.h"
 #include "qk_float.h"
+#include "qkern_cuda.h"
 #include "test_util.h"
+
+#ifdef QK_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 #define SKIP 77
 
@@ -96,6 +102,65 @@ static void check_type(const qk_type_info *ti, int64_t rows, int64_t cols, qk_ty
     free(q_gpu);
 }
 
+#ifdef QK_HAVE_CUDA
+/* qk_cuda_quantize_async / qk_cuda_dequantize_async on an engine's pointers (here: inside a
+ * qkern buffer, at offsets that break 4- and 16-byte alignment), imatrix in device memory:
+ * the kernels' unaligned paths give the reference's bytes. */
+static void check_async_unaligned(qk_type type, int64_t rows, int64_t cols) {
+    qk_type_info ti;
+    qk_type_get_info(type, &ti);
+    const int64_t n = rows * cols;
+    const size_t qbytes = (size_t)rows * qk_type_row_bytes(type, cols), sbytes = (size_t)n * 2;
+    float *x32 = malloc((size_t)n * sizeof(float)), *im = malloc((size_t)cols * sizeof(float));
+    uint16_t *src = malloc(sbytes), *d_cpu = tu_poisoned(sbytes), *d_gpu = tu_poisoned(sbytes);
+    uint8_t *q_cpu = tu_poisoned(qbytes), *q_gpu = tu_poisoned(qbytes);
+    fill_source(QK_TYPE_BF16, x32, src, n);
+    for (int64_t c = 0; c < cols; c++) im[c] = (float)exp(1.5 * tu_gauss(&rng));
+
+    qk_quantize_desc q = qk_quantize_default_desc();
+    q.type = type, q.src_type = QK_TYPE_BF16, q.rows = rows, q.cols = cols;
+    q.src = qk_host(src, sbytes);
+    q.dst = qk_host(q_cpu, qbytes);
+    if (ti.uses_imatrix) q.imatrix = im, q.imatrix_len = cols;
+    CHECK(qk_quantize(cpu, &q) == QK_OK, "%s cpu quantize: %s", ti.name, qk_last_error(cpu));
+    qk_dequantize_desc d = qk_dequantize_default_desc();
+    d.type = type, d.dst_type = QK_TYPE_BF16, d.rows = rows, d.cols = cols;
+    d.src = qk_host(q_cpu, qbytes);
+    d.dst = qk_host(d_cpu, sbytes);
+    CHECK(qk_dequantize(cpu, &d) == QK_OK, "%s cpu dequantize: %s", ti.name, qk_last_error(cpu));
+
+    /* one buffer: src at 2 mod 16, blocks at an odd address, values at 2 mod 4 (16-bit values
+     * keep their own alignment, as any engine's tensor does), imatrix aligned */
+    const size_t o_src = 2, o_q = o_src + sbytes + 1, o_d = (o_q + qbytes + 3) / 4 * 4 + 2,
+                 o_im = (o_d + sbytes + 15) / 16 * 16;
+    qk_buffer *b = NULL;
+    CHECK(qk_buffer_create(gpu, o_im + (size_t)cols * 4, &b) == QK_OK, "buffer: %s", qk_last_error(gpu));
+    if (!b) return;
+    char *base = (char *)b->mem;
+    CHECK(qk_buffer_write(b, o_src, src, sbytes) == QK_OK && qk_buffer_write(b, o_im, im, (size_t)cols * 4) == QK_OK,
+          "upload: %s", qk_last_error(gpu));
+    q.src = qk_dev(base + o_src, sbytes);
+    q.dst = qk_dev(base + o_q, qbytes);
+    if (ti.uses_imatrix) q.imatrix = (const float *)(base + o_im);
+    CHECK(qk_cuda_quantize_async(gpu, &q, NULL) == QK_OK, "%s async quantize: %s", ti.name, qk_last_error(gpu));
+    d.src = qk_dev(base + o_q, qbytes);
+    d.dst = qk_dev(base + o_d, sbytes);
+    CHECK(qk_cuda_dequantize_async(gpu, &d, NULL) == QK_OK, "%s async dequantize: %s", ti.name, qk_last_error(gpu));
+    CHECK(cudaDeviceSynchronize() == cudaSuccess, "%s: the async kernels failed", ti.name);
+    CHECK(qk_buffer_read(b, o_q, q_gpu, qbytes) == QK_OK && qk_buffer_read(b, o_d, d_gpu, sbytes) == QK_OK,
+          "download: %s", qk_last_error(gpu));
+    size_t at = first_difference(q_cpu, q_gpu, qbytes);
+    CHECK(at == qbytes, "%s async, unaligned: quantize differs at byte %zu", ti.name, at);
+    at = first_difference((uint8_t *)d_cpu, (uint8_t *)d_gpu, sbytes);
+    CHECK(at == sbytes, "%s async, unaligned: dequantize differs at value %zu", ti.name, at / 2);
+    /* host memory is refused by the async calls, before anything is enqueued */
+    q.src = qk_host(src, sbytes);
+    CHECK(qk_cuda_quantize_async(gpu, &q, NULL) == QK_ERR_INVALID_ARG, "%s: async took host memory", ti.name);
+    qk_buffer_destroy(b);
+    free(x32), free(im), free(src), free(d_cpu), free(d_gpu), free(q_cpu), free(q_gpu);
+}
+#endif
+
 /* A NaN at a known place is reported with its row and column, as on the CPU. */
 static void test_nan_is_named(void) {
     const int64_t rows = 5, cols = 512;
@@ -184,6 +249,13 @@ int main(void) {
     }
     printf("no cuda quantizer yet:%s\nno cuda dequantizer yet:%s\n", missing_q[0] ? missing_q : " (none)",
            missing_d[0] ? missing_d : " (none)");
+#ifdef QK_HAVE_CUDA
+    static const qk_type unaligned[] = {QK_TYPE_Q8_0, QK_TYPE_Q4_0, QK_TYPE_Q5_1, QK_TYPE_MXFP4,
+                                        QK_TYPE_IQ4_NL, QK_TYPE_Q4_K, QK_TYPE_Q6_K, QK_TYPE_IQ3_S};
+    int before = tu_failed;
+    for (size_t k = 0; k < sizeof unaligned / sizeof unaligned[0]; k++) check_async_unaligned(unaligned[k], 37, 768);
+    printf("async calls on unaligned device pointers: %s\n", tu_failed == before ? "identical" : "DIFFER");
+#endif
     test_nan_is_named();
     test_large_tensor();
     qk_context_destroy(gpu);

@@ -1,11 +1,21 @@
-/* The two generic kernels, quantize and dequantize, parameterised by a small traits struct
- * per type (QK values per block, BYTES per block, the shared block functions), and their
+/* The generic kernels, quantize and dequantize, parameterised by a small traits struct per
+ * type (QK values per block, BYTES per block, the shared block functions), and their
  * launchers. A family's .cu file defines the traits and instantiates the launchers with
  * QK_CUDA_CODEC; cuda_kernels.cu maps type ids to them.
  *
- * First, simple and exact: one thread per block. The thread widens its values exactly as the
- * CPU backend does (f16/bf16 -> f32), runs the block function of kernels/cpu/<family>_block.h and
- * writes the block. All indices are 64-bit and every loop is grid-stride. */
+ * Exact: a thread runs the block function of kernels/cpu/<family>_block.h on one block, with
+ * its values widened exactly as the CPU backend widens them (f16/bf16 -> f32), so the bytes are
+ * the reference's.
+ *
+ * Fast (dequantize, and quantize of the 32-value types): a thread's block is a strided, unaligned piece of memory (18..210 bytes in, 32..256
+ * values out), so threads never touch global memory on their own. A CUDA block takes a tile of
+ * NB consecutive blocks, whose input and output are each one contiguous span: the span is
+ * copied between global and shared memory by all threads together in 16-byte words, and the
+ * block functions read and write shared memory. Values sit in shared memory at a stride of
+ * QK + 1 floats per block, so that thread t's i-th value and thread t+1's fall in different
+ * banks.
+ *
+ * All indices are 64-bit and every loop is grid-stride. */
 #ifndef QK_CODEC_KERNELS_CUH
 #define QK_CODEC_KERNELS_CUH
 
@@ -13,13 +23,14 @@
 #include <stdint.h>
 
 #include "codec_launch.h"
+#include "legacy_block.h"
 #include "qk_float.h"
 
 namespace qk_cuda {
 
 enum { TYPE_F32 = 0, TYPE_F16 = 1, TYPE_BF16 = 30 }; /* ggml ids of the plain value types */
 constexpr int THREADS = 128;
-constexpr int64_t MAX_GRID = 1 << 16; /* blocks; the loops stride over the rest */
+constexpr int64_t MAX_GRID = 1 << 16; /* CUDA blocks; the loops stride over the rest */
 
 __device__ inline float load_value(const void *src, int type, int64_t i) {
     if (type == TYPE_F32) return static_cast<const float *>(src)[i];
@@ -27,87 +38,208 @@ __device__ inline float load_value(const void *src, int type, int64_t i) {
     return type == TYPE_F16 ? qk_fp16_to_f32(h) : qk_bf16_to_f32(h);
 }
 
+__device__ inline uint16_t narrow(int type, float v) { return type == TYPE_F16 ? qk_f32_to_fp16(v) : qk_f32_to_bf16(v); }
+
 /* As the CPU backend: the f32 result of the block, narrowed by the F16/BF16 encoders. */
 __device__ inline void store_value(void *dst, int type, int64_t i, float v) {
     if (type == TYPE_F32)
         static_cast<float *>(dst)[i] = v;
     else
-        static_cast<uint16_t *>(dst)[i] = type == TYPE_F16 ? qk_f32_to_fp16(v) : qk_f32_to_bf16(v);
+        static_cast<uint16_t *>(dst)[i] = narrow(type, v);
 }
 
-template <class T> __device__ inline void quantize_one(const qk_cuda_qargs &a, int64_t blk, float sigma2) {
-    const int64_t per_row = a.cols / T::QK;
-    float x[T::QK];
-    for (int i = 0; i < T::QK; i++) x[i] = load_value(a.src, a.src_type, blk * T::QK + i);
-    const float *qw =
-        a.imatrix ? a.imatrix + (blk / per_row) / a.rows_per_imatrix * a.cols + (blk % per_row) * T::QK : nullptr;
-    T::quant(x, qw, sigma2, static_cast<uint8_t *>(a.dst) + blk * T::BYTES);
+/* The tile of a type: NB blocks, one per thread. 32 for the 256-value blocks keeps the
+ * shared memory under 48 KiB (32 x 257 floats + the packed blocks). */
+template <class T> struct tile {
+    static constexpr int NB = T::QK >= 256 ? 32 : THREADS;
+    static constexpr int STRIDE = T::QK + 1; /* floats per block in shared memory */
+    static constexpr int PACKED = NB * T::BYTES;
+    static constexpr int PACKED_WORDS = (PACKED + 15) / 16;
+};
+
+/* Copies n bytes between global and shared memory with all threads of the CUDA block: 16-byte
+ * words where the global address allows (tile spans start 16-byte aligned in an aligned
+ * buffer, since NB * BYTES is a multiple of 16 for every type), bytes otherwise. */
+template <bool TO_SHARED> __device__ inline void copy_span(uint8_t *shared, uint8_t *global, int64_t n) {
+    if ((reinterpret_cast<uintptr_t>(global) & 15) == 0) {
+        const int64_t words = n / 16;
+        uint4 *s = reinterpret_cast<uint4 *>(shared);
+        uint4 *g = reinterpret_cast<uint4 *>(global);
+        for (int64_t i = threadIdx.x; i < words; i += blockDim.x)
+            if (TO_SHARED)
+                s[i] = g[i];
+            else
+                g[i] = s[i];
+        for (int64_t i = words * 16 + threadIdx.x; i < n; i += blockDim.x)
+            if (TO_SHARED)
+                shared[i] = global[i];
+            else
+                global[i] = shared[i];
+    } else {
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+            if (TO_SHARED)
+                shared[i] = global[i];
+            else
+                global[i] = shared[i];
+    }
 }
 
-/* Row statistic of the types that need one (legacy with imatrix): thread 0 of a CUDA block
- * sums the row sequentially, as the CPU does, then the block's threads share the row. */
-template <class T> __global__ void __launch_bounds__(THREADS) quantize_rows_kernel(qk_cuda_qargs a) {
-    __shared__ float sigma2;
-    const int64_t per_row = a.cols / T::QK;
-    for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
-        if (threadIdx.x == 0) {
-            float acc = 0.0f, x[T::QK];
-            for (int64_t c = 0; c < a.cols; c += T::QK) {
-                for (int i = 0; i < T::QK; i++) x[i] = load_value(a.src, a.src_type, r * a.cols + c + i);
-                acc = T::row_sum(acc, x, T::QK);
-            }
-            sigma2 = T::row_stat(acc, a.cols);
+__device__ inline const float *imatrix_of(const qk_cuda_qargs &a, int64_t row) {
+    return a.imatrix ? a.imatrix + row / a.rows_per_imatrix * a.cols : nullptr;
+}
+
+/* Quantize, tiled: values in (widened to f32), one block per thread, packed blocks out. */
+template <class T> __global__ void __launch_bounds__(tile<T>::NB) quantize_tile_kernel(qk_cuda_qargs a) {
+    using L = tile<T>;
+    __shared__ float x[L::NB * L::STRIDE];
+    __shared__ uint4 packed[L::PACKED_WORDS];
+    uint8_t *out = reinterpret_cast<uint8_t *>(packed);
+    const int64_t per_row = a.cols / T::QK, n = a.rows * per_row;
+    for (int64_t blk0 = (int64_t)blockIdx.x * L::NB; blk0 < n; blk0 += (int64_t)gridDim.x * L::NB) {
+        const int nb = n - blk0 < L::NB ? (int)(n - blk0) : L::NB;
+        for (int i = threadIdx.x; i < nb * T::QK; i += blockDim.x)
+            x[i / T::QK * L::STRIDE + i % T::QK] = load_value(a.src, a.src_type, blk0 * T::QK + i);
+        __syncthreads();
+        if (threadIdx.x < nb) {
+            const int64_t blk = blk0 + threadIdx.x;
+            const float *qw = imatrix_of(a, blk / per_row);
+            T::quant(x + threadIdx.x * L::STRIDE, qw ? qw + (blk % per_row) * T::QK : nullptr, 0.0f,
+                     out + threadIdx.x * T::BYTES);
         }
         __syncthreads();
-        for (int64_t j = threadIdx.x; j < per_row; j += blockDim.x) quantize_one<T>(a, r * per_row + j, sigma2);
+        copy_span<false>(out, static_cast<uint8_t *>(a.dst) + blk0 * T::BYTES, (int64_t)nb * T::BYTES);
         __syncthreads();
     }
 }
 
-template <class T> __global__ void __launch_bounds__(THREADS) quantize_kernel(qk_cuda_qargs a) {
-    const int64_t n = a.rows * (a.cols / T::QK);
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t blk = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; blk < n; blk += stride)
-        quantize_one<T>(a, blk, 0.0f);
-}
-
-template <class T> __global__ void __launch_bounds__(THREADS) dequantize_kernel(qk_cuda_dargs a) {
-    const int64_t n = a.rows * (a.cols / T::QK);
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t blk = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; blk < n; blk += stride) {
-        float y[T::QK];
-        T::dequant(static_cast<const uint8_t *>(a.src) + blk * T::BYTES, y);
-        for (int i = 0; i < T::QK; i++) store_value(a.dst, a.dst_type, blk * T::QK + i, y[i]);
+/* The 256-value types' searches are compute-bound and keep large per-thread state: they run
+ * untiled, a block per thread straight from global memory, at full occupancy. */
+template <class T> __global__ void __launch_bounds__(THREADS) quantize_block_kernel(qk_cuda_qargs a) {
+    const int64_t per_row = a.cols / T::QK, n = a.rows * per_row;
+    for (int64_t blk = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; blk < n; blk += (int64_t)gridDim.x * blockDim.x) {
+        float x[T::QK];
+        for (int i = 0; i < T::QK; i++) x[i] = load_value(a.src, a.src_type, blk * T::QK + i);
+        const float *qw = imatrix_of(a, blk / per_row);
+        T::quant(x, qw ? qw + (blk % per_row) * T::QK : nullptr, 0.0f, static_cast<uint8_t *>(a.dst) + blk * T::BYTES);
     }
 }
 
-inline unsigned grid_for(int64_t items) {
-    const int64_t g = (items + THREADS - 1) / THREADS;
+/* The legacy types with an imatrix weigh every block by its row's mean square, which the CPU
+ * reference (like ggml) sums in sequence over the row: a reordered sum would change blocks,
+ * and measurably not for the better. A warp per row: the lanes stage the row through shared
+ * memory 256 values at a time, lane 0 runs the sequential sum (a chain of adds, ~10 us for a
+ * row of 4096, with every warp of the GPU on its own row), then the lanes quantize the row's
+ * blocks. */
+template <class T> __global__ void __launch_bounds__(THREADS) quantize_rows_kernel(qk_cuda_qargs a) {
+    constexpr int WARPS = THREADS / 32, PIECE = 256;
+    __shared__ float piece[WARPS][PIECE];
+    const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    const int64_t per_row = a.cols / T::QK;
+    for (int64_t r = (int64_t)blockIdx.x * WARPS + w; r < a.rows; r += (int64_t)gridDim.x * WARPS) {
+        float acc = 0.0f;
+        for (int64_t c0 = 0; c0 < a.cols; c0 += PIECE) {
+            const int n = a.cols - c0 < PIECE ? (int)(a.cols - c0) : PIECE;
+            for (int i = lane; i < n; i += 32) piece[w][i] = load_value(a.src, a.src_type, r * a.cols + c0 + i);
+            __syncwarp();
+            if (lane == 0) acc = qk_legacy_sum_x2(acc, piece[w], n);
+            __syncwarp();
+        }
+        const float sigma2 = qk_legacy_sigma2(__shfl_sync(0xffffffffu, acc, 0), a.cols);
+        const float *qw = imatrix_of(a, r);
+        for (int64_t j = lane; j < per_row; j += 32) {
+            float x[T::QK];
+            for (int i = 0; i < T::QK; i++) x[i] = load_value(a.src, a.src_type, r * a.cols + j * T::QK + i);
+            T::quant(x, qw + j * T::QK, sigma2, static_cast<uint8_t *>(a.dst) + (r * per_row + j) * T::BYTES);
+        }
+    }
+}
+
+/* Dequantize, tiled: packed blocks in, one block per thread into shared memory, values out in
+ * coalesced rows (16-bit outputs two at a time where the output is 4-byte aligned). */
+template <class T> __global__ void __launch_bounds__(tile<T>::NB) dequantize_tile_kernel(qk_cuda_dargs a) {
+    using L = tile<T>;
+    __shared__ float y[L::NB * L::STRIDE];
+    __shared__ uint4 packed[L::PACKED_WORDS];
+    uint8_t *in = reinterpret_cast<uint8_t *>(packed);
+    const int64_t n = a.rows * (a.cols / T::QK);
+    const bool pairs = a.dst_type != TYPE_F32 && (reinterpret_cast<uintptr_t>(a.dst) & 3) == 0;
+    for (int64_t blk0 = (int64_t)blockIdx.x * L::NB; blk0 < n; blk0 += (int64_t)gridDim.x * L::NB) {
+        const int nb = n - blk0 < L::NB ? (int)(n - blk0) : L::NB;
+        copy_span<true>(in, const_cast<uint8_t *>(static_cast<const uint8_t *>(a.src)) + blk0 * T::BYTES,
+                        (int64_t)nb * T::BYTES);
+        __syncthreads();
+        if (threadIdx.x < nb) T::dequant(in + threadIdx.x * T::BYTES, y + threadIdx.x * L::STRIDE);
+        __syncthreads();
+        const int64_t base = blk0 * T::QK; /* even: QK is */
+        if (pairs) {
+            uint32_t *d = static_cast<uint32_t *>(a.dst) + base / 2;
+            for (int i = threadIdx.x; i < nb * T::QK / 2; i += blockDim.x) {
+                const int e = 2 * i, s = e / T::QK * L::STRIDE + e % T::QK;
+                d[i] = (uint32_t)narrow(a.dst_type, y[s]) | (uint32_t)narrow(a.dst_type, y[s + 1]) << 16;
+            }
+        } else {
+            for (int i = threadIdx.x; i < nb * T::QK; i += blockDim.x)
+                store_value(a.dst, a.dst_type, base + i, y[i / T::QK * L::STRIDE + i % T::QK]);
+        }
+        __syncthreads();
+    }
+}
+
+/* The plain types (QK = 1): one value per thread is already coalesced. */
+template <class T> __global__ void __launch_bounds__(THREADS) quantize_plain_kernel(qk_cuda_qargs a) {
+    const int64_t n = a.rows * a.cols;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const float x = load_value(a.src, a.src_type, i);
+        T::quant(&x, nullptr, 0.0f, static_cast<uint8_t *>(a.dst) + i * T::BYTES);
+    }
+}
+
+template <class T> __global__ void __launch_bounds__(THREADS) dequantize_plain_kernel(qk_cuda_dargs a) {
+    const int64_t n = a.rows * a.cols;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float y;
+        T::dequant(static_cast<const uint8_t *>(a.src) + i * T::BYTES, &y);
+        store_value(a.dst, a.dst_type, i, y);
+    }
+}
+
+inline unsigned grid_for(int64_t items, int64_t per_cta) {
+    const int64_t g = (items + per_cta - 1) / per_cta;
     return (unsigned)(g < 1 ? 1 : (g > MAX_GRID ? MAX_GRID : g));
 }
 
 template <class T> int launch_quantize(const qk_cuda_qargs *a, cudaStream_t s) {
     if (a->cols % T::QK) return (int)cudaErrorInvalidValue;
     if (a->rows == 0) return (int)cudaSuccess;
-    if (T::ROW_STAT && a->imatrix)
-        quantize_rows_kernel<T><<<(unsigned)(a->rows < MAX_GRID ? a->rows : MAX_GRID), THREADS, 0, s>>>(*a);
-    else
-        quantize_kernel<T><<<grid_for(a->rows * (a->cols / T::QK)), THREADS, 0, s>>>(*a);
+    const int64_t blocks = a->rows * (a->cols / T::QK);
+    if constexpr (T::QK == 1) {
+        quantize_plain_kernel<T><<<grid_for(blocks, THREADS), THREADS, 0, s>>>(*a);
+    } else if constexpr (T::QK >= 256) {
+        quantize_block_kernel<T><<<grid_for(blocks, THREADS), THREADS, 0, s>>>(*a);
+    } else {
+        bool rows = false;
+        if constexpr (T::ROW_STAT) rows = a->imatrix != nullptr;
+        if constexpr (T::ROW_STAT)
+            if (rows) quantize_rows_kernel<T><<<grid_for(a->rows, THREADS / 32), THREADS, 0, s>>>(*a);
+        if (!rows) quantize_tile_kernel<T><<<grid_for(blocks, tile<T>::NB), tile<T>::NB, 0, s>>>(*a);
+    }
     return (int)cudaGetLastError();
 }
 
 template <class T> int launch_dequantize(const qk_cuda_dargs *a, cudaStream_t s) {
     if (a->cols % T::QK) return (int)cudaErrorInvalidValue;
     if (a->rows == 0) return (int)cudaSuccess;
-    dequantize_kernel<T><<<grid_for(a->rows * (a->cols / T::QK)), THREADS, 0, s>>>(*a);
+    const int64_t blocks = a->rows * (a->cols / T::QK);
+    if constexpr (T::QK == 1)
+        dequantize_plain_kernel<T><<<grid_for(blocks, THREADS), THREADS, 0, s>>>(*a);
+    else
+        dequantize_tile_kernel<T><<<grid_for(blocks, tile<T>::NB), tile<T>::NB, 0, s>>>(*a);
     return (int)cudaGetLastError();
 }
 
 /* Traits defaults: no row statistic. */
 struct no_row_stat {
     static constexpr bool ROW_STAT = false;
-    __device__ static float row_sum(float acc, const float *, int) { return acc; }
-    __device__ static float row_stat(float acc, int64_t) { return acc; }
 };
 
 } // namespace qk_cuda
@@ -115,11 +247,6 @@ struct no_row_stat {
 /* Defines the launchers qk_cuda_quantize_<name> and qk_cuda_dequantize_<name> for traits T. */
 #define QK_CUDA_CODEC(name, T)                                                                                         \
     int qk_cuda_quantize_##name(const qk_cuda_qargs *a, cudaStream_t s) { return qk_cuda::launch_quantize<T>(a, s); }  \
-    int qk_cuda_dequantize_##name(const qk_cuda_dargs *a, cudaStream_t s) {                                            \
-        return qk_cuda::launch_dequantize<T>(a, s);                                                                    \
-    }
-
-#define QK_CUDA_DEQUANT_ONLY(name, T)                                                                                  \
     int qk_cuda_dequantize_##name(const qk_cuda_dargs *a, cudaStream_t s) {                                            \
         return qk_cuda::launch_dequantize<T>(a, s);                                                                    \
     }

@@ -184,26 +184,31 @@ static qk_status check_finite(qk_context *ctx, cuda_state *s, const qk_quantize_
                    qk_type_name(a->type));
 }
 
+/* Synchronous calls check the input, run on the context's stream and wait; asynchronous ones
+ * (qkern_cuda.h) only enqueue on the caller's stream. */
 static qk_status cuda_quantize(qk_context *ctx, void *state, const qk_quantize_args *a) {
     cuda_state *s = state;
     QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
-    qk_status st = check_finite(ctx, s, a);
-    if (st != QK_OK) return st;
-    const float *im;
-    st = upload_imatrix(ctx, s, a->imatrix, a->cols * a->imatrix_mats, &im);
-    if (st != QK_OK) return st;
+    const float *im = a->imatrix;
+    cudaStream_t stream = a->async ? (cudaStream_t)a->stream : s->stream;
+    if (!a->async) {
+        qk_status st = check_finite(ctx, s, a);
+        if (st == QK_OK) st = upload_imatrix(ctx, s, a->imatrix, a->cols * a->imatrix_mats, &im);
+        if (st != QK_OK) return st;
+    }
     QK_CHECK_CUDA(ctx, (cudaError_t)qk_cuda_quantize((int)a->type, (int)a->src_type, a->src, a->dst, a->rows, a->cols,
-                                                     im, im ? a->rows / a->imatrix_mats : 0, s->stream));
-    QK_CHECK_CUDA(ctx, cudaStreamSynchronize(s->stream));
+                                                     im, im ? a->rows / a->imatrix_mats : 0, stream));
+    if (!a->async) QK_CHECK_CUDA(ctx, cudaStreamSynchronize(stream));
     return QK_OK;
 }
 
 static qk_status cuda_dequantize(qk_context *ctx, void *state, const qk_dequantize_args *a) {
     cuda_state *s = state;
     QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
+    cudaStream_t stream = a->async ? (cudaStream_t)a->stream : s->stream;
     QK_CHECK_CUDA(ctx, (cudaError_t)qk_cuda_dequantize((int)a->type, (int)a->dst_type, a->src, a->dst, a->rows, a->cols,
-                                                       s->stream));
-    QK_CHECK_CUDA(ctx, cudaStreamSynchronize(s->stream));
+                                                       stream));
+    if (!a->async) QK_CHECK_CUDA(ctx, cudaStreamSynchronize(stream));
     return QK_OK;
 }
 
