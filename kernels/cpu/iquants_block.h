@@ -66,23 +66,23 @@ static inline QK_HD float qk_iq_sign_of(uint8_t signs, int k) {
 }
 static inline QK_HD float qk_iq_grid_byte(uint64_t entry, int k) { return (float)(uint8_t)(entry >> (8 * k)); }
 
-static inline QK_HD void qk_dequant_block_iq2_xxs(const uint8_t *b, float *dst) {
+static inline QK_HD void qk_dequant_part_iq2_xxs(const uint8_t *b, int c, float *dst) {
     const float d = qk_rdh(b);
-    for (int c = 0; c < QKC_QK_K / 32; c++) {
-        const uint8_t *q = b + QK_IQ2XXS_QS + 8 * c;
-        const uint32_t aux = qk_rd32(q + 4);
-        const float db = d * (0.5f + (float)(aux >> 28)) * 0.25f;
-        for (int l = 0; l < 4; l++, dst += 8) {
-            const uint64_t g = QK_TAB(qk_iq2xxs_grid)[q[l]];
-            const uint8_t s = QK_TAB(qk_ksigns_iq2xs)[(aux >> (7 * l)) & 127];
-            for (int k = 0; k < 8; k++) dst[k] = db * qk_iq_grid_byte(g, k) * qk_iq_sign_of(s, k);
-        }
+    const uint8_t *q = b + QK_IQ2XXS_QS + 8 * c;
+    const uint32_t aux = qk_rd32(q + 4);
+    const float db = d * (0.5f + (float)(aux >> 28)) * 0.25f;
+    for (int l = 0; l < 4; l++, dst += 8) {
+        const uint64_t g = QK_TAB(qk_iq2xxs_grid)[q[l]];
+        const uint8_t s = QK_TAB(qk_ksigns_iq2xs)[(aux >> (7 * l)) & 127];
+        for (int k = 0; k < 8; k++) dst[k] = db * qk_iq_grid_byte(g, k) * qk_iq_sign_of(s, k);
     }
 }
 
-static inline QK_HD void qk_dequant_block_iq2_xs(const uint8_t *b, float *dst) {
+QK_DEQUANT_BY_PARTS(iq2_xxs)
+
+static inline QK_HD void qk_dequant_part_iq2_xs(const uint8_t *b, int p, float *dst) {
     const float d = qk_rdh(b);
-    for (int e = 0; e < QKC_QK_K / 8; e++, dst += 8) {
+    for (int e = 4 * p; e < 4 * p + 4; e++, dst += 8) {
         const uint8_t sc = b[QK_IQ2XS_SCALES + e / 4];
         const float db = d * (0.5f + (float)((e & 2) ? sc >> 4 : sc & 15)) * 0.25f;
         const uint16_t v = qk_rd16(b + QK_IQ2XS_QS + 2 * e);
@@ -92,9 +92,11 @@ static inline QK_HD void qk_dequant_block_iq2_xs(const uint8_t *b, float *dst) {
     }
 }
 
-static inline QK_HD void qk_dequant_block_iq2_s(const uint8_t *b, float *dst) {
+QK_DEQUANT_BY_PARTS(iq2_xs)
+
+static inline QK_HD void qk_dequant_part_iq2_s(const uint8_t *b, int p, float *dst) {
     const float d = qk_rdh(b);
-    for (int e = 0; e < QKC_QK_K / 8; e++, dst += 8) {
+    for (int e = 4 * p; e < 4 * p + 4; e++, dst += 8) {
         const uint8_t sc = b[QK_IQ2S_SCALES + e / 4];
         const float db = d * (0.5f + (float)((e & 2) ? sc >> 4 : sc & 15)) * 0.25f;
         const int idx = b[QK_IQ2S_QS + e] | ((b[QK_IQ2S_QH + e / 4] >> (2 * (e % 4))) & 3) << 8;
@@ -104,36 +106,38 @@ static inline QK_HD void qk_dequant_block_iq2_s(const uint8_t *b, float *dst) {
     }
 }
 
-static inline QK_HD void qk_dequant_block_iq3_xxs(const uint8_t *b, float *dst) {
+QK_DEQUANT_BY_PARTS(iq2_s)
+
+static inline QK_HD void qk_dequant_part_iq3_xxs(const uint8_t *b, int c, float *dst) {
     const float d = qk_rdh(b);
-    for (int c = 0; c < QKC_QK_K / 32; c++) {
-        const uint32_t aux = qk_rd32(b + QK_IQ3XXS_SS + 4 * c);
-        const float db = d * (0.5f + (float)(aux >> 28)) * 0.5f;
-        for (int l = 0; l < 4; l++, dst += 8) {
-            const uint8_t s = QK_TAB(qk_ksigns_iq2xs)[(aux >> (7 * l)) & 127];
-            const uint32_t g0 = QK_TAB(qk_iq3xxs_grid)[b[QK_IQ3XXS_QS + 8 * c + 2 * l]];
-            const uint32_t g1 = QK_TAB(qk_iq3xxs_grid)[b[QK_IQ3XXS_QS + 8 * c + 2 * l + 1]];
-            for (int k = 0; k < 4; k++) {
-                dst[k] = db * qk_iq_grid_byte(g0, k) * qk_iq_sign_of(s, k);
-                dst[k + 4] = db * qk_iq_grid_byte(g1, k) * qk_iq_sign_of(s, k + 4);
-            }
+    const uint32_t aux = qk_rd32(b + QK_IQ3XXS_SS + 4 * c);
+    const float db = d * (0.5f + (float)(aux >> 28)) * 0.5f;
+    for (int l = 0; l < 4; l++, dst += 8) {
+        const uint8_t s = QK_TAB(qk_ksigns_iq2xs)[(aux >> (7 * l)) & 127];
+        const uint32_t g0 = QK_TAB(qk_iq3xxs_grid)[b[QK_IQ3XXS_QS + 8 * c + 2 * l]];
+        const uint32_t g1 = QK_TAB(qk_iq3xxs_grid)[b[QK_IQ3XXS_QS + 8 * c + 2 * l + 1]];
+        for (int k = 0; k < 4; k++) {
+            dst[k] = db * qk_iq_grid_byte(g0, k) * qk_iq_sign_of(s, k);
+            dst[k + 4] = db * qk_iq_grid_byte(g1, k) * qk_iq_sign_of(s, k + 4);
         }
     }
 }
 
-static inline QK_HD void qk_dequant_block_iq3_s(const uint8_t *b, float *dst) {
+QK_DEQUANT_BY_PARTS(iq3_xxs)
+
+static inline QK_HD void qk_dequant_part_iq3_s(const uint8_t *b, int c, float *dst) {
     const float d = qk_rdh(b);
-    for (int c = 0; c < QKC_QK_K / 32; c++) {
-        const int sc = (b[QK_IQ3S_SCALES + c / 2] >> (4 * (c % 2))) & 15;
-        const float db = d * (float)(1 + 2 * sc);
-        for (int q = 8 * c; q < 8 * c + 8; q++, dst += 4) {
-            const int idx = b[QK_IQ3S_QS + q] | ((b[QK_IQ3S_QH + q / 8] >> (q % 8)) & 1) << 8;
-            const uint32_t g = QK_TAB(qk_iq3s_grid)[idx];
-            const uint8_t s = b[QK_IQ3S_SIGNS + q / 2];
-            for (int k = 0; k < 4; k++) dst[k] = db * qk_iq_grid_byte(g, k) * qk_iq_sign_of(s, 4 * (q % 2) + k);
-        }
+    const int sc = (b[QK_IQ3S_SCALES + c / 2] >> (4 * (c % 2))) & 15;
+    const float db = d * (float)(1 + 2 * sc);
+    for (int q = 8 * c; q < 8 * c + 8; q++, dst += 4) {
+        const int idx = b[QK_IQ3S_QS + q] | ((b[QK_IQ3S_QH + q / 8] >> (q % 8)) & 1) << 8;
+        const uint32_t g = QK_TAB(qk_iq3s_grid)[idx];
+        const uint8_t s = b[QK_IQ3S_SIGNS + q / 2];
+        for (int k = 0; k < 4; k++) dst[k] = db * qk_iq_grid_byte(g, k) * qk_iq_sign_of(s, 4 * (q % 2) + k);
     }
 }
+
+QK_DEQUANT_BY_PARTS(iq3_s)
 
 /* y = dl * (G + delta) for the 8 signed grid bytes G of grid entry idx. */
 static inline QK_HD void qk_iq1_unpack_group(int idx, float dl, float delta, float *y) {
@@ -141,18 +145,19 @@ static inline QK_HD void qk_iq1_unpack_group(int idx, float dl, float delta, flo
     for (int k = 0; k < QK_IQ1_GROUP; k++) y[k] = dl * ((float)(int8_t)(g >> (8 * k)) + delta);
 }
 
-static inline QK_HD void qk_dequant_block_iq1_s(const uint8_t *b, float *dst) {
+/* a part is one 32-value chunk of IQ1_S */
+static inline QK_HD void qk_dequant_part_iq1_s(const uint8_t *b, int c, float *dst) {
     const float d = qk_rdh(b + QK_IQ1S_D);
-    for (int c = 0; c < QK_IQ1S_NC; c++) {
-        const uint16_t h = qk_rd16(b + QK_IQ1S_QH + 2 * c);
-        const float dl = d * (float)(2 * ((h >> 12) & 7) + 1);
-        const float delta = (h & 0x8000) ? -QKC_IQ1S_DELTA : QKC_IQ1S_DELTA;
-        for (int l = 0; l < 4; l++) {
-            const int idx = b[QK_IQ1S_QS + 4 * c + l] | ((h >> (3 * l)) & 7) << 8;
-            qk_iq1_unpack_group(idx, dl, delta, dst + QK_IQ1S_CHUNK * c + QK_IQ1_GROUP * l);
-        }
+    const uint16_t h = qk_rd16(b + QK_IQ1S_QH + 2 * c);
+    const float dl = d * (float)(2 * ((h >> 12) & 7) + 1);
+    const float delta = (h & 0x8000) ? -QKC_IQ1S_DELTA : QKC_IQ1S_DELTA;
+    for (int l = 0; l < 4; l++) {
+        const int idx = b[QK_IQ1S_QS + 4 * c + l] | ((h >> (3 * l)) & 7) << 8;
+        qk_iq1_unpack_group(idx, dl, delta, dst + QK_IQ1_GROUP * l);
     }
 }
+
+QK_DEQUANT_BY_PARTS(iq1_s)
 
 static inline QK_HD float qk_iq1m_super_scale(const uint8_t *sc) {
     uint16_t bits = 0;
@@ -160,17 +165,19 @@ static inline QK_HD float qk_iq1m_super_scale(const uint8_t *sc) {
     return qk_fp16_to_f32(bits);
 }
 
-static inline QK_HD void qk_dequant_block_iq1_m(const uint8_t *b, float *dst) {
+static inline QK_HD void qk_dequant_part_iq1_m(const uint8_t *b, int p, float *dst) {
     const float d = qk_iq1m_super_scale(b + QK_IQ1M_SC);
-    for (int g = 0; g < QKC_QK_K / QK_IQ1_GROUP; g++) {
+    for (int g = 4 * p; g < 4 * p + 4; g++) {
         const int c = g / 4, l = g % 4;
         const int s = (qk_rd16(b + QK_IQ1M_SC + 2 * (c / 2)) >> (6 * (c % 2) + 3 * (l / 2))) & 7;
         const float dl = d * (float)(2 * s + 1);
         const int nib = b[QK_IQ1M_QH + 2 * c + l / 2] >> (4 * (l % 2));
         const int idx = b[QK_IQ1M_QS + g] | (nib & 7) << 8;
-        qk_iq1_unpack_group(idx, dl, (nib & 8) ? -QKC_IQ1M_DELTA : QKC_IQ1M_DELTA, dst + QK_IQ1_GROUP * g);
+        qk_iq1_unpack_group(idx, dl, (nib & 8) ? -QKC_IQ1M_DELTA : QKC_IQ1M_DELTA, dst + QK_IQ1_GROUP * (g - 4 * p));
     }
 }
+
+QK_DEQUANT_BY_PARTS(iq1_m)
 
 /* 32 codes, half-split: byte j holds element j (low nibble) and element j+16 (high). */
 static inline QK_HD void qk_iq4_unpack_nibbles(const uint8_t *qs, float dl, float *y) {
@@ -184,14 +191,14 @@ static inline QK_HD void qk_dequant_block_iq4_nl(const uint8_t *b, float *dst) {
     qk_iq4_unpack_nibbles(b + QK_IQ4NL_QS, qk_rdh(b + QK_IQ4NL_D), dst);
 }
 
-static inline QK_HD void qk_dequant_block_iq4_xs(const uint8_t *b, float *dst) {
+static inline QK_HD void qk_dequant_part_iq4_xs(const uint8_t *b, int c, float *dst) {
     const float d = qk_rdh(b + QK_IQ4XS_D);
     const uint16_t sh = qk_rd16(b + QK_IQ4XS_SCH);
-    for (int c = 0; c < QK_IQ4XS_NB; c++) {
-        const int ls = ((b[QK_IQ4XS_SCL + c / 2] >> (4 * (c % 2))) & 15) | (((sh >> (2 * c)) & 3) << 4);
-        const float dl = d * (float)(ls - 32);
-        qk_iq4_unpack_nibbles(b + QK_IQ4XS_QS + (QK_IQ4_BLK / 2) * c, dl, dst + QK_IQ4_BLK * c);
-    }
+    const int ls = ((b[QK_IQ4XS_SCL + c / 2] >> (4 * (c % 2))) & 15) | (((sh >> (2 * c)) & 3) << 4);
+    const float dl = d * (float)(ls - 32);
+    qk_iq4_unpack_nibbles(b + QK_IQ4XS_QS + (QK_IQ4_BLK / 2) * c, dl, dst);
 }
+
+QK_DEQUANT_BY_PARTS(iq4_xs)
 
 #endif

@@ -164,14 +164,17 @@ static inline QK_HD void qk_quant_block_q2_k(const float *x, const float *qw, ui
     qk_kq_pack_quarters(L, b + QK_Q2K_QS);
 }
 
-static inline QK_HD void qk_dequant_block_q2_k(const uint8_t *b, float *dst) {
+static inline QK_HD void qk_dequant_part_q2_k(const uint8_t *b, int p, float *dst) {
     const float d = qk_rdh(b + QK_Q2K_D), dmin = qk_rdh(b + QK_Q2K_DMIN);
-    for (int s = 0; s < 16; s++) {
+    for (int s = 2 * p; s < 2 * p + 2; s++) {
         const uint8_t sc = b[QK_Q2K_SCALES + s];
         const float dl = d * (float)(sc & 15), ml = dmin * (float)(sc >> 4);
-        for (int i = 16 * s; i < 16 * s + 16; i++) dst[i] = dl * (float)qk_kq_quarter_code(b + QK_Q2K_QS, i) - ml;
+        for (int i = 16 * s; i < 16 * s + 16; i++)
+            dst[i - 32 * p] = dl * (float)qk_kq_quarter_code(b + QK_Q2K_QS, i) - ml;
     }
 }
+
+QK_DEQUANT_BY_PARTS(q2_k)
 
 /* ---- Q3_K ------------------------------------------------------------------------------ */
 
@@ -233,16 +236,18 @@ static inline QK_HD void qk_quant_block_q3_k(const float *x, const float *qw, ui
     qk_kq_pack_quarters(low, b + QK_Q3K_QS);
 }
 
-static inline QK_HD void qk_dequant_block_q3_k(const uint8_t *b, float *dst) {
+static inline QK_HD void qk_dequant_part_q3_k(const uint8_t *b, int p, float *dst) {
     const float d = qk_rdh(b + QK_Q3K_D);
-    for (int s = 0; s < 16; s++) {
+    for (int s = 2 * p; s < 2 * p + 2; s++) {
         const float dl = d * (float)qk_kq_scale6x16(b + QK_Q3K_SCALES, s);
         for (int i = 16 * s; i < 16 * s + 16; i++) {
             const int hb = (b[QK_Q3K_HMASK + i % 32] >> (i / 32)) & 1;
-            dst[i] = dl * (float)(qk_kq_quarter_code(b + QK_Q3K_QS, i) - (hb ? 0 : 4));
+            dst[i - 32 * p] = dl * (float)(qk_kq_quarter_code(b + QK_Q3K_QS, i) - (hb ? 0 : 4));
         }
     }
 }
+
+QK_DEQUANT_BY_PARTS(q3_k)
 
 /* ---- Q4_K and Q5_K: 8 sub-blocks of 32, 6-bit scale and min each ------------------------- */
 
@@ -343,28 +348,28 @@ static inline QK_HD void qk_quant_block_q5_k(const float *x, const float *qw, ui
     qk_kq_pack_nibbles64(L, b + QK_Q5K_QS);
 }
 
-static inline QK_HD void qk_dequant_block_q4_k(const uint8_t *b, float *dst) {
+static inline QK_HD void qk_dequant_part_q4_k(const uint8_t *b, int s, float *dst) {
     const float d = qk_rdh(b + QK_Q4K_D), dmin = qk_rdh(b + QK_Q4K_DMIN);
-    for (int s = 0; s < 8; s++) {
-        int sc, mn;
-        qk_kq_scale_min6(b + QK_Q4K_SCALES, s, &sc, &mn);
-        const float d1 = d * (float)sc, m1 = dmin * (float)mn;
-        for (int i = 32 * s; i < 32 * s + 32; i++) dst[i] = d1 * (float)qk_kq_nibble64(b + QK_Q4K_QS, i) - m1;
+    int sc, mn;
+    qk_kq_scale_min6(b + QK_Q4K_SCALES, s, &sc, &mn);
+    const float d1 = d * (float)sc, m1 = dmin * (float)mn;
+    for (int i = 32 * s; i < 32 * s + 32; i++) dst[i - 32 * s] = d1 * (float)qk_kq_nibble64(b + QK_Q4K_QS, i) - m1;
+}
+
+QK_DEQUANT_BY_PARTS(q4_k)
+
+static inline QK_HD void qk_dequant_part_q5_k(const uint8_t *b, int s, float *dst) {
+    const float d = qk_rdh(b + QK_Q5K_D), dmin = qk_rdh(b + QK_Q5K_DMIN);
+    int sc, mn;
+    qk_kq_scale_min6(b + QK_Q5K_SCALES, s, &sc, &mn);
+    const float d1 = d * (float)sc, m1 = dmin * (float)mn;
+    for (int i = 32 * s; i < 32 * s + 32; i++) {
+        const int q = qk_kq_nibble64(b + QK_Q5K_QS, i) | (((b[QK_Q5K_QH + i % 32] >> s) & 1) << 4);
+        dst[i - 32 * s] = d1 * (float)q - m1;
     }
 }
 
-static inline QK_HD void qk_dequant_block_q5_k(const uint8_t *b, float *dst) {
-    const float d = qk_rdh(b + QK_Q5K_D), dmin = qk_rdh(b + QK_Q5K_DMIN);
-    for (int s = 0; s < 8; s++) {
-        int sc, mn;
-        qk_kq_scale_min6(b + QK_Q5K_SCALES, s, &sc, &mn);
-        const float d1 = d * (float)sc, m1 = dmin * (float)mn;
-        for (int i = 32 * s; i < 32 * s + 32; i++) {
-            const int q = qk_kq_nibble64(b + QK_Q5K_QS, i) | (((b[QK_Q5K_QH + i % 32] >> s) & 1) << 4);
-            dst[i] = d1 * (float)q - m1;
-        }
-    }
-}
+QK_DEQUANT_BY_PARTS(q5_k)
 
 /* ---- Q6_K ------------------------------------------------------------------------------ */
 
@@ -408,15 +413,17 @@ static inline QK_HD void qk_quant_block_q6_k(const float *x, const float *qw, ui
     }
 }
 
-static inline QK_HD void qk_dequant_block_q6_k(const uint8_t *b, float *dst) {
+static inline QK_HD void qk_dequant_part_q6_k(const uint8_t *b, int p, float *dst) {
     const float d = qk_rdh(b + QK_Q6K_D);
-    for (int i = 0; i < QKC_QK_K; i++) {
+    for (int i = 32 * p; i < 32 * p + 32; i++) {
         const int h = i / 128, g = (i % 128) / 32, l = i % 32;
         const int lo = (b[QK_Q6K_QL + 64 * h + l + 32 * (g % 2)] >> (4 * (g / 2))) & 15;
         const int hi = (b[QK_Q6K_QH + 32 * h + l] >> (2 * g)) & 3;
         const float sc = (float)(int8_t)b[QK_Q6K_SCALES + i / 16];
-        dst[i] = d * sc * (float)((lo | (hi << 4)) - 32);
+        dst[i - 32 * p] = d * sc * (float)((lo | (hi << 4)) - 32);
     }
 }
+
+QK_DEQUANT_BY_PARTS(q6_k)
 
 #endif

@@ -21,6 +21,16 @@
 #define QK_HD
 #endif
 
+/* The 256-value formats decode in 8 parts of 32 values: qk_dequant_part_<t>(b, p, dst) writes
+ * values 32p..32p+31 of block b to dst[0..31]. A part is what one GPU thread decodes (a whole
+ * block per thread needs too much state per thread for a fast kernel) and what a matmul takes
+ * at a time; the block is its parts in turn, so the CPU reference and the GPU share one text. */
+#define QK_PART 32
+#define QK_DEQUANT_BY_PARTS(t)                                                                                         \
+    static inline QK_HD void qk_dequant_block_##t(const uint8_t *b, float *dst) {                                      \
+        for (int p = 0; p < 256 / QK_PART; p++) qk_dequant_part_##t(b, p, dst + QK_PART * p);                          \
+    }
+
 #ifdef __CUDA_ARCH__
 #define QK_TAB(name) name##_dev
 #else

@@ -35,14 +35,16 @@ static inline QK_HD void qk_tq1_position(int i, int *byte, int *trit) {
     }
 }
 
-static inline QK_HD void qk_dequant_block_tq1_0(const uint8_t *b, float *dst) {
+static inline QK_HD void qk_dequant_part_tq1_0(const uint8_t *b, int p, float *dst) {
     const float d = qk_rdh(b + QK_TQ1_D);
-    for (int i = 0; i < QKC_QK_K; i++) {
+    for (int i = 32 * p; i < 32 * p + 32; i++) {
         int byte, trit;
         qk_tq1_position(i, &byte, &trit);
-        dst[i] = (float)(qk_tq1_trit(b[byte], trit) - 1) * d;
+        dst[i - 32 * p] = (float)(qk_tq1_trit(b[byte], trit) - 1) * d;
     }
 }
+
+QK_DEQUANT_BY_PARTS(tq1_0)
 
 static inline QK_HD void qk_quant_block_tq1_0(const float *x, uint8_t *b) {
     float amax = 0.0f;
@@ -67,10 +69,12 @@ static inline QK_HD int qk_tq2_code(const uint8_t *b, int i) {
     return (b[QK_TQ2_QS + 32 * (i / 128) + i % 32] >> (2 * ((i % 128) / 32))) & 3;
 }
 
-static inline QK_HD void qk_dequant_block_tq2_0(const uint8_t *b, float *dst) {
+static inline QK_HD void qk_dequant_part_tq2_0(const uint8_t *b, int p, float *dst) {
     const float d = qk_rdh(b + QK_TQ2_D);
-    for (int i = 0; i < QKC_QK_K; i++) dst[i] = (float)(qk_tq2_code(b, i) - 1) * d;
+    for (int i = 32 * p; i < 32 * p + 32; i++) dst[i - 32 * p] = (float)(qk_tq2_code(b, i) - 1) * d;
 }
+
+QK_DEQUANT_BY_PARTS(tq2_0)
 
 static inline QK_HD void qk_quant_block_tq2_0(const float *x, uint8_t *b) {
     float amax = 0.0f;

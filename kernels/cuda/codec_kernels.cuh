@@ -7,13 +7,14 @@
  * its values widened exactly as the CPU backend widens them (f16/bf16 -> f32), so the bytes are
  * the reference's.
  *
- * Fast (dequantize, and quantize of the 32-value types): a thread's block is a strided, unaligned piece of memory (18..210 bytes in, 32..256
- * values out), so threads never touch global memory on their own. A CUDA block takes a tile of
- * NB consecutive blocks, whose input and output are each one contiguous span: the span is
- * copied between global and shared memory by all threads together in 16-byte words, and the
- * block functions read and write shared memory. Values sit in shared memory at a stride of
- * QK + 1 floats per block, so that thread t's i-th value and thread t+1's fall in different
- * banks.
+ * Fast (dequantize, and quantize of the 32-value types): a thread's block is a strided,
+ * unaligned piece of memory (17..210 bytes in, 32..256 values out), so threads never touch
+ * global memory on their own. A CUDA block takes a tile of NB consecutive blocks, whose input
+ * and output are each one contiguous span: the span is copied between global and shared memory
+ * by all threads together in 16-byte words, and the block functions read and write shared
+ * memory. A thread owns 32 values (a 32-value block, or one part of a 256-value block: see
+ * QK_DEQUANT_BY_PARTS), which sit in shared memory at a stride of 33 floats, so that thread
+ * t's i-th value and thread t+1's fall in different banks.
  *
  * All indices are 64-bit and every loop is grid-stride. */
 #ifndef QK_CODEC_KERNELS_CUH
@@ -38,7 +39,9 @@ __device__ inline float load_value(const void *src, int type, int64_t i) {
     return type == TYPE_F16 ? qk_fp16_to_f32(h) : qk_bf16_to_f32(h);
 }
 
-__device__ inline uint16_t narrow(int type, float v) { return type == TYPE_F16 ? qk_f32_to_fp16(v) : qk_f32_to_bf16(v); }
+__device__ inline uint16_t narrow(int type, float v) {
+    return type == TYPE_F16 ? qk_f32_to_fp16(v) : qk_f32_to_bf16(v);
+}
 
 /* As the CPU backend: the f32 result of the block, narrowed by the F16/BF16 encoders. */
 __device__ inline void store_value(void *dst, int type, int64_t i, float v) {
@@ -48,40 +51,95 @@ __device__ inline void store_value(void *dst, int type, int64_t i, float v) {
         static_cast<uint16_t *>(dst)[i] = narrow(type, v);
 }
 
-/* The tile of a type: NB blocks, one per thread. 32 for the 256-value blocks keeps the
- * shared memory under 48 KiB (32 x 257 floats + the packed blocks). */
+/* The tile of a type: THREADS parts of 32 values for dequantize, and for the tiled quantize
+ * (32-value types only) THREADS blocks. */
 template <class T> struct tile {
-    static constexpr int NB = T::QK >= 256 ? 32 : THREADS;
-    static constexpr int STRIDE = T::QK + 1; /* floats per block in shared memory */
+    static constexpr int PART = T::QK < QK_PART ? T::QK : QK_PART;
+    static constexpr int PARTS = T::QK / PART; /* per block */
+    static constexpr int NB = THREADS / PARTS; /* blocks per tile */
+    static constexpr int STRIDE = PART + 1;    /* floats per part in shared memory */
     static constexpr int PACKED = NB * T::BYTES;
     static constexpr int PACKED_WORDS = (PACKED + 15) / 16;
 };
 
-/* Copies n bytes between global and shared memory with all threads of the CUDA block: 16-byte
- * words where the global address allows (tile spans start 16-byte aligned in an aligned
- * buffer, since NB * BYTES is a multiple of 16 for every type), bytes otherwise. */
-template <bool TO_SHARED> __device__ inline void copy_span(uint8_t *shared, uint8_t *global, int64_t n) {
-    if ((reinterpret_cast<uintptr_t>(global) & 15) == 0) {
-        const int64_t words = n / 16;
-        uint4 *s = reinterpret_cast<uint4 *>(shared);
-        uint4 *g = reinterpret_cast<uint4 *>(global);
-        for (int64_t i = threadIdx.x; i < words; i += blockDim.x)
-            if (TO_SHARED)
-                s[i] = g[i];
-            else
-                g[i] = s[i];
-        for (int64_t i = words * 16 + threadIdx.x; i < n; i += blockDim.x)
-            if (TO_SHARED)
-                shared[i] = global[i];
-            else
-                global[i] = shared[i];
-    } else {
-        for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
-            if (TO_SHARED)
-                shared[i] = global[i];
-            else
-                global[i] = shared[i];
+/* Values [p * 32, p * 32 + 32) of block b (the whole block for the 32-value types). */
+template <class T> __device__ inline void decode_part(const uint8_t *b, int p, float *y) {
+    if constexpr (tile<T>::PARTS > 1)
+        T::dequant_part(b, p, y);
+    else
+        T::dequant(b, y);
+}
+
+/* A tile's input span, up to W 16-byte words per thread, held in registers: fetched one tile
+ * ahead, so that the loads of the next tile are in flight while this one is decoded and
+ * written (a thread has little else to hide memory latency with). Where the global address
+ * is not 16-byte aligned, or for the bytes past the last whole word, put() reads global
+ * memory itself, byte by byte. Tile spans start 16-byte aligned in an aligned buffer: NB *
+ * BYTES and the values of a tile are multiples of 16 bytes for every type. */
+template <int W> struct span_words {
+    uint4 r[W];
+    const uint8_t *g;
+    int64_t bytes;
+    bool aligned;
+
+    __device__ void fetch(const void *src, int64_t n) {
+        g = static_cast<const uint8_t *>(src);
+        bytes = n;
+        aligned = (reinterpret_cast<uintptr_t>(src) & 15) == 0;
+        const int64_t full = aligned ? n / 16 : 0;
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            const int64_t i = threadIdx.x + k * THREADS;
+            if (i < full) r[k] = reinterpret_cast<const uint4 *>(g)[i];
+        }
     }
+    __device__ int64_t full_words() const { return aligned ? bytes / 16 : 0; }
+
+    /* The span's bytes into shared memory. */
+    __device__ void put(uint8_t *s) const {
+        const int64_t full = full_words();
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            const int64_t i = threadIdx.x + k * THREADS;
+            if (i < full) reinterpret_cast<uint4 *>(s)[i] = r[k];
+        }
+        for (int64_t i = full * 16 + threadIdx.x; i < bytes; i += THREADS) s[i] = g[i];
+    }
+
+    /* The span's values (of src_type) into shared memory as f32, value e at at(e). */
+    template <class At> __device__ void put_values(int src_type, At at) const {
+        const int esize = src_type == TYPE_F32 ? 4 : 2, per_word = 16 / esize;
+        const int64_t full = full_words();
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            const int64_t i = threadIdx.x + k * THREADS;
+            if (i >= full) continue;
+            const uint32_t u[4] = {r[k].x, r[k].y, r[k].z, r[k].w};
+            const int e = (int)i * per_word;
+            if (esize == 4) {
+                for (int j = 0; j < 4; j++) *at(e + j) = qk_bits_f32(u[j]);
+            } else {
+                for (int j = 0; j < 8; j++) {
+                    const uint16_t h = (uint16_t)(u[j / 2] >> (16 * (j % 2)));
+                    *at(e + j) = src_type == TYPE_F16 ? qk_fp16_to_f32(h) : qk_bf16_to_f32(h);
+                }
+            }
+        }
+        for (int64_t e = full * per_word + threadIdx.x; e < bytes / esize; e += THREADS)
+            *at((int)e) = load_value(g, src_type, e);
+    }
+};
+
+/* Copies n bytes from shared to global memory with all threads of the CUDA block: 16-byte words
+ * where the global address allows, bytes otherwise. */
+__device__ inline void store_span(const uint8_t *shared, uint8_t *global, int64_t n) {
+    int64_t done = 0;
+    if ((reinterpret_cast<uintptr_t>(global) & 15) == 0) {
+        done = n / 16 * 16;
+        for (int64_t i = threadIdx.x; i < n / 16; i += THREADS)
+            reinterpret_cast<uint4 *>(global)[i] = reinterpret_cast<const uint4 *>(shared)[i];
+    }
+    for (int64_t i = done + threadIdx.x; i < n; i += THREADS) global[i] = shared[i];
 }
 
 __device__ inline const float *imatrix_of(const qk_cuda_qargs &a, int64_t row) {
@@ -89,17 +147,24 @@ __device__ inline const float *imatrix_of(const qk_cuda_qargs &a, int64_t row) {
 }
 
 /* Quantize, tiled: values in (widened to f32), one block per thread, packed blocks out. */
-template <class T> __global__ void __launch_bounds__(tile<T>::NB) quantize_tile_kernel(qk_cuda_qargs a) {
+template <class T> __global__ void __launch_bounds__(THREADS) quantize_tile_kernel(qk_cuda_qargs a) {
     using L = tile<T>;
+    static_assert(L::PARTS == 1, "tiled quantize is for the 32-value types");
     __shared__ float x[L::NB * L::STRIDE];
     __shared__ uint4 packed[L::PACKED_WORDS];
     uint8_t *out = reinterpret_cast<uint8_t *>(packed);
-    const int64_t per_row = a.cols / T::QK, n = a.rows * per_row;
-    for (int64_t blk0 = (int64_t)blockIdx.x * L::NB; blk0 < n; blk0 += (int64_t)gridDim.x * L::NB) {
+    const int64_t per_row = a.cols / T::QK, n = a.rows * per_row, step = (int64_t)gridDim.x * L::NB;
+    const int esize = a.src_type == TYPE_F32 ? 4 : 2;
+    auto span = [&](int64_t blk0) { return (n - blk0 < L::NB ? n - blk0 : L::NB) * T::QK * esize; };
+    span_words<L::NB * T::QK * 4 / 16 / THREADS> in;
+    int64_t blk0 = (int64_t)blockIdx.x * L::NB;
+    if (blk0 < n) in.fetch(static_cast<const uint8_t *>(a.src) + blk0 * T::QK * esize, span(blk0));
+    for (; blk0 < n; blk0 += step) {
         const int nb = n - blk0 < L::NB ? (int)(n - blk0) : L::NB;
-        for (int i = threadIdx.x; i < nb * T::QK; i += blockDim.x)
-            x[i / T::QK * L::STRIDE + i % T::QK] = load_value(a.src, a.src_type, blk0 * T::QK + i);
+        in.put_values(a.src_type, [&](int e) { return &x[e / T::QK * L::STRIDE + e % T::QK]; });
         __syncthreads();
+        if (blk0 + step < n)
+            in.fetch(static_cast<const uint8_t *>(a.src) + (blk0 + step) * T::QK * esize, span(blk0 + step));
         if (threadIdx.x < nb) {
             const int64_t blk = blk0 + threadIdx.x;
             const float *qw = imatrix_of(a, blk / per_row);
@@ -107,7 +172,7 @@ template <class T> __global__ void __launch_bounds__(tile<T>::NB) quantize_tile_
                      out + threadIdx.x * T::BYTES);
         }
         __syncthreads();
-        copy_span<false>(out, static_cast<uint8_t *>(a.dst) + blk0 * T::BYTES, (int64_t)nb * T::BYTES);
+        store_span(out, static_cast<uint8_t *>(a.dst) + blk0 * T::BYTES, (int64_t)nb * T::BYTES);
         __syncthreads();
     }
 }
@@ -116,7 +181,8 @@ template <class T> __global__ void __launch_bounds__(tile<T>::NB) quantize_tile_
  * untiled, a block per thread straight from global memory, at full occupancy. */
 template <class T> __global__ void __launch_bounds__(THREADS) quantize_block_kernel(qk_cuda_qargs a) {
     const int64_t per_row = a.cols / T::QK, n = a.rows * per_row;
-    for (int64_t blk = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; blk < n; blk += (int64_t)gridDim.x * blockDim.x) {
+    for (int64_t blk = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; blk < n;
+         blk += (int64_t)gridDim.x * blockDim.x) {
         float x[T::QK];
         for (int i = 0; i < T::QK; i++) x[i] = load_value(a.src, a.src_type, blk * T::QK + i);
         const float *qw = imatrix_of(a, blk / per_row);
@@ -154,32 +220,38 @@ template <class T> __global__ void __launch_bounds__(THREADS) quantize_rows_kern
     }
 }
 
-/* Dequantize, tiled: packed blocks in, one block per thread into shared memory, values out in
+/* Dequantize, tiled: packed blocks in, one part per thread into shared memory, values out in
  * coalesced rows (16-bit outputs two at a time where the output is 4-byte aligned). */
-template <class T> __global__ void __launch_bounds__(tile<T>::NB) dequantize_tile_kernel(qk_cuda_dargs a) {
+template <class T> __global__ void __launch_bounds__(THREADS) dequantize_tile_kernel(qk_cuda_dargs a) {
     using L = tile<T>;
-    __shared__ float y[L::NB * L::STRIDE];
+    __shared__ float y[THREADS * L::STRIDE];
     __shared__ uint4 packed[L::PACKED_WORDS];
     uint8_t *in = reinterpret_cast<uint8_t *>(packed);
-    const int64_t n = a.rows * (a.cols / T::QK);
+    const int64_t n = a.rows * (a.cols / T::QK), step = (int64_t)gridDim.x * L::NB;
+    const uint8_t *src = static_cast<const uint8_t *>(a.src);
     const bool pairs = a.dst_type != TYPE_F32 && (reinterpret_cast<uintptr_t>(a.dst) & 3) == 0;
-    for (int64_t blk0 = (int64_t)blockIdx.x * L::NB; blk0 < n; blk0 += (int64_t)gridDim.x * L::NB) {
-        const int nb = n - blk0 < L::NB ? (int)(n - blk0) : L::NB;
-        copy_span<true>(in, const_cast<uint8_t *>(static_cast<const uint8_t *>(a.src)) + blk0 * T::BYTES,
-                        (int64_t)nb * T::BYTES);
+    auto span = [&](int64_t blk0) { return (n - blk0 < L::NB ? n - blk0 : L::NB) * T::BYTES; };
+    span_words<(L::PACKED_WORDS + THREADS - 1) / THREADS> next;
+    int64_t blk0 = (int64_t)blockIdx.x * L::NB;
+    if (blk0 < n) next.fetch(src + blk0 * T::BYTES, span(blk0));
+    for (; blk0 < n; blk0 += step) {
+        const int nb = n - blk0 < L::NB ? (int)(n - blk0) : L::NB, values = nb * T::QK;
+        next.put(in);
         __syncthreads();
-        if (threadIdx.x < nb) T::dequant(in + threadIdx.x * T::BYTES, y + threadIdx.x * L::STRIDE);
+        if (blk0 + step < n) next.fetch(src + (blk0 + step) * T::BYTES, span(blk0 + step));
+        if (threadIdx.x < nb * L::PARTS)
+            decode_part<T>(in + threadIdx.x / L::PARTS * T::BYTES, threadIdx.x % L::PARTS, y + threadIdx.x * L::STRIDE);
         __syncthreads();
         const int64_t base = blk0 * T::QK; /* even: QK is */
         if (pairs) {
             uint32_t *d = static_cast<uint32_t *>(a.dst) + base / 2;
-            for (int i = threadIdx.x; i < nb * T::QK / 2; i += blockDim.x) {
-                const int e = 2 * i, s = e / T::QK * L::STRIDE + e % T::QK;
+            for (int i = threadIdx.x; i < values / 2; i += THREADS) {
+                const int s = 2 * i / L::PART * L::STRIDE + 2 * i % L::PART;
                 d[i] = (uint32_t)narrow(a.dst_type, y[s]) | (uint32_t)narrow(a.dst_type, y[s + 1]) << 16;
             }
         } else {
-            for (int i = threadIdx.x; i < nb * T::QK; i += blockDim.x)
-                store_value(a.dst, a.dst_type, base + i, y[i / T::QK * L::STRIDE + i % T::QK]);
+            for (int i = threadIdx.x; i < values; i += THREADS)
+                store_value(a.dst, a.dst_type, base + i, y[i / L::PART * L::STRIDE + i % L::PART]);
         }
         __syncthreads();
     }
@@ -221,7 +293,7 @@ template <class T> int launch_quantize(const qk_cuda_qargs *a, cudaStream_t s) {
         if constexpr (T::ROW_STAT) rows = a->imatrix != nullptr;
         if constexpr (T::ROW_STAT)
             if (rows) quantize_rows_kernel<T><<<grid_for(a->rows, THREADS / 32), THREADS, 0, s>>>(*a);
-        if (!rows) quantize_tile_kernel<T><<<grid_for(blocks, tile<T>::NB), tile<T>::NB, 0, s>>>(*a);
+        if (!rows) quantize_tile_kernel<T><<<grid_for(blocks, tile<T>::NB), THREADS, 0, s>>>(*a);
     }
     return (int)cudaGetLastError();
 }
@@ -233,7 +305,7 @@ template <class T> int launch_dequantize(const qk_cuda_dargs *a, cudaStream_t s)
     if constexpr (T::QK == 1)
         dequantize_plain_kernel<T><<<grid_for(blocks, THREADS), THREADS, 0, s>>>(*a);
     else
-        dequantize_tile_kernel<T><<<grid_for(blocks, tile<T>::NB), tile<T>::NB, 0, s>>>(*a);
+        dequantize_tile_kernel<T><<<grid_for(blocks, tile<T>::NB), THREADS, 0, s>>>(*a);
     return (int)cudaGetLastError();
 }
 

@@ -18,16 +18,6 @@
  * pointers into that device's memory. */
 __constant__ qk_iq_grid qk_iq_grids_dev[QK_IQ_GRID_COUNT];
 
-/* Block code that reads no grid: the traits call `block(x, qw, y)`. */
-#define IQ_PLAIN_TRAITS(T, BLOCK_QK, BLOCK_BYTES)                                                                      \
-    struct T##_traits : qk_cuda::no_row_stat {                                                                         \
-        static constexpr int QK = BLOCK_QK, BYTES = BLOCK_BYTES;                                                       \
-        __device__ static void quant(const float *x, const float *qw, float, uint8_t *b) {                             \
-            qk_quant_block_##T(x, qw, b);                                                                              \
-        }                                                                                                              \
-        __device__ static void dequant(const uint8_t *b, float *y) { qk_dequant_block_##T(b, y); }                     \
-    };
-
 /* Block code on lattice map GRID: the traits pass this device's copy of it. */
 #define IQ_GRID_TRAITS(T, GRID, BLOCK_BYTES)                                                                           \
     struct T##_traits : qk_cuda::no_row_stat {                                                                         \
@@ -36,7 +26,7 @@ __constant__ qk_iq_grid qk_iq_grids_dev[QK_IQ_GRID_COUNT];
             const qk_iq_grid g = qk_iq_grids_dev[GRID];                                                                \
             qk_quant_block_##T(&g, x, qw, b);                                                                          \
         }                                                                                                              \
-        __device__ static void dequant(const uint8_t *b, float *y) { qk_dequant_block_##T(b, y); }                     \
+        __device__ static void dequant_part(const uint8_t *b, int p, float *y) { qk_dequant_part_##T(b, p, y); }       \
     };
 
 namespace {
@@ -47,8 +37,21 @@ IQ_GRID_TRAITS(iq3_xxs, QK_IQ_GRID_3BIT_256, QK_IQ3XXS_BYTES)
 IQ_GRID_TRAITS(iq3_s, QK_IQ_GRID_3BIT_512, QK_IQ3S_BYTES)
 IQ_GRID_TRAITS(iq1_s, QK_IQ_GRID_1BIT_2048, QK_IQ1S_BYTES)
 IQ_GRID_TRAITS(iq1_m, QK_IQ_GRID_1BIT_2048, QK_IQ1M_BYTES)
-IQ_PLAIN_TRAITS(iq4_nl, QKC_QK4_NL, QK_IQ4NL_BYTES)
-IQ_PLAIN_TRAITS(iq4_xs, QKC_QK_K, QK_IQ4XS_BYTES)
+/* The IQ4 types read no grid. */
+struct iq4_nl_traits : qk_cuda::no_row_stat {
+    static constexpr int QK = QKC_QK4_NL, BYTES = QK_IQ4NL_BYTES;
+    __device__ static void quant(const float *x, const float *qw, float, uint8_t *b) {
+        qk_quant_block_iq4_nl(x, qw, b);
+    }
+    __device__ static void dequant(const uint8_t *b, float *y) { qk_dequant_block_iq4_nl(b, y); }
+};
+struct iq4_xs_traits : qk_cuda::no_row_stat {
+    static constexpr int QK = QKC_QK_K, BYTES = QK_IQ4XS_BYTES;
+    __device__ static void quant(const float *x, const float *qw, float, uint8_t *b) {
+        qk_quant_block_iq4_xs(x, qw, b);
+    }
+    __device__ static void dequant_part(const uint8_t *b, int p, float *y) { qk_dequant_part_iq4_xs(b, p, y); }
+};
 } // namespace
 
 QK_CUDA_CODEC(iq2_xxs, iq2_xxs_traits)

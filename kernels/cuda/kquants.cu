@@ -9,7 +9,7 @@
         __device__ static void quant(const float *x, const float *qw, float, uint8_t *b) {                             \
             qk_quant_block_##T(x, qw, b);                                                                              \
         }                                                                                                              \
-        __device__ static void dequant(const uint8_t *b, float *y) { qk_dequant_block_##T(b, y); }                     \
+        __device__ static void dequant_part(const uint8_t *b, int p, float *y) { qk_dequant_part_##T(b, p, y); }       \
     };
 
 namespace {

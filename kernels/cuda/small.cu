@@ -4,17 +4,23 @@
 #include "mxfp4_block.h"
 #include "ternary_block.h"
 
-#define SMALL_TRAITS(T, BLOCK_QK, BLOCK_BYTES)                                                                         \
-    struct T##_traits : qk_cuda::no_row_stat {                                                                         \
-        static constexpr int QK = BLOCK_QK, BYTES = BLOCK_BYTES;                                                       \
-        __device__ static void quant(const float *x, const float *, float, uint8_t *b) { qk_quant_block_##T(x, b); }   \
-        __device__ static void dequant(const uint8_t *b, float *y) { qk_dequant_block_##T(b, y); }                     \
-    };
-
 namespace {
-SMALL_TRAITS(mxfp4, QKC_QK_MXFP4, QK_MXFP4_BYTES)
-SMALL_TRAITS(tq1_0, QKC_QK_K, QK_TQ1_BYTES)
-SMALL_TRAITS(tq2_0, QKC_QK_K, QK_TQ2_BYTES)
+
+struct mxfp4_traits : qk_cuda::no_row_stat {
+    static constexpr int QK = QKC_QK_MXFP4, BYTES = QK_MXFP4_BYTES;
+    __device__ static void quant(const float *x, const float *, float, uint8_t *b) { qk_quant_block_mxfp4(x, b); }
+    __device__ static void dequant(const uint8_t *b, float *y) { qk_dequant_block_mxfp4(b, y); }
+};
+
+#define TERNARY_TRAITS(T, BLOCK_BYTES)                                                                                 \
+    struct T##_traits : qk_cuda::no_row_stat {                                                                         \
+        static constexpr int QK = QKC_QK_K, BYTES = BLOCK_BYTES;                                                       \
+        __device__ static void quant(const float *x, const float *, float, uint8_t *b) { qk_quant_block_##T(x, b); }   \
+        __device__ static void dequant_part(const uint8_t *b, int p, float *y) { qk_dequant_part_##T(b, p, y); }       \
+    };
+TERNARY_TRAITS(tq1_0, QK_TQ1_BYTES)
+TERNARY_TRAITS(tq2_0, QK_TQ2_BYTES)
+
 } // namespace
 
 QK_CUDA_CODEC(mxfp4, mxfp4_traits)
