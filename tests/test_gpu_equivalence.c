@@ -1,7 +1,8 @@
 /* Every type the CUDA backend implements gives the CPU reference's bytes: quantize from f32,
  * f16 and bf16, with and without an imatrix, on ragged shapes; dequantize to f32, f16 and
  * bf16 bit for bit. Fresh random inputs, outputs poisoned. The asynchronous calls of
- * qkern_cuda.h on raw device pointers at odd addresses give the same bytes. Without a CUDA
+ * qkern_cuda.h on raw device pointers at odd addresses, and the streaming queues that
+ * qk_model_quantize overlaps its steps on, give the same bytes. Without a CUDA
  * device the test says it skipped (exit 77, which ctest reports as skipped). */
 #include "internal.h"
 #include "qk_float.h"
@@ -161,6 +162,36 @@ static void check_async_unaligned(qk_type type, int64_t rows, int64_t cols) {
 }
 #endif
 
+/* Dequantize decodes every bit pattern as the CPU does: blocks of random bytes, so scales are
+ * NaN, Inf, subnormal or huge (the 16-bit outputs' rounding and NaN rules included). */
+static int check_random_blocks(const qk_type_info *ti) {
+    const int64_t rows = 9, cols = 1024;
+    const size_t qbytes = (size_t)rows * qk_type_row_bytes(ti->type, cols);
+    uint8_t *q = malloc(qbytes);
+    for (size_t i = 0; i < qbytes; i++) q[i] = (uint8_t)tu_next(&rng);
+    static const qk_type outs[] = {QK_TYPE_F32, QK_TYPE_F16, QK_TYPE_BF16};
+    int ok = 1;
+    for (int o = 0; o < 3; o++) {
+        size_t dbytes = (size_t)(rows * cols) * qk_float_type_size(outs[o]);
+        uint8_t *d_cpu = tu_poisoned(dbytes), *d_gpu = tu_poisoned(dbytes);
+        qk_dequantize_desc d = qk_dequantize_default_desc();
+        d.type = ti->type, d.dst_type = outs[o], d.rows = rows, d.cols = cols;
+        d.src = qk_host(q, qbytes);
+        d.dst = qk_host(d_cpu, dbytes);
+        CHECK(qk_dequantize(cpu, &d) == QK_OK, "%s cpu dequantize: %s", ti->name, qk_last_error(cpu));
+        d.dst = qk_host(d_gpu, dbytes);
+        CHECK(qk_dequantize(gpu, &d) == QK_OK, "%s cuda dequantize: %s", ti->name, qk_last_error(gpu));
+        size_t at = first_difference(d_cpu, d_gpu, dbytes);
+        CHECK(at == dbytes, "%s random blocks -> %s: cuda differs at value %zu", ti->name, qk_type_name(outs[o]),
+              at / qk_float_type_size(outs[o]));
+        ok &= at == dbytes;
+        free(d_cpu);
+        free(d_gpu);
+    }
+    free(q);
+    return ok;
+}
+
 /* A NaN at a known place is reported with its row and column, as on the CPU. */
 static void test_nan_is_named(void) {
     const int64_t rows = 5, cols = 512;
@@ -181,6 +212,84 @@ static void test_nan_is_named(void) {
     }
     free(x);
     free(dst);
+}
+
+/* The streaming queues (backend.h): steps queued on both queues in turn, each from its own
+ * pinned buffers and waited for oldest first, give the CPU reference's bytes (bf16 source, one
+ * imatrix slice per group of rows, as experts); a NaN in a queued step is named by its row and
+ * column; a queue holds one step at a time. */
+static void test_queued_steps(qk_context *dev) {
+    const qk_backend *b = dev->backend;
+    if (!b->quantize_queued) return (void)printf("%s has no streaming queues\n", b->name);
+    static const qk_type types[] = {QK_TYPE_Q8_0, QK_TYPE_Q4_K, QK_TYPE_Q6_K, QK_TYPE_IQ2_XXS, QK_TYPE_IQ4_XS};
+    enum { STEPS = 7, ROWS = 24, COLS = 512, MATS = 3 };
+    const size_t sbytes = (size_t)ROWS * COLS * 2, n = (size_t)STEPS * ROWS * COLS;
+    uint16_t *x = malloc(n * 2);
+    float *x32 = malloc(n * sizeof(float)), *im = malloc((size_t)MATS * COLS * sizeof(float));
+    void *src[QK_QUEUES] = {0}, *dst[QK_QUEUES] = {0};
+    fill_source(QK_TYPE_BF16, x32, x, (int64_t)n);
+    for (int c = 0; c < MATS * COLS; c++) im[c] = (float)exp(1.5 * tu_gauss(&rng));
+    for (int k = 0; k < QK_QUEUES; k++)
+        CHECK(b->host_alloc(dev, dev->state, sbytes, &src[k]) == QK_OK &&
+                  b->host_alloc(dev, dev->state, sbytes, &dst[k]) == QK_OK,
+              "host_alloc: %s", qk_last_error(dev));
+    int before = tu_failed;
+    for (size_t t = 0; t < sizeof types / sizeof types[0] && src[1] && dst[1]; t++) {
+        if (!supports(QK_OP_QUANTIZE, types[t])) continue;
+        const size_t qbytes = (size_t)ROWS * qk_type_row_bytes(types[t], COLS);
+        uint8_t *want = tu_poisoned(qbytes * STEPS);
+        qk_quantize_desc q = qk_quantize_default_desc();
+        q.type = types[t], q.src_type = QK_TYPE_BF16, q.rows = ROWS, q.cols = COLS;
+        q.imatrix = im, q.imatrix_len = MATS * COLS;
+        for (int k = 0; k < STEPS; k++) {
+            q.src = qk_host(x + (size_t)k * ROWS * COLS, sbytes);
+            q.dst = qk_host(want + (size_t)k * qbytes, qbytes);
+            CHECK(qk_quantize(cpu, &q) == QK_OK, "cpu quantize: %s", qk_last_error(cpu));
+        }
+        /* step k on queue k % 2; before reusing a queue, its step (k - 2) is waited for and checked */
+        for (int k = 0; k < STEPS + QK_QUEUES; k++) {
+            const int queue = k % QK_QUEUES, done = k - QK_QUEUES;
+            if (done >= 0) {
+                qk_status st = qk_quantize_wait(dev, queue);
+                size_t at = first_difference(want + (size_t)done * qbytes, dst[queue], qbytes);
+                CHECK(st == QK_OK && at == qbytes, "%s queued step %d: status %d (%s), differs at byte %zu",
+                      qk_type_name(types[t]), done, st, qk_last_error(dev), at);
+            }
+            if (k >= STEPS) continue;
+            memcpy(src[queue], x + (size_t)k * ROWS * COLS, sbytes);
+            memset(dst[queue], 0xA5, qbytes);
+            q.src = qk_host(src[queue], sbytes);
+            q.dst = qk_host(dst[queue], qbytes);
+            CHECK(qk_quantize_queued(dev, queue, &q) == QK_OK, "queue %s: %s", qk_type_name(types[t]),
+                  qk_last_error(dev));
+        }
+        free(want);
+    }
+    if (src[1] && dst[1] && supports(QK_OP_QUANTIZE, QK_TYPE_Q8_0)) {
+        qk_quantize_desc q = qk_quantize_default_desc();
+        q.type = QK_TYPE_Q8_0, q.src_type = QK_TYPE_BF16, q.rows = ROWS, q.cols = COLS;
+        const size_t qbytes = (size_t)ROWS * qk_type_row_bytes(QK_TYPE_Q8_0, COLS);
+        memcpy(src[0], x, sbytes);
+        memcpy(src[1], x, sbytes);
+        ((uint16_t *)src[1])[3 * COLS + 17] = 0x7FC0; /* NaN */
+        for (int k = 0; k < QK_QUEUES; k++) {
+            q.src = qk_host(src[k], sbytes);
+            q.dst = qk_host(dst[k], qbytes);
+            CHECK(qk_quantize_queued(dev, k, &q) == QK_OK, "queue: %s", qk_last_error(dev));
+        }
+        CHECK(qk_quantize_queued(dev, 0, &q) == QK_ERR_INVALID_ARG, "a busy queue took a second step");
+        CHECK(qk_quantize_wait(dev, 0) == QK_OK, "finite step: %s", qk_last_error(dev));
+        qk_status st = qk_quantize_wait(dev, 1);
+        CHECK(st == QK_ERR_VALUE && strstr(qk_last_error(dev), "row 3, column 17 is NaN"), "queued NaN: %d %s", st,
+              qk_last_error(dev));
+        CHECK(qk_quantize_wait(dev, 1) == QK_OK, "an idle queue's wait failed: %s", qk_last_error(dev));
+    }
+    printf("queued steps on both queues: %s\n", tu_failed == before ? "identical" : "DIFFER");
+    for (int k = 0; k < QK_QUEUES; k++) {
+        if (src[k]) b->host_free(dev->state, src[k]);
+        if (dst[k]) b->host_free(dev->state, dst[k]);
+    }
+    free(x), free(x32), free(im);
 }
 
 /* Over 2^31 elements: 64-bit indexing end to end (bf16 source, Q8_0, ~4.3 GB). Only where the
@@ -245,18 +354,20 @@ int main(void) {
                 if (ti.uses_imatrix && f == 2) check_type(&ti, shapes[s][0], shapes[s][1], srcs[f], 2);
             }
         }
+        if (supports(QK_OP_DEQUANTIZE, ti.type)) check_random_blocks(&ti);
         printf("%-8s %s\n", ti.name, tu_failed == before ? "identical" : "DIFFERS");
     }
     printf("no cuda quantizer yet:%s\nno cuda dequantizer yet:%s\n", missing_q[0] ? missing_q : " (none)",
            missing_d[0] ? missing_d : " (none)");
 #ifdef QK_HAVE_CUDA
-    static const qk_type unaligned[] = {QK_TYPE_Q8_0, QK_TYPE_Q4_0, QK_TYPE_Q5_1, QK_TYPE_MXFP4,
+    static const qk_type unaligned[] = {QK_TYPE_Q8_0,   QK_TYPE_Q4_0, QK_TYPE_Q5_1, QK_TYPE_MXFP4,
                                         QK_TYPE_IQ4_NL, QK_TYPE_Q4_K, QK_TYPE_Q6_K, QK_TYPE_IQ3_S};
     int before = tu_failed;
     for (size_t k = 0; k < sizeof unaligned / sizeof unaligned[0]; k++) check_async_unaligned(unaligned[k], 37, 768);
     printf("async calls on unaligned device pointers: %s\n", tu_failed == before ? "identical" : "DIFFER");
 #endif
     test_nan_is_named();
+    test_queued_steps(gpu);
     test_large_tensor();
     qk_context_destroy(gpu);
     qk_context_destroy(cpu);

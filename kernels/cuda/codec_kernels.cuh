@@ -20,6 +20,8 @@
 #ifndef QK_CODEC_KERNELS_CUH
 #define QK_CODEC_KERNELS_CUH
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -41,6 +43,19 @@ __device__ inline float load_value(const void *src, int type, int64_t i) {
 
 __device__ inline uint16_t narrow(int type, float v) {
     return type == TYPE_F16 ? qk_f32_to_fp16(v) : qk_f32_to_bf16(v);
+}
+
+/* Two values narrowed at once, lo in the low half: the hardware's round-to-nearest-even
+ * conversion, which is qk_f32_to_fp16/qk_f32_to_bf16 for every value but NaN (denormals are
+ * kept: -ftz=false); NaN keeps the encoders' payload rule. */
+__device__ inline uint32_t narrow2(int type, float lo, float hi) {
+    if (isnan(lo) || isnan(hi)) return (uint32_t)narrow(type, lo) | (uint32_t)narrow(type, hi) << 16;
+    if (type == TYPE_F16) {
+        const __half2 h = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<const uint32_t *>(&h);
+    }
+    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t *>(&h);
 }
 
 /* As the CPU backend: the f32 result of the block, narrowed by the F16/BF16 encoders. */
@@ -146,14 +161,17 @@ __device__ inline const float *imatrix_of(const qk_cuda_qargs &a, int64_t row) {
     return a.imatrix ? a.imatrix + row / a.rows_per_imatrix * a.cols : nullptr;
 }
 
-/* Quantize, tiled: values in (widened to f32), one block per thread, packed blocks out. */
-template <class T> __global__ void __launch_bounds__(THREADS) quantize_tile_kernel(qk_cuda_qargs a) {
+/* Quantize, tiled: values in (widened to f32), one block per thread, packed blocks out. For the
+ * closed-form encoders only, without an imatrix (Q8_0 and MXFP4 have no imatrix path; the
+ * legacy types' goes through quantize_rows_kernel): the weighted search, compiled out, would
+ * otherwise take every register of the thread. */
+template <class T> __global__ void __launch_bounds__(THREADS, 4) quantize_tile_kernel(qk_cuda_qargs a) {
     using L = tile<T>;
     static_assert(L::PARTS == 1, "tiled quantize is for the 32-value types");
     __shared__ float x[L::NB * L::STRIDE];
     __shared__ uint4 packed[L::PACKED_WORDS];
     uint8_t *out = reinterpret_cast<uint8_t *>(packed);
-    const int64_t per_row = a.cols / T::QK, n = a.rows * per_row, step = (int64_t)gridDim.x * L::NB;
+    const int64_t n = a.rows * (a.cols / T::QK), step = (int64_t)gridDim.x * L::NB;
     const int esize = a.src_type == TYPE_F32 ? 4 : 2;
     auto span = [&](int64_t blk0) { return (n - blk0 < L::NB ? n - blk0 : L::NB) * T::QK * esize; };
     span_words<L::NB * T::QK * 4 / 16 / THREADS> in;
@@ -165,12 +183,7 @@ template <class T> __global__ void __launch_bounds__(THREADS) quantize_tile_kern
         __syncthreads();
         if (blk0 + step < n)
             in.fetch(static_cast<const uint8_t *>(a.src) + (blk0 + step) * T::QK * esize, span(blk0 + step));
-        if (threadIdx.x < nb) {
-            const int64_t blk = blk0 + threadIdx.x;
-            const float *qw = imatrix_of(a, blk / per_row);
-            T::quant(x + threadIdx.x * L::STRIDE, qw ? qw + (blk % per_row) * T::QK : nullptr, 0.0f,
-                     out + threadIdx.x * T::BYTES);
-        }
+        if (threadIdx.x < nb) T::quant(x + threadIdx.x * L::STRIDE, nullptr, 0.0f, out + threadIdx.x * T::BYTES);
         __syncthreads();
         store_span(out, static_cast<uint8_t *>(a.dst) + blk0 * T::BYTES, (int64_t)nb * T::BYTES);
         __syncthreads();
@@ -222,7 +235,7 @@ template <class T> __global__ void __launch_bounds__(THREADS) quantize_rows_kern
 
 /* Dequantize, tiled: packed blocks in, one part per thread into shared memory, values out in
  * coalesced rows (16-bit outputs two at a time where the output is 4-byte aligned). */
-template <class T> __global__ void __launch_bounds__(THREADS) dequantize_tile_kernel(qk_cuda_dargs a) {
+template <class T> __global__ void __launch_bounds__(THREADS, 4) dequantize_tile_kernel(qk_cuda_dargs a) {
     using L = tile<T>;
     __shared__ float y[THREADS * L::STRIDE];
     __shared__ uint4 packed[L::PACKED_WORDS];
@@ -247,7 +260,7 @@ template <class T> __global__ void __launch_bounds__(THREADS) dequantize_tile_ke
             uint32_t *d = static_cast<uint32_t *>(a.dst) + base / 2;
             for (int i = threadIdx.x; i < values / 2; i += THREADS) {
                 const int s = 2 * i / L::PART * L::STRIDE + 2 * i % L::PART;
-                d[i] = (uint32_t)narrow(a.dst_type, y[s]) | (uint32_t)narrow(a.dst_type, y[s + 1]) << 16;
+                d[i] = narrow2(a.dst_type, y[s], y[s + 1]);
             }
         } else {
             for (int i = threadIdx.x; i < values; i += THREADS)
@@ -280,20 +293,24 @@ inline unsigned grid_for(int64_t items, int64_t per_cta) {
     return (unsigned)(g < 1 ? 1 : (g > MAX_GRID ? MAX_GRID : g));
 }
 
+/* Which quantize kernel: the tiled one for the closed-form 32-value encoders (traits
+ * TILED), the row kernel for the legacy types' imatrix path (ROW_STAT), a block per thread
+ * for the searches. */
 template <class T> int launch_quantize(const qk_cuda_qargs *a, cudaStream_t s) {
     if (a->cols % T::QK) return (int)cudaErrorInvalidValue;
     if (a->rows == 0) return (int)cudaSuccess;
     const int64_t blocks = a->rows * (a->cols / T::QK);
     if constexpr (T::QK == 1) {
         quantize_plain_kernel<T><<<grid_for(blocks, THREADS), THREADS, 0, s>>>(*a);
-    } else if constexpr (T::QK >= 256) {
-        quantize_block_kernel<T><<<grid_for(blocks, THREADS), THREADS, 0, s>>>(*a);
+    } else if constexpr (T::ROW_STAT) {
+        if (a->imatrix)
+            quantize_rows_kernel<T><<<grid_for(a->rows, THREADS / 32), THREADS, 0, s>>>(*a);
+        else
+            quantize_tile_kernel<T><<<grid_for(blocks, tile<T>::NB), THREADS, 0, s>>>(*a);
+    } else if constexpr (T::TILED) {
+        quantize_tile_kernel<T><<<grid_for(blocks, tile<T>::NB), THREADS, 0, s>>>(*a);
     } else {
-        bool rows = false;
-        if constexpr (T::ROW_STAT) rows = a->imatrix != nullptr;
-        if constexpr (T::ROW_STAT)
-            if (rows) quantize_rows_kernel<T><<<grid_for(a->rows, THREADS / 32), THREADS, 0, s>>>(*a);
-        if (!rows) quantize_tile_kernel<T><<<grid_for(blocks, tile<T>::NB), THREADS, 0, s>>>(*a);
+        quantize_block_kernel<T><<<grid_for(blocks, THREADS), THREADS, 0, s>>>(*a);
     }
     return (int)cudaGetLastError();
 }
@@ -309,9 +326,10 @@ template <class T> int launch_dequantize(const qk_cuda_dargs *a, cudaStream_t s)
     return (int)cudaGetLastError();
 }
 
-/* Traits defaults: no row statistic. */
+/* Traits defaults: no row statistic, not a closed-form 32-value encoder. */
 struct no_row_stat {
     static constexpr bool ROW_STAT = false;
+    static constexpr bool TILED = false;
 };
 
 } // namespace qk_cuda

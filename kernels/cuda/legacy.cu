@@ -8,6 +8,7 @@ namespace {
 template <qk_legacy_layout (*Layout)(void), int BLOCK_QK, int BLOCK_BYTES> struct legacy_traits {
     static constexpr int QK = BLOCK_QK, BYTES = BLOCK_BYTES;
     static constexpr bool ROW_STAT = true; /* the imatrix path runs a row at a time */
+    static constexpr bool TILED = true;
     __device__ static void quant(const float *x, const float *qw, float sigma2, uint8_t *b) {
         const qk_legacy_layout t = Layout();
         qk_quant_block_legacy(&t, x, qw, sigma2, b);
@@ -20,6 +21,7 @@ template <qk_legacy_layout (*Layout)(void), int BLOCK_QK, int BLOCK_BYTES> struc
 
 struct q8_0_traits : qk_cuda::no_row_stat {
     static constexpr int QK = QKC_QK8_0, BYTES = QK_Q8_0_BYTES;
+    static constexpr bool TILED = true;
     __device__ static void quant(const float *x, const float *, float, uint8_t *b) { qk_quant_block_q8_0(x, b); }
     __device__ static void dequant(const uint8_t *b, float *y) { qk_dequant_block_q8_0(b, y); }
 };

@@ -8,6 +8,7 @@ namespace {
 
 struct mxfp4_traits : qk_cuda::no_row_stat {
     static constexpr int QK = QKC_QK_MXFP4, BYTES = QK_MXFP4_BYTES;
+    static constexpr bool TILED = true;
     __device__ static void quant(const float *x, const float *, float, uint8_t *b) { qk_quant_block_mxfp4(x, b); }
     __device__ static void dequant(const uint8_t *b, float *y) { qk_dequant_block_mxfp4(b, y); }
 };
