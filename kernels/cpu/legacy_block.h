@@ -62,11 +62,11 @@ static inline QK_HD qk_legacy_layout qk_layout_q5_1(void) {
 /* ---- codes <-> bytes ------------------------------------------------------------------- */
 
 static inline QK_HD void qk_legacy_unpack_codes(const qk_legacy_layout *t, const uint8_t *b, uint8_t *q) {
-    const int half = t->qk / 2;
+    const int n_half = t->qk / 2;
     const uint8_t *qs = b + t->off_qs;
-    for (int j = 0; j < half; j++) {
+    for (int j = 0; j < n_half; j++) {
         q[j] = qs[j] & 0x0F;
-        q[j + half] = qs[j] >> 4;
+        q[j + n_half] = qs[j] >> 4;
     }
     if (t->bits == 5) {
         uint32_t qh = qk_rd32(b + t->off_qh);
@@ -75,9 +75,9 @@ static inline QK_HD void qk_legacy_unpack_codes(const qk_legacy_layout *t, const
 }
 
 static inline QK_HD void qk_legacy_pack_codes(const qk_legacy_layout *t, const uint8_t *q, uint8_t *b) {
-    const int half = t->qk / 2;
+    const int n_half = t->qk / 2;
     uint8_t *qs = b + t->off_qs;
-    for (int j = 0; j < half; j++) qs[j] = (uint8_t)((q[j] & 0x0F) | ((q[j + half] & 0x0F) << 4));
+    for (int j = 0; j < n_half; j++) qs[j] = (uint8_t)((q[j] & 0x0F) | ((q[j + n_half] & 0x0F) << 4));
     if (t->bits == 5) {
         uint32_t qh = 0;
         for (int i = 0; i < t->qk; i++) qh |= (uint32_t)((q[i] >> 4) & 1) << i;

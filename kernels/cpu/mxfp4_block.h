@@ -9,11 +9,11 @@
 #define QK_MXFP4_BYTES  (QK_MXFP4_OFF_QS + QKC_QK_MXFP4 / 2)
 
 static inline QK_HD void qk_dequant_block_mxfp4(const uint8_t *b, float *dst) {
-    const int half = QKC_QK_MXFP4 / 2;
+    const int n_half = QKC_QK_MXFP4 / 2;
     const float d = qk_e8m0_to_f32_half(b[0]);
-    for (int j = 0; j < half; j++) {
+    for (int j = 0; j < n_half; j++) {
         dst[j] = QK_TAB(qk_kvalues_mxfp4)[b[QK_MXFP4_OFF_QS + j] & 15] * d;
-        dst[j + half] = QK_TAB(qk_kvalues_mxfp4)[b[QK_MXFP4_OFF_QS + j] >> 4] * d;
+        dst[j + n_half] = QK_TAB(qk_kvalues_mxfp4)[b[QK_MXFP4_OFF_QS + j] >> 4] * d;
     }
 }
 
@@ -63,14 +63,14 @@ static inline QK_HD int qk_mxfp4_nearest_code(float x, float d) {
 
 /* MXFP4's rounding is fixed by the format: no imatrix to weigh. */
 static inline QK_HD void qk_quant_block_mxfp4(const float *x, uint8_t *b) {
-    const int half = QKC_QK_MXFP4 / 2;
+    const int n_half = QKC_QK_MXFP4 / 2;
     float amax = 0.0f;
     for (int j = 0; j < QKC_QK_MXFP4; j++) amax = fmaxf(amax, fabsf(x[j]));
     const uint8_t e = amax > 0.0f ? (uint8_t)(qk_floor_log2_rounded(amax) - 2 + 127) : 0;
     const float d = qk_e8m0_to_f32_half(e);
     b[0] = e;
-    for (int j = 0; j < half; j++)
-        b[QK_MXFP4_OFF_QS + j] = (uint8_t)(qk_mxfp4_nearest_code(x[j], d) | qk_mxfp4_nearest_code(x[j + half], d) << 4);
+    for (int j = 0; j < n_half; j++)
+        b[QK_MXFP4_OFF_QS + j] = (uint8_t)(qk_mxfp4_nearest_code(x[j], d) | qk_mxfp4_nearest_code(x[j + n_half], d) << 4);
 }
 
 #endif

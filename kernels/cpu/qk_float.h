@@ -53,8 +53,8 @@ static inline QK_HD uint16_t qk_f32_to_fp16(float f) {
         uint32_t shift = 126 - e; /* value = m * 2^(e-150); want m * 2^(e-150+24) */
         uint32_t q = m >> shift;
         uint32_t rem = m & ((1u << shift) - 1);
-        uint32_t half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (q & 1))) q++;
+        uint32_t tie = 1u << (shift - 1);
+        if (rem > tie || (rem == tie && (q & 1))) q++;
         return sign | (uint16_t)q;
     }
     uint32_t q = ax - 0x38000000u; /* rebias exponent 127 -> 15 */
