@@ -7,8 +7,7 @@ namespace {
 /* Q4_0..Q5_1 with an imatrix weigh by the row's mean square, summed as the CPU sums it. */
 template <qk_legacy_layout (*Layout)(void), int BLOCK_QK, int BLOCK_BYTES> struct legacy_traits {
     static constexpr int QK = BLOCK_QK, BYTES = BLOCK_BYTES;
-    static constexpr bool ROW_STAT = true; /* the imatrix path runs a row at a time */
-    static constexpr bool TILED = true;
+    static constexpr bool ROW_STAT = true; /* the imatrix path runs a row at a time; the other is tiled */
     __device__ static void quant(const float *x, const float *qw, float sigma2, uint8_t *b) {
         const qk_legacy_layout t = Layout();
         qk_quant_block_legacy(&t, x, qw, sigma2, b);
