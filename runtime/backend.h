@@ -53,7 +53,23 @@ typedef struct qk_backend {
 
     qk_status (*quantize)(qk_context *ctx, void *state, const qk_quantize_args *args);
     qk_status (*dequantize)(qk_context *ctx, void *state, const qk_dequantize_args *args);
+
+    /* Streaming (optional: all four or none). A file-sized quantize is a stream of steps whose
+     * read, upload, kernel, download and write should overlap: two queues, each holding one
+     * step at a time, let the host fill one step's pinned buffers while the device works on
+     * the other's. host_alloc gives host memory the device copies from and to asynchronously
+     * (page-locked). quantize_queued only enqueues: args' src and dst are host_alloc memory and
+     * the imatrix host memory, all of which must stay valid and unchanged until wait_queue
+     * returns; the queue must be idle (waited for). wait_queue waits for the queue's step and
+     * returns its status, QK_ERR_VALUE naming row and column on a NaN/Inf input as quantize
+     * does (dst then holds no result); an idle queue returns QK_OK at once. */
+    qk_status (*host_alloc)(qk_context *ctx, void *state, size_t bytes, void **host);
+    void (*host_free)(void *state, void *host);
+    qk_status (*quantize_queued)(qk_context *ctx, void *state, int queue, const qk_quantize_args *args);
+    qk_status (*wait_queue)(qk_context *ctx, void *state, int queue);
 } qk_backend;
+
+#define QK_QUEUES 2 /* queues of quantize_queued: one step in flight while the next is read */
 
 extern const qk_backend qk_backend_cpu;
 extern const qk_backend qk_backend_cuda; /* built with QK_CUDA; no devices without a GPU/driver */

@@ -29,4 +29,10 @@ qk_status qk_fail(qk_context *ctx, qk_status status, const char *fmt, ...) __att
 /* Element size of a float type used as src/dst of an operation; 0 for other types. */
 size_t qk_float_type_size(qk_type t);
 
+/* qk_quantize through the backend's streaming queues (backend.h: quantize_queued), with
+ * qk_quantize's checks: desc's src and dst are host memory from backend->host_alloc and, with
+ * the imatrix, stay untouched until qk_quantize_wait(ctx, queue) returns the step's status. */
+qk_status qk_quantize_queued(qk_context *ctx, int queue, const qk_quantize_desc *desc);
+qk_status qk_quantize_wait(qk_context *ctx, int queue);
+
 #endif

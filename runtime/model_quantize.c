@@ -176,6 +176,31 @@ static int assign_splits(qk_model_tensor *ts, const size_t *src_split, size_t n,
 
 /* ---- the data pass ----------------------------------------------------------------------- */
 
+/* One step of a tensor: `rows` rows from `first_row` (rows of all experts counted together),
+ * covering `mats` whole experts from expert first_row / rows_per_mat, or part of one. Row r of
+ * the step is weighted by imatrix + (r / rows_per_im) * cols (imatrix_len values), or not. */
+typedef struct step {
+    int64_t first_row, rows, mats;
+    const float *imatrix;
+    int64_t imatrix_len, rows_per_im;
+} step;
+
+typedef struct error_sums {
+    double err, sig, w;
+} error_sums;
+
+/* A step queued on one of the device's queues (the overlapped path): its pinned buffers, and
+ * what writing its output needs once it is done. */
+typedef struct slot {
+    void *src, *dst; /* pinned, buf_bytes each */
+    size_t i;        /* tensor index */
+    qk_model_tensor *t;
+    qk_gguf_writer *w;
+    step sp;
+    int last;  /* the tensor's last step */
+    double t0; /* when the tensor started */
+} slot;
+
 typedef struct stream_state {
     qk_context *ctx;
     const qk_model_quantize_params *p;
@@ -186,6 +211,13 @@ typedef struct stream_state {
     float *check;           /* dequantized output for error measurement */
     uint64_t bytes_done, bytes_total;
     double t0;
+    size_t n_tensors;
+    /* Step k goes to queue and slot k % QK_QUEUES; completing the oldest first keeps the
+     * output in order. */
+    slot slots[QK_QUEUES];
+    uint64_t queued, completed;
+    error_sums acc;   /* of the tensor whose steps are being completed */
+    double last_done; /* when the previous tensor's last bytes were written */
 } stream_state;
 
 /* The context that runs (op, type): the device's, or the CPU reference where the device has no
@@ -230,23 +262,23 @@ static qk_status check_cancel(stream_state *s) {
     return QK_OK;
 }
 
-static void report(stream_state *s, size_t i, size_t n, const char *name, int done) {
+static void report(stream_state *s, size_t i, const char *name, int done) {
     if (!s->p->progress) return;
-    qk_model_progress pr = {i, n, name, s->bytes_done, s->bytes_total, now_seconds() - s->t0, done};
+    qk_model_progress pr = {i, s->n_tensors, name, s->bytes_done, s->bytes_total, now_seconds() - s->t0, done};
     s->p->progress(s->p->user, &pr);
 }
 
-static qk_status copy_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_tensor *src, size_t i, size_t n) {
+static qk_status copy_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_tensor *src, size_t i) {
     uint64_t off = 0;
     while (off < src->bytes) {
         qk_status st = check_cancel(s);
         if (st) return st;
-        size_t step = src->bytes - off < s->chunk_bytes ? (size_t)(src->bytes - off) : s->chunk_bytes;
-        st = qk_gguf_writer_write(w, src->data + off, step);
+        size_t bytes = src->bytes - off < s->chunk_bytes ? (size_t)(src->bytes - off) : s->chunk_bytes;
+        st = qk_gguf_writer_write(w, src->data + off, bytes);
         if (st) return forward_error(s->ctx, st);
-        off += step;
-        s->bytes_done += step;
-        report(s, i, n, src->name, 0);
+        off += bytes;
+        s->bytes_done += bytes;
+        report(s, i, src->name, 0);
     }
     return QK_OK;
 }
@@ -268,24 +300,20 @@ static qk_status to_f32(stream_state *s, qk_type type, const void *src, size_t s
     return run_dequantize(s, &d);
 }
 
-typedef struct error_sums {
-    double err, sig, w;
-} error_sums;
-
 static qk_status measure(stream_state *s, const qk_model_tensor *t, const void *src, size_t src_bytes, const void *out,
-                         size_t out_bytes, int64_t rows, const float *imatrix, int64_t rows_per_im, error_sums *acc) {
-    int64_t cols = t->ne[0];
+                         size_t out_bytes, const step *sp) {
+    int64_t cols = t->ne[0], rows = sp->rows;
     float *x = (float *)s->src_f32;
     qk_status st = to_f32(s, t->src_type, src, src_bytes, rows, cols, x);
     if (st == QK_OK) st = to_f32(s, t->type, out, out_bytes, rows, cols, s->check);
     if (st) return st;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++) {
-            double w = imatrix ? imatrix[(r / rows_per_im) * cols + c] : 1.0, v = x[r * cols + c],
+            double w = sp->imatrix ? sp->imatrix[(r / sp->rows_per_im) * cols + c] : 1.0, v = x[r * cols + c],
                    d = v - s->check[r * cols + c];
-            acc->err += w * d * d;
-            acc->sig += w * v * v;
-            acc->w += w;
+            s->acc.err += w * d * d;
+            s->acc.sig += w * v * v;
+            s->acc.w += w;
         }
     return QK_OK;
 }
@@ -312,82 +340,189 @@ static qk_status locate_bad_value(stream_state *s, const qk_model_tensor *t, con
     return tensor_error(s->ctx, QK_ERR_VALUE, t->name, -1);
 }
 
-/* One step of a tensor: `rows` rows from `first_row` (rows of all experts counted together),
- * covering `mats` whole experts from expert first_row / rows_per_mat, or part of one. */
-typedef struct step {
-    int64_t first_row, rows, mats;
-} step;
+/* Rows per step: bounded by the chunk size of the largest per-row buffer. */
+static int64_t rows_per_step(const stream_state *s, const qk_model_tensor *t) {
+    const int64_t cols = t->ne[0];
+    size_t widest = qk_type_row_bytes(t->src_type, cols), dst_row = qk_type_row_bytes(t->type, cols);
+    if (dst_row > widest) widest = dst_row;
+    if ((size_t)cols * sizeof(float) > widest) widest = (size_t)cols * sizeof(float);
+    int64_t rows = (int64_t)(s->chunk_bytes / widest);
+    return rows < 1 ? 1 : rows;
+}
 
-static qk_status convert_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_tensor *src, qk_model_tensor *t,
-                                const qk_imatrix_entry *ie, size_t i, size_t n) {
+/* The step from `row`. Whole experts go together when they fit a step, each weighted by its own
+ * imatrix slice (qk_quantize takes one slice per equal group of rows): one device call per step
+ * rather than per expert. A legacy imatrix entry is one flat vector of ne[0] * ne[2] values. */
+static step plan_step(const qk_model_tensor *t, const qk_imatrix_entry *ie, int64_t row, int64_t step_rows) {
     const int64_t cols = t->ne[0], rows_per_mat = t->ne[1], n_mat = t->ne[2] * t->ne[3];
-    const size_t src_row = qk_type_row_bytes(t->src_type, cols), dst_row = qk_type_row_bytes(t->type, cols);
-    const size_t f32_row = (size_t)cols * sizeof(float);
-    /* Rows per step: bounded by the chunk size of the largest per-row buffer. */
-    size_t widest = src_row > dst_row ? src_row : dst_row;
-    if (f32_row > widest) widest = f32_row;
-    int64_t step_rows = (int64_t)(s->chunk_bytes / widest);
-    if (step_rows < 1) step_rows = 1;
-    const qk_format *sf = qk_format_of(t->src_type);
-    const int requant = sf->family != QK_FAMILY_FLOAT;
-    error_sums acc = {0, 0, 0};
+    const int64_t m = row / rows_per_mat, r0 = row % rows_per_mat;
+    step sp = {row, 0, 1, NULL, 0, 0};
+    if (r0 == 0 && rows_per_mat <= step_rows) {
+        sp.mats = step_rows / rows_per_mat;
+        if (sp.mats > n_mat - m) sp.mats = n_mat - m;
+        if (sp.mats > t->ne[2] - m % t->ne[2]) sp.mats = t->ne[2] - m % t->ne[2]; /* slices stay contiguous */
+        sp.rows = sp.mats * rows_per_mat;
+    } else {
+        sp.rows = rows_per_mat - r0 < step_rows ? rows_per_mat - r0 : step_rows;
+    }
+    if (ie) {
+        sp.imatrix = ie->values + (t->ne[2] > 1 ? (m % t->ne[2]) * cols : 0);
+        sp.imatrix_len = cols * (t->ne[2] > 1 ? sp.mats : 1);
+    }
+    sp.rows_per_im = t->ne[2] > 1 ? rows_per_mat : sp.rows;
+    return sp;
+}
 
-    /* Whole experts go together when they fit a step, each weighted by its own imatrix slice
-     * (qk_quantize takes one slice per equal group of rows): one device call per step rather
-     * than per expert. A legacy imatrix entry is one flat vector of ne[0] * ne[2] values. */
-    for (int64_t row = 0; row < n_mat * rows_per_mat;) {
+/* The expert a step starts in, for messages; -1 for a tensor of one matrix. */
+static int64_t expert_of(const qk_model_tensor *t, const step *sp) {
+    return t->ne[2] * t->ne[3] > 1 ? sp->first_row / t->ne[1] : -1;
+}
+
+static qk_quantize_desc step_desc(const qk_model_tensor *t, const step *sp, const void *src, qk_type src_type,
+                                  void *dst) {
+    qk_quantize_desc q = qk_quantize_default_desc();
+    q.type = t->type;
+    q.src_type = src_type;
+    q.rows = sp->rows;
+    q.cols = t->ne[0];
+    q.src = qk_host((void *)src, (size_t)sp->rows * qk_type_row_bytes(src_type, q.cols));
+    q.dst = qk_host(dst, (size_t)sp->rows * qk_type_row_bytes(t->type, q.cols));
+    q.imatrix = sp->imatrix;
+    q.imatrix_len = sp->imatrix_len;
+    return q;
+}
+
+/* A step's output is ready: measure it against `src` (its input as read), write it, count it. */
+static qk_status finish_step(stream_state *s, qk_gguf_writer *w, size_t i, const qk_model_tensor *t, const step *sp,
+                             const void *src, const void *dst) {
+    const size_t src_bytes = (size_t)sp->rows * qk_type_row_bytes(t->src_type, t->ne[0]);
+    const size_t dst_bytes = (size_t)sp->rows * qk_type_row_bytes(t->type, t->ne[0]);
+    qk_status st;
+    if (s->p->measure_error && (st = measure(s, t, src, src_bytes, dst, dst_bytes, sp)))
+        return tensor_error(s->ctx, st, t->name, expert_of(t, sp));
+    if ((st = qk_gguf_writer_write(w, dst, dst_bytes))) return forward_error(s->ctx, st);
+    s->bytes_done += src_bytes;
+    report(s, i, t->name, 0);
+    return QK_OK;
+}
+
+/* A tensor's last bytes are written. Its time runs from its start, or from the previous
+ * tensor's end where the two overlapped, so that the tensors' times add up to the pass's. */
+static void tensor_done(stream_state *s, size_t i, qk_model_tensor *t, double t0) {
+    if (s->p->measure_error && s->acc.w > 0) {
+        t->rmse = sqrt(s->acc.err / s->acc.w);
+        t->rel_rmse = s->acc.sig > 0 ? sqrt(s->acc.err / s->acc.sig) : 0.0;
+    }
+    s->acc = (error_sums){0, 0, 0};
+    double now = now_seconds();
+    t->seconds = now - (t0 > s->last_done ? t0 : s->last_done);
+    s->last_done = now;
+    report(s, i, t->name, 1);
+}
+
+/* The synchronous path: each step read, converted and written before the next. */
+static qk_status convert_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_tensor *src, qk_model_tensor *t,
+                                const qk_imatrix_entry *ie, size_t i) {
+    const int64_t cols = t->ne[0], total_rows = t->ne[1] * t->ne[2] * t->ne[3], step_rows = rows_per_step(s, t);
+    const size_t src_row = qk_type_row_bytes(t->src_type, cols);
+    const int requant = qk_format_of(t->src_type)->family != QK_FAMILY_FLOAT;
+    for (int64_t row = 0; row < total_rows;) {
         qk_status st = check_cancel(s);
         if (st) return st;
-        const int64_t m = row / rows_per_mat, r0 = row % rows_per_mat;
-        step sp = {row, 0, 1};
-        if (r0 == 0 && rows_per_mat <= step_rows) {
-            sp.mats = step_rows / rows_per_mat;
-            if (sp.mats > n_mat - m) sp.mats = n_mat - m;
-            if (sp.mats > t->ne[2] - m % t->ne[2]) sp.mats = t->ne[2] - m % t->ne[2]; /* slices stay contiguous */
-            sp.rows = sp.mats * rows_per_mat;
-        } else {
-            sp.rows = rows_per_mat - r0 < step_rows ? rows_per_mat - r0 : step_rows;
-        }
-        const float *imatrix = ie ? ie->values + (t->ne[2] > 1 ? (m % t->ne[2]) * cols : 0) : NULL;
-        const int64_t rows = sp.rows;
+        const step sp = plan_step(t, ie, row, step_rows);
         const unsigned char *in = src->data + (uint64_t)row * src_row;
         const void *qsrc = in;
         qk_type qsrc_type = t->src_type;
         if (requant) {
-            st = to_f32(s, t->src_type, in, (size_t)rows * src_row, rows, cols, (float *)s->src_f32);
-            if (st) return tensor_error(s->ctx, st, t->name, n_mat > 1 ? m : -1);
+            st = to_f32(s, t->src_type, in, (size_t)sp.rows * src_row, sp.rows, cols, (float *)s->src_f32);
+            if (st) return tensor_error(s->ctx, st, t->name, expert_of(t, &sp));
             qsrc = s->src_f32;
             qsrc_type = QK_TYPE_F32;
         }
-        qk_quantize_desc q = qk_quantize_default_desc();
-        q.type = t->type;
-        q.src_type = qsrc_type;
-        q.rows = rows;
-        q.cols = cols;
-        q.src = qk_host((void *)qsrc, (size_t)rows * qk_type_row_bytes(qsrc_type, cols));
-        q.dst = qk_host(s->dst, (size_t)rows * dst_row);
-        q.imatrix = imatrix;
-        q.imatrix_len = imatrix ? cols * (t->ne[2] > 1 ? sp.mats : 1) : 0;
+        qk_quantize_desc q = step_desc(t, &sp, qsrc, qsrc_type, s->dst);
         st = run_quantize(s, &q);
-        if (st == QK_ERR_VALUE) return locate_bad_value(s, t, qsrc, qsrc_type, rows, row);
-        if (st) return tensor_error(s->ctx, st, t->name, n_mat > 1 ? m : -1);
-        if (s->p->measure_error) {
-            const int64_t rows_per_im = t->ne[2] > 1 ? rows_per_mat : rows;
-            st = measure(s, t, in, (size_t)rows * src_row, s->dst, (size_t)rows * dst_row, rows, imatrix, rows_per_im,
-                         &acc);
-            if (st) return tensor_error(s->ctx, st, t->name, n_mat > 1 ? m : -1);
-        }
-        st = qk_gguf_writer_write(w, s->dst, (size_t)rows * dst_row);
-        if (st) return forward_error(s->ctx, st);
-        s->bytes_done += (uint64_t)rows * src_row;
-        report(s, i, n, t->name, 0);
-        row += rows;
-    }
-    if (s->p->measure_error && acc.w > 0) {
-        t->rmse = sqrt(acc.err / acc.w);
-        t->rel_rmse = acc.sig > 0 ? sqrt(acc.err / acc.sig) : 0.0;
+        if (st == QK_ERR_VALUE) return locate_bad_value(s, t, qsrc, qsrc_type, sp.rows, row);
+        if (st) return tensor_error(s->ctx, st, t->name, expert_of(t, &sp));
+        if ((st = finish_step(s, w, i, t, &sp, in, s->dst))) return st;
+        row += sp.rows;
     }
     return QK_OK;
+}
+
+/* ---- the overlapped path ------------------------------------------------------------------- */
+
+/* Float sources on a device with queues and a kernel for the type. Requantizing (a dequantize
+ * first), the CPU fallback for a type and raw copies stay on the synchronous path. */
+static int overlapped(const stream_state *s, const qk_model_tensor *t) {
+    const qk_backend *b = s->ctx->backend;
+    return t->converted && !s->p->no_overlap && b->quantize_queued &&
+           qk_format_of(t->src_type)->family == QK_FAMILY_FLOAT && b->supports(s->ctx->state, QK_OP_QUANTIZE, t->type);
+}
+
+/* Waits for the oldest queued step and writes it. */
+static qk_status complete_step(stream_state *s) {
+    const int queue = (int)(s->completed++ % QK_QUEUES);
+    const slot *sl = &s->slots[queue];
+    qk_status st = qk_quantize_wait(s->ctx, queue);
+    if (st == QK_ERR_VALUE) return locate_bad_value(s, sl->t, sl->src, sl->t->src_type, sl->sp.rows, sl->sp.first_row);
+    if (st) return tensor_error(s->ctx, st, sl->t->name, expert_of(sl->t, &sl->sp));
+    if ((st = finish_step(s, sl->w, sl->i, sl->t, &sl->sp, sl->src, sl->dst))) return st;
+    if (sl->last) tensor_done(s, sl->i, sl->t, sl->t0);
+    return QK_OK;
+}
+
+/* Completes every queued step: before a step of the synchronous path, whose write must follow
+ * theirs, and at the end. */
+static qk_status drain(stream_state *s) {
+    while (s->completed < s->queued) {
+        qk_status st = complete_step(s);
+        if (st) return st;
+    }
+    return QK_OK;
+}
+
+/* convert_tensor, overlapped: while the device works on one queue's step, the host writes the
+ * step before it and reads the next one into the other queue's pinned buffer. A tensor's last
+ * steps complete while the next tensor's first ones are queued; tensor_done then finishes it. */
+static qk_status queue_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_tensor *src, qk_model_tensor *t,
+                              const qk_imatrix_entry *ie, size_t i, double t0) {
+    const int64_t total_rows = t->ne[1] * t->ne[2] * t->ne[3], step_rows = rows_per_step(s, t);
+    const size_t src_row = qk_type_row_bytes(t->src_type, t->ne[0]);
+    for (int64_t row = 0; row < total_rows;) {
+        qk_status st = check_cancel(s);
+        if (st) return st;
+        if (s->queued - s->completed == QK_QUEUES && (st = complete_step(s))) return st;
+        const int queue = (int)(s->queued % QK_QUEUES);
+        slot *sl = &s->slots[queue];
+        sl->i = i;
+        sl->t = t;
+        sl->w = w;
+        sl->sp = plan_step(t, ie, row, step_rows);
+        sl->last = row + sl->sp.rows == total_rows;
+        sl->t0 = t0;
+        /* The read: the mapped input's page faults are taken here, beside the device's work. */
+        memcpy(sl->src, src->data + (uint64_t)row * src_row, (size_t)sl->sp.rows * src_row);
+        qk_quantize_desc q = step_desc(t, &sl->sp, sl->src, t->src_type, sl->dst);
+        if ((st = qk_quantize_queued(s->ctx, queue, &q)))
+            return tensor_error(s->ctx, st, t->name, expert_of(t, &sl->sp));
+        s->queued++;
+        row += sl->sp.rows;
+    }
+    return QK_OK;
+}
+
+/* After a failure steps may still be queued, reading and writing the pinned buffers: wait for
+ * them (keeping the failure's message) before freeing. */
+static void free_slots(stream_state *s) {
+    if (!s->ctx || !s->ctx->backend->host_free) return;
+    char msg[QK_ERROR_LEN];
+    memcpy(msg, s->ctx->error, sizeof msg);
+    for (int k = 0; k < QK_QUEUES; k++) qk_quantize_wait(s->ctx, k);
+    memcpy(s->ctx->error, msg, sizeof msg);
+    for (int k = 0; k < QK_QUEUES; k++) {
+        if (s->slots[k].src) s->ctx->backend->host_free(s->ctx->state, s->slots[k].src);
+        if (s->slots[k].dst) s->ctx->backend->host_free(s->ctx->state, s->slots[k].dst);
+    }
 }
 
 /* ---- the whole path ---------------------------------------------------------------------- */
@@ -405,6 +540,7 @@ typedef struct run {
 } run;
 
 static void run_free(run *r) {
+    free_slots(&r->s);
     for (int i = 0; i < r->n_w; i++) qk_gguf_writer_free(r->w[i]); /* removes unfinished temporaries */
     free(r->w);
     free(r->s.src_f32);
@@ -522,13 +658,16 @@ static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_pa
     s->ctx = ctx;
     s->p = p;
     s->chunk_bytes = p->chunk_bytes ? p->chunk_bytes : DEFAULT_CHUNK_BYTES;
+    s->n_tensors = res->n_tensors;
     /* Buffers sized for the widest row of any converted tensor, at least one row. */
     size_t widest = 0;
+    int any_overlapped = 0;
     for (size_t i = 0; i < res->n_tensors; i++) {
         const qk_model_tensor *t = &res->tensors[i];
         if (!t->converted) continue;
         size_t f32_row = (size_t)t->ne[0] * sizeof(float);
         if (f32_row > widest) widest = f32_row;
+        any_overlapped |= overlapped(s, t);
     }
     size_t buf_bytes = widest > s->chunk_bytes ? widest : s->chunk_bytes;
     if (widest) {
@@ -538,21 +677,33 @@ static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_pa
         if (!s->dst || !s->src_f32 || (p->measure_error && !s->check))
             return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory for %zu-byte staging buffers", buf_bytes);
     }
+    for (int k = 0; any_overlapped && k < QK_QUEUES; k++) {
+        qk_status st = ctx->backend->host_alloc(ctx, ctx->state, buf_bytes, &s->slots[k].src);
+        if (st == QK_OK) st = ctx->backend->host_alloc(ctx, ctx->state, buf_bytes, &s->slots[k].dst);
+        if (st) return st;
+    }
     s->bytes_total = res->in_bytes;
     s->t0 = now_seconds();
     for (size_t i = 0; i < res->n_tensors; i++) {
         qk_model_tensor *t = &res->tensors[i];
         const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
-        double t0 = now_seconds();
-        report(s, i, res->n_tensors, t->name, 0);
-        qk_status st = t->converted ? convert_tensor(s, r->w[t->split], src, t, r->ie[i], i, res->n_tensors)
-                                    : copy_tensor(s, r->w[t->split], src, i, res->n_tensors);
+        const double t0 = now_seconds();
+        qk_status st;
+        if (overlapped(s, t)) {
+            /* finished (tensor_done) by the completion of its last step, possibly later */
+            if ((st = queue_tensor(s, r->w[t->split], src, t, r->ie[i], i, t0))) return st;
+            qk_gguf_release_tensor(r->in, r->pe[i].tensor); /* all its bytes are in pinned buffers */
+            continue;
+        }
+        if ((st = drain(s))) return st; /* writes stay in order */
+        report(s, i, t->name, 0);
+        st = t->converted ? convert_tensor(s, r->w[t->split], src, t, r->ie[i], i)
+                          : copy_tensor(s, r->w[t->split], src, i);
         if (st) return st;
         qk_gguf_release_tensor(r->in, r->pe[i].tensor);
-        t->seconds = now_seconds() - t0;
-        report(s, i, res->n_tensors, t->name, 1);
+        tensor_done(s, i, t, t0);
     }
-    return QK_OK;
+    return drain(s);
 }
 
 qk_status qk_model_quantize(qk_context *ctx, const qk_model_quantize_params *p, qk_model_quantize_result *res) {

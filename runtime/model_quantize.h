@@ -1,7 +1,9 @@
 /* The file-to-file path of `qkern quantize`: a GGUF model (one file or split) in, a quantized
  * GGUF model out, with llama-quantize's plan, imatrix matching and metadata. Tensors are
  * streamed from the mapped input through the context's device in row chunks, so a model
- * larger than RAM works; the output appears under its name only when it is complete. */
+ * larger than RAM works; where the backend has queues, two chunks are in flight, one read and
+ * written by the host while the device converts the other. The output appears under its name
+ * only when it is complete. */
 #ifndef QK_MODEL_QUANTIZE_H
 #define QK_MODEL_QUANTIZE_H
 
@@ -52,6 +54,9 @@ typedef struct qk_model_quantize_params {
     int dry_run;                   /* plan only: fill the result, write nothing */
     int measure_error;             /* fill rmse/rel_rmse (costs a dequantize pass) */
     size_t chunk_bytes;            /* input bytes per step; 0: 64 MiB */
+    int no_overlap;                /* 1: every step read, converted and written before the next,
+                                      even where the device could overlap them (same output;
+                                      for tests and measurements) */
     volatile sig_atomic_t *cancel; /* polled between chunks; non-zero aborts with QK_ERR_IO */
     void (*progress)(void *user, const qk_model_progress *p);
     void *user;

@@ -1,6 +1,6 @@
-/* qk_quantize and qk_dequantize (and their asynchronous forms of qkern_cuda.h): argument checks
- * shared by every backend, staging of host memory for backends that cannot address it, then
- * dispatch. */
+/* qk_quantize and qk_dequantize (and their asynchronous forms of qkern_cuda.h, and the queued
+ * form that model_quantize.c streams through): argument checks shared by every backend, staging
+ * of host memory for backends that cannot address it, then dispatch. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -50,8 +50,7 @@ static qk_status resolve(qk_context *ctx, const qk_mem *m, size_t need, int is_i
         return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: no memory given (host pointer and buffer are NULL)", what);
     if (m->bytes < need) return qk_fail(ctx, QK_ERR_BUFFER, "%s: %zu bytes given, %zu needed", what, m->bytes, need);
     if (async)
-        return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: an asynchronous call takes device memory, not host memory",
-                       what);
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: an asynchronous call takes device memory, not host memory", what);
     if (ctx->backend->host_memory) {
         op->addr = m->host;
         return QK_OK;
@@ -152,8 +151,9 @@ static qk_status check_async(qk_context *ctx, const char *what) {
     return QK_OK;
 }
 
-/* async: enqueue on `stream` (device memory only, imatrix in device memory, no NaN scan). */
-static qk_status quantize(qk_context *ctx, const qk_quantize_desc *d, int async, void *stream) {
+/* The checks of every form of quantize; fills the byte counts of src and dst. */
+static qk_status check_quantize(qk_context *ctx, const qk_quantize_desc *d, int async, size_t *src_bytes,
+                                size_t *dst_bytes) {
     if (!ctx) return qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_quantize: context is NULL");
     if (!d) return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_quantize: desc is NULL");
     if (d->struct_size < sizeof *d)
@@ -162,16 +162,25 @@ static qk_status quantize(qk_context *ctx, const qk_quantize_desc *d, int async,
     if (d->flags & ~(unsigned)QK_QUANTIZE_ALLOW_NO_IMATRIX)
         return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_quantize: unknown flags 0x%x", d->flags);
     const qk_format *f;
-    size_t row_bytes, src_bytes;
-    qk_status st = check_shape(ctx, "qk_quantize", d->type, d->src_type, d->rows, d->cols, &f, &row_bytes, &src_bytes);
+    size_t row_bytes;
+    qk_status st = check_shape(ctx, "qk_quantize", d->type, d->src_type, d->rows, d->cols, &f, &row_bytes, src_bytes);
     if (st != QK_OK) return st;
     if ((st = check_imatrix(ctx, d, f, !async)) != QK_OK) return st;
     if (!ctx->backend->supports(ctx->state, QK_OP_QUANTIZE, d->type))
         return qk_fail(ctx, QK_ERR_UNSUPPORTED, "%s cannot quantize to %s", ctx->backend->name, f->name);
+    *dst_bytes = row_bytes * (size_t)d->rows;
+    return QK_OK;
+}
+
+/* async: enqueue on `stream` (device memory only, imatrix in device memory, no NaN scan). */
+static qk_status quantize(qk_context *ctx, const qk_quantize_desc *d, int async, void *stream) {
+    size_t src_bytes = 0, dst_bytes = 0;
+    qk_status st = check_quantize(ctx, d, async, &src_bytes, &dst_bytes);
+    if (st != QK_OK) return st;
 
     operand src, dst;
     if ((st = resolve(ctx, &d->src, src_bytes, 1, async, "qk_quantize: src", &src)) != QK_OK) return st;
-    if ((st = resolve(ctx, &d->dst, row_bytes * (size_t)d->rows, 0, async, "qk_quantize: dst", &dst)) != QK_OK) {
+    if ((st = resolve(ctx, &d->dst, dst_bytes, 0, async, "qk_quantize: dst", &dst)) != QK_OK) {
         release(ctx, &src);
         return st;
     }
@@ -191,6 +200,45 @@ qk_status qk_quantize(qk_context *ctx, const qk_quantize_desc *d) { return quant
 qk_status qk_cuda_quantize_async(qk_context *ctx, const qk_quantize_desc *d, qk_cuda_stream stream) {
     qk_status st = check_async(ctx, "qk_cuda_quantize_async");
     return st != QK_OK ? st : quantize(ctx, d, 1, stream);
+}
+
+/* Host memory only, and no staging: the backend copies from and to it on the queue. */
+static qk_status check_queued_operand(qk_context *ctx, const qk_mem *m, size_t need, const char *what) {
+    if (!m->host || m->buffer || m->device)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: a queued call takes host memory from host_alloc", what);
+    if (m->bytes < need) return qk_fail(ctx, QK_ERR_BUFFER, "%s: %zu bytes given, %zu needed", what, m->bytes, need);
+    return QK_OK;
+}
+
+qk_status qk_quantize_queued(qk_context *ctx, int queue, const qk_quantize_desc *d) {
+    size_t src_bytes = 0, dst_bytes = 0;
+    qk_status st = check_quantize(ctx, d, 0, &src_bytes, &dst_bytes);
+    if (st != QK_OK) return st;
+    if (!ctx->backend->quantize_queued)
+        return qk_fail(ctx, QK_ERR_UNSUPPORTED, "%s has no queues to stream through", ctx->backend->name);
+    if (queue < 0 || queue >= QK_QUEUES)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_quantize_queued: queue %d (there are %d)", queue, QK_QUEUES);
+    if ((st = check_queued_operand(ctx, &d->src, src_bytes, "qk_quantize_queued: src")) != QK_OK ||
+        (st = check_queued_operand(ctx, &d->dst, dst_bytes, "qk_quantize_queued: dst")) != QK_OK)
+        return st;
+    qk_quantize_args a = {.type = d->type,
+                          .src_type = d->src_type,
+                          .rows = d->rows,
+                          .cols = d->cols,
+                          .src = d->src.host,
+                          .dst = d->dst.host,
+                          .imatrix = d->imatrix,
+                          .imatrix_mats = d->imatrix ? d->imatrix_len / d->cols : 0};
+    st = ctx->backend->quantize_queued(ctx, ctx->state, queue, &a);
+    if (st == QK_OK) ctx->error[0] = 0;
+    return st;
+}
+
+qk_status qk_quantize_wait(qk_context *ctx, int queue) {
+    if (!ctx->backend->wait_queue || queue < 0 || queue >= QK_QUEUES) return QK_OK; /* nothing can be queued */
+    qk_status st = ctx->backend->wait_queue(ctx, ctx->state, queue);
+    if (st == QK_OK) ctx->error[0] = 0;
+    return st;
 }
 
 static qk_status dequantize(qk_context *ctx, const qk_dequantize_desc *d, int async, void *stream) {

@@ -233,7 +233,7 @@ done:
 }
 
 static int same_file(const char *a, const char *b) {
-    size_t na, nb;
+    size_t na = 0, nb = 0;
     unsigned char *x = tu_read_file(dir, a, &na), *y = tu_read_file(dir, b, &nb);
     int same = x && y && na == nb && !memcmp(x, y, na);
     free(x);
@@ -420,6 +420,63 @@ static void test_failures_leave_nothing_behind(const char *model, const char *im
     CHECK(dir_entries() == before, "failures left %d files behind", dir_entries() - before);
 }
 
+static qk_status run_overlap(const char *in, const char *out, const char *preset, const char *imatrix, int no_overlap,
+                             qk_model_quantize_result *res) {
+    qk_model_quantize_params p;
+    qk_model_quantize_params_init(&p);
+    p.input = in;
+    p.output = out;
+    p.plan.ftype = qk_ftype_from_name(preset);
+    p.imatrix_path = imatrix;
+    p.chunk_bytes = 4096; /* 4 rows of 256 values a step: tens of steps per tensor */
+    p.measure_error = 1;
+    p.no_overlap = no_overlap;
+    return qk_model_quantize(ctx, &p, res);
+}
+
+/* The overlapped path (steps read into pinned buffers and queued while the one before runs;
+ * on the CPU backend the queues defer each step to its wait, so a step written before it is
+ * waited for is wrong here too) writes the synchronous path's file byte for byte and measures
+ * the same errors, with many steps per tensor so that both queues alternate within tensors and
+ * across their boundaries; and a NaN is still named by tensor, expert, row and column. */
+static void test_overlapped_output_equals_synchronous(const char *model, const char *imatrix) {
+    const char *presets[] = {"Q4_K_M", "IQ2_XXS", "Q8_0"};
+    char out1[300], out2[300];
+    path_in(out1, sizeof out1, "overlap.gguf");
+    path_in(out2, sizeof out2, "sync.gguf");
+    for (size_t k = 0; k < sizeof presets / sizeof presets[0]; k++) {
+        qk_model_quantize_result a, b;
+        CHECK(run_overlap(model, out1, presets[k], imatrix, 0, &a) == QK_OK, "%s overlapped: %s", presets[k],
+              qk_last_error(ctx));
+        CHECK(run_overlap(model, out2, presets[k], imatrix, 1, &b) == QK_OK, "%s synchronous: %s", presets[k],
+              qk_last_error(ctx));
+        CHECK(same_file("overlap.gguf", "sync.gguf"), "%s: the overlapped and synchronous files differ", presets[k]);
+        for (size_t i = 0; i < a.n_tensors && i < b.n_tensors; i++)
+            CHECK(a.tensors[i].rmse == b.tensors[i].rmse && a.tensors[i].rel_rmse == b.tensors[i].rel_rmse &&
+                      a.tensors[i].seconds >= 0,
+                  "%s, %s: overlapped rmse %g, synchronous %g", presets[k], a.tensors[i].name, a.tensors[i].rmse,
+                  b.tensors[i].rmse);
+        qk_model_quantize_result_free(&a);
+        qk_model_quantize_result_free(&b);
+    }
+    check_against_direct(model, out1, imatrix);
+    unlink(out1);
+    unlink(out2);
+
+    /* the NaN's step completes while the next step is queued */
+    char bad[300];
+    path_in(bad, sizeof bad, "nan-overlap.gguf");
+    CHECK(write_model(bad, (2 * FF + 5) * EMBD + 17), "write NaN model: %s", qk_last_error(NULL));
+    qk_model_quantize_result r;
+    qk_status st = run_overlap(bad, out1, "Q4_K_M", imatrix, 0, &r);
+    const char *msg = qk_last_error(ctx);
+    CHECK(st == QK_ERR_VALUE && strstr(msg, "blk.0.ffn_up_exps.weight") && strstr(msg, "expert 2") &&
+              strstr(msg, "row 5,") && strstr(msg, "column 17"),
+          "overlapped NaN gave %d: %s", st, msg);
+    CHECK(!exists(out1), "output exists after a NaN failure");
+    unlink(bad);
+}
+
 /* A dry run writes nothing and plans what the real run does. */
 static void test_dry_run_writes_nothing(const char *model, const char *imatrix) {
     char out[300];
@@ -466,6 +523,7 @@ int main(void) {
     test_q4_k_m_output_equals_direct_quantization(model, imatrix);
     test_split_output_reads_back_and_keeps_split(model);
     test_failures_leave_nothing_behind(model, imatrix);
+    test_overlapped_output_equals_synchronous(model, imatrix);
     test_dry_run_writes_nothing(model, imatrix);
 
     unlink(model);

@@ -293,6 +293,17 @@ inline unsigned grid_for(int64_t items, int64_t per_cta) {
     return (unsigned)(g < 1 ? 1 : (g > MAX_GRID ? MAX_GRID : g));
 }
 
+/* The tiled kernels: a few tiles per CUDA block, so that the next tile's loads (fetched ahead)
+ * overlap this one's decode and stores; one tile per CUDA block leaves every block waiting
+ * on its own loads. At least ~16 CUDA blocks per SM of a large GPU stay in the grid. */
+inline unsigned grid_for_tiles(int64_t blocks, int64_t per_tile) {
+    constexpr int64_t TILES_PER_CTA = 4, MIN_GRID = 2048;
+    const int64_t tiles = (blocks + per_tile - 1) / per_tile;
+    int64_t g = (tiles + TILES_PER_CTA - 1) / TILES_PER_CTA;
+    if (g < MIN_GRID) g = tiles < MIN_GRID ? tiles : MIN_GRID;
+    return (unsigned)(g < 1 ? 1 : (g > MAX_GRID ? MAX_GRID : g));
+}
+
 /* Which quantize kernel: the tiled one for the closed-form 32-value encoders (traits
  * TILED), the row kernel for the legacy types' imatrix path (ROW_STAT), a block per thread
  * for the searches. */
@@ -306,9 +317,9 @@ template <class T> int launch_quantize(const qk_cuda_qargs *a, cudaStream_t s) {
         if (a->imatrix)
             quantize_rows_kernel<T><<<grid_for(a->rows, THREADS / 32), THREADS, 0, s>>>(*a);
         else
-            quantize_tile_kernel<T><<<grid_for(blocks, tile<T>::NB), THREADS, 0, s>>>(*a);
+            quantize_tile_kernel<T><<<grid_for_tiles(blocks, tile<T>::NB), THREADS, 0, s>>>(*a);
     } else if constexpr (T::TILED) {
-        quantize_tile_kernel<T><<<grid_for(blocks, tile<T>::NB), THREADS, 0, s>>>(*a);
+        quantize_tile_kernel<T><<<grid_for_tiles(blocks, tile<T>::NB), THREADS, 0, s>>>(*a);
     } else {
         quantize_block_kernel<T><<<grid_for(blocks, THREADS), THREADS, 0, s>>>(*a);
     }
@@ -322,7 +333,7 @@ template <class T> int launch_dequantize(const qk_cuda_dargs *a, cudaStream_t s)
     if constexpr (T::QK == 1)
         dequantize_plain_kernel<T><<<grid_for(blocks, THREADS), THREADS, 0, s>>>(*a);
     else
-        dequantize_tile_kernel<T><<<grid_for(blocks, tile<T>::NB), THREADS, 0, s>>>(*a);
+        dequantize_tile_kernel<T><<<grid_for_tiles(blocks, tile<T>::NB), THREADS, 0, s>>>(*a);
     return (int)cudaGetLastError();
 }
 

@@ -11,8 +11,18 @@
 #include "internal.h"
 #include "parallel.h"
 
+/* A streaming queue (backend.h) that defers: quantize_queued records the step, wait_queue runs
+ * it. Nothing overlaps on the CPU, but a caller that uses a step's output before waiting for it
+ * reads stale bytes here just as it would from a GPU, so the streaming path is tested without
+ * one. */
+typedef struct cpu_queue {
+    qk_quantize_args step;
+    int busy;
+} cpu_queue;
+
 typedef struct cpu_state {
     int workers;
+    cpu_queue queues[QK_QUEUES];
 } cpu_state;
 
 static int cpu_device_count(void) { return 1; }
@@ -45,7 +55,7 @@ static qk_status cpu_device_info(int index, qk_device_info *info) {
 
 static qk_status cpu_open(qk_context *ctx, int index, void **state) {
     (void)index;
-    cpu_state *s = malloc(sizeof *s);
+    cpu_state *s = calloc(1, sizeof *s);
     if (!s) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "cannot allocate the cpu backend");
     s->workers = ctx->n_threads > 0 ? ctx->n_threads : qk_cpu_count();
     *state = s;
@@ -200,6 +210,23 @@ static qk_status cpu_dequantize(qk_context *ctx, void *state, const qk_dequantiz
     return QK_OK;
 }
 
+/* ---- streaming ---------------------------------------------------------------------------- */
+
+static qk_status cpu_quantize_queued(qk_context *ctx, void *state, int queue, const qk_quantize_args *a) {
+    cpu_queue *q = &((cpu_state *)state)->queues[queue];
+    if (q->busy) return qk_fail(ctx, QK_ERR_INVALID_ARG, "cpu: queue %d is busy: wait for it first", queue);
+    q->step = *a;
+    q->busy = 1;
+    return QK_OK;
+}
+
+static qk_status cpu_wait_queue(qk_context *ctx, void *state, int queue) {
+    cpu_queue *q = &((cpu_state *)state)->queues[queue];
+    if (!q->busy) return QK_OK;
+    q->busy = 0;
+    return cpu_quantize(ctx, state, &q->step);
+}
+
 const qk_backend qk_backend_cpu = {
     .name = "cpu",
     .kind = QK_DEVICE_CPU,
@@ -216,4 +243,8 @@ const qk_backend qk_backend_cpu = {
     .address = cpu_address,
     .quantize = cpu_quantize,
     .dequantize = cpu_dequantize,
+    .host_alloc = cpu_alloc, /* plain host memory: nothing copies from it asynchronously */
+    .host_free = cpu_free,
+    .quantize_queued = cpu_quantize_queued,
+    .wait_queue = cpu_wait_queue,
 };

@@ -1,6 +1,7 @@
-/* The CUDA backend: device discovery, device memory, one stream per context, and dispatch to
- * the kernels of kernels/cuda. The CUDA runtime is linked statically and finds the driver at
- * run time: without a driver or a GPU, device_count() is 0 and the backend is simply absent. */
+/* The CUDA backend: device discovery, device memory, one stream per context (plus the two
+ * streaming queues of backend.h), and dispatch to the kernels of kernels/cuda. The CUDA
+ * runtime is linked statically and finds the driver at run time: without a driver or a GPU,
+ * device_count() is 0 and the backend is simply absent. */
 #include <cuda_runtime.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -60,13 +61,49 @@ static qk_status cuda_device_info(int index, qk_device_info *info) {
 
 /* ---- contexts ----------------------------------------------------------------------------- */
 
+/* A streaming queue (backend.h: quantize_queued): its own stream and device buffers, so that
+ * one queue's upload or download runs beside the other's kernel. Buffers grow to the largest
+ * step seen and are then reused; the imatrix goes through pinned memory so that its upload is
+ * asynchronous too, and the scan's result comes back into pinned memory read after the wait. */
+typedef struct cuda_queue {
+    cudaStream_t stream;
+    void *src, *dst;
+    float *imatrix, *imatrix_host;
+    size_t src_cap, dst_cap, imatrix_cap, imatrix_host_cap;
+    unsigned long long *first_bad, *first_bad_host; /* device scalar of the scan, its pinned copy */
+    qk_quantize_args step;                          /* in flight: names the bad value after the wait */
+    int busy;
+} cuda_queue;
+
 typedef struct cuda_state {
     int device;
     cudaStream_t stream;
     float *imatrix; /* device copy of the current call's imatrix */
     size_t imatrix_cap;
     unsigned long long *first_bad; /* device scalar for the non-finite scan */
+    cuda_queue queues[QK_QUEUES];
 } cuda_state;
+
+static void cuda_close(void *state) {
+    cuda_state *s = state;
+    if (!s) return;
+    cudaSetDevice(s->device);
+    for (int i = 0; i < QK_QUEUES; i++) {
+        cuda_queue *q = &s->queues[i];
+        if (q->stream) cudaStreamSynchronize(q->stream); /* its copies may still use host memory */
+        cudaFree(q->src);
+        cudaFree(q->dst);
+        cudaFree(q->imatrix);
+        cudaFree(q->first_bad);
+        cudaFreeHost(q->imatrix_host);
+        cudaFreeHost(q->first_bad_host);
+        if (q->stream) cudaStreamDestroy(q->stream);
+    }
+    cudaFree(s->imatrix);
+    cudaFree(s->first_bad);
+    if (s->stream) cudaStreamDestroy(s->stream);
+    free(s);
+}
 
 static qk_status cuda_open(qk_context *ctx, int index, void **state) {
     cuda_state *s = calloc(1, sizeof *s);
@@ -76,26 +113,22 @@ static qk_status cuda_open(qk_context *ctx, int index, void **state) {
     cudaError_t err = cudaSetDevice(index);
     if (err == cudaSuccess)
         step = "cudaStreamCreate()", err = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking);
+    for (int i = 0; i < QK_QUEUES && err == cudaSuccess; i++) {
+        cuda_queue *q = &s->queues[i];
+        step = "cudaStreamCreate()", err = cudaStreamCreateWithFlags(&q->stream, cudaStreamNonBlocking);
+        if (err == cudaSuccess) step = "cudaMalloc()", err = cudaMalloc((void **)&q->first_bad, sizeof *q->first_bad);
+        if (err == cudaSuccess)
+            step = "cudaHostAlloc()",
+            err = cudaHostAlloc((void **)&q->first_bad_host, sizeof *q->first_bad_host, cudaHostAllocDefault);
+    }
     if (err == cudaSuccess) step = "cudaMalloc()", err = cudaMalloc((void **)&s->first_bad, sizeof *s->first_bad);
     if (err == cudaSuccess) step = "uploading the kernel tables()", err = (cudaError_t)qk_cuda_kernels_init();
     if (err != cudaSuccess) {
-        cudaFree(s->first_bad);
-        if (s->stream) cudaStreamDestroy(s->stream);
-        free(s);
+        cuda_close(s);
         return cuda_fail(ctx, err, step);
     }
     *state = s;
     return QK_OK;
-}
-
-static void cuda_close(void *state) {
-    cuda_state *s = state;
-    if (!s) return;
-    cudaSetDevice(s->device);
-    cudaFree(s->imatrix);
-    cudaFree(s->first_bad);
-    cudaStreamDestroy(s->stream);
-    free(s);
 }
 
 static int cuda_supports(void *state, qk_op op, qk_type type) {
@@ -161,6 +194,22 @@ static qk_status upload_imatrix(qk_context *ctx, cuda_state *s, const float *im,
     return QK_OK;
 }
 
+/* The message of a non-finite input: `first` is its flat index, `value` its bytes (host). */
+static qk_status nonfinite_fail(qk_context *ctx, const qk_quantize_args *a, unsigned long long first,
+                                const void *value) {
+    size_t esize = qk_float_type_size(a->src_type);
+    uint32_t bits = 0;
+    memcpy(&bits, value, esize);
+    uint32_t man = esize == 4 ? bits & 0x7fffffu : a->src_type == QK_TYPE_F16 ? bits & 0x3ffu : bits & 0x7fu;
+    int neg = (bits >> (8 * esize - 1)) & 1;
+    return qk_fail(ctx, QK_ERR_VALUE, "input value at row %lld, column %lld is %s: cannot quantize to %s",
+                   (long long)(first / (unsigned long long)a->cols), (long long)(first % (unsigned long long)a->cols),
+                   man   ? "NaN"
+                   : neg ? "-Inf"
+                         : "+Inf",
+                   qk_type_name(a->type));
+}
+
 /* NaN/Inf in the input is an error naming its row and column (as on the CPU); nothing is
  * written then. */
 static qk_status check_finite(qk_context *ctx, cuda_state *s, const qk_quantize_args *a) {
@@ -174,14 +223,7 @@ static qk_status check_finite(qk_context *ctx, cuda_state *s, const qk_quantize_
     size_t esize = qk_float_type_size(a->src_type);
     uint32_t bits = 0;
     QK_CHECK_CUDA(ctx, cudaMemcpy(&bits, (const char *)a->src + first * esize, esize, cudaMemcpyDeviceToHost));
-    uint32_t man = esize == 4 ? bits & 0x7fffffu : a->src_type == QK_TYPE_F16 ? bits & 0x3ffu : bits & 0x7fu;
-    int neg = (bits >> (8 * esize - 1)) & 1;
-    return qk_fail(ctx, QK_ERR_VALUE, "input value at row %lld, column %lld is %s: cannot quantize to %s",
-                   (long long)(first / (unsigned long long)a->cols), (long long)(first % (unsigned long long)a->cols),
-                   man   ? "NaN"
-                   : neg ? "-Inf"
-                         : "+Inf",
-                   qk_type_name(a->type));
+    return nonfinite_fail(ctx, a, first, &bits);
 }
 
 /* Synchronous calls check the input, run on the context's stream and wait; asynchronous ones
@@ -206,10 +248,102 @@ static qk_status cuda_dequantize(qk_context *ctx, void *state, const qk_dequanti
     cuda_state *s = state;
     QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
     cudaStream_t stream = a->async ? (cudaStream_t)a->stream : s->stream;
-    QK_CHECK_CUDA(ctx, (cudaError_t)qk_cuda_dequantize((int)a->type, (int)a->dst_type, a->src, a->dst, a->rows, a->cols,
-                                                       stream));
+    QK_CHECK_CUDA(
+        ctx, (cudaError_t)qk_cuda_dequantize((int)a->type, (int)a->dst_type, a->src, a->dst, a->rows, a->cols, stream));
     if (!a->async) QK_CHECK_CUDA(ctx, cudaStreamSynchronize(stream));
     return QK_OK;
+}
+
+/* ---- streaming ---------------------------------------------------------------------------- */
+
+static qk_status cuda_host_alloc(qk_context *ctx, void *state, size_t bytes, void **host) {
+    cuda_state *s = state;
+    QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
+    *host = NULL;
+    cudaError_t err = cudaHostAlloc(host, bytes ? bytes : 1, cudaHostAllocDefault);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        *host = NULL;
+        return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "cuda: cannot allocate %zu bytes of pinned host memory: %s", bytes,
+                       cudaGetErrorString(err));
+    }
+    return QK_OK;
+}
+
+static void cuda_host_free(void *state, void *host) {
+    (void)state;
+    cudaFreeHost(host);
+}
+
+/* Grows a queue's buffer (device or pinned) to at least `bytes`; the queue is idle. Steps of
+ * one run have about the same size, so this allocates only during the first few. */
+static qk_status grow(qk_context *ctx, void **buf, size_t *cap, size_t bytes, int pinned) {
+    if (bytes <= *cap) return QK_OK;
+    if (pinned)
+        cudaFreeHost(*buf);
+    else
+        cudaFree(*buf);
+    *buf = NULL;
+    *cap = 0;
+    cudaError_t err = pinned ? cudaHostAlloc(buf, bytes, cudaHostAllocDefault) : cudaMalloc(buf, bytes);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        *buf = NULL;
+        return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "cuda: cannot allocate %zu bytes of %s memory for a queue: %s", bytes,
+                       pinned ? "pinned host" : "device", cudaGetErrorString(err));
+    }
+    *cap = bytes;
+    return QK_OK;
+}
+
+/* Enqueues the whole step: upload, the scan, the scan's result back, the kernel, download. The
+ * kernel runs even when the scan finds a bad value (knowing would cost a synchronization);
+ * wait_queue then reports the value and the caller discards dst. */
+static qk_status cuda_quantize_queued(qk_context *ctx, void *state, int queue, const qk_quantize_args *a) {
+    cuda_state *s = state;
+    cuda_queue *q = &s->queues[queue];
+    if (q->busy) return qk_fail(ctx, QK_ERR_INVALID_ARG, "cuda: queue %d is busy: wait for it first", queue);
+    QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
+    const size_t src_bytes = (size_t)(a->rows * a->cols) * qk_float_type_size(a->src_type);
+    const size_t dst_bytes = (size_t)a->rows * qk_type_row_bytes(a->type, a->cols);
+    const size_t im_bytes = a->imatrix ? (size_t)(a->cols * a->imatrix_mats) * sizeof(float) : 0;
+    const size_t scalar = sizeof *q->first_bad;
+    qk_status st = grow(ctx, &q->src, &q->src_cap, src_bytes, 0);
+    if (st == QK_OK) st = grow(ctx, &q->dst, &q->dst_cap, dst_bytes, 0);
+    if (st == QK_OK) st = grow(ctx, (void **)&q->imatrix, &q->imatrix_cap, im_bytes, 0);
+    if (st == QK_OK) st = grow(ctx, (void **)&q->imatrix_host, &q->imatrix_host_cap, im_bytes, 1);
+    if (st != QK_OK) return st;
+    if (im_bytes) memcpy(q->imatrix_host, a->imatrix, im_bytes);
+    /* Busy from the first enqueued copy: after a failure part-way, wait_queue still waits. */
+    *q->first_bad_host = ~0ull;
+    q->step = *a;
+    q->busy = 1;
+    QK_CHECK_CUDA(ctx, cudaMemcpyAsync(q->src, a->src, src_bytes, cudaMemcpyHostToDevice, q->stream));
+    if (im_bytes)
+        QK_CHECK_CUDA(ctx, cudaMemcpyAsync(q->imatrix, q->imatrix_host, im_bytes, cudaMemcpyHostToDevice, q->stream));
+    QK_CHECK_CUDA(ctx, cudaMemsetAsync(q->first_bad, 0xff, scalar, q->stream));
+    QK_CHECK_CUDA(
+        ctx, (cudaError_t)qk_cuda_find_nonfinite((int)a->src_type, q->src, a->rows, a->cols, q->first_bad, q->stream));
+    QK_CHECK_CUDA(ctx, cudaMemcpyAsync(q->first_bad_host, q->first_bad, scalar, cudaMemcpyDeviceToHost, q->stream));
+    QK_CHECK_CUDA(ctx, (cudaError_t)qk_cuda_quantize((int)a->type, (int)a->src_type, q->src, q->dst, a->rows, a->cols,
+                                                     im_bytes ? q->imatrix : NULL,
+                                                     im_bytes ? a->rows / a->imatrix_mats : 0, q->stream));
+    QK_CHECK_CUDA(ctx, cudaMemcpyAsync(a->dst, q->dst, dst_bytes, cudaMemcpyDeviceToHost, q->stream));
+    return QK_OK;
+}
+
+static qk_status cuda_wait_queue(qk_context *ctx, void *state, int queue) {
+    cuda_state *s = state;
+    cuda_queue *q = &s->queues[queue];
+    int busy = q->busy;
+    q->busy = 0;
+    QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
+    QK_CHECK_CUDA(ctx, cudaStreamSynchronize(q->stream));
+    if (!busy || *q->first_bad_host == ~0ull) return QK_OK;
+    /* the step's own host copy of src holds the bad value */
+    unsigned long long first = *q->first_bad_host;
+    return nonfinite_fail(ctx, &q->step, first,
+                          (const char *)q->step.src + first * qk_float_type_size(q->step.src_type));
 }
 
 const qk_backend qk_backend_cuda = {
@@ -228,4 +362,8 @@ const qk_backend qk_backend_cuda = {
     .address = cuda_address,
     .quantize = cuda_quantize,
     .dequantize = cuda_dequantize,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
+    .quantize_queued = cuda_quantize_queued,
+    .wait_queue = cuda_wait_queue,
 };
