@@ -70,7 +70,8 @@ static inline QK_HD void qk_quant_block_mxfp4(const float *x, uint8_t *b) {
     const float d = qk_e8m0_to_f32_half(e);
     b[0] = e;
     for (int j = 0; j < n_half; j++)
-        b[QK_MXFP4_OFF_QS + j] = (uint8_t)(qk_mxfp4_nearest_code(x[j], d) | qk_mxfp4_nearest_code(x[j + n_half], d) << 4);
+        b[QK_MXFP4_OFF_QS + j] =
+            (uint8_t)(qk_mxfp4_nearest_code(x[j], d) | qk_mxfp4_nearest_code(x[j + n_half], d) << 4);
 }
 
 #endif
