@@ -7,7 +7,10 @@ value: GB/s of input or of output, whichever is larger; ceiling: the device-to-d
 the same run in GB/s (bytes read + written); fraction: (input + output bytes) / time over that
 ceiling, i.e. the share of the copy's memory traffic rate the operation reaches.
 
-usage: to_jsonl.py BENCH.json DEVICE COMMIT [OUT.jsonl]"""
+usage: to_jsonl.py BENCH.json DEVICE COMMIT [OUT.jsonl] [MODEL.json ...]
+
+MODEL.json: `qkern bench quantize --format json` output; its quantize_model records (value:
+seconds of kernel time, the preset in `type`) are appended with the same device and commit."""
 import json
 import sys
 
@@ -34,6 +37,15 @@ def main():
             "output": label.split()[-1] if op == "dequantize" else None, "ms": b["real_time"] if b["time_unit"] == "ms" else b["real_time"] / 1e3,
         }
         out.write(json.dumps(rec) + "\n")
+    for path in sys.argv[5:]:
+        for r in json.load(open(path)):
+            rec = {
+                "device": device, "date": r["date"], "commit": commit, "backend": r["device"].split(":")[0],
+                "op": r["op"], "type": r["type"], "shape": r["shape"], "tokens": None, "value": r["value"],
+                "unit": r["unit"], "ceiling": None, "ceiling_unit": None, "fraction": None,
+                "weights": r["weights"], "gweights_per_s": r["gweights_per_s"], "skipped": r["skipped"],
+            }
+            out.write(json.dumps(rec) + "\n")
 
 
 if __name__ == "__main__":
