@@ -2,6 +2,7 @@
  * form that model_quantize.c streams through): argument checks shared by every backend, staging
  * of host memory for backends that cannot address it, then dispatch. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "formats.h"
@@ -74,9 +75,26 @@ static void release(qk_context *ctx, operand *op) {
     op->staged = NULL;
 }
 
-static qk_status finish_output(qk_context *ctx, operand *op) {
-    if (!op->staged) return QK_OK;
-    return ctx->backend->read(ctx, ctx->state, op->staged, 0, op->host, op->bytes);
+/* An operation's input and output, resolved; on failure nothing stays staged. */
+static qk_status resolve_operands(qk_context *ctx, const char *op_name, const qk_mem *src, size_t src_bytes,
+                                  const qk_mem *dst, size_t dst_bytes, int async, operand *in, operand *out) {
+    char what[64];
+    snprintf(what, sizeof what, "%s: src", op_name);
+    qk_status st = resolve(ctx, src, src_bytes, 1, async, what, in);
+    if (st != QK_OK) return st;
+    snprintf(what, sizeof what, "%s: dst", op_name);
+    if ((st = resolve(ctx, dst, dst_bytes, 0, async, what, out)) != QK_OK) release(ctx, in);
+    return st;
+}
+
+/* After the backend ran (status st): the staged output back to host memory, both operands
+ * released, the context's message cleared on success. */
+static qk_status complete(qk_context *ctx, qk_status st, operand *in, operand *out) {
+    if (st == QK_OK && out->staged) st = ctx->backend->read(ctx, ctx->state, out->staged, 0, out->host, out->bytes);
+    release(ctx, in);
+    release(ctx, out);
+    if (st == QK_OK) ctx->error[0] = 0;
+    return st;
 }
 
 /* Shape and type checks common to both directions; fills the element counts. */
@@ -179,20 +197,12 @@ static qk_status quantize(qk_context *ctx, const qk_quantize_desc *d, int async,
     if (st != QK_OK) return st;
 
     operand src, dst;
-    if ((st = resolve(ctx, &d->src, src_bytes, 1, async, "qk_quantize: src", &src)) != QK_OK) return st;
-    if ((st = resolve(ctx, &d->dst, dst_bytes, 0, async, "qk_quantize: dst", &dst)) != QK_OK) {
-        release(ctx, &src);
-        return st;
-    }
+    st = resolve_operands(ctx, "qk_quantize", &d->src, src_bytes, &d->dst, dst_bytes, async, &src, &dst);
+    if (st != QK_OK) return st;
     qk_quantize_args a = {d->type,  d->src_type, d->rows,    d->cols,
                           src.addr, dst.addr,    d->imatrix, d->imatrix ? d->imatrix_len / d->cols : 0,
                           async,    stream};
-    st = ctx->backend->quantize(ctx, ctx->state, &a);
-    if (st == QK_OK) st = finish_output(ctx, &dst);
-    release(ctx, &src);
-    release(ctx, &dst);
-    if (st == QK_OK) ctx->error[0] = 0;
-    return st;
+    return complete(ctx, ctx->backend->quantize(ctx, ctx->state, &a), &src, &dst);
 }
 
 qk_status qk_quantize(qk_context *ctx, const qk_quantize_desc *d) { return quantize(ctx, d, 0, NULL); }
@@ -256,19 +266,11 @@ static qk_status dequantize(qk_context *ctx, const qk_dequantize_desc *d, int as
         return qk_fail(ctx, QK_ERR_UNSUPPORTED, "%s cannot dequantize %s", ctx->backend->name, f->name);
 
     operand src, dst;
-    if ((st = resolve(ctx, &d->src, row_bytes * (size_t)d->rows, 1, async, "qk_dequantize: src", &src)) != QK_OK)
-        return st;
-    if ((st = resolve(ctx, &d->dst, dst_bytes, 0, async, "qk_dequantize: dst", &dst)) != QK_OK) {
-        release(ctx, &src);
-        return st;
-    }
+    st = resolve_operands(ctx, "qk_dequantize", &d->src, row_bytes * (size_t)d->rows, &d->dst, dst_bytes, async, &src,
+                          &dst);
+    if (st != QK_OK) return st;
     qk_dequantize_args a = {d->type, d->dst_type, d->rows, d->cols, src.addr, dst.addr, async, stream};
-    st = ctx->backend->dequantize(ctx, ctx->state, &a);
-    if (st == QK_OK) st = finish_output(ctx, &dst);
-    release(ctx, &src);
-    release(ctx, &dst);
-    if (st == QK_OK) ctx->error[0] = 0;
-    return st;
+    return complete(ctx, ctx->backend->dequantize(ctx, ctx->state, &a), &src, &dst);
 }
 
 qk_status qk_dequantize(qk_context *ctx, const qk_dequantize_desc *d) { return dequantize(ctx, d, 0, NULL); }

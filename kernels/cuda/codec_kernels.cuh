@@ -35,10 +35,12 @@ enum { TYPE_F32 = 0, TYPE_F16 = 1, TYPE_BF16 = 30 }; /* ggml ids of the plain va
 constexpr int THREADS = 128;
 constexpr int64_t MAX_GRID = 1 << 16; /* CUDA blocks; the loops stride over the rest */
 
+/* An F16 or BF16 value widened to f32, exactly. */
+__device__ inline float widen(int type, uint16_t h) { return type == TYPE_F16 ? qk_fp16_to_f32(h) : qk_bf16_to_f32(h); }
+
 __device__ inline float load_value(const void *src, int type, int64_t i) {
     if (type == TYPE_F32) return static_cast<const float *>(src)[i];
-    const uint16_t h = static_cast<const uint16_t *>(src)[i];
-    return type == TYPE_F16 ? qk_fp16_to_f32(h) : qk_bf16_to_f32(h);
+    return widen(type, static_cast<const uint16_t *>(src)[i]);
 }
 
 __device__ inline uint16_t narrow(int type, float v) {
@@ -134,10 +136,7 @@ template <int W> struct span_words {
             if (esize == 4) {
                 for (int j = 0; j < 4; j++) *at(e + j) = qk_bits_f32(u[j]);
             } else {
-                for (int j = 0; j < 8; j++) {
-                    const uint16_t h = (uint16_t)(u[j / 2] >> (16 * (j % 2)));
-                    *at(e + j) = src_type == TYPE_F16 ? qk_fp16_to_f32(h) : qk_bf16_to_f32(h);
-                }
+                for (int j = 0; j < 8; j++) *at(e + j) = widen(src_type, (uint16_t)(u[j / 2] >> (16 * (j % 2))));
             }
         }
         for (int64_t e = full * per_word + threadIdx.x; e < bytes / esize; e += THREADS)
@@ -338,7 +337,7 @@ template <class T> int launch_dequantize(const qk_cuda_dargs *a, cudaStream_t s)
 }
 
 /* Traits defaults: no row statistic, not a closed-form 32-value encoder. */
-struct no_row_stat {
+struct traits_defaults {
     static constexpr bool ROW_STAT = false;
     static constexpr bool TILED = false;
 };

@@ -4,19 +4,19 @@
 
 namespace {
 
-struct f32_traits : qk_cuda::no_row_stat {
+struct f32_traits : qk_cuda::traits_defaults {
     static constexpr int QK = 1, BYTES = 4;
     __device__ static void quant(const float *x, const float *, float, uint8_t *b) { qk_wr32(b, qk_f32_bits(x[0])); }
     __device__ static void dequant(const uint8_t *b, float *y) { y[0] = qk_bits_f32(qk_rd32(b)); }
 };
 
-struct f16_traits : qk_cuda::no_row_stat {
+struct f16_traits : qk_cuda::traits_defaults {
     static constexpr int QK = 1, BYTES = 2;
     __device__ static void quant(const float *x, const float *, float, uint8_t *b) { qk_wr16(b, qk_f32_to_fp16(x[0])); }
     __device__ static void dequant(const uint8_t *b, float *y) { y[0] = qk_fp16_to_f32(qk_rd16(b)); }
 };
 
-struct bf16_traits : qk_cuda::no_row_stat {
+struct bf16_traits : qk_cuda::traits_defaults {
     static constexpr int QK = 1, BYTES = 2;
     __device__ static void quant(const float *x, const float *, float, uint8_t *b) { qk_wr16(b, qk_f32_to_bf16(x[0])); }
     __device__ static void dequant(const uint8_t *b, float *y) { y[0] = qk_bf16_to_f32(qk_rd16(b)); }

@@ -20,7 +20,7 @@ __constant__ qk_iq_grid qk_iq_grids_dev[QK_IQ_GRID_COUNT];
 
 /* Block code on lattice map GRID: the traits pass this device's copy of it. */
 #define IQ_GRID_TRAITS(T, GRID, BLOCK_BYTES)                                                                           \
-    struct T##_traits : qk_cuda::no_row_stat {                                                                         \
+    struct T##_traits : qk_cuda::traits_defaults {                                                                     \
         static constexpr int QK = QKC_QK_K, BYTES = BLOCK_BYTES;                                                       \
         __device__ static void quant(const float *x, const float *qw, float, uint8_t *b) {                             \
             const qk_iq_grid g = qk_iq_grids_dev[GRID];                                                                \
@@ -38,14 +38,14 @@ IQ_GRID_TRAITS(iq3_s, QK_IQ_GRID_3BIT_512, QK_IQ3S_BYTES)
 IQ_GRID_TRAITS(iq1_s, QK_IQ_GRID_1BIT_2048, QK_IQ1S_BYTES)
 IQ_GRID_TRAITS(iq1_m, QK_IQ_GRID_1BIT_2048, QK_IQ1M_BYTES)
 /* The IQ4 types read no grid. */
-struct iq4_nl_traits : qk_cuda::no_row_stat {
+struct iq4_nl_traits : qk_cuda::traits_defaults {
     static constexpr int QK = QKC_QK4_NL, BYTES = QK_IQ4NL_BYTES;
     __device__ static void quant(const float *x, const float *qw, float, uint8_t *b) {
         qk_quant_block_iq4_nl(x, qw, b);
     }
     __device__ static void dequant(const uint8_t *b, float *y) { qk_dequant_block_iq4_nl(b, y); }
 };
-struct iq4_xs_traits : qk_cuda::no_row_stat {
+struct iq4_xs_traits : qk_cuda::traits_defaults {
     static constexpr int QK = QKC_QK_K, BYTES = QK_IQ4XS_BYTES;
     __device__ static void quant(const float *x, const float *qw, float, uint8_t *b) {
         qk_quant_block_iq4_xs(x, qw, b);

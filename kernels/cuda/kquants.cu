@@ -4,7 +4,7 @@
 #include "kquants_block.h"
 
 #define KQUANT_TRAITS(T, BLOCK_BYTES)                                                                                  \
-    struct T##_traits : qk_cuda::no_row_stat {                                                                         \
+    struct T##_traits : qk_cuda::traits_defaults {                                                                     \
         static constexpr int QK = QKC_QK_K, BYTES = BLOCK_BYTES;                                                       \
         __device__ static void quant(const float *x, const float *qw, float, uint8_t *b) {                             \
             qk_quant_block_##T(x, qw, b);                                                                              \

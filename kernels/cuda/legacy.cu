@@ -18,7 +18,7 @@ template <qk_legacy_layout (*Layout)(void), int BLOCK_QK, int BLOCK_BYTES> struc
     }
 };
 
-struct q8_0_traits : qk_cuda::no_row_stat {
+struct q8_0_traits : qk_cuda::traits_defaults {
     static constexpr int QK = QKC_QK8_0, BYTES = QK_Q8_0_BYTES;
     static constexpr bool TILED = true;
     __device__ static void quant(const float *x, const float *, float, uint8_t *b) { qk_quant_block_q8_0(x, b); }

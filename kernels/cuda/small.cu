@@ -6,7 +6,7 @@
 
 namespace {
 
-struct mxfp4_traits : qk_cuda::no_row_stat {
+struct mxfp4_traits : qk_cuda::traits_defaults {
     static constexpr int QK = QKC_QK_MXFP4, BYTES = QK_MXFP4_BYTES;
     static constexpr bool TILED = true;
     __device__ static void quant(const float *x, const float *, float, uint8_t *b) { qk_quant_block_mxfp4(x, b); }
@@ -14,7 +14,7 @@ struct mxfp4_traits : qk_cuda::no_row_stat {
 };
 
 #define TERNARY_TRAITS(T, BLOCK_BYTES)                                                                                 \
-    struct T##_traits : qk_cuda::no_row_stat {                                                                         \
+    struct T##_traits : qk_cuda::traits_defaults {                                                                     \
         static constexpr int QK = QKC_QK_K, BYTES = BLOCK_BYTES;                                                       \
         __device__ static void quant(const float *x, const float *, float, uint8_t *b) { qk_quant_block_##T(x, b); }   \
         __device__ static void dequant_part(const uint8_t *b, int p, float *y) { qk_dequant_part_##T(b, p, y); }       \

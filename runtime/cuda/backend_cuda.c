@@ -138,17 +138,40 @@ static int cuda_supports(void *state, qk_op op, qk_type type) {
 
 /* ---- memory ------------------------------------------------------------------------------- */
 
+/* Device memory, or page-locked host memory (which the device copies from and to
+ * asynchronously); out of memory is QK_ERR_OUT_OF_MEMORY with CUDA's message. The current
+ * device is set. */
+static qk_status allocate(qk_context *ctx, size_t bytes, int pinned, void **mem) {
+    *mem = NULL;
+    cudaError_t err =
+        pinned ? cudaHostAlloc(mem, bytes ? bytes : 1, cudaHostAllocDefault) : cudaMalloc(mem, bytes ? bytes : 1);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        *mem = NULL;
+        return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "cuda: cannot allocate %zu bytes of %s memory: %s", bytes,
+                       pinned ? "pinned host" : "device", cudaGetErrorString(err));
+    }
+    return QK_OK;
+}
+
+/* Grows a reused buffer (device or pinned) to at least `bytes`; nothing may be using it. Calls
+ * of one run have about the same size, so this allocates only during the first few. */
+static qk_status grow(qk_context *ctx, void **buf, size_t *cap, size_t bytes, int pinned) {
+    if (bytes <= *cap) return QK_OK;
+    if (pinned)
+        cudaFreeHost(*buf);
+    else
+        cudaFree(*buf);
+    *cap = 0;
+    qk_status st = allocate(ctx, bytes, pinned, buf);
+    if (st == QK_OK) *cap = bytes;
+    return st;
+}
+
 static qk_status cuda_alloc(qk_context *ctx, void *state, size_t bytes, void **mem) {
     cuda_state *s = state;
     QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
-    *mem = NULL;
-    cudaError_t err = cudaMalloc(mem, bytes ? bytes : 1);
-    if (err != cudaSuccess) {
-        cudaGetLastError();
-        return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "cuda: cannot allocate %zu bytes of device memory: %s", bytes,
-                       cudaGetErrorString(err));
-    }
-    return QK_OK;
+    return allocate(ctx, bytes, 0, mem);
 }
 
 static void cuda_free(void *state, void *mem) {
@@ -182,13 +205,8 @@ static qk_status upload_imatrix(qk_context *ctx, cuda_state *s, const float *im,
     *dev = NULL;
     if (!im) return QK_OK;
     size_t bytes = (size_t)n * sizeof(float);
-    if (bytes > s->imatrix_cap) {
-        cudaFree(s->imatrix);
-        s->imatrix = NULL;
-        s->imatrix_cap = 0;
-        QK_CHECK_CUDA(ctx, cudaMalloc((void **)&s->imatrix, bytes));
-        s->imatrix_cap = bytes;
-    }
+    qk_status st = grow(ctx, (void **)&s->imatrix, &s->imatrix_cap, bytes, 0);
+    if (st != QK_OK) return st;
     QK_CHECK_CUDA(ctx, cudaMemcpyAsync(s->imatrix, im, bytes, cudaMemcpyHostToDevice, s->stream));
     *dev = s->imatrix;
     return QK_OK;
@@ -259,41 +277,12 @@ static qk_status cuda_dequantize(qk_context *ctx, void *state, const qk_dequanti
 static qk_status cuda_host_alloc(qk_context *ctx, void *state, size_t bytes, void **host) {
     cuda_state *s = state;
     QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
-    *host = NULL;
-    cudaError_t err = cudaHostAlloc(host, bytes ? bytes : 1, cudaHostAllocDefault);
-    if (err != cudaSuccess) {
-        cudaGetLastError();
-        *host = NULL;
-        return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "cuda: cannot allocate %zu bytes of pinned host memory: %s", bytes,
-                       cudaGetErrorString(err));
-    }
-    return QK_OK;
+    return allocate(ctx, bytes, 1, host);
 }
 
 static void cuda_host_free(void *state, void *host) {
     (void)state;
     cudaFreeHost(host);
-}
-
-/* Grows a queue's buffer (device or pinned) to at least `bytes`; the queue is idle. Steps of
- * one run have about the same size, so this allocates only during the first few. */
-static qk_status grow(qk_context *ctx, void **buf, size_t *cap, size_t bytes, int pinned) {
-    if (bytes <= *cap) return QK_OK;
-    if (pinned)
-        cudaFreeHost(*buf);
-    else
-        cudaFree(*buf);
-    *buf = NULL;
-    *cap = 0;
-    cudaError_t err = pinned ? cudaHostAlloc(buf, bytes, cudaHostAllocDefault) : cudaMalloc(buf, bytes);
-    if (err != cudaSuccess) {
-        cudaGetLastError();
-        *buf = NULL;
-        return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "cuda: cannot allocate %zu bytes of %s memory for a queue: %s", bytes,
-                       pinned ? "pinned host" : "device", cudaGetErrorString(err));
-    }
-    *cap = bytes;
-    return QK_OK;
 }
 
 /* Enqueues the whole step: upload, the scan, the scan's result back, the kernel, download. The
