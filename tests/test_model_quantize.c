@@ -150,8 +150,8 @@ static int write_imatrix(const char *path, int wrong_size) {
 
 static qk_context *ctx;
 
-static qk_status run(const char *in, const char *out, const char *preset, const char *imatrix, size_t chunk,
-                     qk_model_quantize_result *res) {
+static qk_model_quantize_params params_for(const char *in, const char *out, const char *preset, const char *imatrix,
+                                           size_t chunk) {
     qk_model_quantize_params p;
     qk_model_quantize_params_init(&p);
     p.input = in;
@@ -159,6 +159,12 @@ static qk_status run(const char *in, const char *out, const char *preset, const 
     p.plan.ftype = qk_ftype_from_name(preset);
     p.imatrix_path = imatrix;
     p.chunk_bytes = chunk;
+    return p;
+}
+
+static qk_status run(const char *in, const char *out, const char *preset, const char *imatrix, size_t chunk,
+                     qk_model_quantize_result *res) {
+    qk_model_quantize_params p = params_for(in, out, preset, imatrix, chunk);
     return qk_model_quantize(ctx, &p, res);
 }
 
@@ -422,13 +428,8 @@ static void test_failures_leave_nothing_behind(const char *model, const char *im
 
 static qk_status run_overlap(const char *in, const char *out, const char *preset, const char *imatrix, int no_overlap,
                              qk_model_quantize_result *res) {
-    qk_model_quantize_params p;
-    qk_model_quantize_params_init(&p);
-    p.input = in;
-    p.output = out;
-    p.plan.ftype = qk_ftype_from_name(preset);
-    p.imatrix_path = imatrix;
-    p.chunk_bytes = 4096; /* 4 rows of 256 values a step: tens of steps per tensor */
+    /* 4 rows of 256 values a step: tens of steps per tensor */
+    qk_model_quantize_params p = params_for(in, out, preset, imatrix, 4096);
     p.measure_error = 1;
     p.no_overlap = no_overlap;
     return qk_model_quantize(ctx, &p, res);
