@@ -241,6 +241,56 @@ QK_API qk_dequantize_desc qk_dequantize_default_desc(void);
  * ggml's, bit for bit); fails only on a bad shape, type or buffer. */
 QK_API qk_status qk_dequantize(qk_context *ctx, const qk_dequantize_desc *desc);
 
+/* ---- expert-batched matrix multiply (MoE) ------------------------------------------------- */
+
+/* For each token t and each of its n_used selected experts e = ids[t][s] (a "slot"):
+ * Y[t][s] = W[e] . x, with x the token's activations (X[t], or X[t][s] for the down projection,
+ * where every slot has its own input): ggml's mul_mat_id. W[e] is m rows of k values in the
+ * GGUF type `type`, exactly as a GGUF file stores an expert stack; nothing is converted ahead.
+ * Products accumulate in f32. With many tokens per expert the GPU multiplies on its tensor
+ * cores, from weights and activations rounded to f16 (values beyond f16's range, 65504, become
+ * infinite there); every path stays within 2e-3 of the float64 product in relative L2 norm.
+ *
+ * A plain matrix is n_expert = 1 (a shared expert, a dense layer): ids may then be left empty
+ * and every slot uses it. */
+typedef struct qk_moe_desc {
+    size_t struct_size;     /* sizeof(qk_moe_desc): set by qk_moe_default_desc */
+    qk_type type;           /* the weights' type */
+    qk_type x_type;         /* the activations': F32, F16 or BF16 */
+    int64_t n_expert, m, k; /* W[n_expert][m][k]; k a multiple of the type's block size */
+    int64_t n_tokens, n_used;
+    int x_per_slot; /* 0: X[n_tokens][k], shared by a token's slots; 1: X[n_tokens][n_used][k] */
+    qk_mem w;       /* n_expert * m * qk_type_row_bytes(type, k) bytes */
+    qk_mem w_up;    /* qk_moe_gate_up only: the up projection, same type and shape as w (the gate) */
+    qk_mem x;
+    qk_mem ids;       /* int32 [n_tokens][n_used], each in [0, n_expert); may be empty if n_expert = 1 */
+    qk_mem router;    /* qk_moe_weighted_sum only: f32 [n_tokens][n_used], the router's weights */
+    qk_mem y;         /* f32 [n_tokens][n_used][m]; for qk_moe_weighted_sum [n_tokens][m] */
+    qk_mem workspace; /* scratch of qk_moe_workspace_size bytes on the device; a synchronous call
+                         allocates it itself when this is empty */
+} qk_moe_desc;
+
+QK_API qk_moe_desc qk_moe_default_desc(void);
+
+/* The scratch bytes the three calls below need for this desc on this context (its shapes and
+ * types; the memory fields are not read). May be 0. */
+QK_API qk_status qk_moe_workspace_size(qk_context *ctx, const qk_moe_desc *desc, size_t *bytes);
+
+/* Y[t][s] = W[ids[t][s]] . x for every token t and slot s.
+ * Fails with QK_ERR_SHAPE on a bad shape (k not a multiple of the block size, n_used < 1),
+ * QK_ERR_VALUE on an id outside [0, n_expert) (the message names token and slot),
+ * QK_ERR_BUFFER if an operand is too small, QK_ERR_UNSUPPORTED if the device has no kernel
+ * for the type. On failure y is not written. */
+QK_API qk_status qk_moe_matmul(qk_context *ctx, const qk_moe_desc *desc);
+
+/* The gated FFN input of an expert in one call: Y[t][s] = silu(Wg[e] . x) * (Wu[e] . x) with
+ * Wg = desc->w and Wu = desc->w_up, silu(g) = g / (1 + exp(-g)). Errors as qk_moe_matmul. */
+QK_API qk_status qk_moe_gate_up(qk_context *ctx, const qk_moe_desc *desc);
+
+/* The down projection summed over a token's experts: Y[t] = sum over s = 0..n_used-1, in that
+ * order, of router[t][s] * (W[ids[t][s]] . x). Y is [n_tokens][m]. Errors as qk_moe_matmul. */
+QK_API qk_status qk_moe_weighted_sum(qk_context *ctx, const qk_moe_desc *desc);
+
 #ifdef __cplusplus
 }
 #endif

@@ -35,6 +35,15 @@ QK_API qk_status qk_cuda_quantize_async(qk_context *ctx, const qk_quantize_desc 
 /* qk_dequantize, enqueued on `stream`; src and dst are device memory. */
 QK_API qk_status qk_cuda_dequantize_async(qk_context *ctx, const qk_dequantize_desc *desc, qk_cuda_stream stream);
 
+/* qk_moe_matmul, qk_moe_gate_up and qk_moe_weighted_sum, enqueued on `stream`. Every operand,
+ * the workspace included (qk_moe_workspace_size bytes; required when that is not 0), is device
+ * memory. Ids are not checked on the host (that needs a synchronization): a slot whose id is
+ * outside [0, n_expert) reads no weights and gets NaN outputs (for the weighted sum, its token
+ * does). */
+QK_API qk_status qk_cuda_moe_matmul_async(qk_context *ctx, const qk_moe_desc *desc, qk_cuda_stream stream);
+QK_API qk_status qk_cuda_moe_gate_up_async(qk_context *ctx, const qk_moe_desc *desc, qk_cuda_stream stream);
+QK_API qk_status qk_cuda_moe_weighted_sum_async(qk_context *ctx, const qk_moe_desc *desc, qk_cuda_stream stream);
+
 #ifdef __cplusplus
 }
 #endif

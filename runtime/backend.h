@@ -6,7 +6,7 @@
 
 #include "qkern.h"
 
-typedef enum qk_op { QK_OP_QUANTIZE, QK_OP_DEQUANTIZE } qk_op;
+typedef enum qk_op { QK_OP_QUANTIZE, QK_OP_DEQUANTIZE, QK_OP_MOE } qk_op;
 
 /* Validated operands: every pointer is in the backend's own address space, every size has
  * been checked by the runtime. */
@@ -29,6 +29,24 @@ typedef struct qk_dequantize_args {
     int async; /* enqueue on `stream` and return */
     void *stream;
 } qk_dequantize_args;
+
+/* The three MoE entry points (qkern.h). */
+typedef enum qk_moe_kind { QK_MOE_MATMUL, QK_MOE_GATE_UP, QK_MOE_WEIGHTED_SUM } qk_moe_kind;
+
+typedef struct qk_moe_args {
+    qk_moe_kind kind;
+    qk_type type, x_type;
+    int64_t n_expert, m, k, n_tokens, n_used;
+    int x_per_slot;
+    const void *w, *w_up; /* w_up: QK_MOE_GATE_UP only */
+    const void *x;
+    const int32_t *ids;  /* NULL: every slot uses expert 0 (n_expert is 1) */
+    const float *router; /* QK_MOE_WEIGHTED_SUM only */
+    float *y;
+    void *workspace; /* moe_workspace bytes (NULL when that is 0) */
+    int async;       /* enqueue on `stream` and return */
+    void *stream;
+} qk_moe_args;
 
 typedef struct qk_backend {
     const char *name; /* "cpu", "cuda", "vulkan": the prefix of device ids */
@@ -53,6 +71,11 @@ typedef struct qk_backend {
 
     qk_status (*quantize)(qk_context *ctx, void *state, const qk_quantize_args *args);
     qk_status (*dequantize)(qk_context *ctx, void *state, const qk_dequantize_args *args);
+    /* Scratch bytes of moe for these shapes (the pointers of args are not read). Ids are in
+     * range in a synchronous call; in an asynchronous one an id out of range must not be read
+     * through (its slot's outputs become NaN). */
+    size_t (*moe_workspace)(void *state, const qk_moe_args *args);
+    qk_status (*moe)(qk_context *ctx, void *state, const qk_moe_args *args);
 
     /* Streaming (optional: all four or none). A file-sized quantize is a stream of steps whose
      * read, upload, kernel, download and write should overlap: two queues, each holding one

@@ -29,6 +29,25 @@ qk_status qk_fail(qk_context *ctx, qk_status status, const char *fmt, ...) __att
 /* Element size of a float type used as src/dst of an operation; 0 for other types. */
 size_t qk_float_type_size(qk_type t);
 
+/* An operand (qk_mem) resolved to the backend's address space. `staged` is a temporary device
+ * allocation standing in for host memory, whose bytes go back to `host` after an output. */
+typedef struct qk_operand {
+    void *addr;
+    void *staged;
+    void *host;
+    size_t bytes;
+} qk_operand;
+
+/* Resolves m, which must hold `need` bytes; host memory is staged for backends that cannot
+ * address it (an input copied there), and refused when `async`. `what` names the operand in
+ * messages. On failure nothing stays staged. */
+qk_status qk_resolve(qk_context *ctx, const qk_mem *m, size_t need, int is_input, int async, const char *what,
+                     qk_operand *op);
+/* Frees the operand's staging, if any (NULL addr operands are ignored). */
+void qk_release(qk_context *ctx, qk_operand *op);
+/* The check of every asynchronous call: the context runs on the caller's CUDA stream. */
+qk_status qk_check_async(qk_context *ctx, const char *what);
+
 /* qk_quantize through the backend's streaming queues (backend.h: quantize_queued), with
  * qk_quantize's checks: desc's src and dst are host memory from backend->host_alloc and, with
  * the imatrix, stay untouched until qk_quantize_wait(ctx, queue) returns the step's status. */

@@ -9,19 +9,10 @@
 #include "internal.h"
 #include "qkern_cuda.h"
 
-/* An operand resolved to the backend's address space. `staged` is a temporary device
- * allocation standing in for host memory. */
-typedef struct operand {
-    void *addr;
-    void *staged;
-    void *host;
-    size_t bytes;
-} operand;
-
 /* async: the operation is enqueued and returns at once, so host memory (which would need a
  * staged copy and a synchronization) is refused. */
-static qk_status resolve(qk_context *ctx, const qk_mem *m, size_t need, int is_input, int async, const char *what,
-                         operand *op) {
+qk_status qk_resolve(qk_context *ctx, const qk_mem *m, size_t need, int is_input, int async, const char *what,
+                     qk_operand *op) {
     op->staged = NULL;
     op->host = NULL;
     op->bytes = need;
@@ -70,29 +61,29 @@ static qk_status resolve(qk_context *ctx, const qk_mem *m, size_t need, int is_i
     return st;
 }
 
-static void release(qk_context *ctx, operand *op) {
+void qk_release(qk_context *ctx, qk_operand *op) {
     if (op->staged) ctx->backend->free(ctx->state, op->staged);
     op->staged = NULL;
 }
 
 /* An operation's input and output, resolved; on failure nothing stays staged. */
 static qk_status resolve_operands(qk_context *ctx, const char *op_name, const qk_mem *src, size_t src_bytes,
-                                  const qk_mem *dst, size_t dst_bytes, int async, operand *in, operand *out) {
+                                  const qk_mem *dst, size_t dst_bytes, int async, qk_operand *in, qk_operand *out) {
     char what[64];
     snprintf(what, sizeof what, "%s: src", op_name);
-    qk_status st = resolve(ctx, src, src_bytes, 1, async, what, in);
+    qk_status st = qk_resolve(ctx, src, src_bytes, 1, async, what, in);
     if (st != QK_OK) return st;
     snprintf(what, sizeof what, "%s: dst", op_name);
-    if ((st = resolve(ctx, dst, dst_bytes, 0, async, what, out)) != QK_OK) release(ctx, in);
+    if ((st = qk_resolve(ctx, dst, dst_bytes, 0, async, what, out)) != QK_OK) qk_release(ctx, in);
     return st;
 }
 
 /* After the backend ran (status st): the staged output back to host memory, both operands
  * released, the context's message cleared on success. */
-static qk_status complete(qk_context *ctx, qk_status st, operand *in, operand *out) {
+static qk_status complete(qk_context *ctx, qk_status st, qk_operand *in, qk_operand *out) {
     if (st == QK_OK && out->staged) st = ctx->backend->read(ctx, ctx->state, out->staged, 0, out->host, out->bytes);
-    release(ctx, in);
-    release(ctx, out);
+    qk_release(ctx, in);
+    qk_release(ctx, out);
     if (st == QK_OK) ctx->error[0] = 0;
     return st;
 }
@@ -161,8 +152,7 @@ static qk_status check_imatrix(qk_context *ctx, const qk_quantize_desc *d, const
     return QK_OK;
 }
 
-/* The backend of an asynchronous call must run on the caller's stream. */
-static qk_status check_async(qk_context *ctx, const char *what) {
+qk_status qk_check_async(qk_context *ctx, const char *what) {
     if (ctx && ctx->backend->kind != QK_DEVICE_CUDA)
         return qk_fail(ctx, QK_ERR_UNSUPPORTED, "%s: the context is on %s, not a CUDA device", what,
                        ctx->backend->name);
@@ -196,7 +186,7 @@ static qk_status quantize(qk_context *ctx, const qk_quantize_desc *d, int async,
     qk_status st = check_quantize(ctx, d, async, &src_bytes, &dst_bytes);
     if (st != QK_OK) return st;
 
-    operand src, dst;
+    qk_operand src, dst;
     st = resolve_operands(ctx, "qk_quantize", &d->src, src_bytes, &d->dst, dst_bytes, async, &src, &dst);
     if (st != QK_OK) return st;
     qk_quantize_args a = {d->type,  d->src_type, d->rows,    d->cols,
@@ -208,7 +198,7 @@ static qk_status quantize(qk_context *ctx, const qk_quantize_desc *d, int async,
 qk_status qk_quantize(qk_context *ctx, const qk_quantize_desc *d) { return quantize(ctx, d, 0, NULL); }
 
 qk_status qk_cuda_quantize_async(qk_context *ctx, const qk_quantize_desc *d, qk_cuda_stream stream) {
-    qk_status st = check_async(ctx, "qk_cuda_quantize_async");
+    qk_status st = qk_check_async(ctx, "qk_cuda_quantize_async");
     return st != QK_OK ? st : quantize(ctx, d, 1, stream);
 }
 
@@ -265,7 +255,7 @@ static qk_status dequantize(qk_context *ctx, const qk_dequantize_desc *d, int as
     if (!ctx->backend->supports(ctx->state, QK_OP_DEQUANTIZE, d->type))
         return qk_fail(ctx, QK_ERR_UNSUPPORTED, "%s cannot dequantize %s", ctx->backend->name, f->name);
 
-    operand src, dst;
+    qk_operand src, dst;
     st = resolve_operands(ctx, "qk_dequantize", &d->src, row_bytes * (size_t)d->rows, &d->dst, dst_bytes, async, &src,
                           &dst);
     if (st != QK_OK) return st;
@@ -276,6 +266,6 @@ static qk_status dequantize(qk_context *ctx, const qk_dequantize_desc *d, int as
 qk_status qk_dequantize(qk_context *ctx, const qk_dequantize_desc *d) { return dequantize(ctx, d, 0, NULL); }
 
 qk_status qk_cuda_dequantize_async(qk_context *ctx, const qk_dequantize_desc *d, qk_cuda_stream stream) {
-    qk_status st = check_async(ctx, "qk_cuda_dequantize_async");
+    qk_status st = qk_check_async(ctx, "qk_cuda_dequantize_async");
     return st != QK_OK ? st : dequantize(ctx, d, 1, stream);
 }
