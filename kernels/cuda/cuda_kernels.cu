@@ -2,6 +2,7 @@
  * the one place that says which kernels exist. */
 #include "codec_launch.h"
 #include "cuda_kernels.h"
+#include "moe_launch.h"
 #include "qkern.h"
 
 namespace {
@@ -9,10 +10,11 @@ namespace {
 struct codec {
     qk_cuda_quant_launcher quant;
     qk_cuda_dequant_launcher dequant;
+    qk_cuda_moe_launcher moe;
 };
 
 #define BOTH(T)                                                                                                        \
-    { qk_cuda_quantize_##T, qk_cuda_dequantize_##T }
+    { qk_cuda_quantize_##T, qk_cuda_dequantize_##T, qk_cuda_moe_##T }
 
 codec codec_of(int type) {
     switch (type) {
@@ -41,7 +43,7 @@ codec codec_of(int type) {
     case QK_TYPE_IQ1_M: return BOTH(iq1_m);
     case QK_TYPE_IQ4_NL: return BOTH(iq4_nl);
     case QK_TYPE_IQ4_XS: return BOTH(iq4_xs);
-    default: return {nullptr, nullptr};
+    default: return {nullptr, nullptr, nullptr};
     }
 }
 
@@ -71,6 +73,20 @@ extern "C" int qk_cuda_dequantize(int type, int dst_type, const void *src, void 
     if (!plain_type(dst_type) || rows < 0 || cols <= 0) return (int)cudaErrorInvalidValue;
     const qk_cuda_dargs a = {dst_type, src, dst, rows, cols};
     return c.dequant(&a, static_cast<cudaStream_t>(stream));
+}
+
+extern "C" int qk_cuda_moe_supports(int type) { return codec_of(type).moe != nullptr; }
+
+extern "C" size_t qk_cuda_moe_workspace(const qk_cuda_moe_args *a) { return qk_cuda_moe_plan_for(a).bytes; }
+
+extern "C" int qk_cuda_moe(const qk_cuda_moe_args *a, void *stream) {
+    const codec c = codec_of(a->type);
+    if (!c.moe) return (int)cudaErrorNotSupported;
+    if (!plain_type(a->x_type) || a->m < 1 || a->k < 1 || a->n_tokens < 1 || a->n_used < 1 || a->n_expert < 1)
+        return (int)cudaErrorInvalidValue;
+    const qk_cuda_moe_plan p = qk_cuda_moe_plan_for(a);
+    if (p.bytes && !a->workspace) return (int)cudaErrorInvalidValue;
+    return c.moe(a, &p, static_cast<cudaStream_t>(stream));
 }
 
 /* The tables are __device__ arrays initialised at module load (qk_tables_cuda.cuh); the I-quant

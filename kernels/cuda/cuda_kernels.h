@@ -33,6 +33,27 @@ int qk_cuda_dequantize(int type, int dst_type, const void *src, void *dst, int64
 int qk_cuda_find_nonfinite(int src_type, const void *src, int64_t rows, int64_t cols, unsigned long long *first,
                            void *stream);
 
+/* The MoE matmul (qkern.h: qk_moe_matmul, qk_moe_gate_up, qk_moe_weighted_sum; the kinds in
+ * that order). Device pointers; ids NULL means expert 0 for every slot. The workspace holds
+ * qk_cuda_moe_workspace(a) bytes (NULL when 0). A slot whose id is out of range reads no
+ * weights and gets NaN outputs. */
+enum { QK_CUDA_MOE_MATMUL = 0, QK_CUDA_MOE_GATE_UP = 1, QK_CUDA_MOE_WEIGHTED_SUM = 2 };
+typedef struct qk_cuda_moe_args {
+    int kind, type, x_type, x_per_slot;
+    int64_t n_expert, m, k, n_tokens, n_used;
+    const void *w, *w_up, *x;
+    const int32_t *ids;
+    const float *router;
+    float *y;
+    void *workspace;
+} qk_cuda_moe_args;
+
+/* 1 if a MoE kernel exists for weights of this type (for the plain types k must then be a
+ * multiple of 32). */
+int qk_cuda_moe_supports(int type);
+size_t qk_cuda_moe_workspace(const qk_cuda_moe_args *a);
+int qk_cuda_moe(const qk_cuda_moe_args *a, void *stream);
+
 /* Uploads the lookup tables and encoder maps the kernels read (once per device, before the
  * first launch; idempotent). */
 int qk_cuda_kernels_init(void);

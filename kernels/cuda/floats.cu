@@ -1,6 +1,7 @@
 /* F32, F16 and BF16 as one-value "blocks": conversions between the plain types run through
  * the same kernels and the same encoders (qk_float.h) as the CPU backend's. */
 #include "codec_kernels.cuh"
+#include "moe_kernels.cuh"
 
 namespace {
 
@@ -27,3 +28,7 @@ struct bf16_traits : qk_cuda::traits_defaults {
 QK_CUDA_CODEC(f32, f32_traits)
 QK_CUDA_CODEC(f16, f16_traits)
 QK_CUDA_CODEC(bf16, bf16_traits)
+
+QK_CUDA_MOE(f32, f32_traits)
+QK_CUDA_MOE(f16, f16_traits)
+QK_CUDA_MOE(bf16, bf16_traits)

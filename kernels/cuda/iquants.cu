@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include "codec_kernels.cuh"
+#include "moe_kernels.cuh"
 #include "iq_grid.h"
 #include "iquants_block.h"
 #include "iquants_grid_block.h"
@@ -63,6 +64,16 @@ QK_CUDA_CODEC(iq1_s, iq1_s_traits)
 QK_CUDA_CODEC(iq1_m, iq1_m_traits)
 QK_CUDA_CODEC(iq4_nl, iq4_nl_traits)
 QK_CUDA_CODEC(iq4_xs, iq4_xs_traits)
+
+QK_CUDA_MOE(iq2_xxs, iq2_xxs_traits)
+QK_CUDA_MOE(iq2_xs, iq2_xs_traits)
+QK_CUDA_MOE(iq2_s, iq2_s_traits)
+QK_CUDA_MOE(iq3_xxs, iq3_xxs_traits)
+QK_CUDA_MOE(iq3_s, iq3_s_traits)
+QK_CUDA_MOE(iq1_s, iq1_s_traits)
+QK_CUDA_MOE(iq1_m, iq1_m_traits)
+QK_CUDA_MOE(iq4_nl, iq4_nl_traits)
+QK_CUDA_MOE(iq4_xs, iq4_xs_traits)
 
 /* ---- the lattice maps on the devices ---------------------------------------------------- */
 

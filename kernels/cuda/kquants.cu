@@ -1,6 +1,7 @@
 /* Q2_K..Q6_K on the GPU: the super-block code of kernels/cpu/kquants_block.h, with and
  * without imatrix (the K-quants' statistics are per super-block, so no row pass). */
 #include "codec_kernels.cuh"
+#include "moe_kernels.cuh"
 #include "kquants_block.h"
 
 #define KQUANT_TRAITS(T, BLOCK_BYTES)                                                                                  \
@@ -25,3 +26,9 @@ QK_CUDA_CODEC(q3_k, q3_k_traits)
 QK_CUDA_CODEC(q4_k, q4_k_traits)
 QK_CUDA_CODEC(q5_k, q5_k_traits)
 QK_CUDA_CODEC(q6_k, q6_k_traits)
+
+QK_CUDA_MOE(q2_k, q2_k_traits)
+QK_CUDA_MOE(q3_k, q3_k_traits)
+QK_CUDA_MOE(q4_k, q4_k_traits)
+QK_CUDA_MOE(q5_k, q5_k_traits)
+QK_CUDA_MOE(q6_k, q6_k_traits)

@@ -1,5 +1,6 @@
 /* Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 on the GPU: the block code of kernels/cpu/legacy_block.h. */
 #include "codec_kernels.cuh"
+#include "moe_kernels.cuh"
 #include "legacy_block.h"
 
 namespace {
@@ -37,3 +38,9 @@ QK_CUDA_CODEC(q4_1, q4_1_traits)
 QK_CUDA_CODEC(q5_0, q5_0_traits)
 QK_CUDA_CODEC(q5_1, q5_1_traits)
 QK_CUDA_CODEC(q8_0, q8_0_traits)
+
+QK_CUDA_MOE(q4_0, q4_0_traits)
+QK_CUDA_MOE(q4_1, q4_1_traits)
+QK_CUDA_MOE(q5_0, q5_0_traits)
+QK_CUDA_MOE(q5_1, q5_1_traits)
+QK_CUDA_MOE(q8_0, q8_0_traits)

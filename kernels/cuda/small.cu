@@ -1,6 +1,7 @@
 /* MXFP4, TQ1_0 and TQ2_0 on the GPU: closed-form encoders without an imatrix path
  * (kernels/cpu/mxfp4_block.h, ternary_block.h). */
 #include "codec_kernels.cuh"
+#include "moe_kernels.cuh"
 #include "mxfp4_block.h"
 #include "ternary_block.h"
 
@@ -27,3 +28,7 @@ TERNARY_TRAITS(tq2_0, QK_TQ2_BYTES)
 QK_CUDA_CODEC(mxfp4, mxfp4_traits)
 QK_CUDA_CODEC(tq1_0, tq1_0_traits)
 QK_CUDA_CODEC(tq2_0, tq2_0_traits)
+
+QK_CUDA_MOE(mxfp4, mxfp4_traits)
+QK_CUDA_MOE(tq1_0, tq1_0_traits)
+QK_CUDA_MOE(tq2_0, tq2_0_traits)

@@ -133,6 +133,7 @@ static qk_status cuda_open(qk_context *ctx, int index, void **state) {
 
 static int cuda_supports(void *state, qk_op op, qk_type type) {
     (void)state;
+    if (op == QK_OP_MOE) return qk_cuda_moe_supports((int)type);
     return qk_cuda_kernel_supports(op == QK_OP_QUANTIZE ? 0 : 1, (int)type);
 }
 
@@ -272,6 +273,34 @@ static qk_status cuda_dequantize(qk_context *ctx, void *state, const qk_dequanti
     return QK_OK;
 }
 
+static qk_cuda_moe_args moe_args(const qk_moe_args *a) {
+    qk_cuda_moe_args c = {(int)a->kind, (int)a->type, (int)a->x_type, a->x_per_slot, a->n_expert, a->m,
+                          a->k,         a->n_tokens,  a->n_used,      a->w,          a->w_up,     a->x,
+                          a->ids,       a->router,    a->y,           a->workspace};
+    return c;
+}
+
+static size_t cuda_moe_workspace(void *state, const qk_moe_args *a) {
+    (void)state;
+    const qk_cuda_moe_args c = moe_args(a);
+    return qk_cuda_moe_workspace(&c);
+}
+
+/* Synchronous calls run on the context's stream and wait; asynchronous ones only enqueue. */
+static qk_status cuda_moe(qk_context *ctx, void *state, const qk_moe_args *a) {
+    cuda_state *s = state;
+    const qk_format *f = qk_format_of(a->type);
+    if (f->block_elems == 1 && a->k % 32)
+        return qk_fail(ctx, QK_ERR_UNSUPPORTED, "cuda: %s weights need k a multiple of 32 (k = %lld)", f->name,
+                       (long long)a->k);
+    QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
+    cudaStream_t stream = a->async ? (cudaStream_t)a->stream : s->stream;
+    const qk_cuda_moe_args c = moe_args(a);
+    QK_CHECK_CUDA(ctx, (cudaError_t)qk_cuda_moe(&c, stream));
+    if (!a->async) QK_CHECK_CUDA(ctx, cudaStreamSynchronize(stream));
+    return QK_OK;
+}
+
 /* ---- streaming ---------------------------------------------------------------------------- */
 
 static qk_status cuda_host_alloc(qk_context *ctx, void *state, size_t bytes, void **host) {
@@ -351,6 +380,8 @@ const qk_backend qk_backend_cuda = {
     .address = cuda_address,
     .quantize = cuda_quantize,
     .dequantize = cuda_dequantize,
+    .moe_workspace = cuda_moe_workspace,
+    .moe = cuda_moe,
     .host_alloc = cuda_host_alloc,
     .host_free = cuda_host_free,
     .quantize_queued = cuda_quantize_queued,

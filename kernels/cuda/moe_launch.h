@@ -1,0 +1,75 @@
+/* The MoE matmul as the kernels see it: arguments, the plan (which path, which tile) chosen by
+ * moe_plan.cu, the scratch laid out in the caller's workspace, and the type-independent steps
+ * (moe_route.cu). Internal to kernels/cuda; the runtime calls cuda_kernels.h. */
+#ifndef QK_MOE_LAUNCH_H
+#define QK_MOE_LAUNCH_H
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cuda_kernels.h"
+
+enum { QK_CUDA_MOE_VEC = 0, QK_CUDA_MOE_TILED = 1 };
+
+/* Where the tiled path's scratch lies in the workspace (byte offsets), and its size. */
+typedef struct qk_cuda_moe_plan {
+    int path;      /* QK_CUDA_MOE_VEC or QK_CUDA_MOE_TILED */
+    int bn;        /* tiled: slots per tile, 32 or 64 */
+    int max_tiles; /* tiled: an upper bound of the tiles the routing can need */
+    size_t counts, tiles, n_tiles, sorted, xh, partial, bytes;
+} qk_cuda_moe_plan;
+
+/* The grouping of slots by expert (moe_route.cu), read by the tiled kernel. */
+typedef struct moe_route {
+    const int4 *tiles;  /* expert, first index into sorted, slot count (<= bn) */
+    const int *n_tiles; /* how many of tiles are valid */
+    const int *sorted;  /* slot indices, grouped by expert */
+    const __half *xh;   /* the activations in f16, [rows of x][k] */
+} moe_route;
+
+/* The plan for these shapes (no pointer of a is read). */
+qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a);
+
+/* The tiled path's first steps on stream s: group the slots by expert and cut the groups into
+ * tiles, set the slots of out-of-range ids to NaN, convert the activations to f16. *out is
+ * where the tiled kernel writes: y, or the per-slot scratch of the weighted sum. */
+int qk_cuda_moe_prepare(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, moe_route *r, float **out,
+                        cudaStream_t s);
+
+/* y[t] = sum over s in order of router[t][s] * partial[t][s]. */
+int qk_cuda_moe_weighted_sum(const qk_cuda_moe_args *a, const float *partial, cudaStream_t s);
+
+typedef int (*qk_cuda_moe_launcher)(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s);
+
+#define QK_CUDA_DECLARE_MOE(name)                                                                                      \
+    int qk_cuda_moe_##name(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s);
+
+QK_CUDA_DECLARE_MOE(f32)
+QK_CUDA_DECLARE_MOE(f16)
+QK_CUDA_DECLARE_MOE(bf16)
+QK_CUDA_DECLARE_MOE(q4_0)
+QK_CUDA_DECLARE_MOE(q4_1)
+QK_CUDA_DECLARE_MOE(q5_0)
+QK_CUDA_DECLARE_MOE(q5_1)
+QK_CUDA_DECLARE_MOE(q8_0)
+QK_CUDA_DECLARE_MOE(q2_k)
+QK_CUDA_DECLARE_MOE(q3_k)
+QK_CUDA_DECLARE_MOE(q4_k)
+QK_CUDA_DECLARE_MOE(q5_k)
+QK_CUDA_DECLARE_MOE(q6_k)
+QK_CUDA_DECLARE_MOE(mxfp4)
+QK_CUDA_DECLARE_MOE(tq1_0)
+QK_CUDA_DECLARE_MOE(tq2_0)
+QK_CUDA_DECLARE_MOE(iq2_xxs)
+QK_CUDA_DECLARE_MOE(iq2_xs)
+QK_CUDA_DECLARE_MOE(iq2_s)
+QK_CUDA_DECLARE_MOE(iq3_xxs)
+QK_CUDA_DECLARE_MOE(iq3_s)
+QK_CUDA_DECLARE_MOE(iq1_s)
+QK_CUDA_DECLARE_MOE(iq1_m)
+QK_CUDA_DECLARE_MOE(iq4_nl)
+QK_CUDA_DECLARE_MOE(iq4_xs)
+
+#endif

@@ -1,0 +1,58 @@
+/* Which MoE kernel runs, and the tiled path's scratch: the one table of thresholds (DESIGN.md:
+ * kernels are chosen by operation, type and shape; the thresholds are data, tuned by
+ * measurement, bench/results). */
+#include "moe_launch.h"
+#include "qkern.h"
+
+namespace {
+
+/* A row per type where it differs from the first (every type). vec_max_tokens: up to this
+ * many tokens the vector kernel runs (each slot reads its expert's rows; with so few tokens per
+ * expert a tile would be mostly empty and its grouping steps cost more than they save).
+ * bn64_min_tokens_per_expert: the tiled kernel takes 64 slots per tile from this mean number
+ * of slots per expert the routing touches, 32 below it. */
+struct threshold {
+    int type; /* -1: the default */
+    int vec_max_tokens;
+    int bn64_min_tokens_per_expert;
+};
+
+constexpr threshold thresholds[] = {
+    {-1, 4, 48},
+};
+
+const threshold &threshold_of(int type) {
+    for (const threshold &t : thresholds)
+        if (t.type == type) return t;
+    return thresholds[0];
+}
+
+size_t align_up(size_t n) { return (n + 255) & ~(size_t)255; }
+
+} // namespace
+
+qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
+    qk_cuda_moe_plan p = {};
+    const threshold &t = threshold_of(a->type);
+    if (a->n_tokens <= t.vec_max_tokens) {
+        p.path = QK_CUDA_MOE_VEC;
+        return p;
+    }
+    const int64_t slots = a->n_tokens * a->n_used;
+    const int64_t touched = a->n_expert < slots ? a->n_expert : slots;
+    p.path = QK_CUDA_MOE_TILED;
+    p.bn = slots >= (int64_t)t.bn64_min_tokens_per_expert * touched ? 64 : 32;
+    const int64_t tiles = touched + slots / p.bn + 1;
+    p.max_tiles = tiles > (1 << 30) ? (1 << 30) : (int)tiles;
+    const int64_t x_rows = a->x_per_slot ? slots : a->n_tokens;
+    size_t at = 0;
+    p.counts = at, at += align_up(2 * (size_t)a->n_expert * sizeof(int));
+    p.tiles = at, at += align_up((size_t)p.max_tiles * sizeof(int4));
+    p.n_tiles = at, at += align_up(sizeof(int));
+    p.sorted = at, at += align_up((size_t)slots * sizeof(int));
+    p.xh = at, at += align_up((size_t)(x_rows * a->k) * sizeof(__half));
+    p.partial = at;
+    if (a->kind == QK_CUDA_MOE_WEIGHTED_SUM) at += align_up((size_t)(slots * a->m) * sizeof(float));
+    p.bytes = at;
+    return p;
+}
