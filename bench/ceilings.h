@@ -45,6 +45,20 @@ int qkb_dequant_grouped_gemm_us(qk_context *ctx, int device, qk_type type, const
 /* The device's name ("NVIDIA H100 80GB HBM3"), or "" without CUDA. */
 void qkb_device_name(int device, char *name, size_t n);
 
+/* Where cuBLAS was loaded from ("/usr/local/cuda/lib64/libcublas.so.13"), or why it was not
+ * (every place tried); loads it on the first call. Never NULL. */
+const char *qkb_cublas_info(void);
+
+/* Enqueues work on `stream` (a cudaStream_t); returns 0, or -1 with a one-line reason in err. */
+typedef int (*qkb_enqueue_fn)(void *arg, void *stream, char *err, size_t errlen);
+
+/* Runs enqueue once on a new stream of `device` (uncaptured: lazy initialization and errors
+ * happen there), then captures what it enqueues into one CUDA graph, launches that once to warm
+ * up, then `reps` times, each launch timed alone with events: us[i] is the i-th launch's
+ * microseconds. The capture refuses work that is not stream-ordered (a synchronization
+ * or an allocation inside enqueue fails here with CUDA's message). */
+int qkb_graph_time(int device, qkb_enqueue_fn enqueue, void *arg, int reps, double *us, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

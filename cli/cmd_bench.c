@@ -8,7 +8,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "cli.h"
+#include "cmd_bench_moe.h"
 #include "internal.h"
 #include "plan.h"
 #include "synth_model.h"
@@ -21,7 +23,9 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: qkern bench SUBCOMMAND [OPTIONS]   (qkern bench SUBCOMMAND --help)\n\n"
                "subcommands:\n"
-               "  quantize   kernel time to quantize every weight tensor of a real model shape, per preset\n");
+               "  quantize   kernel time to quantize every weight tensor of a real model shape, per preset\n"
+               "  pp         prompt processing through the MoE FFN layers of a model shape: tokens/s per type\n"
+               "  tg         token generation (one token at a time) through the same layers: tokens/s per type\n");
 }
 
 static void usage_quantize(FILE *f) {
@@ -73,28 +77,10 @@ typedef struct bench {
     uint64_t rng;
 } bench;
 
-static uint64_t next_u64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double gauss(uint64_t *s) {
-    double u1 = ((double)(next_u64(s) >> 11) + 0.5) * 0x1.0p-53, u2 = (double)(next_u64(s) >> 11) * 0x1.0p-53;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
-
 static uint16_t to_bf16(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16); /* round to nearest even; inputs are finite */
-}
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* The layer of a "blk.N." tensor, or -1. */
@@ -116,7 +102,7 @@ static const float *imatrix_for(bench *b, int64_t cols) {
     b->imatrix_cols = c;
     float *v = malloc((size_t)cols * sizeof *v);
     if (!v) return NULL;
-    for (int64_t j = 0; j < cols; j++) v[j] = (float)exp(gauss(&b->rng)); /* mean x^2: positive, spread */
+    for (int64_t j = 0; j < cols; j++) v[j] = (float)exp(bench_gauss(&b->rng)); /* mean x^2: positive, spread */
     b->imatrix[b->n_imatrix] = v, b->imatrix_cols[b->n_imatrix++] = cols;
     return v;
 }
@@ -130,9 +116,9 @@ static qk_status run_quantize(bench *b, qk_type type, int64_t rows, int64_t cols
     d.src = qk_buf(b->src, 0, (size_t)(rows * cols) * 2);
     d.dst = qk_buf(b->dst, 0, qk_type_row_bytes(type, cols) * (size_t)rows);
     d.imatrix = im, d.imatrix_len = cols * mats;
-    double t0 = now();
+    double t0 = bench_now();
     qk_status s = qk_quantize(b->ctx, &d); /* returns when the device is done */
-    *seconds = now() - t0;
+    *seconds = bench_now() - t0;
     return s;
 }
 
@@ -201,20 +187,6 @@ static unit unit_of(const qk_plan_tensor *t, int64_t n_layer, int64_t limit) {
 
 /* ---- output ------------------------------------------------------------------------------------ */
 
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 typedef struct report {
     const synth_model_shape *shape;
     uint64_t params, n_tensors;
@@ -271,9 +243,9 @@ static void print_json(const report *r, const preset_result *res, size_t n) {
         const preset_result *p = &res[i];
         double gw = p->seconds > 0 ? (double)p->weights / p->seconds / 1e9 : 0.0;
         printf("  {\"device\": ");
-        json_string(stdout, r->dev->id);
+        bench_json_string(stdout, r->dev->id);
         printf(", \"device_name\": ");
-        json_string(stdout, r->dev->name);
+        bench_json_string(stdout, r->dev->name);
         printf(", \"date\": \"%s\", \"op\": \"quantize_model\", \"type\": \"%s\", \"shape\": \"%s\", "
                "\"arch\": \"%s\", \"value\": %.6f, \"unit\": \"s\", \"tensors\": %llu, \"weights\": %llu, "
                "\"gweights_per_s\": %.4f, \"gbps_bf16\": %.4f, \"skipped\": %llu, \"skipped_weights\": %llu, "
@@ -295,7 +267,7 @@ static qk_status fill_source(bench *b, uint64_t values) {
     qk_status s = QK_OK;
     for (uint64_t at = 0; at < values && s == QK_OK; at += FILL_CHUNK) {
         uint64_t k = values - at < FILL_CHUNK ? values - at : FILL_CHUNK;
-        for (uint64_t i = 0; i < k; i++) h[i] = to_bf16((float)(0.02 * gauss(&b->rng)));
+        for (uint64_t i = 0; i < k; i++) h[i] = to_bf16((float)(0.02 * bench_gauss(&b->rng)));
         s = qk_buffer_write(b->src, (size_t)at * 2, h, (size_t)k * 2);
     }
     free(h);
@@ -368,10 +340,7 @@ static int bench_quantize(int argc, char **argv) {
                 shape_name ? "unknown --shape" : "--shape is required", shape_name ? shape_name : "");
         return 2;
     }
-    if (strcmp(format, "md") && strcmp(format, "csv") && strcmp(format, "json")) {
-        fprintf(stderr, "qkern bench quantize: --format must be md, csv or json, not '%s'\n", format);
-        return 2;
-    }
+    if (!bench_check_format("qkern bench quantize", format)) return 2;
     const qk_ftype *fts[MAX_PRESETS];
     size_t n_presets;
     if (!parse_presets(presets, fts, &n_presets)) return 2;
@@ -477,9 +446,7 @@ static int bench_quantize(int argc, char **argv) {
     }
 
     report rep = {shape, params, n, &dev, "", limit, b.n_calls};
-    time_t tt = time(NULL);
-    struct tm tm;
-    strftime(rep.date, sizeof rep.date, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&tt, &tm));
+    bench_date(rep.date, sizeof rep.date);
     if (!strcmp(format, "json"))
         print_json(&rep, res, n_presets);
     else if (!strcmp(format, "csv"))
@@ -500,6 +467,8 @@ int cmd_bench(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "quantize")) return bench_quantize(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "pp") || !strcmp(argv[1], "tg"))
+        return cmd_bench_moe(argc - 1, argv + 1, !strcmp(argv[1], "tg"));
     fprintf(stderr, "qkern bench: unknown subcommand '%s'\n", argv[1]);
     usage(stderr);
     return 2;

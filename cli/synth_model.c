@@ -697,6 +697,15 @@ static const synth_model_shape shapes[] = {
      "qwen35moe",
      "35e9",
      {2048, 40, 248320, 262144, 16, 2, 256, 256, 8, 512, 512, 16, 32, 128, 4, 4, 1}},
+    /* Qwen/Qwen3.5-122B-A10B's config.json (text_config): hidden_size 3072, 48 layers (every 4th full
+     * attention), 32 query / 2 KV heads of 256, 256 experts (8 used) of moe_intermediate_size 1024,
+     * shared_expert_intermediate_size 1024; numbers as in the published Megatron launch scripts for
+     * it (e.g. slime's scripts/models/qwen3.5-122B-A10B.sh). Gated delta net: 16 key heads, 64 value
+     * heads of 128 (as the 397B; the 35B has 32), conv 4; the total (122e9) checks them. */
+    {"qwen3.5-122b-a10b",
+     "qwen35moe",
+     "122e9",
+     {3072, 48, 248320, 262144, 32, 2, 256, 256, 8, 1024, 1024, 16, 64, 128, 4, 4, 1}},
     {"qwen3.5-397b-a17b",
      "qwen35moe",
      "397e9",

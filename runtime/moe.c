@@ -157,7 +157,6 @@ static qk_status moe(qk_context *ctx, const qk_moe_desc *d, qk_moe_kind kind, in
     if (st == QK_OK) st = check_presence(ctx, d, kind);
     if (st != QK_OK) return st;
     size_t ws = ctx->backend->moe_workspace ? ctx->backend->moe_workspace(ctx->state, &a) : 0;
-    if (!async && sz.ids && (st = check_ids(ctx, d, what)) != QK_OK) return st;
 
     const struct {
         const qk_mem *mem;
@@ -190,6 +189,8 @@ static qk_status moe(qk_context *ctx, const qk_moe_desc *d, qk_moe_kind kind, in
         snprintf(name, sizeof name, "%s: %s", what, ops[i].name);
         st = qk_resolve(ctx, ops[i].mem, ops[i].bytes, ops[i].is_input, async, name, &op[i]);
     }
+    /* after the operands' sizes are checked: the ids are read only where they fit */
+    if (st == QK_OK && !async && sz.ids) st = check_ids(ctx, d, what);
     if (st == QK_OK) {
         a.w = op[OP_W].addr;
         a.w_up = op[OP_W_UP].addr;

@@ -6,11 +6,17 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build-dev}
+[ -f "$B/carry.tar.xz" ] && xz -dc "$B/carry.tar.xz" | tar -xf -
 out=${OUT:-out}
 mkdir -p "$out"
 export LD_LIBRARY_PATH="$PWD/$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# cuBLAS (the benchmarks' GEMM ceilings load it at run time): the image's toolkit, or the wheel
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+  $(python3 -c 'import nvidia.cu13, os; print(os.path.join(list(nvidia.cu13.__path__)[0], "lib"))' 2>/dev/null); do
+  [ -d "$d" ] && LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
+done
 q=$B/cli/qkern
-parts=${QK_RUN_PARTS:-tests,file,bench,model} # which sections to run
+parts=${QK_RUN_PARTS:-tests,moe,file,bench,moebench,pptg,model} # which sections to run
 want() { [[ ",$parts," == *",$1,"* ]]; }
 {
   echo "date: $(date -u +%FT%TZ)"
@@ -20,6 +26,7 @@ want() { [[ ",$parts," == *",$1,"* ]]; }
 } 2>&1 | tee "$out/device.txt"
 
 want tests && echo "== GPU tests" && QK_TEST_LARGE=1 "$B/tests/test_gpu_equivalence" 2>&1 | tee "$out/gpu_tests.log" | tail -40
+want moe && echo "== GPU MoE tests" && QK_TEST_LARGE=1 "$B/tests/test_gpu_moe" 2>&1 | tee "$out/gpu_moe.log" | tail -60
 
 if want file; then
 echo "== file path: cuda against cpu"
@@ -42,6 +49,15 @@ echo "== benchmarks"
 if want bench && [ -x "$B/bench/qkern_bench_cuda" ]; then
   "$B/bench/qkern_bench_cuda" --benchmark_min_time=0.1 --benchmark_out="$out/bench_cuda.json" \
     --benchmark_out_format=json 2>&1 | tee "$out/bench_cuda.txt" | grep -v "^---" | head -80
+fi
+
+if want moebench && [ -x "$B/bench/qkern_bench_moe" ]; then
+  echo "== MoE kernel benchmarks"
+  "$B/bench/qkern_bench_moe" --benchmark_min_time=0.05 ${QK_MOE_FILTER:+--benchmark_filter="$QK_MOE_FILTER"} \
+    --benchmark_out="$out/bench_moe.json" --benchmark_out_format=json >"$out/bench_moe.txt" 2>&1
+  python3 bench/to_jsonl.py "$out/bench_moe.json" auto "$(cat "$B/COMMIT")" "$out/moe.jsonl" &&
+    python3 bench/to_jsonl.py --table "$out/moe.jsonl" | tee "$out/moe_table.md"
+  grep -iE "error|copy|gemm|cublas" "$out/bench_moe.txt" | head -20
 fi
 
 if want model; then

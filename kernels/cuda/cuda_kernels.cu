@@ -11,10 +11,11 @@ struct codec {
     qk_cuda_quant_launcher quant;
     qk_cuda_dequant_launcher dequant;
     qk_cuda_moe_launcher moe;
+    qk_cuda_moe_init moe_init;
 };
 
 #define BOTH(T)                                                                                                        \
-    { qk_cuda_quantize_##T, qk_cuda_dequantize_##T, qk_cuda_moe_##T }
+    { qk_cuda_quantize_##T, qk_cuda_dequantize_##T, qk_cuda_moe_##T, qk_cuda_moe_init_##T }
 
 codec codec_of(int type) {
     switch (type) {
@@ -43,7 +44,7 @@ codec codec_of(int type) {
     case QK_TYPE_IQ1_M: return BOTH(iq1_m);
     case QK_TYPE_IQ4_NL: return BOTH(iq4_nl);
     case QK_TYPE_IQ4_XS: return BOTH(iq4_xs);
-    default: return {nullptr, nullptr, nullptr};
+    default: return {nullptr, nullptr, nullptr, nullptr};
     }
 }
 
@@ -90,5 +91,11 @@ extern "C" int qk_cuda_moe(const qk_cuda_moe_args *a, void *stream) {
 }
 
 /* The tables are __device__ arrays initialised at module load (qk_tables_cuda.cuh); the I-quant
- * encoders' lattice maps are built on the host and copied to the current device. */
-extern "C" int qk_cuda_kernels_init(void) { return qk_cuda_iq_grids_upload(); }
+ * encoders' lattice maps are built on the host and copied to the current device; the MoE tiled
+ * kernels are allowed their shared memory. */
+extern "C" int qk_cuda_kernels_init(void) {
+    int err = qk_cuda_iq_grids_upload();
+    for (int t = 0; t < QK_TYPE_ID_LIMIT && !err; t++)
+        if (codec_of(t).moe_init) err = codec_of(t).moe_init();
+    return err;
+}

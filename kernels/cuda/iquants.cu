@@ -8,12 +8,12 @@
 #include <pthread.h>
 
 #include "codec_kernels.cuh"
-#include "moe_kernels.cuh"
 #include "iq_grid.h"
 #include "iquants_block.h"
 #include "iquants_grid_block.h"
 #include "iquants_iq1_block.h"
 #include "iquants_iq4_block.h"
+#include "moe_kernels.cuh"
 
 /* Per device (a __constant__ variable has one instance per device): the grid structs, their
  * pointers into that device's memory. */

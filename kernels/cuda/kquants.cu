@@ -1,8 +1,8 @@
 /* Q2_K..Q6_K on the GPU: the super-block code of kernels/cpu/kquants_block.h, with and
  * without imatrix (the K-quants' statistics are per super-block, so no row pass). */
 #include "codec_kernels.cuh"
-#include "moe_kernels.cuh"
 #include "kquants_block.h"
+#include "moe_kernels.cuh"
 
 #define KQUANT_TRAITS(T, BLOCK_BYTES)                                                                                  \
     struct T##_traits : qk_cuda::traits_defaults {                                                                     \

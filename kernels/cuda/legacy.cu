@@ -1,7 +1,7 @@
 /* Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 on the GPU: the block code of kernels/cpu/legacy_block.h. */
 #include "codec_kernels.cuh"
-#include "moe_kernels.cuh"
 #include "legacy_block.h"
+#include "moe_kernels.cuh"
 
 namespace {
 

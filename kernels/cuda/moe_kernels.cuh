@@ -349,16 +349,24 @@ template <class T, int KIND> int launch_vec(const qk_cuda_moe_args &a, cudaStrea
     return (int)cudaGetLastError();
 }
 
+/* Lets a tiled kernel have its shared memory (over the default 48 KiB): once per device, at
+ * context creation, because the call is not allowed while a caller captures a CUDA graph. */
+template <class T, int BN, bool GATE_UP> cudaError_t allow_smem() {
+    return cudaFuncSetAttribute(moe_tiled_kernel<T, BN, GATE_UP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)tile_smem < T, BN, GATE_UP ? 2 : 1 > ::BYTES);
+}
+
+template <class T> int init_moe() {
+    cudaError_t err = allow_smem<T, 32, false>();
+    if (err == cudaSuccess) err = allow_smem<T, 32, true>();
+    if (err == cudaSuccess) err = allow_smem<T, 64, false>();
+    if (err == cudaSuccess) err = allow_smem<T, 64, true>();
+    return (int)err;
+}
+
 template <class T, int BN, bool GATE_UP>
 int launch_tiled_kernel(const qk_cuda_moe_args &a, const moe_route &r, float *out, int max_tiles, cudaStream_t s) {
     constexpr size_t smem = tile_smem < T, BN, GATE_UP ? 2 : 1 > ::BYTES;
-    static bool raised = false; /* the attribute is per function; setting it twice is harmless */
-    if (!raised) {
-        const cudaError_t err =
-            cudaFuncSetAttribute(moe_tiled_kernel<T, BN, GATE_UP>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        if (err != cudaSuccess) return (int)err;
-        raised = true;
-    }
     const dim3 grid((unsigned)((a.m + TILE_M - 1) / TILE_M), (unsigned)(max_tiles < 65535 ? max_tiles : 65535));
     moe_tiled_kernel<T, BN, GATE_UP><<<grid, TILE_THREADS, smem, s>>>(a, r, out);
     return (int)cudaGetLastError();
@@ -391,10 +399,11 @@ template <class T> int launch_moe(const qk_cuda_moe_args *a, const qk_cuda_moe_p
 
 } // namespace qk_cuda
 
-/* Defines the launcher qk_cuda_moe_<name> for traits T. */
+/* Defines the launcher qk_cuda_moe_<name> for traits T, and its per-device setup. */
 #define QK_CUDA_MOE(name, T)                                                                                           \
     int qk_cuda_moe_##name(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s) {                     \
         return qk_cuda::launch_moe<T>(a, p, s);                                                                        \
-    }
+    }                                                                                                                  \
+    int qk_cuda_moe_init_##name(void) { return qk_cuda::init_moe<T>(); }
 
 #endif

@@ -43,8 +43,11 @@ int qk_cuda_moe_weighted_sum(const qk_cuda_moe_args *a, const float *partial, cu
 
 typedef int (*qk_cuda_moe_launcher)(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s);
 
+typedef int (*qk_cuda_moe_init)(void);
+
 #define QK_CUDA_DECLARE_MOE(name)                                                                                      \
-    int qk_cuda_moe_##name(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s);
+    int qk_cuda_moe_##name(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s);                      \
+    int qk_cuda_moe_init_##name(void);
 
 QK_CUDA_DECLARE_MOE(f32)
 QK_CUDA_DECLARE_MOE(f16)

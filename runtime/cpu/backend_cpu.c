@@ -9,6 +9,7 @@
 #include "cpu_dispatch.h"
 #include "formats.h"
 #include "internal.h"
+#include "moe_cpu.h"
 #include "parallel.h"
 
 /* A streaming queue (backend.h) that defers: quantize_queued records the step, wait_queue runs
@@ -67,7 +68,12 @@ static void cpu_close(void *state) { free(state); }
 static int cpu_supports(void *state, qk_op op, qk_type type) {
     (void)state;
     qk_cpu_kernel_pair k = qk_cpu_kernels(type);
-    return op == QK_OP_QUANTIZE ? k.quant != NULL : k.dequant != NULL;
+    switch (op) {
+    case QK_OP_QUANTIZE: return k.quant != NULL;
+    case QK_OP_DEQUANTIZE: return k.dequant != NULL;
+    case QK_OP_MOE: return k.dequant != NULL; /* weight rows are dequantized, then multiplied */
+    }
+    return 0;
 }
 
 static qk_status cpu_alloc(qk_context *ctx, void *state, size_t bytes, void **mem) {
@@ -210,6 +216,15 @@ static qk_status cpu_dequantize(qk_context *ctx, void *state, const qk_dequantiz
     return QK_OK;
 }
 
+static size_t cpu_moe_workspace(void *state, const qk_moe_args *a) {
+    (void)state;
+    return qk_cpu_moe_workspace(a);
+}
+
+static qk_status cpu_moe(qk_context *ctx, void *state, const qk_moe_args *a) {
+    return qk_cpu_moe(ctx, ((cpu_state *)state)->workers, a);
+}
+
 /* ---- streaming ---------------------------------------------------------------------------- */
 
 static qk_status cpu_quantize_queued(qk_context *ctx, void *state, int queue, const qk_quantize_args *a) {
@@ -243,6 +258,8 @@ const qk_backend qk_backend_cpu = {
     .address = cpu_address,
     .quantize = cpu_quantize,
     .dequantize = cpu_dequantize,
+    .moe_workspace = cpu_moe_workspace,
+    .moe = cpu_moe,
     .host_alloc = cpu_alloc, /* plain host memory: nothing copies from it asynchronously */
     .host_free = cpu_free,
     .quantize_queued = cpu_quantize_queued,

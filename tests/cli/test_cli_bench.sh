@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # qkern bench quantize on the CPU, kept to seconds with --limit-layers: valid output in each
 # format, the full shape's parameter count (counted here from the published config, not by qkern),
-# a positive projected time, and clear errors for bad arguments.
+# a positive projected time, and clear errors for bad arguments. Then qkern bench tg / pp on a
+# tiny custom shape: the results-format fields and their arithmetic, and the same errors.
 # Usage: test_cli_bench.sh QKERN_BINARY
 set -u
 qkern=$1
@@ -57,5 +58,67 @@ check "bad format" fails 2 "$qkern" bench quantize --shape qwen3-30b-a3b --forma
 check "bad --limit-layers" fails 2 "$qkern" bench quantize --shape qwen3-30b-a3b --limit-layers 0
 check "unknown subcommand" fails 2 "$qkern" bench dequantize
 check "unknown device" fails 1 "$qkern" bench quantize --shape qwen3-30b-a3b --device vulkan:7 --limit-layers 1
+
+# qkern bench tg / pp on the CPU, a tiny custom shape: the results-format fields, one row per
+# routing, positive rates, and the bytes and FLOPs of the pass counted here from the shape.
+tiny=hidden=256,experts=8,used=2,ffn=256,shexp=256,layers=3
+for test in tg pp; do
+  n=$([ $test = tg ] && echo "-n 3" || echo "-p 16")
+  json=$("$qkern" bench $test --device cpu --custom $tiny -t Q8_0 $n -r 2 --format json --commit c0ffee)
+  check "bench $test: json run" test $? -eq 0
+  check "bench $test: json fields" python3 -c "
+import json, sys
+test = sys.argv[2]
+r = json.loads(sys.argv[1])
+assert isinstance(r, list) and len(r) == 2, r
+assert sorted(o['routing'] for o in r) == ['skewed', 'uniform'], r
+tokens = 1 if test == 'tg' else 16
+for o in r:
+    for f in ('device', 'date', 'commit', 'backend', 'op', 'type', 'shape', 'tokens', 'value', 'unit', 'ceiling',
+              'ceiling_unit', 'fraction'):
+        assert f in o, (f, o)
+    assert o['op'] == 'moe_' + test and o['backend'] == 'cpu' and o['device_id'] == 'cpu', o
+    assert o['type'] == 'Q8_0' and o['shape'] == 'hidden=256,experts=8,used=2,ffn=256,shexp=256,layers=3', o
+    assert o['commit'] == 'c0ffee' and o['date'].endswith('Z') and o['tokens'] == tokens, o
+    assert o['unit'] == 't/s' and o['value'] > 0 and o['stddev'] >= 0, o
+    assert o['ceiling'] is None and o['fraction'] is None, o  # no ceilings on the cpu
+    assert o['test'] == ('tg3' if test == 'tg' else 'pp16') and o['layers'] == 3, o
+    # Q8_0: 34 bytes per 32 values; each op reads its touched experts (1 or 2 per token) + the shared one
+    expert, shared = 3 * 256 * 256 * 34 // 32, 3 * 256 * 256 * 34 // 32
+    ops = 3 * (3 if test == 'tg' else 1)
+    assert ops * (expert + shared) <= o['weight_bytes'] <= ops * (min(8, 2 * tokens) * expert + shared), o
+    assert abs(o['flops'] - 2 * tokens * (3 if test == 'tg' else 1) * 3 * (2 * 3 + 3) * 256 * 256) < 1, o
+    assert o['weight_gbps'] > 0, o
+" "$json" $test
+done
+md=$("$qkern" bench tg --device cpu --custom $tiny -t Q4_K,IQ4_XS -n 2 -r 1 --routing skewed)
+check "bench tg md: table header" grep -q "^| model | type | size | params | backend | test | routing | t/s | GB/s" <<<"$md"
+check "bench tg md: one row per type" test "$(grep -c "^| custom | \(Q4_K\|IQ4_XS\) | .* | CPU | tg2 | skewed |" <<<"$md")" -eq 2
+check "bench tg md: ceilings n/a" grep -q "ceilings: n/a" <<<"$md"
+csv=$("$qkern" bench pp --device cpu --custom $tiny -t Q8_0 -p 4 -r 1 --routing uniform --format csv)
+check "bench pp csv: header and one row" test "$(wc -l <<<"$csv")" -eq 2
+check "bench pp csv: op, type, shape quoted" grep -q ",moe_pp,Q8_0,\"hidden=256,.*\",custom,pp4,uniform,4," <<<"$csv"
+check "bench pp --help lists the shapes" grep -q "qwen3.5-122b-a10b" <<<"$("$qkern" bench pp --help)"
+check "bench tg --help says layers are cycled" grep -q "cycled" <<<"$("$qkern" bench tg --help)"
+one_line() { # one_line command...: fails with exit 2 and exactly one line on stderr
+  "$@" >/dev/null 2>"$dir/err"
+  local rc=$?
+  [ "$rc" -eq 2 ] && [ "$(wc -l <"$dir/err")" -eq 1 ] && grep -q "qkern" "$dir/err"
+}
+check "bench tg: bad type" one_line "$qkern" bench tg --device cpu --custom $tiny -t Q9_Z
+check "bench tg: unquantized type" one_line "$qkern" bench tg --device cpu --custom $tiny -t F16
+check "bench pp: bad custom key" one_line "$qkern" bench pp --device cpu --custom hidden=256,experts=8,used=2,fnn=256
+check "bench pp: custom missing ffn" one_line "$qkern" bench pp --device cpu --custom hidden=256,experts=8,used=2
+check "bench pp: used > experts" one_line "$qkern" bench pp --device cpu --custom hidden=256,experts=2,used=4,ffn=256
+check "bench pp: unknown model" one_line "$qkern" bench pp --device cpu -m llama-7b
+check "bench pp: -m and --custom" one_line "$qkern" bench pp --device cpu -m qwen3-30b-a3b --custom $tiny
+check "bench pp: bad -p" one_line "$qkern" bench pp --device cpu --custom $tiny -p 0
+check "bench tg: -p is pp's" one_line "$qkern" bench tg --device cpu --custom $tiny -p 8
+check "bench tg: bad routing" one_line "$qkern" bench tg --device cpu --custom $tiny --routing zipf
+check "bench tg: bad format" one_line "$qkern" bench tg --device cpu --custom $tiny --format xml
+"$qkern" bench tg --device cpu --custom hidden=100,experts=4,used=2,ffn=256 -t Q4_K >/dev/null 2>"$dir/err"
+check "bench tg: a block size that does not divide the shape fails with one line" \
+  test $? -eq 1 -a "$(wc -l <"$dir/err")" -eq 1
+check "bench tg: unknown device" fails 1 "$qkern" bench tg --device vulkan:7 --custom $tiny
 
 finish

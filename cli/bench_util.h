@@ -1,0 +1,22 @@
+/* What the `qkern bench` subcommands share: seeded random numbers, the clock, the date, JSON
+ * strings and their common option values. */
+#ifndef QK_CLI_BENCH_UTIL_H
+#define QK_CLI_BENCH_UTIL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* splitmix64: a seeded stream, the same numbers on every machine. */
+uint64_t bench_next_u64(uint64_t *s);
+/* A standard normal value (Box-Muller). */
+double bench_gauss(uint64_t *s);
+/* Monotonic seconds. */
+double bench_now(void);
+/* The current UTC time as "2026-11-23T07:21:33Z". */
+void bench_date(char *buf, size_t len);
+/* s as a JSON string, quoted and escaped. */
+void bench_json_string(FILE *f, const char *s);
+/* 1 if fmt is md, csv or json; otherwise prints why on stderr (prefixed with cmd) and returns 0. */
+int bench_check_format(const char *cmd, const char *fmt);
+
+#endif
