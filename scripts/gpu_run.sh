@@ -60,6 +60,27 @@ if want moebench && [ -x "$B/bench/qkern_bench_moe" ]; then
   grep -iE "error|copy|gemm|cublas" "$out/bench_moe.txt" | head -20
 fi
 
+if want pptg; then
+  echo "== qkern bench tg / pp (MoE FFN layers of whole models)"
+  C=$(cat "$B/COMMIT")
+  types=${QK_PPTG_TYPES:-Q4_K,Q8_0,IQ4_XS,IQ2_XXS,MXFP4}
+  for m in ${QK_PPTG_SHAPES:-qwen3.5-35b-a3b qwen3-30b-a3b qwen3.5-122b-a10b qwen3.5-397b-a17b}; do
+    for t in tg pp; do
+      "$q" bench $t -m "$m" -t "$types" -r 3 --commit "$C" --format json >"$out/$t-$m.json" 2>"$out/$t-$m.err" ||
+        tail -3 "$out/$t-$m.err"
+    done
+  done
+  python3 -c 'import json,sys; [print(json.dumps(r)) for f in sys.argv[1:] for r in json.load(open(f))]' \
+    "$out"/tg-*.json "$out"/pp-*.json >"$out/moe-cli.jsonl" 2>/dev/null
+  python3 - "$out/moe-cli.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    print(r.get("shape"), r.get("test", r.get("op")), r.get("routing", ""), r.get("type"),
+          round(r["value"], 1), r.get("unit"), "frac", r.get("fraction"))
+PY
+fi
+
 if want model; then
   echo "== whole-model kernel time per preset (qkern bench quantize)"
   for shape in qwen3.5-35b-a3b qwen3-30b-a3b qwen3.5-397b-a17b; do
