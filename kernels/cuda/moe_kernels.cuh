@@ -41,42 +41,19 @@ template <class T> struct moe_block {
 
 __device__ inline float silu(float g) { return g / (1.0f + expf(-g)); }
 
-/* acc + w[0..31] . x[i..i+31], x of type x_type (i a multiple of 32). The activations are read
- * where they are used, 16 bytes at a time where x is aligned (L1 serves the repeats): held in
- * registers beside the decoded weights they would halve the warps an SM can keep. */
-__device__ inline float dot_x32(const float *w, const void *x, int x_type, int64_t i, float acc) {
-    const bool aligned = (reinterpret_cast<uintptr_t>(x) & 15) == 0;
-    if (x_type == TYPE_F32 && aligned) {
-        const float4 *p = reinterpret_cast<const float4 *>(static_cast<const float *>(x) + i);
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const float4 f = p[j];
-            acc = fmaf(w[4 * j], f.x, acc);
-            acc = fmaf(w[4 * j + 1], f.y, acc);
-            acc = fmaf(w[4 * j + 2], f.z, acc);
-            acc = fmaf(w[4 * j + 3], f.w, acc);
-        }
-    } else if (x_type != TYPE_F32 && aligned) {
-        const uint4 *p = reinterpret_cast<const uint4 *>(static_cast<const uint16_t *>(x) + i);
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const uint4 u = p[j];
-            const uint32_t v[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-            for (int h = 0; h < 8; h++)
-                acc = fmaf(w[8 * j + h], widen(x_type, (uint16_t)(v[h / 2] >> (16 * (h % 2)))), acc);
-        }
-    } else {
-#pragma unroll 4
-        for (int j = 0; j < 32; j++) acc = fmaf(w[j], load_value(x, x_type, i + j), acc);
-    }
-    return acc;
-}
-
 __device__ inline float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
+}
+
+/* How many aligned 16-byte words cover the bytes [begin, begin + n): a row's packed bytes are
+ * copied as those words (byte `begin` then lies at begin % 16 in the first). A 16-byte word
+ * that holds a byte of the tensor lies in the same page as it, so the bytes read outside the
+ * range are mapped memory. */
+__device__ inline int words_of(const uint8_t *begin, int n) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(begin);
+    return (int)(((a + n + 15) & ~(uintptr_t)15) - (a & ~(uintptr_t)15)) / 16;
 }
 
 /* ---- the vector path ------------------------------------------------------------------------ */
@@ -84,73 +61,113 @@ __device__ inline float warp_sum(float v) {
 constexpr int VEC_WARPS = 4, VEC_ROWS = 2; /* rows per warp */
 constexpr int VEC_ROWS_PER_CTA = VEC_WARPS * VEC_ROWS;
 
-/* One slot's products for the warp's rows: acc[r] (and up[r] for gate/up), reduced over the
- * warp. x is the slot's activation row; e its expert (valid). */
-template <class T, bool GATE_UP>
-__device__ inline void vec_rows(const qk_cuda_moe_args &a, int64_t e, int64_t row0, const void *x, float *acc,
-                                float *up) {
+/* The vector path works through a row in chunks of one part per lane (half that for F32, so
+ * that a warp's chunk stays small in shared memory). */
+template <class T> struct vec_shape {
     using B = moe_block<T>;
-    const int lane = threadIdx.x % 32;
-    const int64_t parts = a.k / 32, row_bytes = a.k / B::QK * B::BYTES;
-    const uint8_t *w = static_cast<const uint8_t *>(a.w) + (e * a.m + row0) * row_bytes;
-    const uint8_t *wu = GATE_UP ? static_cast<const uint8_t *>(a.w_up) + (e * a.m + row0) * row_bytes : nullptr;
-#pragma unroll
-    for (int r = 0; r < VEC_ROWS; r++) acc[r] = up[r] = 0.0f;
-    /* a thread's decoded part: in shared memory, at a stride of 33 floats so that the lanes'
-     * i-th values fall in different banks (the part decoders index their output with
-     * run-time offsets, which would put a register array in local memory) */
-    __shared__ float parts_buf[VEC_WARPS * 32 * 33];
-    float *wv = parts_buf + threadIdx.x * 33;
-    for (int64_t p = lane; p < parts; p += 32) {
-        const int64_t off = p / B::PARTS * B::BYTES;
-        const int part = (int)(p % B::PARTS);
-#pragma unroll
-        for (int r = 0; r < VEC_ROWS; r++) {
-            if (row0 + r >= a.m) break;
-            B::decode(w + r * row_bytes + off, part, wv);
-            acc[r] = dot_x32(wv, x, a.x_type, p * 32, acc[r]);
-            if constexpr (GATE_UP) {
-                B::decode(wu + r * row_bytes + off, part, wv);
-                up[r] = dot_x32(wv, x, a.x_type, p * 32, up[r]);
-            }
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < VEC_ROWS; r++) {
-        acc[r] = warp_sum(acc[r]);
-        if constexpr (GATE_UP) up[r] = warp_sum(up[r]);
-    }
-}
+    static constexpr int CHUNK_PARTS = 1024 / B::QK * B::BYTES > 2048 ? 16 : 32;
+    static constexpr int CHUNK = CHUNK_PARTS * 32; /* values */
+    static constexpr int CHUNK_BYTES = CHUNK / B::QK * B::BYTES;
+    static constexpr int CHUNK_WORDS = (CHUNK_BYTES + 15 + 15) / 16; /* aligned words covering a chunk */
+    static constexpr int LANE_WORDS = (CHUNK_WORDS + 31) / 32;
+};
 
 /* grid: (row groups of VEC_ROWS_PER_CTA, units); a unit is a slot, or a token for the
- * weighted sum. */
-template <class T, int KIND> __global__ void __launch_bounds__(VEC_WARPS * 32, 4) moe_vec_kernel(qk_cuda_moe_args a) {
+ * weighted sum, whose slots run in order. Per chunk of a slot's row, every load is issued
+ * before any is used (a warp's rows as 16-byte words into registers, the activations), then
+ * the chunk goes through shared memory: a lane decodes one part of each row and takes its dot
+ * product with the activations, at a stride of 33 floats so that lanes fall in different
+ * banks. A token has too little work to hide memory latency any other way. */
+template <class T, int KIND> __global__ void __launch_bounds__(VEC_WARPS * 32) moe_vec_kernel(qk_cuda_moe_args a) {
+    using B = moe_block<T>;
+    using V = vec_shape<T>;
     constexpr bool GATE_UP = KIND == QK_CUDA_MOE_GATE_UP;
-    const int lane = threadIdx.x % 32;
-    const int64_t row0 = (int64_t)blockIdx.x * VEC_ROWS_PER_CTA + threadIdx.x / 32 * VEC_ROWS;
-    if (row0 >= a.m) return;
+    constexpr int NW = GATE_UP ? 2 : 1, NR = NW * VEC_ROWS; /* rows a warp reads per chunk */
+    __shared__ float xs[V::CHUNK_PARTS * 33];
+    __shared__ uint4 packed[VEC_WARPS][NR][V::CHUNK_WORDS];
+    __shared__ float parts_buf[VEC_WARPS * 32 * 33];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int64_t row0 = (int64_t)blockIdx.x * VEC_ROWS_PER_CTA + warp * VEC_ROWS;
     const int64_t unit = blockIdx.y;
     const int64_t esize = a.x_type == TYPE_F32 ? 4 : 2;
-    float acc[VEC_ROWS], up[VEC_ROWS], out[VEC_ROWS];
+    const int64_t row_bytes = a.k / B::QK * B::BYTES;
+    const uint8_t *wt[NW];
+    wt[0] = static_cast<const uint8_t *>(a.w);
+    if constexpr (GATE_UP) wt[NW - 1] = static_cast<const uint8_t *>(a.w_up);
+    float *wv = parts_buf + threadIdx.x * 33;
     const int64_t s_begin = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? unit * a.n_used : unit;
     const int64_t s_end = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? s_begin + a.n_used : unit + 1;
+    float out[VEC_ROWS];
 #pragma unroll
     for (int r = 0; r < VEC_ROWS; r++) out[r] = 0.0f;
     for (int64_t slot = s_begin; slot < s_end; slot++) {
         const int64_t e = a.ids ? a.ids[slot] : 0;
-        const int64_t xrow = a.x_per_slot ? slot : slot / a.n_used;
-        if (e < 0 || e >= a.n_expert) { /* never read through a bad id */
+        if (e < 0 || e >= a.n_expert) { /* never read through a bad id (uniform over the block) */
 #pragma unroll
             for (int r = 0; r < VEC_ROWS; r++) out[r] = __int_as_float(0x7fc00000);
             continue;
         }
-        vec_rows<T, GATE_UP>(a, e, row0, static_cast<const uint8_t *>(a.x) + xrow * a.k * esize, acc, up);
+        const uint8_t *xg = static_cast<const uint8_t *>(a.x) + (a.x_per_slot ? slot : slot / a.n_used) * a.k * esize;
+        float acc[NR];
+#pragma unroll
+        for (int j = 0; j < NR; j++) acc[j] = 0.0f;
+        for (int64_t c0 = 0; c0 < a.k; c0 += V::CHUNK) {
+            const int n = a.k - c0 < V::CHUNK ? (int)(a.k - c0) : V::CHUNK;
+            const int seg = n / B::QK * B::BYTES;
+            const int64_t seg_off = c0 / B::QK * B::BYTES;
+            uint4 words[NR][V::LANE_WORDS];
+            int lead[NR]; /* where the row's first byte lies in its first word */
+#pragma unroll
+            for (int j = 0; j < NR; j++) {
+                const int r = j % VEC_ROWS;
+                const uint8_t *src = wt[j / VEC_ROWS] + (e * a.m + row0 + r) * row_bytes + seg_off;
+                const uint4 *aligned = reinterpret_cast<const uint4 *>(reinterpret_cast<uintptr_t>(src) & ~15ull);
+                const int nw = row0 + r < a.m ? words_of(src, seg) : 0;
+                lead[j] = (int)(reinterpret_cast<uintptr_t>(src) & 15);
+#pragma unroll
+                for (int i = 0; i < V::LANE_WORDS; i++)
+                    if (lane + 32 * i < nw) words[j][i] = aligned[lane + 32 * i];
+            }
+            float xv[V::CHUNK / (VEC_WARPS * 32)];
+#pragma unroll
+            for (int i = 0; i < V::CHUNK / (VEC_WARPS * 32); i++) {
+                const int v = threadIdx.x + i * VEC_WARPS * 32;
+                xv[i] = v < n ? load_value(xg, a.x_type, c0 + v) : 0.0f;
+            }
+#pragma unroll
+            for (int j = 0; j < NR; j++)
+#pragma unroll
+                for (int i = 0; i < V::LANE_WORDS; i++)
+                    if (lane + 32 * i < V::CHUNK_WORDS) packed[warp][j][lane + 32 * i] = words[j][i];
+#pragma unroll
+            for (int i = 0; i < V::CHUNK / (VEC_WARPS * 32); i++) {
+                const int v = threadIdx.x + i * VEC_WARPS * 32;
+                xs[v / 32 * 33 + v % 32] = xv[i];
+            }
+            __syncthreads();
+            if (lane < n / 32) {
+                const float *xp = xs + lane * 33;
+#pragma unroll
+                for (int j = 0; j < NR; j++) {
+                    if (row0 + j % VEC_ROWS >= a.m) continue;
+                    const uint8_t *bytes = reinterpret_cast<const uint8_t *>(packed[warp][j]) + lead[j];
+                    B::decode(bytes + lane / B::PARTS * B::BYTES, lane % B::PARTS, wv);
+                    float d = acc[j];
+#pragma unroll
+                    for (int i = 0; i < 32; i++) d = fmaf(wv[i], xp[i], d);
+                    acc[j] = d;
+                }
+            }
+            __syncthreads();
+        }
+#pragma unroll
+        for (int j = 0; j < NR; j++) acc[j] = warp_sum(acc[j]);
 #pragma unroll
         for (int r = 0; r < VEC_ROWS; r++) {
             if constexpr (KIND == QK_CUDA_MOE_WEIGHTED_SUM)
                 out[r] = fmaf(a.router[slot], acc[r], out[r]);
             else
-                out[r] = GATE_UP ? silu(acc[r]) * up[r] : acc[r];
+                out[r] = GATE_UP ? silu(acc[r]) * acc[VEC_ROWS + r] : acc[r];
         }
     }
     if (lane < VEC_ROWS && row0 + lane < a.m) {
@@ -177,9 +194,11 @@ template <class T> struct tile_shape {
 
 /* The shared memory of a tile: NW weight tensors (2 for gate/up). */
 template <class T, int BN, int NW> struct tile_smem {
-    static constexpr size_t PACKED = (size_t)NW * TILE_M * tile_shape<T>::PACKED_STRIDE;
+    static constexpr size_t PACKED1 = (size_t)NW * TILE_M * tile_shape<T>::PACKED_STRIDE; /* one buffer */
+    static constexpr size_t BT1 = (size_t)BN * B_STRIDE * 2;
+    static constexpr size_t PACKED = 2 * PACKED1;
     static constexpr size_t A = (size_t)NW * TILE_M * A_STRIDE * 2;
-    static constexpr size_t BT = (size_t)BN * B_STRIDE * 2;
+    static constexpr size_t BT = 2 * BT1;
     static constexpr size_t BYTES = PACKED + A + BT + BN * sizeof(int);
 };
 
@@ -187,7 +206,9 @@ __device__ inline void cp_async16(void *shared, const void *global) {
     const unsigned s = (unsigned)__cvta_generic_to_shared(shared);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(global));
 }
-__device__ inline void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+/* all but the most recent group are complete */
+__device__ inline void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
 
 __device__ inline void ldmatrix_x4(unsigned *r, const void *p) {
     const unsigned s = (unsigned)__cvta_generic_to_shared(p);
@@ -201,14 +222,6 @@ __device__ inline void mma16816(float *d, const unsigned *a, unsigned b0, unsign
                  "{%0,%1,%2,%3};\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/* A row's packed bytes [begin, begin + n) as whole aligned 16-byte words into shared memory
- * (dst, 16-byte aligned); returns where byte `begin` landed. A 16-byte word that holds a byte
- * of the tensor lies in the same page as it, so the words read outside the range are mapped. */
-__device__ inline int words_of(const uint8_t *begin, int n) {
-    const uintptr_t a = reinterpret_cast<uintptr_t>(begin);
-    return (int)(((a + n + 15) & ~(uintptr_t)15) - (a & ~(uintptr_t)15)) / 16;
 }
 
 /* grid: (ceil(m / 64), tiles, grid-stride); each tile is one expert's run of at most BN slots
@@ -244,10 +257,13 @@ __global__ void __launch_bounds__(TILE_THREADS) moe_tiled_kernel(qk_cuda_moe_arg
         wbase[0] = static_cast<const uint8_t *>(a.w) + (e * a.m + row0) * row_bytes;
         if constexpr (GATE_UP) wbase[NW - 1] = static_cast<const uint8_t *>(a.w_up) + (e * a.m + row0) * row_bytes;
 
-        for (int64_t k0 = 0; k0 < a.k; k0 += TILE_K) {
-            const int kvals = a.k - k0 < TILE_K ? (int)(a.k - k0) : TILE_K, nparts = kvals / 32;
+        /* step k0's packed weights and activations into buffer `buf`, as one cp.async group */
+        auto issue = [&](int64_t k0, int buf) {
+            const int kvals = a.k - k0 < TILE_K ? (int)(a.k - k0) : TILE_K;
             const int seg = kvals / B::QK * B::BYTES;
             const int64_t seg_off = k0 / B::QK * B::BYTES;
+            uint8_t *pk = packed + buf * M::PACKED1;
+            __half *bb = bt + buf * (M::BT1 / 2);
             /* packed weights: each row's segment as the aligned words that cover it */
             for (int i = tid; i < NW * TILE_M * S::STEP_WORDS; i += TILE_THREADS) {
                 const int wi = i % S::STEP_WORDS, rr = i / S::STEP_WORDS % TILE_M, ti = i / S::STEP_WORDS / TILE_M;
@@ -255,12 +271,12 @@ __global__ void __launch_bounds__(TILE_THREADS) moe_tiled_kernel(qk_cuda_moe_arg
                 const uint8_t *src = wbase[ti] + rr * row_bytes + seg_off;
                 if (wi >= words_of(src, seg)) continue;
                 const uint8_t *aligned = reinterpret_cast<const uint8_t *>(reinterpret_cast<uintptr_t>(src) & ~15ull);
-                cp_async16(packed + (ti * TILE_M + rr) * S::PACKED_STRIDE + wi * 16, aligned + wi * 16);
+                cp_async16(pk + (ti * TILE_M + rr) * S::PACKED_STRIDE + wi * 16, aligned + wi * 16);
             }
             /* activations (f16 rows of the converted input): 32 words of 8 values per slot */
             for (int i = tid; i < BN * 32; i += TILE_THREADS) {
                 const int c = i / 32, wi = i % 32;
-                __half *dst = bt + c * B_STRIDE + wi * 8;
+                __half *dst = bb + c * B_STRIDE + wi * 8;
                 if (slots[c] >= 0 && wi * 8 < kvals) {
                     const int64_t xrow = a.x_per_slot ? slots[c] : slots[c] / a.n_used;
                     cp_async16(dst, r.xh + xrow * a.k + k0 + wi * 8);
@@ -268,8 +284,24 @@ __global__ void __launch_bounds__(TILE_THREADS) moe_tiled_kernel(qk_cuda_moe_arg
                     *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
                 }
             }
-            cp_async_wait_all();
+            cp_async_commit();
+        };
+        /* two buffers: the next step's loads are in flight while this one is decoded and
+         * multiplied (the buffer written next was last read before the previous step's final
+         * barrier) */
+        issue(0, 0);
+        int buf = 0;
+        for (int64_t k0 = 0; k0 < a.k; k0 += TILE_K, buf ^= 1) {
+            const int kvals = a.k - k0 < TILE_K ? (int)(a.k - k0) : TILE_K, nparts = kvals / 32;
+            const int64_t seg_off = k0 / B::QK * B::BYTES;
+            if (k0 + TILE_K < a.k)
+                issue(k0 + TILE_K, buf ^ 1);
+            else
+                cp_async_commit();
+            cp_async_wait_one();
             __syncthreads();
+            const uint8_t *packed_now = packed + buf * M::PACKED1;
+            const __half *bt_now = bt + buf * (M::BT1 / 2);
 
             for (int h = 0; h * 4 < nparts; h++) {
                 /* decode 4 parts of every row into f16 */
@@ -278,8 +310,8 @@ __global__ void __launch_bounds__(TILE_THREADS) moe_tiled_kernel(qk_cuda_moe_arg
                     __half2 *dst = reinterpret_cast<__half2 *>(at + (ti * TILE_M + rr) * A_STRIDE + pp * 32);
                     if (rr < rows && p < nparts) {
                         const uint8_t *src = wbase[ti] + rr * row_bytes + seg_off;
-                        const uint8_t *row =
-                            packed + (ti * TILE_M + rr) * S::PACKED_STRIDE + (reinterpret_cast<uintptr_t>(src) & 15);
+                        const uint8_t *row = packed_now + (ti * TILE_M + rr) * S::PACKED_STRIDE +
+                                             (reinterpret_cast<uintptr_t>(src) & 15);
                         float v[32];
                         B::decode(row + p / B::PARTS * B::BYTES, p % B::PARTS, v);
 #pragma unroll
@@ -298,7 +330,7 @@ __global__ void __launch_bounds__(TILE_THREADS) moe_tiled_kernel(qk_cuda_moe_arg
                         const int n = wn * (BN / 2) + nt * 8 + (lane % 8) + (lane / 16) * 8;
                         const int kc = h * HALF_K + kk * 16 + (lane / 8) % 2 * 8;
                         unsigned q[4];
-                        ldmatrix_x4(q, bt + n * B_STRIDE + kc);
+                        ldmatrix_x4(q, bt_now + n * B_STRIDE + kc);
                         bf[nt][0] = q[0], bf[nt][1] = q[1], bf[nt + 1][0] = q[2], bf[nt + 1][1] = q[3];
                     }
 #pragma unroll

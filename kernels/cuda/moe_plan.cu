@@ -18,7 +18,7 @@ struct threshold {
 };
 
 constexpr threshold thresholds[] = {
-    {-1, 4, 48},
+    {-1, 8, 48},
 };
 
 const threshold &threshold_of(int type) {
