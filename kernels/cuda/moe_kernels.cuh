@@ -61,11 +61,11 @@ __device__ inline int words_of(const uint8_t *begin, int n) {
 constexpr int VEC_WARPS = 4, VEC_ROWS = 2; /* rows per warp */
 constexpr int VEC_ROWS_PER_CTA = VEC_WARPS * VEC_ROWS;
 
-/* The vector path works through a row in chunks of one part per lane (half that for F32, so
- * that a warp's chunk stays small in shared memory). */
+/* The vector path works through a row in chunks of one part per lane (fewer for the plain
+ * types, so that a chunk stays within Q8_0's 1088 bytes in shared memory). */
 template <class T> struct vec_shape {
     using B = moe_block<T>;
-    static constexpr int CHUNK_PARTS = 1024 / B::QK * B::BYTES > 2048 ? 16 : 32;
+    static constexpr int CHUNK_PARTS = 1024 / B::QK * B::BYTES <= 1088 ? 32 : 512 / B::QK * B::BYTES <= 1088 ? 16 : 8;
     static constexpr int CHUNK = CHUNK_PARTS * 32; /* values */
     static constexpr int CHUNK_BYTES = CHUNK / B::QK * B::BYTES;
     static constexpr int CHUNK_WORDS = (CHUNK_BYTES + 15 + 15) / 16; /* aligned words covering a chunk */
