@@ -88,94 +88,97 @@ template <class T, int KIND> __global__ void __launch_bounds__(VEC_WARPS * 32) m
     __shared__ float parts_buf[VEC_WARPS * 32 * 33];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int64_t row0 = (int64_t)blockIdx.x * VEC_ROWS_PER_CTA + warp * VEC_ROWS;
-    const int64_t unit = blockIdx.y;
     const int64_t esize = a.x_type == TYPE_F32 ? 4 : 2;
     const int64_t row_bytes = a.k / B::QK * B::BYTES;
+    const int64_t units = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? a.n_tokens : a.n_tokens * a.n_used;
     const uint8_t *wt[NW];
     wt[0] = static_cast<const uint8_t *>(a.w);
     if constexpr (GATE_UP) wt[NW - 1] = static_cast<const uint8_t *>(a.w_up);
     float *wv = parts_buf + threadIdx.x * 33;
-    const int64_t s_begin = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? unit * a.n_used : unit;
-    const int64_t s_end = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? s_begin + a.n_used : unit + 1;
-    float out[VEC_ROWS];
+    for (int64_t unit = blockIdx.y; unit < units; unit += gridDim.y) {
+        const int64_t s_begin = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? unit * a.n_used : unit;
+        const int64_t s_end = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? s_begin + a.n_used : unit + 1;
+        float out[VEC_ROWS];
 #pragma unroll
-    for (int r = 0; r < VEC_ROWS; r++) out[r] = 0.0f;
-    for (int64_t slot = s_begin; slot < s_end; slot++) {
-        const int64_t e = a.ids ? a.ids[slot] : 0;
-        if (e < 0 || e >= a.n_expert) { /* never read through a bad id (uniform over the block) */
+        for (int r = 0; r < VEC_ROWS; r++) out[r] = 0.0f;
+        for (int64_t slot = s_begin; slot < s_end; slot++) {
+            const int64_t e = a.ids ? a.ids[slot] : 0;
+            if (e < 0 || e >= a.n_expert) { /* never read through a bad id (uniform over the block) */
 #pragma unroll
-            for (int r = 0; r < VEC_ROWS; r++) out[r] = __int_as_float(0x7fc00000);
-            continue;
-        }
-        const uint8_t *xg = static_cast<const uint8_t *>(a.x) + (a.x_per_slot ? slot : slot / a.n_used) * a.k * esize;
-        float acc[NR];
-#pragma unroll
-        for (int j = 0; j < NR; j++) acc[j] = 0.0f;
-        for (int64_t c0 = 0; c0 < a.k; c0 += V::CHUNK) {
-            const int n = a.k - c0 < V::CHUNK ? (int)(a.k - c0) : V::CHUNK;
-            const int seg = n / B::QK * B::BYTES;
-            const int64_t seg_off = c0 / B::QK * B::BYTES;
-            uint4 words[NR][V::LANE_WORDS];
-            int lead[NR]; /* where the row's first byte lies in its first word */
-#pragma unroll
-            for (int j = 0; j < NR; j++) {
-                const int r = j % VEC_ROWS;
-                const uint8_t *src = wt[j / VEC_ROWS] + (e * a.m + row0 + r) * row_bytes + seg_off;
-                const uint4 *aligned = reinterpret_cast<const uint4 *>(reinterpret_cast<uintptr_t>(src) & ~15ull);
-                const int nw = row0 + r < a.m ? words_of(src, seg) : 0;
-                lead[j] = (int)(reinterpret_cast<uintptr_t>(src) & 15);
-#pragma unroll
-                for (int i = 0; i < V::LANE_WORDS; i++)
-                    if (lane + 32 * i < nw) words[j][i] = aligned[lane + 32 * i];
+                for (int r = 0; r < VEC_ROWS; r++) out[r] = __int_as_float(0x7fc00000);
+                continue;
             }
-            float xv[V::CHUNK / (VEC_WARPS * 32)];
+            const uint8_t *xg =
+                static_cast<const uint8_t *>(a.x) + (a.x_per_slot ? slot : slot / a.n_used) * a.k * esize;
+            float acc[NR];
 #pragma unroll
-            for (int i = 0; i < V::CHUNK / (VEC_WARPS * 32); i++) {
-                const int v = threadIdx.x + i * VEC_WARPS * 32;
-                xv[i] = v < n ? load_value(xg, a.x_type, c0 + v) : 0.0f;
-            }
-#pragma unroll
-            for (int j = 0; j < NR; j++)
-#pragma unroll
-                for (int i = 0; i < V::LANE_WORDS; i++)
-                    if (lane + 32 * i < V::CHUNK_WORDS) packed[warp][j][lane + 32 * i] = words[j][i];
-#pragma unroll
-            for (int i = 0; i < V::CHUNK / (VEC_WARPS * 32); i++) {
-                const int v = threadIdx.x + i * VEC_WARPS * 32;
-                xs[v / 32 * 33 + v % 32] = xv[i];
-            }
-            __syncthreads();
-            if (lane < n / 32) {
-                const float *xp = xs + lane * 33;
+            for (int j = 0; j < NR; j++) acc[j] = 0.0f;
+            for (int64_t c0 = 0; c0 < a.k; c0 += V::CHUNK) {
+                const int n = a.k - c0 < V::CHUNK ? (int)(a.k - c0) : V::CHUNK;
+                const int seg = n / B::QK * B::BYTES;
+                const int64_t seg_off = c0 / B::QK * B::BYTES;
+                uint4 words[NR][V::LANE_WORDS];
+                int lead[NR]; /* where the row's first byte lies in its first word */
 #pragma unroll
                 for (int j = 0; j < NR; j++) {
-                    if (row0 + j % VEC_ROWS >= a.m) continue;
-                    const uint8_t *bytes = reinterpret_cast<const uint8_t *>(packed[warp][j]) + lead[j];
-                    B::decode(bytes + lane / B::PARTS * B::BYTES, lane % B::PARTS, wv);
-                    float d = acc[j];
+                    const int r = j % VEC_ROWS;
+                    const uint8_t *src = wt[j / VEC_ROWS] + (e * a.m + row0 + r) * row_bytes + seg_off;
+                    const uint4 *aligned = reinterpret_cast<const uint4 *>(reinterpret_cast<uintptr_t>(src) & ~15ull);
+                    const int nw = row0 + r < a.m ? words_of(src, seg) : 0;
+                    lead[j] = (int)(reinterpret_cast<uintptr_t>(src) & 15);
 #pragma unroll
-                    for (int i = 0; i < 32; i++) d = fmaf(wv[i], xp[i], d);
-                    acc[j] = d;
+                    for (int i = 0; i < V::LANE_WORDS; i++)
+                        if (lane + 32 * i < nw) words[j][i] = aligned[lane + 32 * i];
                 }
+                float xv[V::CHUNK / (VEC_WARPS * 32)];
+#pragma unroll
+                for (int i = 0; i < V::CHUNK / (VEC_WARPS * 32); i++) {
+                    const int v = threadIdx.x + i * VEC_WARPS * 32;
+                    xv[i] = v < n ? load_value(xg, a.x_type, c0 + v) : 0.0f;
+                }
+#pragma unroll
+                for (int j = 0; j < NR; j++)
+#pragma unroll
+                    for (int i = 0; i < V::LANE_WORDS; i++)
+                        if (lane + 32 * i < V::CHUNK_WORDS) packed[warp][j][lane + 32 * i] = words[j][i];
+#pragma unroll
+                for (int i = 0; i < V::CHUNK / (VEC_WARPS * 32); i++) {
+                    const int v = threadIdx.x + i * VEC_WARPS * 32;
+                    xs[v / 32 * 33 + v % 32] = xv[i];
+                }
+                __syncthreads();
+                if (lane < n / 32) {
+                    const float *xp = xs + lane * 33;
+#pragma unroll
+                    for (int j = 0; j < NR; j++) {
+                        if (row0 + j % VEC_ROWS >= a.m) continue;
+                        const uint8_t *bytes = reinterpret_cast<const uint8_t *>(packed[warp][j]) + lead[j];
+                        B::decode(bytes + lane / B::PARTS * B::BYTES, lane % B::PARTS, wv);
+                        float d = acc[j];
+#pragma unroll
+                        for (int i = 0; i < 32; i++) d = fmaf(wv[i], xp[i], d);
+                        acc[j] = d;
+                    }
+                }
+                __syncthreads();
             }
-            __syncthreads();
+#pragma unroll
+            for (int j = 0; j < NR; j++) acc[j] = warp_sum(acc[j]);
+#pragma unroll
+            for (int r = 0; r < VEC_ROWS; r++) {
+                if constexpr (KIND == QK_CUDA_MOE_WEIGHTED_SUM)
+                    out[r] = fmaf(a.router[slot], acc[r], out[r]);
+                else
+                    out[r] = GATE_UP ? silu(acc[r]) * acc[VEC_ROWS + r] : acc[r];
+            }
         }
+        if (lane < VEC_ROWS && row0 + lane < a.m) {
+            float v = out[0];
 #pragma unroll
-        for (int j = 0; j < NR; j++) acc[j] = warp_sum(acc[j]);
-#pragma unroll
-        for (int r = 0; r < VEC_ROWS; r++) {
-            if constexpr (KIND == QK_CUDA_MOE_WEIGHTED_SUM)
-                out[r] = fmaf(a.router[slot], acc[r], out[r]);
-            else
-                out[r] = GATE_UP ? silu(acc[r]) * acc[VEC_ROWS + r] : acc[r];
+            for (int r = 1; r < VEC_ROWS; r++)
+                if (lane == r) v = out[r];
+            a.y[unit * a.m + row0 + lane] = v;
         }
-    }
-    if (lane < VEC_ROWS && row0 + lane < a.m) {
-        float v = out[0];
-#pragma unroll
-        for (int r = 1; r < VEC_ROWS; r++)
-            if (lane == r) v = out[r];
-        a.y[unit * a.m + row0 + lane] = v;
     }
 }
 
@@ -376,7 +379,8 @@ __global__ void __launch_bounds__(TILE_THREADS) moe_tiled_kernel(qk_cuda_moe_arg
 
 template <class T, int KIND> int launch_vec(const qk_cuda_moe_args &a, cudaStream_t s) {
     const int64_t units = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? a.n_tokens : a.n_tokens * a.n_used;
-    const dim3 grid((unsigned)((a.m + VEC_ROWS_PER_CTA - 1) / VEC_ROWS_PER_CTA), (unsigned)units);
+    const dim3 grid((unsigned)((a.m + VEC_ROWS_PER_CTA - 1) / VEC_ROWS_PER_CTA),
+                    (unsigned)(units < 65535 ? units : 65535));
     moe_vec_kernel<T, KIND><<<grid, VEC_WARPS * 32, 0, s>>>(a);
     return (int)cudaGetLastError();
 }
@@ -389,6 +393,7 @@ template <class T, int BN, bool GATE_UP> cudaError_t allow_smem() {
 }
 
 template <class T> int init_moe() {
+    if constexpr (moe_block<T>::PLAIN) return 0; /* vector path only (moe_plan.cu) */
     cudaError_t err = allow_smem<T, 32, false>();
     if (err == cudaSuccess) err = allow_smem<T, 32, true>();
     if (err == cudaSuccess) err = allow_smem<T, 64, false>();
@@ -414,6 +419,7 @@ template <class T> int launch_moe(const qk_cuda_moe_args *a, const qk_cuda_moe_p
         default: return launch_vec<T, QK_CUDA_MOE_WEIGHTED_SUM>(*a, s);
         }
     }
+    if constexpr (B::PLAIN) return (int)cudaErrorNotSupported; /* moe_plan.cu never asks */
     moe_route r;
     float *out = nullptr;
     int err = qk_cuda_moe_prepare(a, plan, &r, &out, s);

@@ -1,6 +1,8 @@
 /* Which MoE kernel runs, and the tiled path's scratch: the one table of thresholds (DESIGN.md:
  * kernels are chosen by operation, type and shape; the thresholds are data, tuned by
  * measurement, bench/results). */
+#include <limits.h>
+
 #include "moe_launch.h"
 #include "qkern.h"
 
@@ -19,6 +21,12 @@ struct threshold {
 
 constexpr threshold thresholds[] = {
     {-1, 8, 48},
+    /* Float weights (a dense layer an engine did not quantize) take the vector path at every
+     * size: a tile of their 256-value steps would not fit in shared memory double-buffered,
+     * and cuBLAS is the better tool for them anyway. */
+    {QK_TYPE_F32, INT_MAX, 0},
+    {QK_TYPE_F16, INT_MAX, 0},
+    {QK_TYPE_BF16, INT_MAX, 0},
 };
 
 const threshold &threshold_of(int type) {
@@ -34,7 +42,7 @@ size_t align_up(size_t n) { return (n + 255) & ~(size_t)255; }
 qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     qk_cuda_moe_plan p = {};
     const threshold &t = threshold_of(a->type);
-    if (a->n_tokens <= t.vec_max_tokens) {
+    if (a->n_tokens <= (int64_t)t.vec_max_tokens) {
         p.path = QK_CUDA_MOE_VEC;
         return p;
     }
