@@ -751,7 +751,7 @@ static void print_row(const report *rp, const row *r, int json) {
         printf(", \"backend\": \"%s\", \"op\": \"%s\", \"type\": \"%s\", \"shape\": \"%s\", \"model\": \"%s\", "
                "\"test\": \"%s\", \"routing\": \"%s\", \"tokens\": %lld, \"n_gen\": %lld, \"layers\": %lld, "
                "\"copies\": %lld, \"value\": %.6g, \"unit\": \"t/s\", \"stddev\": %.6g, \"ceiling\": ",
-               backend_name(rp->dev), o->tg ? "moe_tg" : "moe_pp", qk_type_name(r->type), o->s.shape, o->s.model,
+               backend_name(rp->dev), o->tg ? "model_tg" : "model_pp", qk_type_name(r->type), o->s.shape, o->s.model,
                rp->test, qkb_routing_name(r->routing), o->tg ? 1LL : o->tokens, o->tg ? o->steps : 0LL,
                (long long)o->s.layers, (long long)r->copies, r->ts_mean, r->ts_sd);
         num_or_null(stdout, have ? ceiling : NAN, "%.6g");
@@ -770,7 +770,7 @@ static void print_row(const report *rp, const row *r, int json) {
         return;
     }
     printf("\"%s\",%s,%s,%s,%s,%s,%s,\"%s\",%s,%s,%s,%lld,%lld,%lld,%lld,%.6g,t/s,%.6g,", rp->device, rp->dev->id,
-           rp->date, o->commit, backend_name(rp->dev), o->tg ? "moe_tg" : "moe_pp", qk_type_name(r->type), o->s.shape,
+           rp->date, o->commit, backend_name(rp->dev), o->tg ? "model_tg" : "model_pp", qk_type_name(r->type), o->s.shape,
            o->s.model, rp->test, qkb_routing_name(r->routing), o->tg ? 1LL : o->tokens, o->tg ? o->steps : 0LL,
            (long long)o->s.layers, (long long)r->copies, r->ts_mean, r->ts_sd);
     if (have)

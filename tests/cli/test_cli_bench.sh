@@ -77,7 +77,7 @@ for o in r:
     for f in ('device', 'date', 'commit', 'backend', 'op', 'type', 'shape', 'tokens', 'value', 'unit', 'ceiling',
               'ceiling_unit', 'fraction'):
         assert f in o, (f, o)
-    assert o['op'] == 'moe_' + test and o['backend'] == 'cpu' and o['device_id'] == 'cpu', o
+    assert o['op'] == 'model_' + test and o['backend'] == 'cpu' and o['device_id'] == 'cpu', o
     assert o['type'] == 'Q8_0' and o['shape'] == 'hidden=256,experts=8,used=2,ffn=256,shexp=256,layers=3', o
     assert o['commit'] == 'c0ffee' and o['date'].endswith('Z') and o['tokens'] == tokens, o
     assert o['unit'] == 't/s' and o['value'] > 0 and o['stddev'] >= 0, o
@@ -97,7 +97,7 @@ check "bench tg md: one row per type" test "$(grep -c "^| custom | \(Q4_K\|IQ4_X
 check "bench tg md: ceilings n/a" grep -q "ceilings: n/a" <<<"$md"
 csv=$("$qkern" bench pp --device cpu --custom $tiny -t Q8_0 -p 4 -r 1 --routing uniform --format csv)
 check "bench pp csv: header and one row" test "$(wc -l <<<"$csv")" -eq 2
-check "bench pp csv: op, type, shape quoted" grep -q ",moe_pp,Q8_0,\"hidden=256,.*\",custom,pp4,uniform,4," <<<"$csv"
+check "bench pp csv: op, type, shape quoted" grep -q ",model_pp,Q8_0,\"hidden=256,.*\",custom,pp4,uniform,4," <<<"$csv"
 check "bench pp --help lists the shapes" grep -q "qwen3.5-122b-a10b" <<<"$("$qkern" bench pp --help)"
 check "bench tg --help says layers are cycled" grep -q "cycled" <<<"$("$qkern" bench tg --help)"
 one_line() { # one_line command...: fails with exit 2 and exactly one line on stderr
