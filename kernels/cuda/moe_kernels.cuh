@@ -58,127 +58,154 @@ __device__ inline int words_of(const uint8_t *begin, int n) {
 
 /* ---- the vector path ------------------------------------------------------------------------ */
 
-constexpr int VEC_WARPS = 4, VEC_ROWS = 2; /* rows per warp */
-constexpr int VEC_ROWS_PER_CTA = VEC_WARPS * VEC_ROWS;
+constexpr int VEC_WARPS = 4, VEC_MAX_LANES = 16; /* lanes per row at most */
 
-/* The vector path works through a row in chunks of one part per lane (fewer for the plain
- * types, so that a chunk stays within Q8_0's 1088 bytes in shared memory). */
-template <class T> struct vec_shape {
+/* A unit is what a lane of the vector path decodes at once: a 256-value block, or as many
+ * parts of a 32-value type as fit in Q8_0's 272 bytes (8 blocks; fewer for the plain types).
+ * Its parts are visited in an unrolled loop, so a part decoder sees constant part indices and
+ * its index arithmetic folds away, and the decoded values stay in registers. */
+template <class T> struct vec_unit {
     using B = moe_block<T>;
-    static constexpr int CHUNK_PARTS = 1024 / B::QK * B::BYTES <= 1088 ? 32 : 512 / B::QK * B::BYTES <= 1088 ? 16 : 8;
-    static constexpr int CHUNK = CHUNK_PARTS * 32; /* values */
-    static constexpr int CHUNK_BYTES = CHUNK / B::QK * B::BYTES;
-    static constexpr int CHUNK_WORDS = (CHUNK_BYTES + 15 + 15) / 16; /* aligned words covering a chunk */
-    static constexpr int LANE_WORDS = (CHUNK_WORDS + 31) / 32;
+    static constexpr int PARTS = B::PARTS == 8 ? 8 : (272 / B::BYTES < 8 ? 272 / B::BYTES : 8);
+    static constexpr int VALUES = PARTS * 32;
+    static constexpr int BYTES = VALUES / B::QK * B::BYTES;
 };
 
-/* grid: (row groups of VEC_ROWS_PER_CTA, units); a unit is a slot, or a token for the
- * weighted sum, whose slots run in order. Per chunk of a slot's row, every load is issued
- * before any is used (a warp's rows as 16-byte words into registers, the activations), then
- * the chunk goes through shared memory: a lane decodes one part of each row and takes its dot
- * product with the activations, at a stride of 33 floats so that lanes fall in different
- * banks. A token has too little work to hide memory latency any other way. */
-template <class T, int KIND> __global__ void __launch_bounds__(VEC_WARPS * 32) moe_vec_kernel(qk_cuda_moe_args a) {
+/* The vector kernel's layout for a row length: L lanes per row (units strided over them), G =
+ * 32 / L rows per warp, and its dynamic shared memory: the activations of L units, then per
+ * warp its G rows' packed bytes (per weight tensor) for those units, as aligned 16-byte words. */
+struct vec_layout {
+    int lanes, rows_per_warp, packed_stride;
+    size_t xs_bytes, smem;
+};
+
+template <class T> inline vec_layout vec_layout_for(int64_t k, int nw) {
+    using V = vec_unit<T>;
+    const int64_t units = (k + V::VALUES - 1) / V::VALUES;
+    vec_layout l;
+    l.lanes = 1;
+    while (l.lanes < units && l.lanes < VEC_MAX_LANES) l.lanes *= 2;
+    l.rows_per_warp = 32 / l.lanes;
+    l.packed_stride = (l.lanes * V::BYTES + 32 + 15) / 16 * 16;
+    l.xs_bytes = ((size_t)l.lanes * (V::VALUES + 1) * sizeof(float) + 15) / 16 * 16;
+    l.smem = l.xs_bytes + (size_t)VEC_WARPS * nw * l.rows_per_warp * l.packed_stride;
+    return l;
+}
+
+/* The most any row length needs (the attribute set at context creation). */
+template <class T> inline size_t vec_smem_max(int nw) {
+    size_t most = 0;
+    for (int64_t k = vec_unit<T>::VALUES; k <= (int64_t)vec_unit<T>::VALUES * VEC_MAX_LANES; k *= 2) {
+        const size_t n = vec_layout_for<T>(k, nw).smem;
+        most = n > most ? n : most;
+    }
+    return most;
+}
+
+__device__ inline void cp_async16(void *shared, const void *global) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(shared);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(global));
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ inline void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
+/* all but the most recent group are complete */
+__device__ inline void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
+
+/* grid: (row groups of VEC_WARPS * G rows, units, grid-stride); a unit is a slot, or a token
+ * for the weighted sum, whose slots run in order. Lane (g, u) of a warp takes row g of the
+ * warp's G rows and every L-th unit of it from u; per chunk of L units, the warps' rows come
+ * into shared memory by cp.async (all of a chunk's loads in flight at once: a token has too
+ * little work to hide memory latency otherwise) with the chunk's activations, each lane then
+ * decodes its unit part by part and accumulates the dot product in f32, and the L lanes of a
+ * row add their sums in a fixed order. */
+template <class T, int KIND>
+__global__ void __launch_bounds__(VEC_WARPS * 32) moe_vec_kernel(qk_cuda_moe_args a, vec_layout l) {
     using B = moe_block<T>;
-    using V = vec_shape<T>;
+    using V = vec_unit<T>;
     constexpr bool GATE_UP = KIND == QK_CUDA_MOE_GATE_UP;
-    constexpr int NW = GATE_UP ? 2 : 1, NR = NW * VEC_ROWS; /* rows a warp reads per chunk */
-    __shared__ float xs[V::CHUNK_PARTS * 33];
-    __shared__ uint4 packed[VEC_WARPS][NR][V::CHUNK_WORDS];
-    __shared__ float parts_buf[VEC_WARPS * 32 * 33];
+    constexpr int NW = GATE_UP ? 2 : 1;
+    extern __shared__ __align__(16) uint8_t smem[];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const int64_t row0 = (int64_t)blockIdx.x * VEC_ROWS_PER_CTA + warp * VEC_ROWS;
+    const int L = l.lanes, G = l.rows_per_warp, g = lane / L, u_lane = lane % L;
+    float *xs = reinterpret_cast<float *>(smem);
+    uint8_t *packed = smem + l.xs_bytes + (size_t)warp * NW * G * l.packed_stride;
+    const int64_t warp_row0 = ((int64_t)blockIdx.x * VEC_WARPS + warp) * G, row = warp_row0 + g;
     const int64_t esize = a.x_type == TYPE_F32 ? 4 : 2;
     const int64_t row_bytes = a.k / B::QK * B::BYTES;
+    const int64_t n_units = (a.k + V::VALUES - 1) / V::VALUES;
     const int64_t units = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? a.n_tokens : a.n_tokens * a.n_used;
     const uint8_t *wt[NW];
     wt[0] = static_cast<const uint8_t *>(a.w);
     if constexpr (GATE_UP) wt[NW - 1] = static_cast<const uint8_t *>(a.w_up);
-    float *wv = parts_buf + threadIdx.x * 33;
+    const int words_per_row = l.packed_stride / 16;
+
     for (int64_t unit = blockIdx.y; unit < units; unit += gridDim.y) {
         const int64_t s_begin = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? unit * a.n_used : unit;
         const int64_t s_end = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? s_begin + a.n_used : unit + 1;
-        float out[VEC_ROWS];
-#pragma unroll
-        for (int r = 0; r < VEC_ROWS; r++) out[r] = 0.0f;
+        float out = 0.0f;
         for (int64_t slot = s_begin; slot < s_end; slot++) {
             const int64_t e = a.ids ? a.ids[slot] : 0;
             if (e < 0 || e >= a.n_expert) { /* never read through a bad id (uniform over the block) */
-#pragma unroll
-                for (int r = 0; r < VEC_ROWS; r++) out[r] = __int_as_float(0x7fc00000);
+                out = __int_as_float(0x7fc00000);
                 continue;
             }
             const uint8_t *xg =
                 static_cast<const uint8_t *>(a.x) + (a.x_per_slot ? slot : slot / a.n_used) * a.k * esize;
-            float acc[NR];
+            float acc[NW];
 #pragma unroll
-            for (int j = 0; j < NR; j++) acc[j] = 0.0f;
-            for (int64_t c0 = 0; c0 < a.k; c0 += V::CHUNK) {
-                const int n = a.k - c0 < V::CHUNK ? (int)(a.k - c0) : V::CHUNK;
-                const int seg = n / B::QK * B::BYTES;
-                const int64_t seg_off = c0 / B::QK * B::BYTES;
-                uint4 words[NR][V::LANE_WORDS];
-                int lead[NR]; /* where the row's first byte lies in its first word */
-#pragma unroll
-                for (int j = 0; j < NR; j++) {
-                    const int r = j % VEC_ROWS;
-                    const uint8_t *src = wt[j / VEC_ROWS] + (e * a.m + row0 + r) * row_bytes + seg_off;
-                    const uint4 *aligned = reinterpret_cast<const uint4 *>(reinterpret_cast<uintptr_t>(src) & ~15ull);
-                    const int nw = row0 + r < a.m ? words_of(src, seg) : 0;
-                    lead[j] = (int)(reinterpret_cast<uintptr_t>(src) & 15);
-#pragma unroll
-                    for (int i = 0; i < V::LANE_WORDS; i++)
-                        if (lane + 32 * i < nw) words[j][i] = aligned[lane + 32 * i];
+            for (int t = 0; t < NW; t++) acc[t] = 0.0f;
+            for (int64_t u0 = 0; u0 < n_units; u0 += L) {
+                const int64_t v0 = u0 * V::VALUES;
+                const int nv = a.k - v0 < (int64_t)L * V::VALUES ? (int)(a.k - v0) : L * V::VALUES;
+                const int seg = nv / B::QK * B::BYTES;
+                const int64_t seg_off = v0 / B::QK * B::BYTES;
+                /* the warp's rows of this chunk, every word in flight before any is waited for */
+                for (int i = lane; i < NW * G * words_per_row; i += 32) {
+                    const int w = i % words_per_row, j = i / words_per_row % G, t = i / words_per_row / G;
+                    if (warp_row0 + j >= a.m) continue;
+                    const uint8_t *src = wt[t] + (e * a.m + warp_row0 + j) * row_bytes + seg_off;
+                    if (w >= words_of(src, seg)) continue;
+                    const uint8_t *aligned =
+                        reinterpret_cast<const uint8_t *>(reinterpret_cast<uintptr_t>(src) & ~15ull);
+                    cp_async16(packed + (size_t)(t * G + j) * l.packed_stride + w * 16, aligned + w * 16);
                 }
-                float xv[V::CHUNK / (VEC_WARPS * 32)];
-#pragma unroll
-                for (int i = 0; i < V::CHUNK / (VEC_WARPS * 32); i++) {
-                    const int v = threadIdx.x + i * VEC_WARPS * 32;
-                    xv[i] = v < n ? load_value(xg, a.x_type, c0 + v) : 0.0f;
-                }
-#pragma unroll
-                for (int j = 0; j < NR; j++)
-#pragma unroll
-                    for (int i = 0; i < V::LANE_WORDS; i++)
-                        if (lane + 32 * i < V::CHUNK_WORDS) packed[warp][j][lane + 32 * i] = words[j][i];
-#pragma unroll
-                for (int i = 0; i < V::CHUNK / (VEC_WARPS * 32); i++) {
-                    const int v = threadIdx.x + i * VEC_WARPS * 32;
-                    xs[v / 32 * 33 + v % 32] = xv[i];
-                }
+                cp_async_commit();
+                for (int i = threadIdx.x; i < nv; i += VEC_WARPS * 32)
+                    xs[i / V::VALUES * (V::VALUES + 1) + i % V::VALUES] = load_value(xg, a.x_type, v0 + i);
+                cp_async_wait_all();
                 __syncthreads();
-                if (lane < n / 32) {
-                    const float *xp = xs + lane * 33;
+                if (row < a.m && u0 + u_lane < n_units) {
+                    const int64_t uv0 = (u0 + u_lane) * V::VALUES;
+                    const int parts = a.k - uv0 < V::VALUES ? (int)((a.k - uv0) / 32) : V::PARTS;
+                    const float *xp = xs + u_lane * (V::VALUES + 1);
 #pragma unroll
-                    for (int j = 0; j < NR; j++) {
-                        if (row0 + j % VEC_ROWS >= a.m) continue;
-                        const uint8_t *bytes = reinterpret_cast<const uint8_t *>(packed[warp][j]) + lead[j];
-                        B::decode(bytes + lane / B::PARTS * B::BYTES, lane % B::PARTS, wv);
-                        float d = acc[j];
+                    for (int t = 0; t < NW; t++) {
+                        const uint8_t *src = wt[t] + (e * a.m + row) * row_bytes + seg_off;
+                        const uint8_t *bytes = packed + (size_t)(t * G + g) * l.packed_stride +
+                                               (reinterpret_cast<uintptr_t>(src) & 15) + u_lane * V::BYTES;
+                        float d = acc[t];
 #pragma unroll
-                        for (int i = 0; i < 32; i++) d = fmaf(wv[i], xp[i], d);
-                        acc[j] = d;
+                        for (int p = 0; p < V::PARTS; p++) {
+                            if (p >= parts) break;
+                            float wv[32];
+                            B::decode(bytes + p / B::PARTS * B::BYTES, p % B::PARTS, wv);
+#pragma unroll
+                            for (int i = 0; i < 32; i++) d = fmaf(wv[i], xp[p * 32 + i], d);
+                        }
+                        acc[t] = d;
                     }
                 }
                 __syncthreads();
             }
 #pragma unroll
-            for (int j = 0; j < NR; j++) acc[j] = warp_sum(acc[j]);
-#pragma unroll
-            for (int r = 0; r < VEC_ROWS; r++) {
-                if constexpr (KIND == QK_CUDA_MOE_WEIGHTED_SUM)
-                    out[r] = fmaf(a.router[slot], acc[r], out[r]);
-                else
-                    out[r] = GATE_UP ? silu(acc[r]) * acc[VEC_ROWS + r] : acc[r];
-            }
+            for (int t = 0; t < NW; t++)
+                for (int o = L / 2; o > 0; o >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
+            if constexpr (KIND == QK_CUDA_MOE_WEIGHTED_SUM)
+                out = fmaf(a.router[slot], acc[0], out);
+            else
+                out = GATE_UP ? silu(acc[0]) * acc[NW - 1] : acc[0];
         }
-        if (lane < VEC_ROWS && row0 + lane < a.m) {
-            float v = out[0];
-#pragma unroll
-            for (int r = 1; r < VEC_ROWS; r++)
-                if (lane == r) v = out[r];
-            a.y[unit * a.m + row0 + lane] = v;
-        }
+        if (u_lane == 0 && row < a.m) a.y[unit * a.m + row] = out;
     }
 }
 
@@ -205,14 +232,6 @@ template <class T, int BN, int NW> struct tile_smem {
     static constexpr size_t BYTES = PACKED + A + BT + BN * sizeof(int);
 };
 
-__device__ inline void cp_async16(void *shared, const void *global) {
-    const unsigned s = (unsigned)__cvta_generic_to_shared(shared);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(global));
-}
-__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-/* all but the most recent group are complete */
-__device__ inline void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
-
 __device__ inline void ldmatrix_x4(unsigned *r, const void *p) {
     const unsigned s = (unsigned)__cvta_generic_to_shared(p);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -225,6 +244,21 @@ __device__ inline void mma16816(float *d, const unsigned *a, unsigned b0, unsign
                  "{%0,%1,%2,%3};\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Part p of a step's packed row (the part's 32 values) as f16 at dst; zeros past the step's
+ * parts or for a row outside the matrix (row NULL). */
+template <class B> __device__ inline void decode_f16(const uint8_t *row, int p, int nparts, __half *dst) {
+    __half2 *d = reinterpret_cast<__half2 *>(dst);
+    if (row && p < nparts) {
+        float v[32];
+        B::decode(row + p / B::PARTS * B::BYTES, p % B::PARTS, v);
+#pragma unroll
+        for (int j = 0; j < 16; j++) d[j] = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
+    } else {
+#pragma unroll
+        for (int j = 0; j < 16; j++) d[j] = __floats2half2_rn(0.0f, 0.0f);
+    }
 }
 
 /* grid: (ceil(m / 64), tiles, grid-stride); each tile is one expert's run of at most BN slots
@@ -306,22 +340,27 @@ __global__ void __launch_bounds__(TILE_THREADS) moe_tiled_kernel(qk_cuda_moe_arg
             const uint8_t *packed_now = packed + buf * M::PACKED1;
             const __half *bt_now = bt + buf * (M::BT1 / 2);
 
-            for (int h = 0; h * 4 < nparts; h++) {
-                /* decode 4 parts of every row into f16 */
-                for (int i = tid; i < NW * TILE_M * 4; i += TILE_THREADS) {
-                    const int pp = i % 4, rr = i / 4 % TILE_M, ti = i / 4 / TILE_M, p = h * 4 + pp;
-                    __half2 *dst = reinterpret_cast<__half2 *>(at + (ti * TILE_M + rr) * A_STRIDE + pp * 32);
-                    if (rr < rows && p < nparts) {
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                if (h * 4 >= nparts) break;
+                /* decode parts 4h..4h+3 of every row into f16: a thread takes two parts of a row,
+                 * the same two across a warp, so that the part indices are constants of the
+                 * unrolled code and a decoder's index arithmetic folds away */
+                for (int i = tid; i < NW * TILE_M * 2; i += TILE_THREADS) {
+                    const int rr = i % TILE_M, ti = i / TILE_M % NW, pair = i / (TILE_M * NW);
+                    __half *dst = at + (ti * TILE_M + rr) * A_STRIDE + pair * 64;
+                    const uint8_t *row = nullptr;
+                    if (rr < rows) {
                         const uint8_t *src = wbase[ti] + rr * row_bytes + seg_off;
-                        const uint8_t *row = packed_now + (ti * TILE_M + rr) * S::PACKED_STRIDE +
-                                             (reinterpret_cast<uintptr_t>(src) & 15);
-                        float v[32];
-                        B::decode(row + p / B::PARTS * B::BYTES, p % B::PARTS, v);
-#pragma unroll
-                        for (int j = 0; j < 16; j++) dst[j] = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
+                        row = packed_now + (ti * TILE_M + rr) * S::PACKED_STRIDE +
+                              (reinterpret_cast<uintptr_t>(src) & 15);
+                    }
+                    if (pair == 0) {
+                        decode_f16<B>(row, h * 4 + 0, nparts, dst);
+                        decode_f16<B>(row, h * 4 + 1, nparts, dst + 32);
                     } else {
-#pragma unroll
-                        for (int j = 0; j < 16; j++) dst[j] = __floats2half2_rn(0.0f, 0.0f);
+                        decode_f16<B>(row, h * 4 + 2, nparts, dst);
+                        decode_f16<B>(row, h * 4 + 3, nparts, dst + 32);
                     }
                 }
                 __syncthreads();
@@ -378,10 +417,11 @@ __global__ void __launch_bounds__(TILE_THREADS) moe_tiled_kernel(qk_cuda_moe_arg
 /* ---- launch ----------------------------------------------------------------------------------- */
 
 template <class T, int KIND> int launch_vec(const qk_cuda_moe_args &a, cudaStream_t s) {
+    const vec_layout l = vec_layout_for<T>(a.k, KIND == QK_CUDA_MOE_GATE_UP ? 2 : 1);
     const int64_t units = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? a.n_tokens : a.n_tokens * a.n_used;
-    const dim3 grid((unsigned)((a.m + VEC_ROWS_PER_CTA - 1) / VEC_ROWS_PER_CTA),
-                    (unsigned)(units < 65535 ? units : 65535));
-    moe_vec_kernel<T, KIND><<<grid, VEC_WARPS * 32, 0, s>>>(a);
+    const int64_t rows_per_cta = (int64_t)VEC_WARPS * l.rows_per_warp;
+    const dim3 grid((unsigned)((a.m + rows_per_cta - 1) / rows_per_cta), (unsigned)(units < 65535 ? units : 65535));
+    moe_vec_kernel<T, KIND><<<grid, VEC_WARPS * 32, l.smem, s>>>(a, l);
     return (int)cudaGetLastError();
 }
 
@@ -392,12 +432,21 @@ template <class T, int BN, bool GATE_UP> cudaError_t allow_smem() {
                                 (int)tile_smem < T, BN, GATE_UP ? 2 : 1 > ::BYTES);
 }
 
+template <class T, int KIND> cudaError_t allow_vec_smem() {
+    return cudaFuncSetAttribute(moe_vec_kernel<T, KIND>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)vec_smem_max<T>(KIND == QK_CUDA_MOE_GATE_UP ? 2 : 1));
+}
+
 template <class T> int init_moe() {
-    if constexpr (moe_block<T>::PLAIN) return 0; /* vector path only (moe_plan.cu) */
-    cudaError_t err = allow_smem<T, 32, false>();
-    if (err == cudaSuccess) err = allow_smem<T, 32, true>();
-    if (err == cudaSuccess) err = allow_smem<T, 64, false>();
-    if (err == cudaSuccess) err = allow_smem<T, 64, true>();
+    cudaError_t err = allow_vec_smem<T, QK_CUDA_MOE_MATMUL>();
+    if (err == cudaSuccess) err = allow_vec_smem<T, QK_CUDA_MOE_GATE_UP>();
+    if (err == cudaSuccess) err = allow_vec_smem<T, QK_CUDA_MOE_WEIGHTED_SUM>();
+    if constexpr (!moe_block<T>::PLAIN) { /* the plain types take the vector path only (moe_plan.cu) */
+        if (err == cudaSuccess) err = allow_smem<T, 32, false>();
+        if (err == cudaSuccess) err = allow_smem<T, 32, true>();
+        if (err == cudaSuccess) err = allow_smem<T, 64, false>();
+        if (err == cudaSuccess) err = allow_smem<T, 64, true>();
+    }
     return (int)err;
 }
 
@@ -419,20 +468,23 @@ template <class T> int launch_moe(const qk_cuda_moe_args *a, const qk_cuda_moe_p
         default: return launch_vec<T, QK_CUDA_MOE_WEIGHTED_SUM>(*a, s);
         }
     }
-    if constexpr (B::PLAIN) return (int)cudaErrorNotSupported; /* moe_plan.cu never asks */
-    moe_route r;
-    float *out = nullptr;
-    int err = qk_cuda_moe_prepare(a, plan, &r, &out, s);
-    if (err) return err;
-    const bool gate_up = a->kind == QK_CUDA_MOE_GATE_UP;
-    if (plan->bn == 32)
-        err = gate_up ? launch_tiled_kernel<T, 32, true>(*a, r, out, plan->max_tiles, s)
-                      : launch_tiled_kernel<T, 32, false>(*a, r, out, plan->max_tiles, s);
-    else
-        err = gate_up ? launch_tiled_kernel<T, 64, true>(*a, r, out, plan->max_tiles, s)
-                      : launch_tiled_kernel<T, 64, false>(*a, r, out, plan->max_tiles, s);
-    if (err || a->kind != QK_CUDA_MOE_WEIGHTED_SUM) return err;
-    return qk_cuda_moe_weighted_sum(a, out, s);
+    if constexpr (B::PLAIN) {
+        return (int)cudaErrorNotSupported; /* moe_plan.cu never asks */
+    } else {
+        moe_route r;
+        float *out = nullptr;
+        int err = qk_cuda_moe_prepare(a, plan, &r, &out, s);
+        if (err) return err;
+        const bool gate_up = a->kind == QK_CUDA_MOE_GATE_UP;
+        if (plan->bn == 32)
+            err = gate_up ? launch_tiled_kernel<T, 32, true>(*a, r, out, plan->max_tiles, s)
+                          : launch_tiled_kernel<T, 32, false>(*a, r, out, plan->max_tiles, s);
+        else
+            err = gate_up ? launch_tiled_kernel<T, 64, true>(*a, r, out, plan->max_tiles, s)
+                          : launch_tiled_kernel<T, 64, false>(*a, r, out, plan->max_tiles, s);
+        if (err || a->kind != QK_CUDA_MOE_WEIGHTED_SUM) return err;
+        return qk_cuda_moe_weighted_sum(a, out, s);
+    }
 }
 
 } // namespace qk_cuda
