@@ -770,9 +770,9 @@ static void print_row(const report *rp, const row *r, int json) {
         return;
     }
     printf("\"%s\",%s,%s,%s,%s,%s,%s,\"%s\",%s,%s,%s,%lld,%lld,%lld,%lld,%.6g,t/s,%.6g,", rp->device, rp->dev->id,
-           rp->date, o->commit, backend_name(rp->dev), o->tg ? "model_tg" : "model_pp", qk_type_name(r->type), o->s.shape,
-           o->s.model, rp->test, qkb_routing_name(r->routing), o->tg ? 1LL : o->tokens, o->tg ? o->steps : 0LL,
-           (long long)o->s.layers, (long long)r->copies, r->ts_mean, r->ts_sd);
+           rp->date, o->commit, backend_name(rp->dev), o->tg ? "model_tg" : "model_pp", qk_type_name(r->type),
+           o->s.shape, o->s.model, rp->test, qkb_routing_name(r->routing), o->tg ? 1LL : o->tokens,
+           o->tg ? o->steps : 0LL, (long long)o->s.layers, (long long)r->copies, r->ts_mean, r->ts_sd);
     if (have)
         printf("%.6g,\"%s\",%.6g", ceiling, cu, fraction);
     else
