@@ -58,15 +58,14 @@ __device__ inline int words_of(const uint8_t *begin, int n) {
 
 /* ---- the vector path ------------------------------------------------------------------------ */
 
-constexpr int VEC_WARPS = 4, VEC_MAX_LANES = 16; /* lanes per row at most */
+constexpr int VEC_WARPS = 4, VEC_CHUNK = 4096; /* values of a row per chunk at most */
 
-/* A unit is what a lane of the vector path decodes at once: a 256-value block, or as many
- * parts of a 32-value type as fit in Q8_0's 272 bytes (8 blocks; fewer for the plain types).
- * Its parts are visited in an unrolled loop, so a part decoder sees constant part indices and
- * its index arithmetic folds away, and the decoded values stay in registers. */
+/* A unit is what a lane of the vector path decodes at once: a block (of 256 or 32 values). Its
+ * parts are visited in an unrolled loop, so a part decoder sees constant part indices and its
+ * index arithmetic folds away, and the decoded values stay in registers. */
 template <class T> struct vec_unit {
     using B = moe_block<T>;
-    static constexpr int PARTS = B::PARTS == 8 ? 8 : (272 / B::BYTES < 8 ? 272 / B::BYTES : 8);
+    static constexpr int PARTS = B::PARTS;
     static constexpr int VALUES = PARTS * 32;
     static constexpr int BYTES = VALUES / B::QK * B::BYTES;
 };
@@ -84,7 +83,7 @@ template <class T> inline vec_layout vec_layout_for(int64_t k, int nw) {
     const int64_t units = (k + V::VALUES - 1) / V::VALUES;
     vec_layout l;
     l.lanes = 1;
-    while (l.lanes < units && l.lanes < VEC_MAX_LANES) l.lanes *= 2;
+    while (l.lanes < units && l.lanes < 32 && 2 * l.lanes * V::VALUES <= VEC_CHUNK) l.lanes *= 2;
     l.rows_per_warp = 32 / l.lanes;
     l.packed_stride = (l.lanes * V::BYTES + 32 + 15) / 16 * 16;
     l.xs_bytes = ((size_t)l.lanes * (V::VALUES + 1) * sizeof(float) + 15) / 16 * 16;
@@ -95,7 +94,7 @@ template <class T> inline vec_layout vec_layout_for(int64_t k, int nw) {
 /* The most any row length needs (the attribute set at context creation). */
 template <class T> inline size_t vec_smem_max(int nw) {
     size_t most = 0;
-    for (int64_t k = vec_unit<T>::VALUES; k <= (int64_t)vec_unit<T>::VALUES * VEC_MAX_LANES; k *= 2) {
+    for (int64_t k = vec_unit<T>::VALUES; k <= (int64_t)vec_unit<T>::VALUES * 32; k *= 2) {
         const size_t n = vec_layout_for<T>(k, nw).smem;
         most = n > most ? n : most;
     }
@@ -111,8 +110,7 @@ __device__ inline void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n"
 /* all but the most recent group are complete */
 __device__ inline void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
 
-/* grid: (row groups of VEC_WARPS * G rows, units, grid-stride); a unit is a slot, or a token
- * for the weighted sum, whose slots run in order. Lane (g, u) of a warp takes row g of the
+/* grid: (row groups of VEC_WARPS * G rows, slots, grid-stride). Lane (g, u) of a warp takes row g of the
  * warp's G rows and every L-th unit of it from u; per chunk of L units, the warps' rows come
  * into shared memory by cp.async (all of a chunk's loads in flight at once: a token has too
  * little work to hide memory latency otherwise) with the chunk's activations, each lane then
@@ -133,21 +131,20 @@ __global__ void __launch_bounds__(VEC_WARPS * 32) moe_vec_kernel(qk_cuda_moe_arg
     const int64_t esize = a.x_type == TYPE_F32 ? 4 : 2;
     const int64_t row_bytes = a.k / B::QK * B::BYTES;
     const int64_t n_units = (a.k + V::VALUES - 1) / V::VALUES;
-    const int64_t units = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? a.n_tokens : a.n_tokens * a.n_used;
+    const int64_t units = a.n_tokens * a.n_used;
     const uint8_t *wt[NW];
     wt[0] = static_cast<const uint8_t *>(a.w);
     if constexpr (GATE_UP) wt[NW - 1] = static_cast<const uint8_t *>(a.w_up);
     const int words_per_row = l.packed_stride / 16;
 
     for (int64_t unit = blockIdx.y; unit < units; unit += gridDim.y) {
-        const int64_t s_begin = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? unit * a.n_used : unit;
-        const int64_t s_end = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? s_begin + a.n_used : unit + 1;
+        const int64_t slot = unit;
         float out = 0.0f;
-        for (int64_t slot = s_begin; slot < s_end; slot++) {
+        do {
             const int64_t e = a.ids ? a.ids[slot] : 0;
             if (e < 0 || e >= a.n_expert) { /* never read through a bad id (uniform over the block) */
                 out = __int_as_float(0x7fc00000);
-                continue;
+                break;
             }
             const uint8_t *xg =
                 static_cast<const uint8_t *>(a.x) + (a.x_per_slot ? slot : slot / a.n_used) * a.k * esize;
@@ -200,11 +197,8 @@ __global__ void __launch_bounds__(VEC_WARPS * 32) moe_vec_kernel(qk_cuda_moe_arg
 #pragma unroll
             for (int t = 0; t < NW; t++)
                 for (int o = L / 2; o > 0; o >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
-            if constexpr (KIND == QK_CUDA_MOE_WEIGHTED_SUM)
-                out = fmaf(a.router[slot], acc[0], out);
-            else
-                out = GATE_UP ? silu(acc[0]) * acc[NW - 1] : acc[0];
-        }
+            out = GATE_UP ? silu(acc[0]) * acc[NW - 1] : acc[0];
+        } while (0);
         if (u_lane == 0 && row < a.m) a.y[unit * a.m + row] = out;
     }
 }
@@ -244,21 +238,6 @@ __device__ inline void mma16816(float *d, const unsigned *a, unsigned b0, unsign
                  "{%0,%1,%2,%3};\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/* Part p of a step's packed row (the part's 32 values) as f16 at dst; zeros past the step's
- * parts or for a row outside the matrix (row NULL). */
-template <class B> __device__ inline void decode_f16(const uint8_t *row, int p, int nparts, __half *dst) {
-    __half2 *d = reinterpret_cast<__half2 *>(dst);
-    if (row && p < nparts) {
-        float v[32];
-        B::decode(row + p / B::PARTS * B::BYTES, p % B::PARTS, v);
-#pragma unroll
-        for (int j = 0; j < 16; j++) d[j] = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
-    } else {
-#pragma unroll
-        for (int j = 0; j < 16; j++) d[j] = __floats2half2_rn(0.0f, 0.0f);
-    }
 }
 
 /* grid: (ceil(m / 64), tiles, grid-stride); each tile is one expert's run of at most BN slots
@@ -340,27 +319,22 @@ __global__ void __launch_bounds__(TILE_THREADS) moe_tiled_kernel(qk_cuda_moe_arg
             const uint8_t *packed_now = packed + buf * M::PACKED1;
             const __half *bt_now = bt + buf * (M::BT1 / 2);
 
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                if (h * 4 >= nparts) break;
-                /* decode parts 4h..4h+3 of every row into f16: a thread takes two parts of a row,
-                 * the same two across a warp, so that the part indices are constants of the
-                 * unrolled code and a decoder's index arithmetic folds away */
-                for (int i = tid; i < NW * TILE_M * 2; i += TILE_THREADS) {
-                    const int rr = i % TILE_M, ti = i / TILE_M % NW, pair = i / (TILE_M * NW);
-                    __half *dst = at + (ti * TILE_M + rr) * A_STRIDE + pair * 64;
-                    const uint8_t *row = nullptr;
-                    if (rr < rows) {
+            for (int h = 0; h * 4 < nparts; h++) {
+                /* decode 4 parts of every row into f16 */
+                for (int i = tid; i < NW * TILE_M * 4; i += TILE_THREADS) {
+                    const int pp = i % 4, rr = i / 4 % TILE_M, ti = i / 4 / TILE_M, p = h * 4 + pp;
+                    __half2 *dst = reinterpret_cast<__half2 *>(at + (ti * TILE_M + rr) * A_STRIDE + pp * 32);
+                    if (rr < rows && p < nparts) {
                         const uint8_t *src = wbase[ti] + rr * row_bytes + seg_off;
-                        row = packed_now + (ti * TILE_M + rr) * S::PACKED_STRIDE +
-                              (reinterpret_cast<uintptr_t>(src) & 15);
-                    }
-                    if (pair == 0) {
-                        decode_f16<B>(row, h * 4 + 0, nparts, dst);
-                        decode_f16<B>(row, h * 4 + 1, nparts, dst + 32);
+                        const uint8_t *row = packed_now + (ti * TILE_M + rr) * S::PACKED_STRIDE +
+                                             (reinterpret_cast<uintptr_t>(src) & 15);
+                        float v[32];
+                        B::decode(row + p / B::PARTS * B::BYTES, p % B::PARTS, v);
+#pragma unroll
+                        for (int j = 0; j < 16; j++) dst[j] = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
                     } else {
-                        decode_f16<B>(row, h * 4 + 2, nparts, dst);
-                        decode_f16<B>(row, h * 4 + 3, nparts, dst + 32);
+#pragma unroll
+                        for (int j = 0; j < 16; j++) dst[j] = __floats2half2_rn(0.0f, 0.0f);
                     }
                 }
                 __syncthreads();
@@ -418,7 +392,7 @@ __global__ void __launch_bounds__(TILE_THREADS) moe_tiled_kernel(qk_cuda_moe_arg
 
 template <class T, int KIND> int launch_vec(const qk_cuda_moe_args &a, cudaStream_t s) {
     const vec_layout l = vec_layout_for<T>(a.k, KIND == QK_CUDA_MOE_GATE_UP ? 2 : 1);
-    const int64_t units = KIND == QK_CUDA_MOE_WEIGHTED_SUM ? a.n_tokens : a.n_tokens * a.n_used;
+    const int64_t units = a.n_tokens * a.n_used;
     const int64_t rows_per_cta = (int64_t)VEC_WARPS * l.rows_per_warp;
     const dim3 grid((unsigned)((a.m + rows_per_cta - 1) / rows_per_cta), (unsigned)(units < 65535 ? units : 65535));
     moe_vec_kernel<T, KIND><<<grid, VEC_WARPS * 32, l.smem, s>>>(a, l);
@@ -440,7 +414,6 @@ template <class T, int KIND> cudaError_t allow_vec_smem() {
 template <class T> int init_moe() {
     cudaError_t err = allow_vec_smem<T, QK_CUDA_MOE_MATMUL>();
     if (err == cudaSuccess) err = allow_vec_smem<T, QK_CUDA_MOE_GATE_UP>();
-    if (err == cudaSuccess) err = allow_vec_smem<T, QK_CUDA_MOE_WEIGHTED_SUM>();
     if constexpr (!moe_block<T>::PLAIN) { /* the plain types take the vector path only (moe_plan.cu) */
         if (err == cudaSuccess) err = allow_smem<T, 32, false>();
         if (err == cudaSuccess) err = allow_smem<T, 32, true>();
@@ -462,11 +435,14 @@ template <class T> int launch_moe(const qk_cuda_moe_args *a, const qk_cuda_moe_p
     using B = moe_block<T>;
     if (a->k % B::QK) return (int)cudaErrorInvalidValue;
     if (plan->path == QK_CUDA_MOE_VEC) {
-        switch (a->kind) {
-        case QK_CUDA_MOE_MATMUL: return launch_vec<T, QK_CUDA_MOE_MATMUL>(*a, s);
-        case QK_CUDA_MOE_GATE_UP: return launch_vec<T, QK_CUDA_MOE_GATE_UP>(*a, s);
-        default: return launch_vec<T, QK_CUDA_MOE_WEIGHTED_SUM>(*a, s);
-        }
+        if (a->kind == QK_CUDA_MOE_GATE_UP) return launch_vec<T, QK_CUDA_MOE_GATE_UP>(*a, s);
+        if (a->kind == QK_CUDA_MOE_MATMUL) return launch_vec<T, QK_CUDA_MOE_MATMUL>(*a, s);
+        /* the weighted sum: every slot's product in parallel into the workspace, then the
+         * ordered sum (a token's slots in one block would leave most of the GPU idle) */
+        qk_cuda_moe_args per_slot = *a;
+        per_slot.y = reinterpret_cast<float *>(static_cast<uint8_t *>(a->workspace) + plan->partial);
+        const int err = launch_vec<T, QK_CUDA_MOE_MATMUL>(per_slot, s);
+        return err ? err : qk_cuda_moe_weighted_sum(a, per_slot.y, s);
     }
     if constexpr (B::PLAIN) {
         return (int)cudaErrorNotSupported; /* moe_plan.cu never asks */

@@ -42,11 +42,13 @@ size_t align_up(size_t n) { return (n + 255) & ~(size_t)255; }
 qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     qk_cuda_moe_plan p = {};
     const threshold &t = threshold_of(a->type);
-    if (a->n_tokens <= (int64_t)t.vec_max_tokens) {
+    const int64_t slots = a->n_tokens * a->n_used;
+    if (a->n_tokens <= (int64_t)t.vec_max_tokens) { /* scratch: the weighted sum's per-slot products */
         p.path = QK_CUDA_MOE_VEC;
+        p.partial = 0;
+        if (a->kind == QK_CUDA_MOE_WEIGHTED_SUM) p.bytes = align_up((size_t)(slots * a->m) * sizeof(float));
         return p;
     }
-    const int64_t slots = a->n_tokens * a->n_used;
     const int64_t touched = a->n_expert < slots ? a->n_expert : slots;
     p.path = QK_CUDA_MOE_TILED;
     p.bn = slots >= (int64_t)t.bn64_min_tokens_per_expert * touched ? 64 : 32;
