@@ -105,10 +105,10 @@ static qk_status check_presence(qk_context *ctx, const qk_moe_desc *d, qk_moe_ki
     return QK_OK;
 }
 
-qk_status qk_moe_workspace_size(qk_context *ctx, const qk_moe_desc *d, size_t *bytes) {
-    if (!bytes) return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_moe_workspace_size: bytes is NULL");
+/* The largest of the three calls' needs, so that one workspace serves them all (and a call
+ * can insist on exactly what the query promised). */
+static qk_status workspace_need(qk_context *ctx, const qk_moe_desc *d, size_t *bytes) {
     *bytes = 0;
-    /* the largest of the three calls' needs, so that one workspace serves them all */
     for (int kind = 0; kind < 3; kind++) {
         moe_sizes sz;
         qk_moe_args a;
@@ -117,8 +117,14 @@ qk_status qk_moe_workspace_size(qk_context *ctx, const qk_moe_desc *d, size_t *b
         size_t need = ctx->backend->moe_workspace ? ctx->backend->moe_workspace(ctx->state, &a) : 0;
         if (need > *bytes) *bytes = need;
     }
-    ctx->error[0] = 0;
     return QK_OK;
+}
+
+qk_status qk_moe_workspace_size(qk_context *ctx, const qk_moe_desc *d, size_t *bytes) {
+    if (!bytes) return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_moe_workspace_size: bytes is NULL");
+    qk_status st = workspace_need(ctx, d, bytes);
+    if (st == QK_OK) ctx->error[0] = 0;
+    return st;
 }
 
 /* Copies an operand's bytes to host memory (it may be a buffer or device memory). */
@@ -156,7 +162,10 @@ static qk_status moe(qk_context *ctx, const qk_moe_desc *d, qk_moe_kind kind, in
     qk_status st = check_moe(ctx, d, kind, &sz, &a);
     if (st == QK_OK) st = check_presence(ctx, d, kind);
     if (st != QK_OK) return st;
-    size_t ws = ctx->backend->moe_workspace ? ctx->backend->moe_workspace(ctx->state, &a) : 0;
+    /* a given workspace must hold what the query promised; one the call allocates itself, only
+     * what this call uses */
+    size_t ws = 0, own_need = ctx->backend->moe_workspace ? ctx->backend->moe_workspace(ctx->state, &a) : 0;
+    if ((st = workspace_need(ctx, d, &ws)) != QK_OK) return st;
 
     const struct {
         const qk_mem *mem;
@@ -181,7 +190,7 @@ static qk_status moe(qk_context *ctx, const qk_moe_desc *d, qk_moe_kind kind, in
                 st = qk_fail(ctx, QK_ERR_INVALID_ARG,
                              "%s: an asynchronous call needs a workspace of %zu bytes (qk_moe_workspace_size)", what,
                              ws);
-            else if ((st = ctx->backend->alloc(ctx, ctx->state, ws, &own_workspace)) == QK_OK)
+            else if (own_need && (st = ctx->backend->alloc(ctx, ctx->state, own_need, &own_workspace)) == QK_OK)
                 op[i].addr = ctx->backend->address(own_workspace, 0);
             continue;
         }
