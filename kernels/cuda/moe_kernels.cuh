@@ -180,16 +180,18 @@ __global__ void __launch_bounds__(VEC_WARPS * 32) moe_vec_kernel(qk_cuda_moe_arg
                         const uint8_t *src = wt[t] + (e * a.m + row) * row_bytes + seg_off;
                         const uint8_t *bytes = packed + (size_t)(t * G + g) * l.packed_stride +
                                                (reinterpret_cast<uintptr_t>(src) & 15) + u_lane * V::BYTES;
-                        float d = acc[t];
+                        /* four chains of fused multiply-adds, added in a fixed order: one chain
+                         * would wait on each add's latency */
+                        float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
                         for (int p = 0; p < V::PARTS; p++) {
                             if (p >= parts) break;
                             float wv[32];
                             B::decode(bytes + p / B::PARTS * B::BYTES, p % B::PARTS, wv);
 #pragma unroll
-                            for (int i = 0; i < 32; i++) d = fmaf(wv[i], xp[p * 32 + i], d);
+                            for (int i = 0; i < 32; i++) d[i % 4] = fmaf(wv[i], xp[p * 32 + i], d[i % 4]);
                         }
-                        acc[t] = d;
+                        acc[t] += (d[0] + d[1]) + (d[2] + d[3]);
                     }
                 }
                 __syncthreads();
