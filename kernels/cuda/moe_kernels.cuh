@@ -3,16 +3,16 @@
  * CPU reference's (32 values at a time), so no format knowledge lives here.
  *
  * Two paths (moe_plan.cu chooses, from one table):
- *   - moe_vec_kernel, for few tokens per expert (token generation): a warp takes two weight
- *     rows of one slot's expert and its lanes stride over the row's parts; every selected
- *     expert's rows are read once per slot, straight from global memory, and the dot products
- *     accumulate in f32. The weighted sum runs here as a loop over the token's slots in order.
+ *   - moe_vec_kernel, for few tokens per expert (token generation): each slot reads its
+ *     expert's rows once; a lane decodes whole blocks of a row (L lanes share a row, by the row
+ *     length) and the dot products accumulate in f32. The weighted sum is every slot's product
+ *     into the workspace, then the ordered sum (moe_route.cu).
  *   - moe_tiled_kernel, for many (prompt processing): slots grouped by expert on the GPU
  *     (moe_route.cu), a CUDA block computes a 64-row x BN-slot tile of one expert on the tensor
  *     cores (mma.sync m16n8k16, f16 in, f32 accumulate). Per step of 256 values it copies the
  *     packed weights (16-byte words, cp.async) and the slots' activations (f16) into shared
- *     memory, decodes the weights into f16 there, and multiplies.
- * Neither allocates or synchronizes: the tiled path's scratch is the caller's workspace. */
+ *     memory (double-buffered), decodes the weights into f16 there, and multiplies.
+ * Neither allocates or synchronizes: scratch is the caller's workspace (moe_plan.cu lays it out). */
 #ifndef QK_MOE_KERNELS_CUH
 #define QK_MOE_KERNELS_CUH
 

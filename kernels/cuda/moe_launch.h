@@ -13,7 +13,9 @@
 
 enum { QK_CUDA_MOE_VEC = 0, QK_CUDA_MOE_TILED = 1 };
 
-/* Where the tiled path's scratch lies in the workspace (byte offsets), and its size. */
+/* Where the scratch lies in the workspace (byte offsets), and its size: the tiled path's grouping,
+ * f16 activations and (weighted sum) per-slot products; the vector path's per-slot products of
+ * a weighted sum. */
 typedef struct qk_cuda_moe_plan {
     int path;      /* QK_CUDA_MOE_VEC or QK_CUDA_MOE_TILED */
     int bn;        /* tiled: slots per tile, 32 or 64 */
