@@ -1,5 +1,6 @@
 /* bench_util.h */
 #include "bench_util.h"
+#include "synth_model.h"
 
 #include <math.h>
 #include <string.h>
@@ -48,4 +49,10 @@ int bench_check_format(const char *cmd, const char *fmt) {
     if (!strcmp(fmt, "md") || !strcmp(fmt, "csv") || !strcmp(fmt, "json")) return 1;
     fprintf(stderr, "%s: --format must be md, csv or json, not '%s'\n", cmd, fmt);
     return 0;
+}
+
+void bench_print_shape_names(FILE *f) {
+    size_t n;
+    const synth_model_shape *s = synth_model_shapes(&n);
+    for (size_t i = 0; i < n; i++) fprintf(f, "%s%s", i ? ", " : "", s[i].name);
 }

@@ -18,5 +18,7 @@ void bench_date(char *buf, size_t len);
 void bench_json_string(FILE *f, const char *s);
 /* 1 if fmt is md, csv or json; otherwise prints why on stderr (prefixed with cmd) and returns 0. */
 int bench_check_format(const char *cmd, const char *fmt);
+/* The named model shapes (synth_model.h), comma-separated, for a usage text. */
+void bench_print_shape_names(FILE *f);
 
 #endif

@@ -38,9 +38,7 @@ static void usage_quantize(FILE *f) {
                "  after one warm-up call per type, and multiplied. Types the device has no kernel for are\n"
                "  reported as skipped and left out of the totals.\n"
                "  --shape         ");
-    size_t n;
-    const synth_model_shape *s = synth_model_shapes(&n);
-    for (size_t i = 0; i < n; i++) fprintf(f, "%s%s", i ? ", " : "", s[i].name);
+    bench_print_shape_names(f);
     fprintf(f, "\n"
                "  --preset        comma-separated llama-quantize presets (default " DEFAULT_PRESET ")\n"
                "  --device        cpu, cuda:N, ... (default: the best present)\n"

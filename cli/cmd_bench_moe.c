@@ -104,9 +104,7 @@ static void usage(FILE *f, int tg) {
                "  user's path, dequantize to fp16 + cuBLAS grouped GEMM (measured on layer 0, times the layers).\n"
                "  Other devices run the synchronous calls, wall-clock timed, without ceilings.\n"
                "  -m, --model  ");
-    size_t n;
-    const synth_model_shape *s = synth_model_shapes(&n);
-    for (size_t i = 0; i < n; i++) fprintf(f, "%s%s", i ? ", " : "", s[i].name);
+    bench_print_shape_names(f);
     fprintf(f, " (default " DEFAULT_SHAPE ")\n"
                "  --custom     hidden=H,experts=E,used=U,ffn=F[,shexp=S][,layers=L] (shexp 0: none; layers 1)\n"
                "  -t, --type   comma-separated weight types, or all (default " DEFAULT_TYPES ")\n");
