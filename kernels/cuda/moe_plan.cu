@@ -21,6 +21,23 @@ struct threshold {
 
 constexpr threshold thresholds[] = {
     {-1, 8, 48},
+    /* From the H100 run at 49ab965 (bench/results): for these types the vector kernel at 8
+     * tokens, scaled to 32, beat the tiled kernel at 32 on both Qwen3.5-35B-A3B shapes (their
+     * decode is the tiled kernel's bottleneck); not at 128. */
+    {QK_TYPE_Q8_0, 32, 48},
+    {QK_TYPE_Q2_K, 32, 48},
+    {QK_TYPE_Q3_K, 32, 48},
+    {QK_TYPE_Q4_K, 32, 48},
+    {QK_TYPE_Q6_K, 32, 48},
+    {QK_TYPE_IQ2_XS, 32, 48},
+    {QK_TYPE_IQ2_S, 32, 48},
+    {QK_TYPE_IQ3_XXS, 32, 48},
+    {QK_TYPE_IQ3_S, 32, 48},
+    {QK_TYPE_IQ1_S, 32, 48},
+    {QK_TYPE_IQ1_M, 32, 48},
+    {QK_TYPE_IQ4_XS, 32, 48},
+    {QK_TYPE_TQ1_0, 32, 48},
+    {QK_TYPE_TQ2_0, 32, 48},
     /* Float weights (a dense layer an engine did not quantize) take the vector path at every
      * size: a tile of their 256-value steps would not fit in shared memory double-buffered,
      * and cuBLAS is the better tool for them anyway. */
