@@ -8,8 +8,8 @@
  *     length) and the dot products accumulate in f32. The weighted sum is every slot's product
  *     into the workspace, then the ordered sum (moe_route.cu).
  *   - moe_tiled_kernel, for many (prompt processing): slots grouped by expert on the GPU
- *     (moe_route.cu), a CUDA block computes a 64-row x BN-slot tile of one expert on the tensor
- *     cores (mma.sync m16n8k16, f16 in, f32 accumulate). Per step of 256 values it copies the
+ *     (moe_route.cu), a CUDA block computes a 128-row (gate/up: 64) x BN-slot tile of one expert
+ *     on the tensor cores (mma.sync m16n8k16, f16 in, f32 accumulate). Per step of 256 values it copies the
  *     packed weights (16-byte words, cp.async) and the slots' activations (f16) into shared
  *     memory (double-buffered), decodes the weights into f16 there, and multiplies.
  * Neither allocates or synchronizes: scratch is the caller's workspace (moe_plan.cu lays it out). */
@@ -207,7 +207,11 @@ __global__ void __launch_bounds__(VEC_WARPS * 32) moe_vec_kernel(qk_cuda_moe_arg
 
 /* ---- the tiled path ------------------------------------------------------------------------- */
 
-constexpr int TILE_M = 64, TILE_K = 256, HALF_K = 128, TILE_THREADS = 128;
+constexpr int TILE_K = 256, HALF_K = 128;
+/* Weight rows per tile: 128 (eight warps, each 32 rows x half the slots) where shared memory
+ * allows, 64 for gate/up, whose two weight tensors double the tile's buffers. */
+__host__ __device__ constexpr int tile_m(int nw) { return nw == 2 ? 64 : 128; }
+__host__ __device__ constexpr int tile_threads(int nw) { return tile_m(nw) * 2; }
 constexpr int A_STRIDE = HALF_K + 8; /* halves per decoded row: 272 bytes, ldmatrix without bank conflicts */
 constexpr int B_STRIDE = TILE_K + 8; /* halves per activation row: 528 bytes */
 
@@ -220,10 +224,10 @@ template <class T> struct tile_shape {
 
 /* The shared memory of a tile: NW weight tensors (2 for gate/up). */
 template <class T, int BN, int NW> struct tile_smem {
-    static constexpr size_t PACKED1 = (size_t)NW * TILE_M * tile_shape<T>::PACKED_STRIDE; /* one buffer */
+    static constexpr size_t PACKED1 = (size_t)NW * tile_m(NW) * tile_shape<T>::PACKED_STRIDE; /* one buffer */
     static constexpr size_t BT1 = (size_t)BN * B_STRIDE * 2;
     static constexpr size_t PACKED = 2 * PACKED1;
-    static constexpr size_t A = (size_t)NW * TILE_M * A_STRIDE * 2;
+    static constexpr size_t A = (size_t)NW * tile_m(NW) * A_STRIDE * 2;
     static constexpr size_t BT = 2 * BT1;
     static constexpr size_t BYTES = PACKED + A + BT + BN * sizeof(int);
 };
@@ -245,10 +249,12 @@ __device__ inline void mma16816(float *d, const unsigned *a, unsigned b0, unsign
 /* grid: (ceil(m / 64), tiles, grid-stride); each tile is one expert's run of at most BN slots
  * (moe_route.cu). Writes y[slot][row] (for the weighted sum, the per-slot scratch). */
 template <class T, int BN, bool GATE_UP>
-__global__ void __launch_bounds__(TILE_THREADS) moe_tiled_kernel(qk_cuda_moe_args a, moe_route r, float *out) {
+__global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1))
+    moe_tiled_kernel(qk_cuda_moe_args a, moe_route r, float *out) {
     using B = moe_block<T>;
     using S = tile_shape<T>;
     constexpr int NW = GATE_UP ? 2 : 1, NT = BN / 16; /* n8 tiles per warp: the warp takes BN/2 columns */
+    constexpr int TILE_M = tile_m(NW), TILE_THREADS = tile_threads(NW), WM = TILE_M / 32;
     using M = tile_smem<T, BN, NW>;
     extern __shared__ __align__(16) uint8_t smem[];
     uint8_t *packed = smem;
@@ -257,7 +263,7 @@ __global__ void __launch_bounds__(TILE_THREADS) moe_tiled_kernel(qk_cuda_moe_arg
     int *slots = reinterpret_cast<int *>(smem + M::PACKED + M::A + M::BT);
 
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-    const int wm = warp % 2, wn = warp / 2;
+    const int wm = warp % WM, wn = warp / WM;
     const int64_t row0 = (int64_t)blockIdx.x * TILE_M;
     const int64_t row_bytes = a.k / B::QK * B::BYTES;
     const int rows = a.m - row0 < TILE_M ? (int)(a.m - row0) : TILE_M;
@@ -428,8 +434,9 @@ template <class T> int init_moe() {
 template <class T, int BN, bool GATE_UP>
 int launch_tiled_kernel(const qk_cuda_moe_args &a, const moe_route &r, float *out, int max_tiles, cudaStream_t s) {
     constexpr size_t smem = tile_smem < T, BN, GATE_UP ? 2 : 1 > ::BYTES;
+    constexpr int TILE_M = tile_m(GATE_UP ? 2 : 1);
     const dim3 grid((unsigned)((a.m + TILE_M - 1) / TILE_M), (unsigned)(max_tiles < 65535 ? max_tiles : 65535));
-    moe_tiled_kernel<T, BN, GATE_UP><<<grid, TILE_THREADS, smem, s>>>(a, r, out);
+    moe_tiled_kernel<T, BN, GATE_UP><<<grid, tile_threads(GATE_UP ? 2 : 1), smem, s>>>(a, r, out);
     return (int)cudaGetLastError();
 }
 
