@@ -41,12 +41,6 @@ template <class T> struct moe_block {
 
 __device__ inline float silu(float g) { return g / (1.0f + expf(-g)); }
 
-__device__ inline float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 /* How many aligned 16-byte words cover the bytes [begin, begin + n): a row's packed bytes are
  * copied as those words (byte `begin` then lies at begin % 16 in the first). A 16-byte word
  * that holds a byte of the tensor lies in the same page as it, so the bytes read outside the
@@ -110,6 +104,25 @@ __device__ inline void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n"
 /* all but the most recent group are complete */
 __device__ inline void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
 
+/* Rows [0, rows) of NW weight tensors into shared memory, by cp.async: of each row the bytes
+ * [seg_off, seg_off + seg), as the aligned 16-byte words that cover them (words_of). base[t] is
+ * row 0 of tensor t; row r of tensor t lands at dst + (t * n_rows + r) * stride, its first byte
+ * at offset (address % 16) there. The calling threads (i0, i0 + step, ...) share the words;
+ * committing the group is the caller's. */
+template <int NW>
+__device__ inline void stage_rows(uint8_t *dst, int stride, int n_rows, int rows, const uint8_t *const *base,
+                                  int64_t row_bytes, int64_t seg_off, int seg, int i0, int step) {
+    const int words = stride / 16;
+    for (int i = i0; i < NW * n_rows * words; i += step) {
+        const int w = i % words, r = i / words % n_rows, t = i / words / n_rows;
+        if (r >= rows) continue;
+        const uint8_t *src = base[t] + r * row_bytes + seg_off;
+        if (w >= words_of(src, seg)) continue;
+        const uint8_t *aligned = reinterpret_cast<const uint8_t *>(reinterpret_cast<uintptr_t>(src) & ~15ull);
+        cp_async16(dst + (size_t)(t * n_rows + r) * stride + w * 16, aligned + w * 16);
+    }
+}
+
 /* grid: (row groups of VEC_WARPS * G rows, slots, grid-stride). Lane (g, u) of a warp takes row g of the
  * warp's G rows and every L-th unit of it from u; per chunk of L units, the warps' rows come
  * into shared memory by cp.async (all of a chunk's loads in flight at once: a token has too
@@ -135,7 +148,6 @@ __global__ void __launch_bounds__(VEC_WARPS * 32) moe_vec_kernel(qk_cuda_moe_arg
     const uint8_t *wt[NW];
     wt[0] = static_cast<const uint8_t *>(a.w);
     if constexpr (GATE_UP) wt[NW - 1] = static_cast<const uint8_t *>(a.w_up);
-    const int words_per_row = l.packed_stride / 16;
 
     for (int64_t unit = blockIdx.y; unit < units; unit += gridDim.y) {
         const int64_t slot = unit;
@@ -157,15 +169,11 @@ __global__ void __launch_bounds__(VEC_WARPS * 32) moe_vec_kernel(qk_cuda_moe_arg
                 const int seg = nv / B::QK * B::BYTES;
                 const int64_t seg_off = v0 / B::QK * B::BYTES;
                 /* the warp's rows of this chunk, every word in flight before any is waited for */
-                for (int i = lane; i < NW * G * words_per_row; i += 32) {
-                    const int w = i % words_per_row, j = i / words_per_row % G, t = i / words_per_row / G;
-                    if (warp_row0 + j >= a.m) continue;
-                    const uint8_t *src = wt[t] + (e * a.m + warp_row0 + j) * row_bytes + seg_off;
-                    if (w >= words_of(src, seg)) continue;
-                    const uint8_t *aligned =
-                        reinterpret_cast<const uint8_t *>(reinterpret_cast<uintptr_t>(src) & ~15ull);
-                    cp_async16(packed + (size_t)(t * G + j) * l.packed_stride + w * 16, aligned + w * 16);
-                }
+                const uint8_t *rows0[NW];
+#pragma unroll
+                for (int t = 0; t < NW; t++) rows0[t] = wt[t] + (e * a.m + warp_row0) * row_bytes;
+                stage_rows<NW>(packed, l.packed_stride, G, a.m - warp_row0 < G ? (int)(a.m - warp_row0) : G, rows0,
+                               row_bytes, seg_off, seg, lane, 32);
                 cp_async_commit();
                 for (int i = threadIdx.x; i < nv; i += VEC_WARPS * 32)
                     xs[i / V::VALUES * (V::VALUES + 1) + i % V::VALUES] = load_value(xg, a.x_type, v0 + i);
@@ -288,15 +296,7 @@ __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1))
             const int64_t seg_off = k0 / B::QK * B::BYTES;
             uint8_t *pk = packed + buf * M::PACKED1;
             __half *bb = bt + buf * (M::BT1 / 2);
-            /* packed weights: each row's segment as the aligned words that cover it */
-            for (int i = tid; i < NW * TILE_M * S::STEP_WORDS; i += TILE_THREADS) {
-                const int wi = i % S::STEP_WORDS, rr = i / S::STEP_WORDS % TILE_M, ti = i / S::STEP_WORDS / TILE_M;
-                if (rr >= rows) continue;
-                const uint8_t *src = wbase[ti] + rr * row_bytes + seg_off;
-                if (wi >= words_of(src, seg)) continue;
-                const uint8_t *aligned = reinterpret_cast<const uint8_t *>(reinterpret_cast<uintptr_t>(src) & ~15ull);
-                cp_async16(pk + (ti * TILE_M + rr) * S::PACKED_STRIDE + wi * 16, aligned + wi * 16);
-            }
+            stage_rows<NW>(pk, S::PACKED_STRIDE, TILE_M, rows, wbase, row_bytes, seg_off, seg, tid, TILE_THREADS);
             /* activations (f16 rows of the converted input): 32 words of 8 values per slot */
             for (int i = tid; i < BN * 32; i += TILE_THREADS) {
                 const int c = i / 32, wi = i % 32;
