@@ -105,26 +105,30 @@ static qk_status check_presence(qk_context *ctx, const qk_moe_desc *d, qk_moe_ki
     return QK_OK;
 }
 
-/* The largest of the three calls' needs, so that one workspace serves them all (and a call
- * can insist on exactly what the query promised). */
-static qk_status workspace_need(qk_context *ctx, const qk_moe_desc *d, size_t *bytes) {
-    *bytes = 0;
-    for (int kind = 0; kind < 3; kind++) {
-        moe_sizes sz;
-        qk_moe_args a;
-        qk_status st = check_moe(ctx, d, (qk_moe_kind)kind, &sz, &a);
-        if (st != QK_OK) return st;
-        size_t need = ctx->backend->moe_workspace ? ctx->backend->moe_workspace(ctx->state, &a) : 0;
-        if (need > *bytes) *bytes = need;
+/* The largest of the three calls' needs for checked shapes, so that one workspace serves them
+ * all (and a call can insist on exactly what the query promised). */
+static size_t workspace_need(qk_context *ctx, const qk_moe_args *checked) {
+    size_t most = 0;
+    for (int kind = 0; ctx->backend->moe_workspace && kind < 3; kind++) {
+        qk_moe_args a = *checked;
+        a.kind = (qk_moe_kind)kind;
+        size_t need = ctx->backend->moe_workspace(ctx->state, &a);
+        if (need > most) most = need;
     }
-    return QK_OK;
+    return most;
 }
 
 qk_status qk_moe_workspace_size(qk_context *ctx, const qk_moe_desc *d, size_t *bytes) {
     if (!bytes) return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_moe_workspace_size: bytes is NULL");
-    qk_status st = workspace_need(ctx, d, bytes);
-    if (st == QK_OK) ctx->error[0] = 0;
-    return st;
+    *bytes = 0;
+    moe_sizes sz;
+    qk_moe_args a;
+    /* the plain product's output is the largest, so its checks are the strictest of the three */
+    qk_status st = check_moe(ctx, d, QK_MOE_MATMUL, &sz, &a);
+    if (st != QK_OK) return st;
+    *bytes = workspace_need(ctx, &a);
+    ctx->error[0] = 0;
+    return QK_OK;
 }
 
 /* Copies an operand's bytes to host memory (it may be a buffer or device memory). */
@@ -164,8 +168,8 @@ static qk_status moe(qk_context *ctx, const qk_moe_desc *d, qk_moe_kind kind, in
     if (st != QK_OK) return st;
     /* a given workspace must hold what the query promised; one the call allocates itself, only
      * what this call uses */
-    size_t ws = 0, own_need = ctx->backend->moe_workspace ? ctx->backend->moe_workspace(ctx->state, &a) : 0;
-    if ((st = workspace_need(ctx, d, &ws)) != QK_OK) return st;
+    const size_t ws = workspace_need(ctx, &a);
+    const size_t own_need = ctx->backend->moe_workspace ? ctx->backend->moe_workspace(ctx->state, &a) : 0;
 
     const struct {
         const qk_mem *mem;
