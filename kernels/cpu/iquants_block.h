@@ -66,6 +66,16 @@ static inline QK_HD float qk_iq_sign_of(uint8_t signs, int k) {
 }
 static inline QK_HD float qk_iq_grid_byte(uint64_t entry, int k) { return (float)(uint8_t)(entry >> (8 * k)); }
 
+/* Eight values of a grid entry: db times its bytes, signed by the bits of s. */
+static inline QK_HD void qk_iq_put8(float *dst, float db, uint64_t g, uint8_t s) {
+    for (int k = 0; k < 8; k++) dst[k] = db * qk_iq_grid_byte(g, k) * qk_iq_sign_of(s, k);
+}
+
+/* IQ2_XS and IQ2_S: the scale of 8-value group e, from the nibble it shares a byte with. */
+static inline QK_HD float qk_iq2_group_scale(float d, uint8_t sc, int e) {
+    return d * (0.5f + (float)((e & 2) ? sc >> 4 : sc & 15)) * 0.25f;
+}
+
 static inline QK_HD void qk_dequant_part_iq2_xxs(const uint8_t *b, int c, float *dst) {
     const float d = qk_rdh(b);
     const uint8_t *q = b + QK_IQ2XXS_QS + 8 * c;
@@ -74,7 +84,7 @@ static inline QK_HD void qk_dequant_part_iq2_xxs(const uint8_t *b, int c, float 
     for (int l = 0; l < 4; l++, dst += 8) {
         const uint64_t g = QK_TAB(qk_iq2xxs_grid)[q[l]];
         const uint8_t s = QK_TAB(qk_ksigns_iq2xs)[(aux >> (7 * l)) & 127];
-        for (int k = 0; k < 8; k++) dst[k] = db * qk_iq_grid_byte(g, k) * qk_iq_sign_of(s, k);
+        qk_iq_put8(dst, db, g, s);
     }
 }
 
@@ -84,11 +94,11 @@ static inline QK_HD void qk_dequant_part_iq2_xs(const uint8_t *b, int p, float *
     const float d = qk_rdh(b);
     for (int e = 4 * p; e < 4 * p + 4; e++, dst += 8) {
         const uint8_t sc = b[QK_IQ2XS_SCALES + e / 4];
-        const float db = d * (0.5f + (float)((e & 2) ? sc >> 4 : sc & 15)) * 0.25f;
+        const float db = qk_iq2_group_scale(d, sc, e);
         const uint16_t v = qk_rd16(b + QK_IQ2XS_QS + 2 * e);
         const uint64_t g = QK_TAB(qk_iq2xs_grid)[v & 511];
         const uint8_t s = QK_TAB(qk_ksigns_iq2xs)[v >> 9];
-        for (int k = 0; k < 8; k++) dst[k] = db * qk_iq_grid_byte(g, k) * qk_iq_sign_of(s, k);
+        qk_iq_put8(dst, db, g, s);
     }
 }
 
@@ -98,11 +108,11 @@ static inline QK_HD void qk_dequant_part_iq2_s(const uint8_t *b, int p, float *d
     const float d = qk_rdh(b);
     for (int e = 4 * p; e < 4 * p + 4; e++, dst += 8) {
         const uint8_t sc = b[QK_IQ2S_SCALES + e / 4];
-        const float db = d * (0.5f + (float)((e & 2) ? sc >> 4 : sc & 15)) * 0.25f;
+        const float db = qk_iq2_group_scale(d, sc, e);
         const int idx = b[QK_IQ2S_QS + e] | ((b[QK_IQ2S_QH + e / 4] >> (2 * (e % 4))) & 3) << 8;
         const uint64_t g = QK_TAB(qk_iq2s_grid)[idx];
         const uint8_t s = b[QK_IQ2S_SIGNS + e];
-        for (int k = 0; k < 8; k++) dst[k] = db * qk_iq_grid_byte(g, k) * qk_iq_sign_of(s, k);
+        qk_iq_put8(dst, db, g, s);
     }
 }
 
