@@ -34,7 +34,7 @@ int qkb_gemm_rate(int device, int64_t m, int64_t n, int64_t k, int bf16, double 
     return fail(err, errlen, NO_CUDA);
 }
 
-int qkb_dequant_grouped_gemm_us(qk_context *ctx, int device, qk_type type, const void *w, int64_t n_expert, int64_t m,
+int qkb_dequant_grouped_gemm_us(qk_context *ctx, int device, qk_type type, qk_mem w, int64_t n_expert, int64_t m,
                                 int64_t k, int64_t n_tokens, int64_t n_used, const int32_t *ids, double *dequant_us,
                                 double *gemm_us, char *err, size_t errlen) {
     (void)ctx, (void)device, (void)type, (void)w, (void)n_expert, (void)m, (void)k, (void)n_tokens, (void)n_used;
@@ -326,7 +326,17 @@ done:
 
 /* ---- dequantize + grouped GEMM ------------------------------------------------------------ */
 
-int qkb_dequant_grouped_gemm_us(qk_context *ctx, int device, qk_type type, const void *w, int64_t n_expert, int64_t m,
+/* bytes of m from byte off on: a buffer range moves its offset, device memory its pointer */
+static qk_mem mem_part(qk_mem m, size_t off, size_t bytes) {
+    if (m.buffer)
+        m.offset += off;
+    else
+        m.device = (char *)m.device + off;
+    m.bytes = bytes;
+    return m;
+}
+
+int qkb_dequant_grouped_gemm_us(qk_context *ctx, int device, qk_type type, qk_mem w, int64_t n_expert, int64_t m,
                                 int64_t k, int64_t n_tokens, int64_t n_used, const int32_t *ids, double *dequant_us,
                                 double *gemm_us, char *err, size_t errlen) {
     int rc = 0;
@@ -342,8 +352,8 @@ int qkb_dequant_grouped_gemm_us(qk_context *ctx, int device, qk_type type, const
     if (need_cublas(err, errlen)) return -1;
     if (!cublas.gemm_grouped) return fail(err, errlen, "%s", cublas.info);
     const size_t row_bytes = qk_type_row_bytes(type, k);
-    if (!ctx || !w || !ids || n_expert < 1 || m < 1 || k < 1 || n_tokens < 1 || n_used < 1 || !row_bytes ||
-        m > INT32_MAX || k > INT32_MAX || n_tokens * n_used > INT32_MAX)
+    if (!ctx || (!w.buffer && !w.device) || !ids || n_expert < 1 || m < 1 || k < 1 || n_tokens < 1 || n_used < 1 ||
+        !row_bytes || m > INT32_MAX || k > INT32_MAX || n_tokens * n_used > INT32_MAX)
         return fail(err, errlen, "dequant + grouped GEMM: bad arguments (type %s, %lld experts of %lld x %lld)",
                     qk_type_name(type) ? qk_type_name(type) : "?", (long long)n_expert, (long long)m, (long long)k);
 
@@ -419,7 +429,7 @@ int qkb_dequant_grouped_gemm_us(qk_context *ctx, int device, qk_type type, const
             while (end < n_expert && slot_of[end] >= 0) end++;
             qk_dequantize_desc d = qk_dequantize_default_desc();
             d.type = type, d.dst_type = QK_TYPE_F16, d.rows = (end - e) * m, d.cols = k;
-            d.src = qk_dev((char *)w + (size_t)e * (size_t)m * row_bytes, (size_t)d.rows * row_bytes);
+            d.src = mem_part(w, (size_t)e * (size_t)m * row_bytes, (size_t)d.rows * row_bytes);
             d.dst = qk_dev((char *)wh + (size_t)slot_of[e] * (size_t)m * (size_t)k * 2, (size_t)(d.rows * k) * 2);
             if (qk_cuda_dequantize_async(ctx, &d, (qk_cuda_stream)st) != QK_OK) {
                 rc = fail(err, errlen, "qk_cuda_dequantize_async: %s", qk_last_error(ctx));

@@ -32,13 +32,13 @@ int qkb_copy_bandwidth(int device, size_t bytes, double *bytes_per_s, char *err,
 int qkb_gemm_rate(int device, int64_t m, int64_t n, int64_t k, int bf16, double *flops_per_s, char *err, size_t errlen);
 
 /* One MoE op the way a user without qkern runs it: dequantize the experts' weights (w: type
- * blocks, n_expert * m rows of k, device memory) to fp16 with qk_cuda_dequantize_async, gather
- * the activations per expert (fp16), and multiply with one cuBLAS grouped GEMM
+ * blocks, n_expert * m rows of k: a range of a qk_buffer of ctx, qk_buf, or device memory, qk_dev) to fp16 with
+ * qk_cuda_dequantize_async, gather the activations per expert (fp16), and multiply with one cuBLAS grouped GEMM
  * (cublasGemmGroupedBatchedEx: one group per expert that has tokens). ids: host int32
  * [n_tokens][n_used]. Times, best of a few runs, in microseconds: *dequant_us for the
  * dequantization of the experts the routing touches, *gemm_us for the grouped GEMM. ctx: a
  * qkern context on that CUDA device. */
-int qkb_dequant_grouped_gemm_us(qk_context *ctx, int device, qk_type type, const void *w, int64_t n_expert, int64_t m,
+int qkb_dequant_grouped_gemm_us(qk_context *ctx, int device, qk_type type, qk_mem w, int64_t n_expert, int64_t m,
                                 int64_t k, int64_t n_tokens, int64_t n_used, const int32_t *ids, double *dequant_us,
                                 double *gemm_us, char *err, size_t errlen);
 

@@ -482,23 +482,24 @@ static void progress(const options *o, size_t at, size_t total, const char *what
  * for every op of the layer, times the layers. */
 static int baseline(const pass *p, const ceilings *cl, const int32_t *ids, row *r, char *err, size_t errlen) {
     const moe_shape *s = p->s;
-    const char *w = p->w->ctx->backend->address(p->w->mem, 0); /* qkern.h gives no buffer's device pointer */
     int32_t *zeros = calloc((size_t)p->tokens, sizeof *zeros);
     double dq[4] = {0}, mm[4] = {0};
     int rc = !zeros;
     if (!zeros) snprintf(err, errlen, "out of host memory");
     if (!rc)
-        rc = qkb_dequant_grouped_gemm_us(p->ctx, cl->ordinal, p->type, w + p->L.gate, s->experts, s->ffn, s->hidden,
-                                         p->tokens, s->used, ids, &dq[0], &mm[0], err, errlen);
+        rc = qkb_dequant_grouped_gemm_us(p->ctx, cl->ordinal, p->type, qk_buf(p->w, p->L.gate, p->L.gate_bytes),
+                                         s->experts, s->ffn, s->hidden, p->tokens, s->used, ids, &dq[0], &mm[0], err,
+                                         errlen);
     if (!rc)
-        rc = qkb_dequant_grouped_gemm_us(p->ctx, cl->ordinal, p->type, w + p->L.down, s->experts, s->hidden, s->ffn,
-                                         p->tokens, s->used, ids, &dq[1], &mm[1], err, errlen);
+        rc = qkb_dequant_grouped_gemm_us(p->ctx, cl->ordinal, p->type, qk_buf(p->w, p->L.down, p->L.down_bytes),
+                                         s->experts, s->hidden, s->ffn, p->tokens, s->used, ids, &dq[1], &mm[1], err,
+                                         errlen);
     if (!rc && s->shexp)
-        rc = qkb_dequant_grouped_gemm_us(p->ctx, cl->ordinal, p->type, w + p->L.sgate, 1, s->shexp, s->hidden,
-                                         p->tokens, 1, zeros, &dq[2], &mm[2], err, errlen);
+        rc = qkb_dequant_grouped_gemm_us(p->ctx, cl->ordinal, p->type, qk_buf(p->w, p->L.sgate, p->L.sgate_bytes), 1,
+                                         s->shexp, s->hidden, p->tokens, 1, zeros, &dq[2], &mm[2], err, errlen);
     if (!rc && s->shexp)
-        rc = qkb_dequant_grouped_gemm_us(p->ctx, cl->ordinal, p->type, w + p->L.sdown, 1, s->hidden, s->shexp,
-                                         p->tokens, 1, zeros, &dq[3], &mm[3], err, errlen);
+        rc = qkb_dequant_grouped_gemm_us(p->ctx, cl->ordinal, p->type, qk_buf(p->w, p->L.sdown, p->L.sdown_bytes), 1,
+                                         s->hidden, s->shexp, p->tokens, 1, zeros, &dq[3], &mm[3], err, errlen);
     free(zeros);
     if (rc) return rc;
     /* gate and up are two tensors of the same shape and routing: twice the one measured */
