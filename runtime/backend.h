@@ -95,6 +95,7 @@ typedef struct qk_backend {
 #define QK_QUEUES 2 /* queues of quantize_queued: one step in flight while the next is read */
 
 extern const qk_backend qk_backend_cpu;
-extern const qk_backend qk_backend_cuda; /* built with QK_CUDA; no devices without a GPU/driver */
+extern const qk_backend qk_backend_cuda;   /* built with QK_CUDA; no devices without a GPU/driver */
+extern const qk_backend qk_backend_vulkan; /* built with QK_VULKAN; no devices without a loader/driver */
 
 #endif

@@ -9,6 +9,9 @@ static const qk_backend *const registry[] = {
 #ifdef QK_HAVE_CUDA
     &qk_backend_cuda,
 #endif
+#ifdef QK_HAVE_VULKAN
+    &qk_backend_vulkan,
+#endif
     &qk_backend_cpu,
 };
 #define N_BACKENDS ((int)(sizeof(registry) / sizeof(registry[0])))

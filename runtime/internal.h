@@ -45,6 +45,9 @@ qk_status qk_resolve(qk_context *ctx, const qk_mem *m, size_t need, int is_input
                      qk_operand *op);
 /* Frees the operand's staging, if any (NULL addr operands are ignored). */
 void qk_release(qk_context *ctx, qk_operand *op);
+/* The error of a quantize whose input holds NaN or Inf: `first` is the value's flat index,
+ * `value` its bytes (host memory), as the backends' non-finite scans report it. */
+qk_status qk_nonfinite_fail(qk_context *ctx, const qk_quantize_args *a, unsigned long long first, const void *value);
 /* The check of every asynchronous call: the context runs on the caller's CUDA stream. */
 qk_status qk_check_async(qk_context *ctx, const char *what);
 

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "formats.h"
 #include "internal.h"
@@ -150,6 +151,22 @@ static qk_status check_imatrix(qk_context *ctx, const qk_quantize_desc *d, const
             return qk_fail(ctx, QK_ERR_VALUE, "imatrix[%lld] is %g: importance weights must be finite and >= 0",
                            (long long)j, (double)d->imatrix[j]);
     return QK_OK;
+}
+
+/* The message of a non-finite input: `first` is its flat index, `value` its bytes (host). */
+qk_status qk_nonfinite_fail(qk_context *ctx, const qk_quantize_args *a, unsigned long long first,
+                                const void *value) {
+    size_t esize = qk_float_type_size(a->src_type);
+    uint32_t bits = 0;
+    memcpy(&bits, value, esize);
+    uint32_t man = esize == 4 ? bits & 0x7fffffu : a->src_type == QK_TYPE_F16 ? bits & 0x3ffu : bits & 0x7fu;
+    int neg = (bits >> (8 * esize - 1)) & 1;
+    return qk_fail(ctx, QK_ERR_VALUE, "input value at row %lld, column %lld is %s: cannot quantize to %s",
+                   (long long)(first / (unsigned long long)a->cols), (long long)(first % (unsigned long long)a->cols),
+                   man   ? "NaN"
+                   : neg ? "-Inf"
+                         : "+Inf",
+                   qk_type_name(a->type));
 }
 
 qk_status qk_check_async(qk_context *ctx, const char *what) {

@@ -1,9 +1,11 @@
-/* Every type the CUDA backend implements gives the CPU reference's bytes: quantize from f32,
+/* Every type a GPU backend implements gives the CPU reference's bytes: quantize from f32,
  * f16 and bf16, with and without an imatrix, on ragged shapes; dequantize to f32, f16 and
- * bf16 bit for bit. Fresh random inputs, outputs poisoned. The asynchronous calls of
- * qkern_cuda.h on raw device pointers at odd addresses, and the streaming queues that
- * qk_model_quantize overlaps its steps on, give the same bytes. Without a CUDA
- * device the test says it skipped (exit 77, which ctest reports as skipped). */
+ * bf16 bit for bit. Fresh random inputs, outputs poisoned. Operands inside buffers at odd
+ * offsets, CUDA's asynchronous calls on raw device pointers, and the streaming queues that
+ * qk_model_quantize overlaps its steps on, give the same bytes.
+ * Usage: test_gpu_equivalence [DEVICE] (default cuda:0; e.g. vulkan:0). QK_TEST_TYPES=Q4_K,...
+ * limits the types. Without the device the test says it skipped (exit 77, ctest: skipped).
+ * On Vulkan with QK_VK_VALIDATION=1 the validation layers must report no error. */
 #include "internal.h"
 #include "qk_float.h"
 #include "qkern_cuda.h"
@@ -12,10 +14,14 @@
 #ifdef QK_HAVE_CUDA
 #include <cuda_runtime_api.h>
 #endif
+#ifdef QK_HAVE_VULKAN
+int qk_vk_validation_errors(char *first, size_t n); /* runtime/vulkan/vk_internal.h */
+#endif
 
 #define SKIP 77
 
 static qk_context *cpu, *gpu;
+static const char *dev_name; /* the device under test, for messages */
 static tu_rng rng;
 
 static int supports(qk_op op, qk_type t) { return gpu->backend->supports(gpu->state, op, t); }
@@ -62,15 +68,15 @@ static void check_type(const qk_type_info *ti, int64_t rows, int64_t cols, qk_ty
         CHECK(qk_quantize(cpu, &q) == QK_OK, "%s cpu quantize: %s", ti->name, qk_last_error(cpu));
         q.dst = qk_host(q_gpu, qbytes);
         qk_status st = qk_quantize(gpu, &q);
-        CHECK(st == QK_OK, "%s cuda quantize: %s", ti->name, qk_last_error(gpu));
+        CHECK(st == QK_OK, "%s %s quantize: %s", ti->name, dev_name, qk_last_error(gpu));
         size_t d = first_difference(q_cpu, q_gpu, qbytes);
         size_t row_bytes = qk_type_row_bytes(ti->type, cols);
         CHECK(st != QK_OK || d == qbytes,
-              "%s from %s, %lld x %lld, %s: cuda differs from cpu at byte %zu (row %zu, block %zu, byte %zu)", ti->name,
-              qk_type_name(src_type), (long long)rows, (long long)cols, shape_note, d, d / row_bytes,
+              "%s from %s, %lld x %lld, %s: %s differs from cpu at byte %zu (row %zu, block %zu, byte %zu)", ti->name,
+              qk_type_name(src_type), (long long)rows, (long long)cols, shape_note, dev_name, d, d / row_bytes,
               (d % row_bytes) / (size_t)ti->block_bytes, d % (size_t)ti->block_bytes);
     } else {
-        /* no cuda quantizer: the dequantize check below still needs blocks */
+        /* no quantizer on the device: the dequantize check below still needs blocks */
         CHECK(qk_quantize(cpu, &q) == QK_OK, "%s cpu quantize: %s", ti->name, qk_last_error(cpu));
     }
 
@@ -88,9 +94,9 @@ static void check_type(const qk_type_info *ti, int64_t rows, int64_t cols, qk_ty
             d.dst = qk_host(d_cpu, dbytes);
             CHECK(qk_dequantize(cpu, &d) == QK_OK, "%s cpu dequantize: %s", ti->name, qk_last_error(cpu));
             d.dst = qk_host(d_gpu, dbytes);
-            CHECK(qk_dequantize(gpu, &d) == QK_OK, "%s cuda dequantize: %s", ti->name, qk_last_error(gpu));
+            CHECK(qk_dequantize(gpu, &d) == QK_OK, "%s %s dequantize: %s", ti->name, dev_name, qk_last_error(gpu));
             size_t at = first_difference(d_cpu, d_gpu, dbytes);
-            CHECK(at == dbytes, "%s -> %s, %lld x %lld: cuda dequantize differs at value %zu", ti->name,
+            CHECK(at == dbytes, "%s -> %s, %lld x %lld: dequantize differs at value %zu", ti->name,
                   qk_type_name(outs[o]), (long long)rows, (long long)cols, at / qk_float_type_size(outs[o]));
             free(d_cpu);
             free(d_gpu);
@@ -200,10 +206,10 @@ static int check_random_blocks(const qk_type_info *ti) {
         d.dst = qk_host(d_cpu, dbytes);
         CHECK(qk_dequantize(cpu, &d) == QK_OK, "%s cpu dequantize: %s", ti->name, qk_last_error(cpu));
         d.dst = qk_host(d_gpu, dbytes);
-        CHECK(qk_dequantize(gpu, &d) == QK_OK, "%s cuda dequantize: %s", ti->name, qk_last_error(gpu));
+        CHECK(qk_dequantize(gpu, &d) == QK_OK, "%s %s dequantize: %s", ti->name, dev_name, qk_last_error(gpu));
         const size_t n = (size_t)(rows * cols), es = qk_float_type_size(outs[o]);
         size_t nans = 0, at = first_difference_but_nan(outs[o], d_cpu, d_gpu, n, &nans);
-        CHECK(at == n, "%s random blocks -> %s: cuda differs at value %zu (cpu 0x%x, cuda 0x%x)", ti->name,
+        CHECK(at == n, "%s random blocks -> %s: differs at value %zu (cpu 0x%x, device 0x%x)", ti->name,
               qk_type_name(outs[o]), at,
               at < n ? (unsigned)(es == 4 ? qk_rd32(d_cpu + 4 * at) : qk_rd16(d_cpu + 2 * at)) : 0,
               at < n ? (unsigned)(es == 4 ? qk_rd32(d_gpu + 4 * at) : qk_rd16(d_gpu + 2 * at)) : 0);
@@ -214,6 +220,60 @@ static int check_random_blocks(const qk_type_info *ti) {
     }
     free(q);
     return ok;
+}
+
+/* Operands inside one buffer at offsets that break word alignment (src at 2 mod 16, blocks at
+ * an odd offset; the dequantized values word-aligned, as every backend takes them), with
+ * qk_buf: the device's unaligned paths give the reference's bytes. */
+static void check_buffer_offsets(qk_type type, int64_t rows, int64_t cols) {
+    qk_type_info ti;
+    qk_type_get_info(type, &ti);
+    const int64_t n = rows * cols;
+    const size_t qbytes = (size_t)rows * qk_type_row_bytes(type, cols), sbytes = (size_t)n * 2;
+    float *x32 = malloc((size_t)n * sizeof(float)), *im = malloc((size_t)cols * sizeof(float));
+    uint16_t *src = malloc(sbytes), *d_cpu = tu_poisoned(sbytes), *d_gpu = tu_poisoned(sbytes);
+    uint8_t *q_cpu = tu_poisoned(qbytes), *q_gpu = tu_poisoned(qbytes);
+    fill_source(QK_TYPE_BF16, x32, src, n);
+    for (int64_t c = 0; c < cols; c++) im[c] = (float)exp(1.5 * tu_gauss(&rng));
+    qk_quantize_desc q = qk_quantize_default_desc();
+    q.type = type, q.src_type = QK_TYPE_BF16, q.rows = rows, q.cols = cols;
+    q.src = qk_host(src, sbytes);
+    q.dst = qk_host(q_cpu, qbytes);
+    if (ti.uses_imatrix) q.imatrix = im, q.imatrix_len = cols;
+    CHECK(qk_quantize(cpu, &q) == QK_OK, "%s cpu quantize: %s", ti.name, qk_last_error(cpu));
+    qk_dequantize_desc d = qk_dequantize_default_desc();
+    d.type = type, d.dst_type = QK_TYPE_BF16, d.rows = rows, d.cols = cols;
+    d.src = qk_host(q_cpu, qbytes);
+    d.dst = qk_host(d_cpu, sbytes);
+    CHECK(qk_dequantize(cpu, &d) == QK_OK, "%s cpu dequantize: %s", ti.name, qk_last_error(cpu));
+
+    const size_t o_src = 2, o_q = o_src + sbytes + 1, o_d = (o_q + qbytes + 3) / 4 * 4;
+    qk_buffer *b = NULL;
+    CHECK(qk_buffer_create(gpu, o_d + sbytes + 5, &b) == QK_OK, "buffer: %s", qk_last_error(gpu));
+    if (!b) return;
+    uint8_t guard[5] = {1, 2, 3, 4, 5}, back[5];
+    CHECK(qk_buffer_write(b, o_src, src, sbytes) == QK_OK && qk_buffer_write(b, o_d + sbytes, guard, 5) == QK_OK &&
+              qk_buffer_write(b, o_q - 1, guard, 1) == QK_OK,
+          "upload: %s", qk_last_error(gpu));
+    q.src = qk_buf(b, o_src, sbytes);
+    q.dst = qk_buf(b, o_q, qbytes);
+    CHECK(qk_quantize(gpu, &q) == QK_OK, "%s quantize in a buffer: %s", ti.name, qk_last_error(gpu));
+    d.src = qk_buf(b, o_q, qbytes);
+    d.dst = qk_buf(b, o_d, sbytes);
+    CHECK(qk_dequantize(gpu, &d) == QK_OK, "%s dequantize in a buffer: %s", ti.name, qk_last_error(gpu));
+    CHECK(qk_buffer_read(b, o_q, q_gpu, qbytes) == QK_OK && qk_buffer_read(b, o_d, d_gpu, sbytes) == QK_OK,
+          "download: %s", qk_last_error(gpu));
+    size_t at = first_difference(q_cpu, q_gpu, qbytes);
+    CHECK(at == qbytes, "%s in a buffer at odd offsets: quantize differs at byte %zu", ti.name, at);
+    at = first_difference((uint8_t *)d_cpu, (uint8_t *)d_gpu, sbytes);
+    CHECK(at == sbytes, "%s in a buffer at odd offsets: dequantize differs at value %zu", ti.name, at / 2);
+    /* the bytes around the outputs are untouched */
+    CHECK(qk_buffer_read(b, o_d + sbytes, back, 5) == QK_OK && !memcmp(back, guard, 5), "%s: bytes after the output changed",
+          ti.name);
+    CHECK(qk_buffer_read(b, o_q - 1, back, 1) == QK_OK && back[0] == guard[0], "%s: the byte before the blocks changed",
+          ti.name);
+    qk_buffer_destroy(b);
+    free(x32), free(im), free(src), free(d_cpu), free(d_gpu), free(q_cpu), free(q_gpu);
 }
 
 /* A NaN at a known place is reported with its row and column, as on the CPU. */
@@ -231,7 +291,7 @@ static void test_nan_is_named(void) {
     q.dst = qk_host(dst, (size_t)rows * qk_type_row_bytes(QK_TYPE_Q8_0, cols));
     if (supports(QK_OP_QUANTIZE, QK_TYPE_Q8_0)) {
         qk_status st = qk_quantize(gpu, &q);
-        CHECK(st == QK_ERR_VALUE && strstr(qk_last_error(gpu), "row 3, column 17"), "NaN on cuda: %d %s", st,
+        CHECK(st == QK_ERR_VALUE && strstr(qk_last_error(gpu), "row 3, column 17"), "NaN on %s: %d %s", dev_name, st,
               qk_last_error(gpu));
     }
     free(x);
@@ -330,33 +390,29 @@ static void test_large_tensor(void) {
     check_type(&ti, rows, cols, QK_TYPE_BF16, 0);
 }
 
-int main(void) {
+static int wanted(const char *name) {
+    const char *list = getenv("QK_TEST_TYPES");
+    if (!list || !*list) return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)); p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || !p[n])) return 1;
+    return 0;
+}
+
+int main(int argc, char **argv) {
     rng.s = tu_seed();
-    int cuda_index = -1;
-    for (int i = 0; i < qk_device_count(); i++) {
-        qk_device_info di;
-        if (qk_device_get(i, &di) == QK_OK && di.kind == QK_DEVICE_CUDA) {
-            cuda_index = i;
-            printf("device: %s, %s, %d SMs, %.1f GiB\n", di.id, di.name, di.compute_units,
-                   (double)di.memory_bytes / (1u << 30));
-            break;
-        }
-    }
-    if (cuda_index < 0) {
-        printf("SKIPPED: no CUDA device found (this build %s the CUDA backend)\n",
-#ifdef QK_HAVE_CUDA
-               "has"
-#else
-               "does not have"
-#endif
-        );
+    dev_name = argc > 1 ? argv[1] : "cuda:0";
+    qk_context_params p = qk_context_default_params();
+    p.device = dev_name;
+    if (qk_context_create(&p, &gpu) != QK_OK) {
+        printf("SKIPPED: %s\n", qk_last_error(NULL));
         return SKIP;
     }
-    qk_context_params p = qk_context_default_params();
+    qk_device_info di;
+    qk_context_device(gpu, &di);
+    printf("device: %s, %s, %.1f GiB\n", di.id, di.name, (double)di.memory_bytes / (1u << 30));
     p.device = "cpu";
     if (qk_context_create(&p, &cpu)) return fprintf(stderr, "cpu: %s\n", qk_last_error(NULL)), 1;
-    p.device = "cuda:0";
-    if (qk_context_create(&p, &gpu)) return fprintf(stderr, "cuda:0: %s\n", qk_last_error(NULL)), 1;
 
     static const int64_t shapes[][2] = {{1, 256}, {7, 512}, {33, 4096}, {257, 1024}};
     static const qk_type srcs[] = {QK_TYPE_F32, QK_TYPE_F16, QK_TYPE_BF16};
@@ -368,7 +424,7 @@ int main(void) {
             snprintf(missing_q + strlen(missing_q), sizeof missing_q - strlen(missing_q), " %s", ti.name);
         if (!supports(QK_OP_DEQUANTIZE, ti.type))
             snprintf(missing_d + strlen(missing_d), sizeof missing_d - strlen(missing_d), " %s", ti.name);
-        if (!supports(QK_OP_QUANTIZE, ti.type) && !supports(QK_OP_DEQUANTIZE, ti.type)) continue;
+        if (!wanted(ti.name) || (!supports(QK_OP_QUANTIZE, ti.type) && !supports(QK_OP_DEQUANTIZE, ti.type))) continue;
         int before = tu_failed;
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             if (shapes[s][1] % ti.block_elems) continue;
@@ -381,13 +437,22 @@ int main(void) {
         if (supports(QK_OP_DEQUANTIZE, ti.type)) check_random_blocks(&ti);
         printf("%-8s %s\n", ti.name, tu_failed == before ? "identical" : "DIFFERS");
     }
-    printf("no cuda quantizer yet:%s\nno cuda dequantizer yet:%s\n", missing_q[0] ? missing_q : " (none)",
-           missing_d[0] ? missing_d : " (none)");
+    printf("no %s quantizer yet:%s\nno %s dequantizer yet:%s\n", dev_name, missing_q[0] ? missing_q : " (none)",
+           dev_name, missing_d[0] ? missing_d : " (none)");
+    static const qk_type offsets[] = {QK_TYPE_Q8_0, QK_TYPE_Q4_0, QK_TYPE_Q5_1, QK_TYPE_MXFP4, QK_TYPE_IQ4_NL,
+                                      QK_TYPE_Q4_K, QK_TYPE_Q6_K, QK_TYPE_IQ3_S, QK_TYPE_F16};
+    int before_offsets = tu_failed;
+    for (size_t k = 0; k < sizeof offsets / sizeof offsets[0]; k++)
+        if (wanted(qk_type_name(offsets[k])) && supports(QK_OP_QUANTIZE, offsets[k]) &&
+            supports(QK_OP_DEQUANTIZE, offsets[k]))
+            check_buffer_offsets(offsets[k], 37, 768);
+    printf("operands in a buffer at odd offsets: %s\n", tu_failed == before_offsets ? "identical" : "DIFFER");
 #ifdef QK_HAVE_CUDA
     static const qk_type unaligned[] = {QK_TYPE_Q8_0,   QK_TYPE_Q4_0, QK_TYPE_Q5_1, QK_TYPE_MXFP4,
                                         QK_TYPE_IQ4_NL, QK_TYPE_Q4_K, QK_TYPE_Q6_K, QK_TYPE_IQ3_S};
     int before = tu_failed;
-    for (size_t k = 0; k < sizeof unaligned / sizeof unaligned[0]; k++) check_async_unaligned(unaligned[k], 37, 768);
+    for (size_t k = 0; k < sizeof unaligned / sizeof unaligned[0] && di.kind == QK_DEVICE_CUDA; k++)
+        check_async_unaligned(unaligned[k], 37, 768);
     printf("async calls on unaligned device pointers: %s\n", tu_failed == before ? "identical" : "DIFFER");
 #endif
     printf("random blocks: every value bit-identical but %zu NaN results with another payload\n", nan_payloads);
@@ -396,5 +461,11 @@ int main(void) {
     test_large_tensor();
     qk_context_destroy(gpu);
     qk_context_destroy(cpu);
+#ifdef QK_HAVE_VULKAN
+    char first[512];
+    int verrors = qk_vk_validation_errors(first, sizeof first);
+    CHECK(verrors == 0, "the Vulkan validation layers reported %d errors; the first: %s", verrors, first);
+    if (getenv("QK_VK_VALIDATION")) printf("Vulkan validation layers: %d errors\n", verrors);
+#endif
     return tu_finish();
 }

@@ -213,22 +213,6 @@ static qk_status upload_imatrix(qk_context *ctx, cuda_state *s, const float *im,
     return QK_OK;
 }
 
-/* The message of a non-finite input: `first` is its flat index, `value` its bytes (host). */
-static qk_status nonfinite_fail(qk_context *ctx, const qk_quantize_args *a, unsigned long long first,
-                                const void *value) {
-    size_t esize = qk_float_type_size(a->src_type);
-    uint32_t bits = 0;
-    memcpy(&bits, value, esize);
-    uint32_t man = esize == 4 ? bits & 0x7fffffu : a->src_type == QK_TYPE_F16 ? bits & 0x3ffu : bits & 0x7fu;
-    int neg = (bits >> (8 * esize - 1)) & 1;
-    return qk_fail(ctx, QK_ERR_VALUE, "input value at row %lld, column %lld is %s: cannot quantize to %s",
-                   (long long)(first / (unsigned long long)a->cols), (long long)(first % (unsigned long long)a->cols),
-                   man   ? "NaN"
-                   : neg ? "-Inf"
-                         : "+Inf",
-                   qk_type_name(a->type));
-}
-
 /* NaN/Inf in the input is an error naming its row and column (as on the CPU); nothing is
  * written then. */
 static qk_status check_finite(qk_context *ctx, cuda_state *s, const qk_quantize_args *a) {
@@ -242,7 +226,7 @@ static qk_status check_finite(qk_context *ctx, cuda_state *s, const qk_quantize_
     size_t esize = qk_float_type_size(a->src_type);
     uint32_t bits = 0;
     QK_CHECK_CUDA(ctx, cudaMemcpy(&bits, (const char *)a->src + first * esize, esize, cudaMemcpyDeviceToHost));
-    return nonfinite_fail(ctx, a, first, &bits);
+    return qk_nonfinite_fail(ctx, a, first, &bits);
 }
 
 /* Synchronous calls check the input, run on the context's stream and wait; asynchronous ones
@@ -360,7 +344,7 @@ static qk_status cuda_wait_queue(qk_context *ctx, void *state, int queue) {
     if (!busy || *q->first_bad_host == ~0ull) return QK_OK;
     /* the step's own host copy of src holds the bad value */
     unsigned long long first = *q->first_bad_host;
-    return nonfinite_fail(ctx, &q->step, first,
+    return qk_nonfinite_fail(ctx, &q->step, first,
                           (const char *)q->step.src + first * qk_float_type_size(q->step.src_type));
 }
 
