@@ -16,7 +16,7 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
   [ -d "$d" ] && LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
 done
 q=$B/cli/qkern
-parts=${QK_RUN_PARTS:-tests,moe,file,bench,moebench,pptg,model} # which sections to run
+parts=${QK_RUN_PARTS:-tests,moe,vulkan,file,bench,moebench,vkbench,pptg,model} # which sections to run
 want() { [[ ",$parts," == *",$1,"* ]]; }
 {
   echo "date: $(date -u +%FT%TZ)"
@@ -24,6 +24,26 @@ want() { [[ ",$parts," == *",$1,"* ]]; }
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv
   "$q" devices
 } 2>&1 | tee "$out/device.txt"
+
+# Vulkan (parts vulkan, vkbench): the loader comes from .gl (carried; device README), the driver
+# is the machine's NVIDIA one.
+if want vulkan || want vkbench; then
+  if [ -d .gl ] && ! ldconfig -p | grep -q libvulkan; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
+  for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json; do
+    [ -f "$icd" ] && export VK_DRIVER_FILES=$icd VK_ICD_FILENAMES=$icd && break
+  done
+fi
+if want vulkan; then
+  echo "== Vulkan tests (driver: ${VK_DRIVER_FILES:-loader default})"
+  "$B/tests/test_vulkan_arith" 2>&1 | tee "$out/vulkan_arith.log" | tail -5
+  "$B/tests/test_gpu_equivalence" vulkan:0 2>&1 | tee "$out/vulkan_tests.log" | tail -40
+  "$B/tests/test_gpu_moe" vulkan:0 2>&1 | tee "$out/vulkan_moe.log" | tail -30
+fi
+if want vkbench; then
+  echo "== Vulkan benchmarks"
+  "$B/bench/qkern_bench_vulkan" "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" "$(cat "$B/COMMIT")" \
+    >"$out/vulkan.jsonl" 2> >(tee "$out/vulkan_bench.txt" >&2)
+fi
 
 want tests && echo "== GPU tests" && QK_TEST_LARGE=1 "$B/tests/test_gpu_equivalence" 2>&1 | tee "$out/gpu_tests.log" | tail -40
 want moe && echo "== GPU MoE tests" && QK_TEST_LARGE=1 "$B/tests/test_gpu_moe" 2>&1 | tee "$out/gpu_moe.log" | tail -60

@@ -91,7 +91,7 @@ static qk_status convert(qk_context *ctx, qk_vk_state *s, qk_type src_type, cons
     return QK_OK;
 }
 
-/* A batch of work recorded by `record`, submitted and waited for; the batch is abandoned on
+/* A batch of work recorded by `record` (inside a capture, it joins the captured submission), submitted and waited for; the batch is abandoned on
  * an error while recording. */
 typedef qk_status (*recorder)(qk_context *ctx, qk_vk_state *s, const void *args);
 
@@ -130,7 +130,6 @@ static qk_status vulkan_dequantize(qk_context *ctx, void *state, const qk_dequan
     qk_vk_state *s = state;
     void *buf;
     uint64_t off, avail;
-    if (a->async) return qk_fail(ctx, QK_ERR_UNSUPPORTED, "vulkan: no asynchronous dequantize");
     if (!is_float_type(a->type) && qk_vk_locate(s, a->dst, &buf, &off, &avail) && off % 4)
         return qk_fail(ctx, QK_ERR_INVALID_ARG, "vulkan: dequantize: dst at byte offset %llu; it must be a multiple of 4",
                        (unsigned long long)off);
@@ -216,7 +215,6 @@ static int needs_row_sigma2(qk_type t) {
 
 static qk_status vulkan_quantize(qk_context *ctx, void *state, const qk_quantize_args *a) {
     qk_vk_state *s = state;
-    if (a->async) return qk_fail(ctx, QK_ERR_UNSUPPORTED, "vulkan: no asynchronous quantize");
     if (!is_float_type(a->type) && !qk_vk_features_of(s)->float64)
         return qk_fail(ctx, QK_ERR_UNSUPPORTED,
                        "vulkan: this device lacks shaderFloat64, which the encoders need to divide exactly as the "

@@ -251,7 +251,7 @@ typedef struct vk_pipeline {
 } vk_pipeline;
 
 #define STAGING_BYTES ((uint64_t)64 << 20)
-#define MAX_SETS      512 /* dispatches per batch */
+#define MAX_SETS      4096 /* dispatches per batch */
 #define N_TIMESTAMPS  2
 
 struct qk_vk_state {
@@ -270,6 +270,7 @@ struct qk_vk_state {
     VkDescriptorPool desc_pool;
     VkQueryPool queries;
     int recording, sets_used;
+    int capturing; /* qk_vk_capture_begin: batches of operations join one submission */
     vk_alloc *allocs;
     uintptr_t next_va;
     vk_pipeline *pipelines;
@@ -391,8 +392,7 @@ static void barrier(qk_vk_state *s) {
                             0, NULL);
 }
 
-qk_status qk_vk_begin(qk_context *ctx, qk_vk_state *s) {
-    if (s->recording) return qk_fail(ctx, QK_ERR_BACKEND, "vulkan: a batch is already open");
+static qk_status open_batch(qk_context *ctx, qk_vk_state *s) {
     QK_CHECK_VK(ctx, vk.vkResetCommandBuffer(s->cmd, 0));
     QK_CHECK_VK(ctx, vk.vkResetDescriptorPool(s->device, s->desc_pool, 0));
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
@@ -407,7 +407,45 @@ qk_status qk_vk_begin(qk_context *ctx, qk_vk_state *s) {
     return QK_OK;
 }
 
+qk_status qk_vk_begin(qk_context *ctx, qk_vk_state *s) {
+    if (s->capturing) return QK_OK;
+    if (s->recording) return qk_fail(ctx, QK_ERR_BACKEND, "vulkan: a batch is already open");
+    return open_batch(ctx, s);
+}
+
+static qk_status submit_batch(qk_context *ctx, qk_vk_state *s, double *elapsed_ns);
+
 qk_status qk_vk_submit(qk_context *ctx, qk_vk_state *s, double *elapsed_ns) {
+    if (elapsed_ns) *elapsed_ns = 0;
+    if (s->capturing) return QK_OK;
+    return submit_batch(ctx, s, elapsed_ns);
+}
+
+qk_status qk_vk_capture_begin(qk_context *ctx, qk_vk_state *s) {
+    if (s->recording) return qk_fail(ctx, QK_ERR_BACKEND, "vulkan: a batch is already open");
+    qk_status st = open_batch(ctx, s);
+    s->capturing = st == QK_OK;
+    return st;
+}
+
+qk_status qk_vk_capture_end(qk_context *ctx, qk_vk_state *s, double *elapsed_ns) {
+    s->capturing = 0;
+    return submit_batch(ctx, s, elapsed_ns);
+}
+
+qk_status qk_vk_copy(qk_context *ctx, qk_vk_state *s, const void *dst, const void *src, uint64_t bytes) {
+    void *bd, *bs;
+    uint64_t od, os, ad, as;
+    if (!qk_vk_locate(s, dst, &bd, &od, &ad) || !qk_vk_locate(s, src, &bs, &os, &as) || bytes > ad || bytes > as)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "vulkan: copy: not memory of this context");
+    if (!s->recording) return qk_fail(ctx, QK_ERR_BACKEND, "vulkan: copy outside a batch");
+    VkBufferCopy c = {os, od, bytes};
+    vk.vkCmdCopyBuffer(s->cmd, (VkBuffer)bs, (VkBuffer)bd, 1, &c);
+    barrier(s);
+    return QK_OK;
+}
+
+static qk_status submit_batch(qk_context *ctx, qk_vk_state *s, double *elapsed_ns) {
     if (elapsed_ns) *elapsed_ns = 0;
     if (!s->recording) return qk_fail(ctx, QK_ERR_BACKEND, "vulkan: no batch is open");
     s->recording = 0;

@@ -73,6 +73,14 @@ qk_status qk_vk_fill_zero(qk_context *ctx, qk_vk_state *s, const void *addr, uin
 qk_status qk_vk_begin(qk_context *ctx, qk_vk_state *s);
 qk_status qk_vk_submit(qk_context *ctx, qk_vk_state *s, double *elapsed_ns);
 
+/* For benchmarks: between capture_begin and capture_end, every batch an operation opens joins
+ * one submission (begin and submit do nothing), so many operations run back to back and
+ * capture_end gives their device time. Operations must then be asynchronous (no reads back). */
+qk_status qk_vk_capture_begin(qk_context *ctx, qk_vk_state *s);
+qk_status qk_vk_capture_end(qk_context *ctx, qk_vk_state *s, double *elapsed_ns);
+/* A buffer copy in the open batch (the copy-bandwidth ceiling of the benchmarks). */
+qk_status qk_vk_copy(qk_context *ctx, qk_vk_state *s, const void *dst, const void *src, uint64_t bytes);
+
 /* Device memory for the runtime's temporaries (scratch), addressed as above. */
 qk_status qk_vk_alloc(qk_context *ctx, qk_vk_state *s, size_t bytes, void **mem);
 void qk_vk_free(qk_vk_state *s, void *mem);
