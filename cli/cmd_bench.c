@@ -41,7 +41,7 @@ static void usage_quantize(FILE *f) {
     bench_print_shape_names(f);
     fprintf(f, "\n"
                "  --preset        comma-separated llama-quantize presets (default " DEFAULT_PRESET ")\n"
-               "  --device        cpu, cuda:N, ... (default: the best present)\n"
+               "  --device        cpu, cuda:N, vulkan:N (default: the best present)\n"
                "  --format        md (default), csv or json\n"
                "  --limit-layers  a quick projection: outside the first N blocks, time a 2-D tensor whose call\n"
                "                  was not timed at full size on N/n_layer of its rows and scale it\n"

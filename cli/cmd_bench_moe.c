@@ -114,7 +114,7 @@ static void usage(FILE *f, int tg) {
         fprintf(f, "  -p N         prompt tokens (default 512)\n");
     fprintf(f, "  -r N         timed passes, reported as mean and standard deviation (default 5)\n"
                "  --routing    uniform, skewed or both (default both, one row each)\n"
-               "  --device     cpu, cuda:N, ... (default: the best present)\n"
+               "  --device     cpu, cuda:N, vulkan:N (default: the best present)\n"
                "  --format     md (default), csv or json (-o also works)\n"
                "  --commit     the commit recorded in the output (default: $QK_COMMIT, else unknown)\n"
                "  --copies     distinct layers in memory (default: enough for 1 GiB, at most the layers)\n"

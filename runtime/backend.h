@@ -54,6 +54,9 @@ typedef struct qk_backend {
     int host_memory; /* 1 if its buffers are plain host memory */
 
     int (*device_count)(void);
+    /* Optional: 1 if device `index` emulates a GPU on the host's cores (e.g. mesa's lavapipe),
+     * so that the automatic choice of device passes it over for the cpu backend. */
+    int (*is_software)(int index);
     qk_status (*device_info)(int index, qk_device_info *info);
 
     /* A per-context state for device `index`; errors go to the context's message. */

@@ -55,9 +55,10 @@ qk_context_params qk_context_default_params(void) {
 
 /* Parses "name" or "name:N" into a backend and index. */
 static qk_status resolve_device(const char *spec, const qk_backend **out, int *index) {
-    if (!spec || !*spec || !strcmp(spec, "auto")) {
-        if (!locate(0, out, index)) return qk_fail(NULL, QK_ERR_NO_DEVICE, "no device available");
-        return QK_OK;
+    if (!spec || !*spec || !strcmp(spec, "auto")) { /* the first real device */
+        for (int i = 0; locate(i, out, index); i++)
+            if (!(*out)->is_software || !(*out)->is_software(*index)) return QK_OK;
+        return qk_fail(NULL, QK_ERR_NO_DEVICE, "no device available");
     }
     const char *colon = strchr(spec, ':');
     size_t len = colon ? (size_t)(colon - spec) : strlen(spec);

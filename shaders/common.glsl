@@ -16,8 +16,8 @@
  *   little-endian (qk_blk_* below). row_sigma2 is the row statistic of the legacy types
  *   (formats that need it define QK_NEEDS_ROW_SIGMA2); others ignore it.
  * - Encoders divide with qk_div and take square roots with qk_sqrt (Vulkan's own `/` and
- *   sqrt are not correctly rounded), and call qk_fma exactly where the reference calls fmaf
- *   (a driver may split GLSL's fma() into two roundings).
+ *   sqrt are not correctly rounded); the reference never calls fmaf, so neither do they
+ *   (a driver may split GLSL's fma() into two roundings anyway).
  *   The build marks every other multiply and add of an encoder shader NoContraction
  *   (scripts/spv_nocontract.py), so the compiler fuses nothing on its own.
  * - Tables come from qk_tables.glsl (generated, like the C tables, by scripts/gen_tables.py):
@@ -161,14 +161,23 @@ float qk_f64_to_f32(double d) {
 /* a / b and sqrt(x) correctly rounded, where Vulkan promises only 2.5 ulp for floats and may
  * split fma(): computed in double (error far below the distance of any float quotient or
  * root from a rounding boundary), then rounded to float exactly. Needs shaderFloat64. */
+/* A float as a double, exactly, subnormals included (a driver may flush them in a plain
+ * conversion). */
+double qk_f32_to_f64(float f) {
+    uint b = floatBitsToUint(f);
+    if ((b & 0x7f800000u) != 0u || (b & 0x7fffffu) == 0u) return double(f);
+    double v = double(b & 0x7fffffu) * 1.4012984643248171e-45lf; /* man * 2^-149 */
+    return (b & 0x80000000u) != 0u ? -v : v;
+}
+
 float qk_div(float a, float b) {
     if (isnan(a) || isnan(b) || isinf(a) || isinf(b) || b == 0.0) return a / b;
-    return qk_f64_to_f32(double(a) / double(b));
+    return qk_f64_to_f32(qk_f32_to_f64(a) / qk_f32_to_f64(b));
 }
 
 float qk_sqrt(float x) {
     if (!(x > 0.0) || isinf(x)) return x == 0.0 ? x : (isinf(x) ? x : uintBitsToFloat(0x7fc00000u));
-    return qk_f64_to_f32(sqrt(double(x)));
+    return qk_f64_to_f32(sqrt(qk_f32_to_f64(x)));
 }
 
 /* Round to nearest, ties to even (valid for |v| <= 4194303), as the reference encoders do;
@@ -183,21 +192,21 @@ int qk_nearest_int(float v) {
 int qk_trunc_int(float v) { return v >= -2147483648.0 && v < 2147483648.0 ? int(v) : int(0x80000000u); }
 
 /* (int)lroundf(v) as glibc computes it on x86-64: half away from zero; NaN, inf and
- * |v| >= 2^63 give 0; otherwise the low 32 bits of the rounded integer. */
+ * |v| >= 2^63 give 0; otherwise the low 32 bits of the rounded integer. Integer arithmetic on
+ * the bits, so that no compiler can fold it into another rounding. */
 int qk_lround_int(float v) {
-    if (!(abs(v) < 9223372036854775808.0)) return 0;
-    float t = trunc(v);
-    if (abs(v - t) >= 0.5) t += sign(v);
-    if (abs(t) < 2147483648.0) return int(t);
-    float a = abs(t), hi = floor(a * 2.3283064365386963e-10);
-    uint lo = uint(a - hi * 4294967296.0);
-    return int(t < 0.0 ? 0u - lo : lo);
+    uint b = floatBitsToUint(v), e = (b >> 23) & 0xffu, m = (b & 0x7fffffu) | 0x800000u;
+    if (e >= 127u + 63u) return 0; /* |v| >= 2^63, inf, NaN */
+    if (e < 126u) return 0;        /* |v| < 0.5 */
+    uint mag;
+    if (e >= 150u) {
+        mag = e - 150u < 32u ? m << (e - 150u) : 0u; /* an integer already: low 32 bits */
+    } else {
+        uint sh = 150u - e; /* 1..24 fraction bits */
+        mag = (m >> sh) + ((m >> (sh - 1u)) & 1u);
+    }
+    return int((b & 0x80000000u) != 0u ? 0u - mag : mag);
 }
-
-/* fmaf: the product is exact in double, the sum rounded twice (to double, then to float);
- * that differs from fmaf's single rounding only where the double sum lands exactly halfway
- * between two floats, which takes operands whose exponents lie far apart. */
-float qk_fma(float a, float b, float c) { return qk_f64_to_f32(double(a) * double(b) + double(c)); }
 
 int qk_clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 

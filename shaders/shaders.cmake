@@ -32,8 +32,10 @@ foreach(entry ${QK_SHADER_FAMILIES})
 endforeach()
 
 set(QK_SHADER_ENTRIES)
-# qk_shader(NAME SOURCE [EXACT] [DEFINES d...]): EXACT marks every float multiply/add
-# NoContraction (scripts/spv_nocontract.py), as the encoders need.
+# qk_shader(NAME SOURCE [EXACT] [DEFINES d...]): EXACT is for shaders that must round as the
+# CPU reference does (encoders, decoders): compiled without glslc's optimizer, which would fuse
+# a*b+c into Fma and fold divisions by constants, then every float multiply/add is marked
+# NoContraction (scripts/spv_nocontract.py); the driver's compiler still optimizes the rest.
 function(qk_shader name source)
   cmake_parse_arguments(S "EXACT" "" "DEFINES" ${ARGN})
   string(REPLACE "/" "." file "${name}")
@@ -42,7 +44,11 @@ function(qk_shader name source)
   foreach(d ${S_DEFINES})
     list(APPEND defs "-D${d}")
   endforeach()
-  set(cmds COMMAND ${Vulkan_GLSLC_EXECUTABLE} --target-env=vulkan1.2 -O -I "${QK_SHADER_DIR}"
+  set(opt -O)
+  if(S_EXACT)
+    set(opt -O0)
+  endif()
+  set(cmds COMMAND ${Vulkan_GLSLC_EXECUTABLE} --target-env=vulkan1.2 ${opt} -I "${QK_SHADER_DIR}"
            -I "${QK_SHADER_DIR}/formats" -I "${QK_GEN_DIR}" ${defs} "${QK_SHADER_DIR}/${source}" -o "${spv}.raw")
   if(S_EXACT)
     list(APPEND cmds COMMAND Python3::Interpreter "${CMAKE_CURRENT_SOURCE_DIR}/scripts/spv_nocontract.py" "${spv}.raw" "${spv}")
@@ -60,12 +66,12 @@ function(qk_shader name source)
 endfunction()
 
 file(MAKE_DIRECTORY "${QK_SPV_DIR}")
-qk_shader(convert convert.comp)
+qk_shader(convert convert.comp EXACT)
 qk_shader(scan_nonfinite scan_nonfinite.comp)
 qk_shader(row_sigma2 row_sigma2.comp EXACT)
 qk_shader(arith_check arith_check.comp EXACT)
 foreach(type ${QK_SHADER_QUANT_TYPES})
-  qk_shader(dequant/${type} dequant.comp DEFINES QK_TYPE_${type})
+  qk_shader(dequant/${type} dequant.comp EXACT DEFINES QK_TYPE_${type})
   qk_shader(quant/${type} quant.comp EXACT DEFINES QK_TYPE_${type})
 endforeach()
 if(EXISTS "${QK_SHADER_DIR}/moe.cmake")

@@ -1,10 +1,16 @@
-/* The MoE matmul on a CUDA device against the float64 reference: the case matrix of moe_harness
- * on every type (with QK_TEST_LARGE=1 the full one: every token count of the issue at the model
- * shapes, both paths); the asynchronous calls of qkern_cuda.h on raw device pointers with a
- * workspace of the size the query gives; an asynchronous call captured in a CUDA graph, which
- * proves it neither synchronizes nor allocates; and an id out of range in an asynchronous call,
- * which gives NaN for its slot (its token, for the weighted sum) and nothing worse. Without a
- * CUDA device the test says it skipped (exit 77, which ctest reports as skipped). */
+/* The MoE matmul on a GPU device against the float64 reference. The device is argv[1] ("cuda:0"
+ * when none is given; ctest also runs it as "vulkan:0"); where that device is absent the test
+ * says so and skips (exit 77, which ctest reports as skipped).
+ *
+ * On every device: the case matrix of moe_harness on every type (with QK_TEST_LARGE=1 the full
+ * one: every token count of the issue at the model shapes, both paths; on a CPU implementation
+ * of Vulkan, lavapipe, the small cases only), and every operand inside one buffer at offsets
+ * that are no multiple of any alignment. On a CUDA device also: the asynchronous calls of
+ * qkern_cuda.h on raw device pointers with a workspace of the size the query gives; an
+ * asynchronous call captured in a CUDA graph, which proves it neither synchronizes nor
+ * allocates; and an id out of range in an asynchronous call, which gives NaN for its slot (its
+ * token, for the weighted sum) and nothing worse. */
+#include "internal.h"
 #include "moe_harness.h"
 #include "qkern_cuda.h"
 
@@ -12,10 +18,157 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#include <string.h>
+
 #define SKIP 77
 
 static qk_context *cpu, *gpu;
 static moe_harness h;
+
+/* Where each operand of a packed case lies in its one buffer. */
+typedef struct packed_layout {
+    size_t w, w_up, x, ids, router, y, workspace, bytes;
+} packed_layout;
+
+static size_t place(size_t *at, size_t bytes, size_t align, size_t residue) {
+    size_t off = (*at + align - 1) / align * align + residue;
+    *at = off + bytes;
+    return off;
+}
+
+typedef enum packed_mode {
+    /* through the public API, each operand at an offset that is no multiple of 4 bytes beyond
+     * what its element needs: weights at odd bytes, F16/BF16 activations at half a word */
+    PACKED_UNALIGNED,
+    /* through the backend's moe hook, as the runtime calls it for an asynchronous call (which
+     * cannot check ids on the host), with an id too large and a negative one */
+    PACKED_BAD_IDS,
+} packed_mode;
+
+/* Few tokens per expert (the vector path) and many (the tiled path) of each entry point. */
+static const moe_case packed_cases[] = {
+    {MOE_MATMUL, 8, 40, 512, 2, 4, QK_TYPE_F16, 0, MOE_UNIFORM},
+    {MOE_GATE_UP, 4, 36, 256, 40, 2, QK_TYPE_F16, 1, MOE_UNIFORM},
+    {MOE_WEIGHTED_SUM, 6, 33, 256, 48, 3, QK_TYPE_BF16, 0, MOE_FEW},
+    {MOE_WEIGHTED_SUM, 6, 70, 512, 3, 3, QK_TYPE_F32, 1, MOE_UNIFORM},
+    {MOE_GATE_UP, 3, 20, 256, 2, 2, QK_TYPE_BF16, 0, MOE_UNIFORM},
+    {MOE_MATMUL, 5, 48, 256, 33, 2, QK_TYPE_F32, 1, MOE_UNIFORM},
+};
+static const qk_type packed_types[] = {QK_TYPE_Q4_K, QK_TYPE_Q5_0, QK_TYPE_MXFP4, QK_TYPE_IQ2_XXS, QK_TYPE_F16};
+#define N_PACKED_CASES (sizeof packed_cases / sizeof packed_cases[0])
+#define N_PACKED_TYPES (sizeof packed_types / sizeof packed_types[0])
+
+/* The backend's arguments for a case whose operands are all in `buf` (NULL: the shapes only).
+ * The runtime's checks are skipped: the case's shapes are valid by construction. */
+static qk_moe_args backend_args(const moe_case *c, qk_type type, qk_buffer *buf, const packed_layout *l,
+                                const moe_inputs *in) {
+    qk_moe_args a;
+    memset(&a, 0, sizeof a);
+    a.kind = (qk_moe_kind)c->call;
+    a.type = type, a.x_type = c->x_type;
+    a.n_expert = c->n_expert, a.m = c->m, a.k = c->k, a.n_tokens = c->n_tokens, a.n_used = c->n_used;
+    a.x_per_slot = c->x_per_slot;
+    if (!buf) return a; /* the shapes only: the workspace query reads no pointer */
+    void *(*at)(void *, size_t) = gpu->backend->address;
+    a.w = at(buf->mem, l->w);
+    a.w_up = c->call == MOE_GATE_UP ? at(buf->mem, l->w_up) : NULL;
+    a.x = at(buf->mem, l->x);
+    a.ids = in->ids ? at(buf->mem, l->ids) : NULL;
+    a.router = in->router ? at(buf->mem, l->router) : NULL;
+    a.y = at(buf->mem, l->y);
+    return a;
+}
+
+static void packed_case(const moe_case *c, qk_type type, packed_mode mode) {
+    moe_pool pool;
+    moe_weights w;
+    moe_inputs in;
+    if (!moe_pool_make(&h, type, c->k, 64, &pool)) return;
+    if (!moe_weights_make(&h, &pool, c->n_expert, c->m, 1, &w)) {
+        moe_pool_free(&pool);
+        return;
+    }
+    moe_inputs_make(&h, c, &in);
+    const int64_t slots = c->n_tokens * c->n_used;
+    if (mode == PACKED_BAD_IDS) {
+        in.ids[slots / 2] = (int32_t)(c->n_expert + 7);
+        in.ids[slots - 1] = -2;
+    }
+    const size_t es = c->x_type == QK_TYPE_F32 ? 4 : 2;
+    const int odd = mode == PACKED_UNALIGNED;
+    packed_layout l = {0};
+    size_t at = 0;
+    l.w = place(&at, w.bytes, 16, odd ? 1 : 0);
+    l.w_up = place(&at, c->call == MOE_GATE_UP ? w.bytes : 0, 16, odd ? 7 : 0);
+    l.x = place(&at, in.x_bytes, 16, odd ? (es == 4 ? 4 : 6) : 0);
+    l.ids = place(&at, in.ids_bytes, 16, odd ? 4 : 0);
+    l.router = place(&at, in.router_bytes, 16, odd ? 8 : 0);
+    l.y = place(&at, in.y_bytes, 16, odd ? 12 : 0);
+    qk_moe_args a = backend_args(c, type, NULL, &l, &in);
+    const size_t ws =
+        mode == PACKED_BAD_IDS && gpu->backend->moe_workspace ? gpu->backend->moe_workspace(gpu->state, &a) : 0;
+    l.workspace = place(&at, ws, 256, 0);
+    l.bytes = at;
+
+    char name[160];
+    moe_case_name(c, name, sizeof name);
+    const char *label =
+        mode == PACKED_BAD_IDS ? "ids out of range (NaN expected there)" : "operands at unaligned offsets";
+    qk_buffer *buf = NULL;
+    qk_status st = qk_buffer_create(gpu, l.bytes, &buf);
+    CHECK(st == QK_OK, "%s: a buffer of %zu bytes: %s", label, l.bytes, qk_last_error(gpu));
+    float *y = tu_poisoned(in.y_bytes);
+    if (st == QK_OK) st = qk_buffer_write(buf, l.w, w.w, w.bytes);
+    if (st == QK_OK && c->call == MOE_GATE_UP) st = qk_buffer_write(buf, l.w_up, w.w_up, w.bytes);
+    if (st == QK_OK) st = qk_buffer_write(buf, l.x, in.x, in.x_bytes);
+    if (st == QK_OK && in.ids) st = qk_buffer_write(buf, l.ids, in.ids, in.ids_bytes);
+    if (st == QK_OK && in.router) st = qk_buffer_write(buf, l.router, in.router, in.router_bytes);
+    if (st == QK_OK) st = qk_buffer_write(buf, l.y, y, in.y_bytes);
+    if (st == QK_OK && mode == PACKED_UNALIGNED) {
+        qk_moe_desc d = moe_desc_for(&in, &w, y);
+        d.w = qk_buf(buf, l.w, w.bytes);
+        if (c->call == MOE_GATE_UP) d.w_up = qk_buf(buf, l.w_up, w.bytes);
+        d.x = qk_buf(buf, l.x, in.x_bytes);
+        if (in.ids) d.ids = qk_buf(buf, l.ids, in.ids_bytes);
+        if (in.router) d.router = qk_buf(buf, l.router, in.router_bytes);
+        d.y = qk_buf(buf, l.y, in.y_bytes);
+        st = moe_run(gpu, c->call, &d);
+    } else if (st == QK_OK) {
+        a = backend_args(c, type, buf, &l, &in);
+        a.workspace = ws ? gpu->backend->address(buf->mem, l.workspace) : NULL;
+        st = gpu->backend->moe(gpu, gpu->state, &a);
+    }
+    if (st == QK_OK) st = qk_buffer_read(buf, l.y, y, in.y_bytes);
+    CHECK(st == QK_OK, "%s: %s %s: %s", label, qk_type_name(type), name, qk_last_error(gpu));
+    if (st == QK_OK) moe_check(&h, &in, &w, y, MOE_CHECK_ALL, label);
+    free(y);
+    qk_buffer_destroy(buf);
+    moe_inputs_free(&in);
+    moe_weights_free(&w);
+    moe_pool_free(&pool);
+}
+
+/* Every operand inside one buffer, at offsets no binding or vector load is aligned to: the
+ * results are the reference's. */
+static void test_operands_at_unaligned_offsets_in_one_buffer(void) {
+    const int before = h.failures + tu_failed;
+    for (size_t i = 0; i < N_PACKED_CASES; i++)
+        for (size_t t = 0; t < N_PACKED_TYPES; t++)
+            packed_case(&packed_cases[i], packed_types[(i + t) % N_PACKED_TYPES], PACKED_UNALIGNED);
+    printf("operands at unaligned offsets in one buffer: %s\n", h.failures + tu_failed == before ? "ok" : "FAILED");
+}
+
+/* The promise of backend.h that every asynchronous call relies on: an id out of range (too
+ * large, or negative) reads no weights and makes its slot NaN (its token, for the weighted sum);
+ * every other output is still the reference's. Asked of the backend's hook directly, which is
+ * how the runtime passes on an asynchronous call, on every device (on CUDA also through
+ * qkern_cuda.h below). */
+static void test_backend_id_out_of_range_gives_nan(void) {
+    const int before = h.failures + tu_failed;
+    for (size_t i = 0; i < N_PACKED_CASES; i++)
+        packed_case(&packed_cases[i], packed_types[i % N_PACKED_TYPES], PACKED_BAD_IDS);
+    printf("ids out of range at the backend: %s\n", h.failures + tu_failed == before ? "NaN where expected" : "FAILED");
+}
 
 #ifdef QK_HAVE_CUDA
 #define CUDA_OK(call) CHECK((call) == cudaSuccess, "%s: %s", #call, cudaGetErrorString(cudaGetLastError()))
@@ -191,34 +344,45 @@ static void test_async_id_out_of_range_gives_nan(cudaStream_t stream) {
 }
 #endif
 
-int main(void) {
+/* A CPU implementation of Vulkan (mesa's lavapipe) runs the small cases only: the model shapes
+ * at hundreds of tokens take it minutes per type. */
+static int is_cpu_driver(const qk_device_info *di) { return strstr(di->name, "llvmpipe") != NULL; }
+
+int main(int argc, char **argv) {
     const uint64_t seed = tu_seed();
+    const char *device = argc > 1 ? argv[1] : "cuda:0";
     qk_context_params p = qk_context_default_params();
-    p.device = "cuda:0";
+    p.device = device;
     if (qk_context_create(&p, &gpu) != QK_OK) {
-        printf("SKIP: no CUDA device (%s)\n", qk_last_error(NULL));
+        printf("SKIP: no device %s (%s)\n", device, qk_last_error(NULL));
         return SKIP;
     }
     p.device = "cpu";
     if (qk_context_create(&p, &cpu) != QK_OK) return fprintf(stderr, "cpu: %s\n", qk_last_error(NULL)), 1;
     qk_device_info di;
+    memset(&di, 0, sizeof di);
     if (qk_context_device(gpu, &di) == QK_OK)
-        printf("device: %s, %s, %d SMs, %.1f GiB\n", di.id, di.name, di.compute_units,
+        printf("device: %s, %s, %d compute units, %.1f GiB\n", di.id, di.name, di.compute_units,
                (double)di.memory_bytes / (1u << 30));
     moe_harness_init(&h, gpu, cpu, seed);
 
-    const int large = getenv("QK_TEST_LARGE") != NULL;
-    printf("case matrix: %s\n", large ? "full (QK_TEST_LARGE)"
-                                      : "model shapes at a few token counts; set "
-                                        "QK_TEST_LARGE=1 for every token count");
-    moe_run_matrix(&h, large ? MOE_LEVEL_FULL : MOE_LEVEL_GPU);
+    const int large = getenv("QK_TEST_LARGE") != NULL, small = !large && is_cpu_driver(&di);
+    printf("case matrix: %s\n", large   ? "full (QK_TEST_LARGE)"
+                                : small ? "small cases only (a CPU driver); set QK_TEST_LARGE=1 for all"
+                                        : "model shapes at a few token counts; set "
+                                          "QK_TEST_LARGE=1 for every token count");
+    moe_run_matrix(&h, large ? MOE_LEVEL_FULL : small ? MOE_LEVEL_UNIT : MOE_LEVEL_GPU);
+    test_operands_at_unaligned_offsets_in_one_buffer();
+    test_backend_id_out_of_range_gives_nan();
 #ifdef QK_HAVE_CUDA
-    cudaStream_t stream = NULL;
-    CUDA_OK(cudaStreamCreate(&stream));
-    test_async_on_device_pointers(stream);
-    test_async_calls_capture_in_a_graph();
-    test_async_id_out_of_range_gives_nan(stream);
-    if (stream) cudaStreamDestroy(stream);
+    if (di.kind == QK_DEVICE_CUDA) {
+        cudaStream_t stream = NULL;
+        CUDA_OK(cudaStreamCreate(&stream));
+        test_async_on_device_pointers(stream);
+        test_async_calls_capture_in_a_graph();
+        test_async_id_out_of_range_gives_nan(stream);
+        if (stream) cudaStreamDestroy(stream);
+    }
 #endif
 
     tu_failed += h.failures;

@@ -10,6 +10,7 @@
 #include "vk_internal.h"
 
 int qk_vk_device_count(void);
+int qk_vk_is_software(int index);
 qk_status qk_vk_device_info(int index, qk_device_info *info);
 qk_status qk_vk_open(qk_context *ctx, int index, void **state);
 void qk_vk_close(void *state);
@@ -65,21 +66,13 @@ static void grid_of(uint64_t items, uint32_t per_group, uint32_t *gx, uint32_t *
     *gy = (uint32_t)((g + *gx - 1) / *gx);
 }
 
-/* Bytes one dispatch may address in one binding: under the device's storage range and 2^31,
- * so that every offset a shader computes fits 32 bits with room for the binding's residual. */
-static uint64_t piece_limit(const qk_vk_state *s) {
-    uint64_t lim = qk_vk_features_of(s)->max_storage_range;
-    if (lim > ((uint64_t)1 << 31)) lim = (uint64_t)1 << 31;
-    return lim - 256;
-}
-
 static const void *advance(const void *p, uint64_t bytes) { return (const char *)p + bytes; }
 
 /* Element conversion (F32/F16/BF16 both ways) of n values, in pieces. */
 static qk_status convert(qk_context *ctx, qk_vk_state *s, qk_type src_type, const void *src, qk_type dst_type,
                          void *dst, uint64_t n) {
     size_t es = qk_float_type_size(src_type), ed = qk_float_type_size(dst_type);
-    uint64_t per = piece_limit(s) / (es > ed ? es : ed);
+    uint64_t per = qk_vk_binding_limit(s) / (es > ed ? es : ed);
     for (uint64_t done = 0; done < n; done += per) {
         uint64_t m = n - done < per ? n - done : per;
         qk_vk_arg args[2] = {{advance(src, done * es), m * es}, {advance(dst, done * ed), m * ed}};
@@ -113,7 +106,7 @@ static qk_status record_dequantize(qk_context *ctx, qk_vk_state *s, const void *
     size_t ed = qk_float_type_size(a->dst_type);
     char name[48];
     snprintf(name, sizeof name, "dequant/%s", f->name);
-    uint64_t blocks = n / (uint64_t)f->block_elems, per = piece_limit(s) / ((uint64_t)f->block_elems * ed);
+    uint64_t blocks = n / (uint64_t)f->block_elems, per = qk_vk_binding_limit(s) / ((uint64_t)f->block_elems * ed);
     for (uint64_t done = 0; done < blocks; done += per) {
         uint64_t m = blocks - done < per ? blocks - done : per;
         qk_vk_arg args[2] = {{advance(a->src, done * (uint64_t)f->block_bytes), m * (uint64_t)f->block_bytes},
@@ -221,7 +214,7 @@ static qk_status vulkan_quantize(qk_context *ctx, void *state, const qk_quantize
                        "CPU reference does; quantize on another device");
     size_t es = qk_float_type_size(a->src_type);
     uint64_t row_src = (uint64_t)a->cols * es, row_dst = qk_type_row_bytes(a->type, a->cols);
-    uint64_t lim = piece_limit(s), widest = row_src > row_dst ? row_src : row_dst;
+    uint64_t lim = qk_vk_binding_limit(s), widest = row_src > row_dst ? row_src : row_dst;
     if (widest > lim)
         return qk_fail(ctx, QK_ERR_SHAPE, "vulkan: a row of %lld values exceeds one binding of this device",
                        (long long)a->cols);
@@ -279,6 +272,7 @@ const qk_backend qk_backend_vulkan = {
     .kind = QK_DEVICE_VULKAN,
     .host_memory = 0,
     .device_count = qk_vk_device_count,
+    .is_software = qk_vk_is_software,
     .device_info = qk_vk_device_info,
     .open = vulkan_open,
     .close = qk_vk_close,

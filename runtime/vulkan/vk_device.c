@@ -219,6 +219,10 @@ int qk_vk_device_count(void) {
     return n_devices;
 }
 
+int qk_vk_is_software(int index) {
+    return index >= 0 && index < qk_vk_device_count() && devices[index].props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+}
+
 qk_status qk_vk_device_info(int index, qk_device_info *info) {
     if (index < 0 || index >= qk_vk_device_count())
         return qk_fail(NULL, QK_ERR_NO_DEVICE, "vulkan:%d does not exist", index);
@@ -283,6 +287,12 @@ struct qk_vk_state {
 
 const qk_vk_features *qk_vk_features_of(const qk_vk_state *s) { return &s->feat; }
 
+uint64_t qk_vk_binding_limit(const qk_vk_state *s) {
+    uint64_t lim = s->feat.max_storage_range;
+    if (lim > ((uint64_t)1 << 31)) lim = (uint64_t)1 << 31;
+    return lim - 256;
+}
+
 static int find_memory_type(const vk_physical *d, uint32_t bits, VkMemoryPropertyFlags want) {
     VkPhysicalDeviceMemoryProperties mp;
     vk.vkGetPhysicalDeviceMemoryProperties(d->pd, &mp);
@@ -296,8 +306,10 @@ static qk_status make_buffer(qk_context *ctx, qk_vk_state *s, uint64_t bytes, in
     vk_alloc *a = calloc(1, sizeof *a);
     if (!a) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
     a->bytes = bytes;
+    /* whole words: shaders see memory as 32-bit words, and a device may drop an access to a
+     * word that the buffer covers only in part */
     VkBufferCreateInfo bci = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
-                              .size = bytes ? bytes : 4,
+                              .size = bytes ? (bytes + 3) & ~(uint64_t)3 : 4,
                               .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
                                        VK_BUFFER_USAGE_TRANSFER_DST_BIT,
                               .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
@@ -546,8 +558,7 @@ qk_status qk_vk_dispatch(qk_context *ctx, qk_vk_state *s, const char *name, cons
             return qk_fail(ctx, QK_ERR_BUFFER,
                            "vulkan: %s: operand %d spans %llu bytes, over the device's maxStorageBufferRange (%llu)",
                            name, i, (unsigned long long)need, (unsigned long long)s->feat.max_storage_range);
-        uint64_t range = (need + 3) & ~(uint64_t)3; /* whole words, within the buffer */
-        if (range > off - base + avail) range = need;
+        uint64_t range = (need + 3) & ~(uint64_t)3; /* whole words: buffers are sized in words */
         info[i] = (VkDescriptorBufferInfo){(VkBuffer)buf, base, range};
         push[i] = (uint32_t)(off - base);
     }
@@ -781,7 +792,10 @@ qk_status qk_vk_open(qk_context *ctx, int index, void **state) {
     s->feat.float64 = have.f2.features.shaderFloat64;
     const char *dev_ext[2];
     uint32_t n_dev_ext = 0;
+    /* glslang declares the Vulkan memory model in every cooperative-matrix shader */
+    if (!have.f12.vulkanMemoryModel) s->feat.coopmat_nv = 0;
     if (s->feat.coopmat_nv) {
+        want.f12.vulkanMemoryModel = VK_TRUE;
         want.f12.pNext = &want.coop;
         want.coop.cooperativeMatrix = VK_TRUE;
         dev_ext[n_dev_ext++] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;

@@ -46,6 +46,11 @@ typedef struct qk_vk_features {
 
 const qk_vk_features *qk_vk_features_of(const qk_vk_state *s);
 
+/* Bytes one dispatch may address through one binding: under the device's storage range and
+ * 2^31, so that every offset a shader computes fits 32 bits with room for the residual
+ * offset; larger operands are cut into pieces (rows, blocks, experts). */
+uint64_t qk_vk_binding_limit(const qk_vk_state *s);
+
 /* The buffer and byte offset behind an operation's address; *avail is the bytes from there to
  * the end of the buffer. 0 if the address is not one of this context's. */
 int qk_vk_locate(const qk_vk_state *s, const void *addr, void **vkbuffer, uint64_t *offset, uint64_t *avail);
