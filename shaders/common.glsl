@@ -170,13 +170,17 @@ double qk_f32_to_f64(float f) {
     return (b & 0x80000000u) != 0u ? -v : v;
 }
 
+/* Special operands are told apart by their bits: a device may flush subnormals in compares. */
 float qk_div(float a, float b) {
-    if (isnan(a) || isnan(b) || isinf(a) || isinf(b) || b == 0.0) return a / b;
+    uint ab = floatBitsToUint(a) & 0x7fffffffu, bb = floatBitsToUint(b) & 0x7fffffffu;
+    if (ab >= 0x7f800000u || bb >= 0x7f800000u || bb == 0u) return a / b;
     return qk_f64_to_f32(qk_f32_to_f64(a) / qk_f32_to_f64(b));
 }
 
 float qk_sqrt(float x) {
-    if (!(x > 0.0) || isinf(x)) return x == 0.0 ? x : (isinf(x) ? x : uintBitsToFloat(0x7fc00000u));
+    uint b = floatBitsToUint(x);
+    if ((b & 0x7fffffffu) == 0u || b == 0x7f800000u) return x; /* +-0, +inf */
+    if (b >= 0x7f800000u) return uintBitsToFloat(0x7fc00000u); /* negative or NaN */
     return qk_f64_to_f32(sqrt(qk_f32_to_f64(x)));
 }
 

@@ -7,6 +7,7 @@
 set(QK_SHADER_DIR "${CMAKE_CURRENT_SOURCE_DIR}/shaders")
 set(QK_SPV_DIR "${CMAKE_CURRENT_BINARY_DIR}/spirv")
 find_program(QK_SPIRV_VAL spirv-val)
+find_program(QK_SPIRV_OPT spirv-opt)
 file(GLOB QK_SHADER_INCLUDES CONFIGURE_DEPENDS "${QK_SHADER_DIR}/*.glsl" "${QK_SHADER_DIR}/formats/*.glsl")
 
 # Every quantized type and the family file that holds its GLSL code.
@@ -50,7 +51,15 @@ function(qk_shader name source)
   endif()
   set(cmds COMMAND ${Vulkan_GLSLC_EXECUTABLE} --target-env=vulkan1.2 ${opt} -I "${QK_SHADER_DIR}"
            -I "${QK_SHADER_DIR}/formats" -I "${QK_GEN_DIR}" ${defs} "${QK_SHADER_DIR}/${source}" -o "${spv}.raw")
-  if(S_EXACT)
+  if(S_EXACT AND QK_SPIRV_OPT)
+    # then only the passes that move no float arithmetic: inlining, arrays and locals into SSA
+    # values, unrolling of [[unroll]] loops, dead code; what would fold or fuse stays with the driver
+    list(APPEND cmds COMMAND Python3::Interpreter "${CMAKE_CURRENT_SOURCE_DIR}/scripts/spv_nocontract.py" "${spv}.raw" "${spv}.nc"
+                     COMMAND ${QK_SPIRV_OPT} --target-env=vulkan1.2 --inline-entry-points-exhaustive --eliminate-dead-functions
+                             --private-to-local --scalar-replacement=0 --ssa-rewrite --loop-unroll --scalar-replacement=0
+                             --ssa-rewrite --eliminate-local-single-block --eliminate-local-single-store
+                             --eliminate-dead-code-aggressive "${spv}.nc" -o "${spv}")
+  elseif(S_EXACT)
     list(APPEND cmds COMMAND Python3::Interpreter "${CMAKE_CURRENT_SOURCE_DIR}/scripts/spv_nocontract.py" "${spv}.raw" "${spv}")
   else()
     list(APPEND cmds COMMAND ${CMAKE_COMMAND} -E copy "${spv}.raw" "${spv}")
@@ -68,6 +77,7 @@ endfunction()
 file(MAKE_DIRECTORY "${QK_SPV_DIR}")
 qk_shader(convert convert.comp EXACT)
 qk_shader(scan_nonfinite scan_nonfinite.comp)
+qk_shader(copy copy.comp)
 qk_shader(row_sigma2 row_sigma2.comp EXACT)
 qk_shader(arith_check arith_check.comp EXACT)
 foreach(type ${QK_SHADER_QUANT_TYPES})

@@ -313,9 +313,11 @@ float qk_iqg_search_sub_block(float range, float scale) {
         redo[k] = QK_IQG_REFIT != QK_IQG_REFIT_OFF_GRID || on_grid[k] == 0;
         any = any || on_grid[k] == 0;
     }
+    /* 1/scale ahead of its test (the same value): glslc 2023.2 -O crashes on it inside */
+    const float inv_scale = qk_div(1.0, scale);
     if (scale > 0.0 && (QK_IQG_REFIT == QK_IQG_REFIT_ALL || any)) {
         [[unroll]] for (int i = 0; i < QK_IQG_SUB; i++) qk_iqg_Lp[i] = qk_iqg_L[i];
-        qk_iqg_project(qk_div(1.0, scale), scale, redo);
+        qk_iqg_project(inv_scale, scale, redo);
         [[unroll]] for (int i = 0; i < QK_IQG_SUB; i++) qk_iqg_L[i] = qk_iqg_Lp[i];
         float sumqx, sumq2;
         qk_iqg_ls_sums(sumqx, sumq2);
