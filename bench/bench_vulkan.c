@@ -64,10 +64,11 @@ static void *device_random(size_t bytes, int fp16_scales) {
 
 static void emit(const char *op, const char *type, const char *shape, long tokens, double value, const char *unit,
                  double ceiling, const char *ceiling_unit, double fraction) {
-    printf("{\"device\": \"%s\", \"date\": \"%s\", \"commit\": \"%s\", \"backend\": \"vulkan\", \"op\": \"%s\", "
-           "\"type\": \"%s\", \"shape\": \"%s\", \"tokens\": %ld, \"value\": %.4f, \"unit\": \"%s\", \"ceiling\": %.4f, "
-           "\"ceiling_unit\": \"%s\", \"fraction\": %.4f}\n",
-           device_name, date, commit, op, type, shape, tokens, value, unit, ceiling, ceiling_unit, fraction);
+    printf(
+        "{\"device\": \"%s\", \"date\": \"%s\", \"commit\": \"%s\", \"backend\": \"vulkan\", \"op\": \"%s\", "
+        "\"type\": \"%s\", \"shape\": \"%s\", \"tokens\": %ld, \"value\": %.4f, \"unit\": \"%s\", \"ceiling\": %.4f, "
+        "\"ceiling_unit\": \"%s\", \"fraction\": %.4f}\n",
+        device_name, date, commit, op, type, shape, tokens, value, unit, ceiling, ceiling_unit, fraction);
     fflush(stdout);
 }
 
@@ -107,7 +108,8 @@ static void bench_dequantize(const qk_format *f) {
         for (int i = 0; i < (w ? reps : 1); i++) qk_backend_vulkan.dequantize(ctx, vs, &a);
         qk_vk_capture_end(ctx, vs, &ns);
     }
-    double t = ns / reps * 1e-9, gbs = (double)(in > out ? in : out) / t * 1e-9, frac = (double)(in + out) / t * 1e-9 / copy_gbs;
+    double t = ns / reps * 1e-9, gbs = (double)(in > out ? in : out) / t * 1e-9,
+           frac = (double)(in + out) / t * 1e-9 / copy_gbs;
     emit("dequantize", f->name, "4096x14336 -> F16", 0, gbs, "GB/s", copy_gbs, "GB/s", frac);
     fprintf(stderr, "dequantize %-8s %8.1f us  %7.0f GB/s  %.2f of copy\n", f->name, t * 1e6, gbs, frac);
     qk_vk_free(vs, src);
@@ -121,8 +123,8 @@ static void bench_quantize(const qk_format *f) {
     if (qk_vk_alloc(ctx, vs, out, &dst) != QK_OK) exit(1);
     float *im = malloc((size_t)cols * sizeof(float));
     for (int64_t c = 0; c < cols; c++) im[c] = 0.5f + (float)(next() % 1000) / 500.0f;
-    qk_quantize_args a = {f->type, QK_TYPE_BF16, rows, cols, qk_vk_address(src, 0), qk_vk_address(dst, 0), im, 1, 0,
-                          NULL};
+    qk_quantize_args a = {f->type, QK_TYPE_BF16, rows, cols, qk_vk_address(src, 0), qk_vk_address(dst, 0), im, 1,
+                          0,       NULL};
     double best = 1e30;
     for (int rep = 0; rep < 3; rep++) {
         double t0 = now();
@@ -166,14 +168,26 @@ static void bench_moe(const qk_format *f, int down, int64_t tokens) {
             idh[t * n_used + s] = e;
             if (!touched[e]++) n_touched++;
         }
-    if (qk_vk_alloc(ctx, vs, xbytes, &x) != QK_OK || qk_vk_alloc(ctx, vs, (size_t)(tokens * n_used) * 4, &ids) != QK_OK ||
+    if (qk_vk_alloc(ctx, vs, xbytes, &x) != QK_OK ||
+        qk_vk_alloc(ctx, vs, (size_t)(tokens * n_used) * 4, &ids) != QK_OK ||
         qk_vk_alloc(ctx, vs, (size_t)(tokens * n_used * m) * 4, &y) != QK_OK)
         exit(1);
     qk_vk_write(ctx, vs, x, 0, xh, xbytes);
     qk_vk_write(ctx, vs, ids, 0, idh, (size_t)(tokens * n_used) * 4);
-    qk_moe_args a = {.kind = QK_MOE_MATMUL, .type = f->type, .x_type = QK_TYPE_F32, .n_expert = n_expert, .m = m, .k = k,
-                     .n_tokens = tokens, .n_used = n_used, .x_per_slot = down, .w = qk_vk_address(w, 0),
-                     .x = qk_vk_address(x, 0), .ids = qk_vk_address(ids, 0), .y = qk_vk_address(y, 0), .async = 1};
+    qk_moe_args a = {.kind = QK_MOE_MATMUL,
+                     .type = f->type,
+                     .x_type = QK_TYPE_F32,
+                     .n_expert = n_expert,
+                     .m = m,
+                     .k = k,
+                     .n_tokens = tokens,
+                     .n_used = n_used,
+                     .x_per_slot = down,
+                     .w = qk_vk_address(w, 0),
+                     .x = qk_vk_address(x, 0),
+                     .ids = qk_vk_address(ids, 0),
+                     .y = qk_vk_address(y, 0),
+                     .async = 1};
     size_t wsb = qk_backend_vulkan.moe_workspace(vs, &a);
     if (wsb && qk_vk_alloc(ctx, vs, wsb, &ws) != QK_OK) exit(1);
     a.workspace = ws ? qk_vk_address(ws, 0) : NULL;
@@ -186,12 +200,14 @@ static void bench_moe(const qk_format *f, int down, int64_t tokens) {
         qk_vk_capture_end(ctx, vs, &ns);
     }
     char shape[64];
-    snprintf(shape, sizeof shape, "qwen3.5-35b-a3b %s %lldx%lld", down ? "down" : "gate_up", (long long)m, (long long)k);
+    snprintf(shape, sizeof shape, "qwen3.5-35b-a3b %s %lldx%lld", down ? "down" : "gate_up", (long long)m,
+             (long long)k);
     if (st != QK_OK) {
         fprintf(stderr, "moe %s %s: %s\n", f->name, shape, qk_last_error(ctx));
     } else {
         double us = ns / reps * 1e-3;
-        double bytes = (double)n_touched * (double)wbytes / (double)n_expert + (double)xbytes + (double)(tokens * n_used * m) * 4;
+        double bytes =
+            (double)n_touched * (double)wbytes / (double)n_expert + (double)xbytes + (double)(tokens * n_used * m) * 4;
         double roof_us = bytes / (copy_gbs * 1e9 / 2) * 1e6; /* bytes that move once, at half the read+write rate */
         emit(tokens == 1 ? "moe_tg" : "moe_pp", f->name, shape, (long)tokens, us, "us", roof_us, "us", roof_us / us);
         fprintf(stderr, "moe %-8s %-32s %5lld tok %9.2f us  (%.2f of the memory roofline)\n", f->name, shape,

@@ -154,8 +154,7 @@ static qk_status check_imatrix(qk_context *ctx, const qk_quantize_desc *d, const
 }
 
 /* The message of a non-finite input: `first` is its flat index, `value` its bytes (host). */
-qk_status qk_nonfinite_fail(qk_context *ctx, const qk_quantize_args *a, unsigned long long first,
-                                const void *value) {
+qk_status qk_nonfinite_fail(qk_context *ctx, const qk_quantize_args *a, unsigned long long first, const void *value) {
     size_t esize = qk_float_type_size(a->src_type);
     uint32_t bits = 0;
     memcpy(&bits, value, esize);

@@ -268,8 +268,8 @@ static void check_buffer_offsets(qk_type type, int64_t rows, int64_t cols) {
     at = first_difference((uint8_t *)d_cpu, (uint8_t *)d_gpu, sbytes);
     CHECK(at == sbytes, "%s in a buffer at odd offsets: dequantize differs at value %zu", ti.name, at / 2);
     /* the bytes around the outputs are untouched */
-    CHECK(qk_buffer_read(b, o_d + sbytes, back, 5) == QK_OK && !memcmp(back, guard, 5), "%s: bytes after the output changed",
-          ti.name);
+    CHECK(qk_buffer_read(b, o_d + sbytes, back, 5) == QK_OK && !memcmp(back, guard, 5),
+          "%s: bytes after the output changed", ti.name);
     CHECK(qk_buffer_read(b, o_q - 1, back, 1) == QK_OK && back[0] == guard[0], "%s: the byte before the blocks changed",
           ti.name);
     qk_buffer_destroy(b);
@@ -444,7 +444,7 @@ int main(int argc, char **argv) {
     }
     printf("no %s quantizer yet:%s\nno %s dequantizer yet:%s\n", dev_name, missing_q[0] ? missing_q : " (none)",
            dev_name, missing_d[0] ? missing_d : " (none)");
-    static const qk_type offsets[] = {QK_TYPE_Q8_0, QK_TYPE_Q4_0, QK_TYPE_Q5_1, QK_TYPE_MXFP4, QK_TYPE_IQ4_NL,
+    static const qk_type offsets[] = {QK_TYPE_Q8_0, QK_TYPE_Q4_0, QK_TYPE_Q5_1,  QK_TYPE_MXFP4, QK_TYPE_IQ4_NL,
                                       QK_TYPE_Q4_K, QK_TYPE_Q6_K, QK_TYPE_IQ3_S, QK_TYPE_F16};
     int before_offsets = tu_failed;
     for (size_t k = 0; k < sizeof offsets / sizeof offsets[0]; k++)

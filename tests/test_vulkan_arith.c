@@ -17,10 +17,10 @@ static float random_operand(tu_rng *r, int kind) {
     uint32_t u = (uint32_t)tu_next(r);
     switch (kind) {
     case 0: return qk_bits_f32(u & 0x7fffffffu) * ((u & 1) ? -1.0f : 1.0f); /* any bits (NaN, Inf, subnormal) */
-    case 1: return (float)((int)(u % 2001) - 1000) / 8.0f;                    /* small, ties of rounding */
-    case 2: return qk_fp16_to_f32((uint16_t)(u & 0x7bff));                     /* f16 values */
-    case 3: return qk_bf16_to_f32((uint16_t)(u >> 16));                        /* bf16 values */
-    default: return tu_gauss(r) * exp2f((float)((int)(u % 80) - 40));         /* wide normal range */
+    case 1: return (float)((int)(u % 2001) - 1000) / 8.0f;                  /* small, ties of rounding */
+    case 2: return qk_fp16_to_f32((uint16_t)(u & 0x7bff));                  /* f16 values */
+    case 3: return qk_bf16_to_f32((uint16_t)(u >> 16));                     /* bf16 values */
+    default: return tu_gauss(r) * exp2f((float)((int)(u % 80) - 40));       /* wide normal range */
     }
 }
 
@@ -39,14 +39,15 @@ int main(void) {
     for (int i = 0; i < N; i++) {
         a[i] = random_operand(&rng, i % 5);
         b[i] = random_operand(&rng, (i / 5) % 5);
-        if (i % 7 == 0) b[i] = (float)(1 + i % 127);  /* a / small integer: the encoders' scales */
+        if (i % 7 == 0) b[i] = (float)(1 + i % 127);                    /* a / small integer: the encoders' scales */
         if (i % 11 == 0) a[i] = 127.0f, b[i] = random_operand(&rng, 2); /* 127 / amax */
         if (i % 13 == 0 && b[i] != 0.0f) a[i] = (float)((int)(tu_next(&rng) % 255) - 127) * 0.5f / b[i];
         in[2 * i] = qk_f32_bits(a[i]), in[2 * i + 1] = qk_f32_bits(b[i]);
     }
     void *src_mem = NULL, *dst_mem = NULL;
     qk_vk_state *s = ctx->state;
-    CHECK(qk_vk_alloc(ctx, s, 8 * (size_t)N, &src_mem) == QK_OK && qk_vk_alloc(ctx, s, 24 * (size_t)N, &dst_mem) == QK_OK,
+    CHECK(qk_vk_alloc(ctx, s, 8 * (size_t)N, &src_mem) == QK_OK &&
+              qk_vk_alloc(ctx, s, 24 * (size_t)N, &dst_mem) == QK_OK,
           "alloc: %s", qk_last_error(ctx));
     CHECK(qk_vk_write(ctx, s, src_mem, 0, in, 8 * (size_t)N) == QK_OK, "write: %s", qk_last_error(ctx));
     qk_vk_arg args[2] = {{qk_vk_address(src_mem, 0), 8 * (uint64_t)N}, {qk_vk_address(dst_mem, 0), 24 * (uint64_t)N}};
@@ -57,12 +58,15 @@ int main(void) {
     CHECK(qk_vk_submit(ctx, s, NULL) == QK_OK, "submit: %s", qk_last_error(ctx));
     CHECK(qk_vk_read(ctx, s, dst_mem, 0, out, 24 * (size_t)N) == QK_OK, "read: %s", qk_last_error(ctx));
 
-    static const char *what[6] = {"a / b", "sqrtf(|a|)", "nearest_int(a*b)", "lroundf(a*b)", "fp16(a) | bf16(b)",
-                                  "fp16 -> f32"};
+    static const char *what[6] = {"a / b",        "sqrtf(|a|)",        "nearest_int(a*b)",
+                                  "lroundf(a*b)", "fp16(a) | bf16(b)", "fp16 -> f32"};
     int bad[6] = {0};
     for (int i = 0; i < N; i++) {
         float q = a[i] / b[i], r = sqrtf(fabsf(a[i])), ab = a[i] * b[i];
-        uint32_t want[6] = {qk_f32_bits(q), qk_f32_bits(r), 0, 0,
+        uint32_t want[6] = {qk_f32_bits(q),
+                            qk_f32_bits(r),
+                            0,
+                            0,
                             (uint32_t)qk_f32_to_fp16(a[i]) | ((uint32_t)qk_f32_to_bf16(b[i]) << 16),
                             qk_f32_bits(qk_fp16_to_f32((uint16_t)(in[2 * i] & 0xffff)))};
         int near = fabsf(ab) <= 4194303.0f; /* nearest_int's valid range */

@@ -345,7 +345,7 @@ static qk_status cuda_wait_queue(qk_context *ctx, void *state, int queue) {
     /* the step's own host copy of src holds the bad value */
     unsigned long long first = *q->first_bad_host;
     return qk_nonfinite_fail(ctx, &q->step, first,
-                          (const char *)q->step.src + first * qk_float_type_size(q->step.src_type));
+                             (const char *)q->step.src + first * qk_float_type_size(q->step.src_type));
 }
 
 const qk_backend qk_backend_cuda = {

@@ -15,8 +15,8 @@ qk_status qk_vk_device_info(int index, qk_device_info *info);
 qk_status qk_vk_open(qk_context *ctx, int index, void **state);
 void qk_vk_close(void *state);
 
-#define WG_PARTS 64u   /* dequant.comp and quant.comp: invocations per workgroup */
-#define WG_WORDS 256u  /* convert.comp and scan_nonfinite.comp */
+#define WG_PARTS     64u  /* dequant.comp and quant.comp: invocations per workgroup */
+#define WG_WORDS     256u /* convert.comp and scan_nonfinite.comp */
 #define MAX_GROUPS_X 65535u
 
 static int is_float_type(qk_type t) { return t == QK_TYPE_F32 || t == QK_TYPE_F16 || t == QK_TYPE_BF16; }
@@ -84,8 +84,8 @@ static qk_status convert(qk_context *ctx, qk_vk_state *s, qk_type src_type, cons
     return QK_OK;
 }
 
-/* A batch of work recorded by `record` (inside a capture, it joins the captured submission), submitted and waited for; the batch is abandoned on
- * an error while recording. */
+/* A batch of work recorded by `record` (inside a capture, it joins the captured submission), submitted and waited for;
+ * the batch is abandoned on an error while recording. */
 typedef qk_status (*recorder)(qk_context *ctx, qk_vk_state *s, const void *args);
 
 static qk_status run_batch(qk_context *ctx, qk_vk_state *s, recorder record, const void *args) {
@@ -109,9 +109,11 @@ static qk_status record_dequantize(qk_context *ctx, qk_vk_state *s, const void *
     uint64_t blocks = n / (uint64_t)f->block_elems, per = qk_vk_binding_limit(s) / ((uint64_t)f->block_elems * ed);
     for (uint64_t done = 0; done < blocks; done += per) {
         uint64_t m = blocks - done < per ? blocks - done : per;
-        qk_vk_arg args[2] = {{advance(a->src, done * (uint64_t)f->block_bytes), m * (uint64_t)f->block_bytes},
-                             {advance(a->dst, done * (uint64_t)f->block_elems * ed), m * (uint64_t)f->block_elems * ed}};
-        uint32_t parts = (uint32_t)(m * (uint64_t)f->block_elems / 32), params[2] = {parts, (uint32_t)a->dst_type}, gx, gy;
+        qk_vk_arg args[2] = {
+            {advance(a->src, done * (uint64_t)f->block_bytes), m * (uint64_t)f->block_bytes},
+            {advance(a->dst, done * (uint64_t)f->block_elems * ed), m * (uint64_t)f->block_elems * ed}};
+        uint32_t parts = (uint32_t)(m * (uint64_t)f->block_elems / 32), params[2] = {parts, (uint32_t)a->dst_type}, gx,
+                 gy;
         grid_of(parts, WG_PARTS, &gx, &gy);
         qk_status st = qk_vk_dispatch(ctx, s, name, args, 2, params, sizeof params, gx, gy, 1);
         if (st != QK_OK) return st;
@@ -124,7 +126,8 @@ static qk_status vulkan_dequantize(qk_context *ctx, void *state, const qk_dequan
     void *buf;
     uint64_t off, avail;
     if (!is_float_type(a->type) && qk_vk_locate(s, a->dst, &buf, &off, &avail) && off % 4)
-        return qk_fail(ctx, QK_ERR_INVALID_ARG, "vulkan: dequantize: dst at byte offset %llu; it must be a multiple of 4",
+        return qk_fail(ctx, QK_ERR_INVALID_ARG,
+                       "vulkan: dequantize: dst at byte offset %llu; it must be a multiple of 4",
                        (unsigned long long)off);
     return run_batch(ctx, s, record_dequantize, a);
 }
@@ -135,9 +138,9 @@ static qk_status vulkan_dequantize(qk_context *ctx, void *state, const qk_dequan
  * imatrix, the row statistics; the imatrix itself goes to the device first. */
 typedef struct quant_job {
     const qk_quantize_args *a;
-    void *first_bad;      /* uint32 per piece */
-    const void *imatrix;  /* device copy, or NULL */
-    void *row_sigma2;     /* f32 per row, or NULL */
+    void *first_bad;     /* uint32 per piece */
+    const void *imatrix; /* device copy, or NULL */
+    void *row_sigma2;    /* f32 per row, or NULL */
     uint64_t rows_per_piece;
     int pieces;
 } quant_job;
@@ -187,12 +190,8 @@ static qk_status record_quantize(qk_context *ctx, qk_vk_state *s, const void *p)
                              {advance(a->dst, r0 * row_bytes), rows * row_bytes},
                              {j->imatrix, j->imatrix ? 4 * mats * (uint64_t)a->cols : 0},
                              {j->row_sigma2 ? advance(j->row_sigma2, 4 * r0) : NULL, 4 * rows}};
-        uint32_t params[7] = {(uint32_t)(rows * bpr),
-                              (uint32_t)bpr,
-                              (uint32_t)a->cols,
-                              (uint32_t)a->src_type,
-                              (uint32_t)r0,
-                              (uint32_t)((uint64_t)a->rows / mats),
+        uint32_t params[7] = {(uint32_t)(rows * bpr), (uint32_t)bpr, (uint32_t)a->cols,
+                              (uint32_t)a->src_type,  (uint32_t)r0,  (uint32_t)((uint64_t)a->rows / mats),
                               j->imatrix != NULL},
                  gx, gy;
         grid_of(rows * bpr, WG_PARTS, &gx, &gy);
@@ -219,7 +218,8 @@ static qk_status vulkan_quantize(qk_context *ctx, void *state, const qk_quantize
         return qk_fail(ctx, QK_ERR_SHAPE, "vulkan: a row of %lld values exceeds one binding of this device",
                        (long long)a->cols);
     quant_job j = {.a = a, .rows_per_piece = lim / widest};
-    if (j.rows_per_piece > ((uint64_t)1 << 31) / (uint64_t)a->cols) j.rows_per_piece = ((uint64_t)1 << 31) / (uint64_t)a->cols;
+    if (j.rows_per_piece > ((uint64_t)1 << 31) / (uint64_t)a->cols)
+        j.rows_per_piece = ((uint64_t)1 << 31) / (uint64_t)a->cols;
     if (!j.rows_per_piece) j.rows_per_piece = 1;
     j.pieces = (int)(((uint64_t)a->rows + j.rows_per_piece - 1) / j.rows_per_piece);
 
@@ -228,7 +228,8 @@ static qk_status vulkan_quantize(qk_context *ctx, void *state, const qk_quantize
     if (st == QK_OK) {
         uint32_t *init = malloc(4 * (size_t)j.pieces);
         if (!init) st = qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
-        if (st == QK_OK) memset(init, 0xff, 4 * (size_t)j.pieces), st = qk_vk_write(ctx, s, bad, 0, init, 4 * (size_t)j.pieces);
+        if (st == QK_OK)
+            memset(init, 0xff, 4 * (size_t)j.pieces), st = qk_vk_write(ctx, s, bad, 0, init, 4 * (size_t)j.pieces);
         free(init);
         j.first_bad = qk_vk_address(bad, 0);
     }

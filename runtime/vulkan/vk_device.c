@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "iq_grid.h"
 #include "qk_shaders.h"
 #include "qk_tables.h"
-#include "iq_grid.h"
 #include "vk_internal.h"
 #include "vk_loader.h"
 
@@ -39,8 +39,8 @@ static const char *vk_result_name(VkResult r) {
 }
 
 static qk_status vk_fail(qk_context *ctx, VkResult r, const char *what) {
-    qk_status st = r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY ? QK_ERR_OUT_OF_MEMORY
-                                                                                           : QK_ERR_BACKEND;
+    qk_status st =
+        r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY ? QK_ERR_OUT_OF_MEMORY : QK_ERR_BACKEND;
     const char *paren = strchr(what, '(');
     return qk_fail(ctx, st, "vulkan: %.*s: %s (%d)", paren ? (int)(paren - what) : (int)strlen(what), what,
                    vk_result_name(r), (int)r);
@@ -69,8 +69,8 @@ static char validation_first[512];
 /* The validation layers' reports (enabled by QK_VK_VALIDATION=1, as the tests do): errors are
  * counted and the first kept for qk_vk_validation_errors; the library prints nothing. */
 static VKAPI_ATTR VkBool32 VKAPI_CALL on_validation(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
-                                                   VkDebugUtilsMessageTypeFlagsEXT types,
-                                                   const VkDebugUtilsMessengerCallbackDataEXT *data, void *user) {
+                                                    VkDebugUtilsMessageTypeFlagsEXT types,
+                                                    const VkDebugUtilsMessengerCallbackDataEXT *data, void *user) {
     (void)types, (void)user;
     if (severity & VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT) {
         pthread_mutex_lock(&validation_lock);
@@ -147,8 +147,8 @@ static void list_devices(void) {
         int best = -1;
         for (uint32_t q = 0; q < nq; q++)
             if ((qf[q].queueFlags & VK_QUEUE_COMPUTE_BIT) &&
-                (best < 0 || ((qf[best].queueFlags & VK_QUEUE_GRAPHICS_BIT) && !(qf[q].queueFlags & VK_QUEUE_GRAPHICS_BIT) &&
-                              qf[q].timestampValidBits)))
+                (best < 0 || ((qf[best].queueFlags & VK_QUEUE_GRAPHICS_BIT) &&
+                              !(qf[q].queueFlags & VK_QUEUE_GRAPHICS_BIT) && qf[q].timestampValidBits)))
                 best = (int)q;
         if (best < 0) continue;
         d.queue_family = (uint32_t)best;
@@ -204,11 +204,12 @@ static void init_vulkan(void) {
     load_instance_funcs();
     if (!instance_funcs_complete()) return;
     if (want_validation && vk.vkCreateDebugUtilsMessengerEXT) {
-        VkDebugUtilsMessengerCreateInfoEXT mci = {
-            .sType = VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT,
-            .messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT | VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT,
-            .messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT | VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT,
-            .pfnUserCallback = on_validation};
+        VkDebugUtilsMessengerCreateInfoEXT mci = {.sType = VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT,
+                                                  .messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT |
+                                                                     VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT,
+                                                  .messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT |
+                                                                 VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT,
+                                                  .pfnUserCallback = on_validation};
         vk.vkCreateDebugUtilsMessengerEXT(instance, &mci, NULL, &messenger);
     }
     list_devices();
@@ -320,9 +321,10 @@ static qk_status make_buffer(qk_context *ctx, qk_vk_state *s, uint64_t bytes, in
     }
     VkMemoryRequirements req;
     vk.vkGetBufferMemoryRequirements(s->device, a->buffer, &req);
-    int type = find_memory_type(s->phys, req.memoryTypeBits,
-                                host_visible ? VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT
-                                             : VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
+    int type =
+        find_memory_type(s->phys, req.memoryTypeBits,
+                         host_visible ? VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT
+                                      : VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
     if (type < 0 && !host_visible) type = find_memory_type(s->phys, req.memoryTypeBits, 0);
     VkMemoryAllocateInfo mai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
                                 .allocationSize = req.size,
@@ -744,9 +746,10 @@ static void query_features(qk_vk_state *s, feature_chain *c, int coop_ext) {
         for (uint32_t i = 0; p && i < n; i++) p[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
         if (p && vk.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(s->phys->pd, &n, p) == VK_SUCCESS)
             for (uint32_t i = 0; i < n; i++)
-                if (p[i].MSize == 16 && p[i].NSize == 16 && p[i].KSize == 16 && p[i].AType == VK_COMPONENT_TYPE_FLOAT16_NV &&
-                    p[i].BType == VK_COMPONENT_TYPE_FLOAT16_NV && p[i].CType == VK_COMPONENT_TYPE_FLOAT32_NV &&
-                    p[i].DType == VK_COMPONENT_TYPE_FLOAT32_NV && p[i].scope == VK_SCOPE_SUBGROUP_NV)
+                if (p[i].MSize == 16 && p[i].NSize == 16 && p[i].KSize == 16 &&
+                    p[i].AType == VK_COMPONENT_TYPE_FLOAT16_NV && p[i].BType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+                    p[i].CType == VK_COMPONENT_TYPE_FLOAT32_NV && p[i].DType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+                    p[i].scope == VK_SCOPE_SUBGROUP_NV)
                     s->feat.coopmat_nv = 1;
         free(p);
     }

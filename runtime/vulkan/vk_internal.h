@@ -40,8 +40,8 @@ typedef struct qk_vk_features {
     int coopmat_nv;            /* VK_NV_cooperative_matrix with 16x16x16 f16 -> f32 */
     uint32_t max_shared_bytes; /* maxComputeSharedMemorySize */
     uint64_t max_storage_range;
-    int timestamps;            /* timestamp queries on the compute queue */
-    double timestamp_ns;       /* ns per tick */
+    int timestamps;      /* timestamp queries on the compute queue */
+    double timestamp_ns; /* ns per tick */
 } qk_vk_features;
 
 const qk_vk_features *qk_vk_features_of(const qk_vk_state *s);
