@@ -109,32 +109,59 @@ static void check_type(const qk_type_info *ti, int64_t rows, int64_t cols, qk_ty
     free(q_gpu);
 }
 
+/* A BF16 tensor of rows x cols with the CPU reference's blocks (q_cpu, quantized with an imatrix
+ * where the type reads one) and their values (d_cpu), for the checks of operands at odd places;
+ * q_gpu and d_gpu are poisoned buffers for the device's results. q and d are the calls' descs. */
+typedef struct bf16_case {
+    qk_type_info ti;
+    size_t qbytes, sbytes;
+    float *x32, *im;
+    uint16_t *src, *d_cpu, *d_gpu;
+    uint8_t *q_cpu, *q_gpu;
+    qk_quantize_desc q;
+    qk_dequantize_desc d;
+} bf16_case;
+
+static void bf16_case_make(qk_type type, int64_t rows, int64_t cols, bf16_case *c) {
+    qk_type_get_info(type, &c->ti);
+    const int64_t n = rows * cols;
+    c->qbytes = (size_t)rows * qk_type_row_bytes(type, cols), c->sbytes = (size_t)n * 2;
+    c->x32 = malloc((size_t)n * sizeof(float)), c->im = malloc((size_t)cols * sizeof(float));
+    c->src = malloc(c->sbytes), c->d_cpu = tu_poisoned(c->sbytes), c->d_gpu = tu_poisoned(c->sbytes);
+    c->q_cpu = tu_poisoned(c->qbytes), c->q_gpu = tu_poisoned(c->qbytes);
+    fill_source(QK_TYPE_BF16, c->x32, c->src, n);
+    for (int64_t j = 0; j < cols; j++) c->im[j] = (float)exp(1.5 * tu_gauss(&rng));
+    c->q = qk_quantize_default_desc();
+    c->q.type = type, c->q.src_type = QK_TYPE_BF16, c->q.rows = rows, c->q.cols = cols;
+    c->q.src = qk_host(c->src, c->sbytes);
+    c->q.dst = qk_host(c->q_cpu, c->qbytes);
+    if (c->ti.uses_imatrix) c->q.imatrix = c->im, c->q.imatrix_len = cols;
+    CHECK(qk_quantize(cpu, &c->q) == QK_OK, "%s cpu quantize: %s", c->ti.name, qk_last_error(cpu));
+    c->d = qk_dequantize_default_desc();
+    c->d.type = type, c->d.dst_type = QK_TYPE_BF16, c->d.rows = rows, c->d.cols = cols;
+    c->d.src = qk_host(c->q_cpu, c->qbytes);
+    c->d.dst = qk_host(c->d_cpu, c->sbytes);
+    CHECK(qk_dequantize(cpu, &c->d) == QK_OK, "%s cpu dequantize: %s", c->ti.name, qk_last_error(cpu));
+}
+
+static void bf16_case_free(bf16_case *c) {
+    free(c->x32), free(c->im), free(c->src), free(c->d_cpu), free(c->d_gpu), free(c->q_cpu), free(c->q_gpu);
+}
+
 #ifdef QK_HAVE_CUDA
 /* qk_cuda_quantize_async / qk_cuda_dequantize_async on an engine's pointers (here: inside a
  * qkern buffer, at offsets that break 4- and 16-byte alignment), imatrix in device memory:
  * the kernels' unaligned paths give the reference's bytes. */
 static void check_async_unaligned(qk_type type, int64_t rows, int64_t cols) {
-    qk_type_info ti;
-    qk_type_get_info(type, &ti);
-    const int64_t n = rows * cols;
-    const size_t qbytes = (size_t)rows * qk_type_row_bytes(type, cols), sbytes = (size_t)n * 2;
-    float *x32 = malloc((size_t)n * sizeof(float)), *im = malloc((size_t)cols * sizeof(float));
-    uint16_t *src = malloc(sbytes), *d_cpu = tu_poisoned(sbytes), *d_gpu = tu_poisoned(sbytes);
-    uint8_t *q_cpu = tu_poisoned(qbytes), *q_gpu = tu_poisoned(qbytes);
-    fill_source(QK_TYPE_BF16, x32, src, n);
-    for (int64_t c = 0; c < cols; c++) im[c] = (float)exp(1.5 * tu_gauss(&rng));
-
-    qk_quantize_desc q = qk_quantize_default_desc();
-    q.type = type, q.src_type = QK_TYPE_BF16, q.rows = rows, q.cols = cols;
-    q.src = qk_host(src, sbytes);
-    q.dst = qk_host(q_cpu, qbytes);
-    if (ti.uses_imatrix) q.imatrix = im, q.imatrix_len = cols;
-    CHECK(qk_quantize(cpu, &q) == QK_OK, "%s cpu quantize: %s", ti.name, qk_last_error(cpu));
-    qk_dequantize_desc d = qk_dequantize_default_desc();
-    d.type = type, d.dst_type = QK_TYPE_BF16, d.rows = rows, d.cols = cols;
-    d.src = qk_host(q_cpu, qbytes);
-    d.dst = qk_host(d_cpu, sbytes);
-    CHECK(qk_dequantize(cpu, &d) == QK_OK, "%s cpu dequantize: %s", ti.name, qk_last_error(cpu));
+    bf16_case c;
+    bf16_case_make(type, rows, cols, &c);
+    const qk_type_info ti = c.ti;
+    const size_t qbytes = c.qbytes, sbytes = c.sbytes;
+    float *im = c.im;
+    uint16_t *src = c.src, *d_cpu = c.d_cpu, *d_gpu = c.d_gpu;
+    uint8_t *q_cpu = c.q_cpu, *q_gpu = c.q_gpu;
+    qk_quantize_desc q = c.q;
+    qk_dequantize_desc d = c.d;
 
     /* one buffer: src at 2 mod 16, blocks at an odd address, values at 2 mod 4 (16-bit values
      * keep their own alignment, as any engine's tensor does), imatrix aligned */
@@ -142,7 +169,10 @@ static void check_async_unaligned(qk_type type, int64_t rows, int64_t cols) {
                  o_im = (o_d + sbytes + 15) / 16 * 16;
     qk_buffer *b = NULL;
     CHECK(qk_buffer_create(gpu, o_im + (size_t)cols * 4, &b) == QK_OK, "buffer: %s", qk_last_error(gpu));
-    if (!b) return;
+    if (!b) {
+        bf16_case_free(&c);
+        return;
+    }
     char *base = (char *)b->mem;
     CHECK(qk_buffer_write(b, o_src, src, sbytes) == QK_OK && qk_buffer_write(b, o_im, im, (size_t)cols * 4) == QK_OK,
           "upload: %s", qk_last_error(gpu));
@@ -164,7 +194,7 @@ static void check_async_unaligned(qk_type type, int64_t rows, int64_t cols) {
     q.src = qk_host(src, sbytes);
     CHECK(qk_cuda_quantize_async(gpu, &q, NULL) == QK_ERR_INVALID_ARG, "%s: async took host memory", ti.name);
     qk_buffer_destroy(b);
-    free(x32), free(im), free(src), free(d_cpu), free(d_gpu), free(q_cpu), free(q_gpu);
+    bf16_case_free(&c);
 }
 #endif
 
@@ -226,31 +256,22 @@ static int check_random_blocks(const qk_type_info *ti) {
  * an odd offset; the dequantized values word-aligned, as every backend takes them), with
  * qk_buf: the device's unaligned paths give the reference's bytes. */
 static void check_buffer_offsets(qk_type type, int64_t rows, int64_t cols) {
-    qk_type_info ti;
-    qk_type_get_info(type, &ti);
-    const int64_t n = rows * cols;
-    const size_t qbytes = (size_t)rows * qk_type_row_bytes(type, cols), sbytes = (size_t)n * 2;
-    float *x32 = malloc((size_t)n * sizeof(float)), *im = malloc((size_t)cols * sizeof(float));
-    uint16_t *src = malloc(sbytes), *d_cpu = tu_poisoned(sbytes), *d_gpu = tu_poisoned(sbytes);
-    uint8_t *q_cpu = tu_poisoned(qbytes), *q_gpu = tu_poisoned(qbytes);
-    fill_source(QK_TYPE_BF16, x32, src, n);
-    for (int64_t c = 0; c < cols; c++) im[c] = (float)exp(1.5 * tu_gauss(&rng));
-    qk_quantize_desc q = qk_quantize_default_desc();
-    q.type = type, q.src_type = QK_TYPE_BF16, q.rows = rows, q.cols = cols;
-    q.src = qk_host(src, sbytes);
-    q.dst = qk_host(q_cpu, qbytes);
-    if (ti.uses_imatrix) q.imatrix = im, q.imatrix_len = cols;
-    CHECK(qk_quantize(cpu, &q) == QK_OK, "%s cpu quantize: %s", ti.name, qk_last_error(cpu));
-    qk_dequantize_desc d = qk_dequantize_default_desc();
-    d.type = type, d.dst_type = QK_TYPE_BF16, d.rows = rows, d.cols = cols;
-    d.src = qk_host(q_cpu, qbytes);
-    d.dst = qk_host(d_cpu, sbytes);
-    CHECK(qk_dequantize(cpu, &d) == QK_OK, "%s cpu dequantize: %s", ti.name, qk_last_error(cpu));
+    bf16_case c;
+    bf16_case_make(type, rows, cols, &c);
+    const qk_type_info ti = c.ti;
+    const size_t qbytes = c.qbytes, sbytes = c.sbytes;
+    uint16_t *src = c.src, *d_cpu = c.d_cpu, *d_gpu = c.d_gpu;
+    uint8_t *q_cpu = c.q_cpu, *q_gpu = c.q_gpu;
+    qk_quantize_desc q = c.q;
+    qk_dequantize_desc d = c.d;
 
     const size_t o_src = 2, o_q = o_src + sbytes + 1, o_d = (o_q + qbytes + 3) / 4 * 4;
     qk_buffer *b = NULL;
     CHECK(qk_buffer_create(gpu, o_d + sbytes + 5, &b) == QK_OK, "buffer: %s", qk_last_error(gpu));
-    if (!b) return;
+    if (!b) {
+        bf16_case_free(&c);
+        return;
+    }
     uint8_t guard[5] = {1, 2, 3, 4, 5}, back[5];
     CHECK(qk_buffer_write(b, o_src, src, sbytes) == QK_OK && qk_buffer_write(b, o_d + sbytes, guard, 5) == QK_OK &&
               qk_buffer_write(b, o_q - 1, guard, 1) == QK_OK,
@@ -273,7 +294,7 @@ static void check_buffer_offsets(qk_type type, int64_t rows, int64_t cols) {
     CHECK(qk_buffer_read(b, o_q - 1, back, 1) == QK_OK && back[0] == guard[0], "%s: the byte before the blocks changed",
           ti.name);
     qk_buffer_destroy(b);
-    free(x32), free(im), free(src), free(d_cpu), free(d_gpu), free(q_cpu), free(q_gpu);
+    bf16_case_free(&c);
 }
 
 /* A NaN at a known place is reported with its row and column, as on the CPU. */

@@ -19,7 +19,8 @@ void qk_vk_close(void *state);
 #define WG_WORDS     256u /* convert.comp and scan_nonfinite.comp */
 #define MAX_GROUPS_X 65535u
 
-static int is_float_type(qk_type t) { return t == QK_TYPE_F32 || t == QK_TYPE_F16 || t == QK_TYPE_BF16; }
+/* F32, F16 and BF16 convert element by element; the other types go through their variants. */
+static int is_float_type(qk_type t) { return qk_format_of(t)->family == QK_FAMILY_FLOAT; }
 
 static qk_status vulkan_open(qk_context *ctx, int index, void **state) {
     qk_status st = qk_vk_open(ctx, index, state);
@@ -32,16 +33,11 @@ static qk_status vulkan_open(qk_context *ctx, int index, void **state) {
 
 static int vulkan_supports(void *state, qk_op op, qk_type type) {
     (void)state;
-    char name[48];
-    const char *t = qk_type_name(type);
-    if (!t) return 0;
-    if (op == QK_OP_MOE) {
-        snprintf(name, sizeof name, "moe_vec/%s", t);
-        return qk_vk_has_shader(name);
-    }
+    char name[QK_VK_NAME_LEN];
+    if (!qk_format_of(type)) return 0;
+    if (op == QK_OP_MOE) return qk_vk_has_shader(qk_vk_variant(name, "moe_vec", type));
     if (is_float_type(type)) return qk_vk_has_shader("convert");
-    snprintf(name, sizeof name, "%s/%s", op == QK_OP_QUANTIZE ? "quant" : "dequant", t);
-    return qk_vk_has_shader(name);
+    return qk_vk_has_shader(qk_vk_variant(name, op == QK_OP_QUANTIZE ? "quant" : "dequant", type));
 }
 
 static qk_status vulkan_alloc(qk_context *ctx, void *state, size_t bytes, void **mem) {
@@ -66,8 +62,6 @@ static void grid_of(uint64_t items, uint32_t per_group, uint32_t *gx, uint32_t *
     *gy = (uint32_t)((g + *gx - 1) / *gx);
 }
 
-static const void *advance(const void *p, uint64_t bytes) { return (const char *)p + bytes; }
-
 /* Element conversion (F32/F16/BF16 both ways) of n values, in pieces. */
 static qk_status convert(qk_context *ctx, qk_vk_state *s, qk_type src_type, const void *src, qk_type dst_type,
                          void *dst, uint64_t n) {
@@ -75,7 +69,7 @@ static qk_status convert(qk_context *ctx, qk_vk_state *s, qk_type src_type, cons
     uint64_t per = qk_vk_binding_limit(s) / (es > ed ? es : ed);
     for (uint64_t done = 0; done < n; done += per) {
         uint64_t m = n - done < per ? n - done : per;
-        qk_vk_arg args[2] = {{advance(src, done * es), m * es}, {advance(dst, done * ed), m * ed}};
+        qk_vk_arg args[2] = {{qk_vk_at(src, done * es), m * es}, {qk_vk_at(dst, done * ed), m * ed}};
         uint32_t params[3] = {(uint32_t)m, (uint32_t)src_type, (uint32_t)dst_type}, gx, gy;
         grid_of(m * ed / 4 + 2, WG_WORDS, &gx, &gy);
         qk_status st = qk_vk_dispatch(ctx, s, "convert", args, 2, params, sizeof params, gx, gy, 1);
@@ -104,14 +98,14 @@ static qk_status record_dequantize(qk_context *ctx, qk_vk_state *s, const void *
     if (is_float_type(a->type)) return convert(ctx, s, a->type, a->src, a->dst_type, a->dst, n);
     const qk_format *f = qk_format_of(a->type);
     size_t ed = qk_float_type_size(a->dst_type);
-    char name[48];
-    snprintf(name, sizeof name, "dequant/%s", f->name);
+    char name[QK_VK_NAME_LEN];
+    qk_vk_variant(name, "dequant", a->type);
     uint64_t blocks = n / (uint64_t)f->block_elems, per = qk_vk_binding_limit(s) / ((uint64_t)f->block_elems * ed);
     for (uint64_t done = 0; done < blocks; done += per) {
         uint64_t m = blocks - done < per ? blocks - done : per;
         qk_vk_arg args[2] = {
-            {advance(a->src, done * (uint64_t)f->block_bytes), m * (uint64_t)f->block_bytes},
-            {advance(a->dst, done * (uint64_t)f->block_elems * ed), m * (uint64_t)f->block_elems * ed}};
+            {qk_vk_at(a->src, done * (uint64_t)f->block_bytes), m * (uint64_t)f->block_bytes},
+            {qk_vk_at(a->dst, done * (uint64_t)f->block_elems * ed), m * (uint64_t)f->block_elems * ed}};
         uint32_t parts = (uint32_t)(m * (uint64_t)f->block_elems / 32), params[2] = {parts, (uint32_t)a->dst_type}, gx,
                  gy;
         grid_of(parts, WG_PARTS, &gx, &gy);
@@ -154,8 +148,8 @@ static qk_status record_scan(qk_context *ctx, qk_vk_state *s, const void *p) {
         uint64_t r0 = (uint64_t)k * j->rows_per_piece, rows = (uint64_t)a->rows - r0;
         if (rows > j->rows_per_piece) rows = j->rows_per_piece;
         uint64_t n = rows * (uint64_t)a->cols;
-        qk_vk_arg args[2] = {{advance(a->src, r0 * (uint64_t)a->cols * es), n * es},
-                             {advance(j->first_bad, 4 * (uint64_t)k), 4}};
+        qk_vk_arg args[2] = {{qk_vk_at(a->src, r0 * (uint64_t)a->cols * es), n * es},
+                             {qk_vk_at(j->first_bad, 4 * (uint64_t)k), 4}};
         uint32_t params[2] = {(uint32_t)n, (uint32_t)a->src_type}, gx, gy;
         grid_of(n < ((uint64_t)1 << 24) ? n : ((uint64_t)1 << 24), WG_WORDS, &gx, &gy);
         st = qk_vk_dispatch(ctx, s, "scan_nonfinite", args, 2, params, sizeof params, gx, gy, 1);
@@ -170,26 +164,26 @@ static qk_status record_quantize(qk_context *ctx, qk_vk_state *s, const void *p)
     if (is_float_type(a->type)) return convert(ctx, s, a->src_type, a->src, a->type, a->dst, n);
     const qk_format *f = qk_format_of(a->type);
     size_t es = qk_float_type_size(a->src_type);
-    char name[48];
-    snprintf(name, sizeof name, "quant/%s", f->name);
+    char name[QK_VK_NAME_LEN];
+    qk_vk_variant(name, "quant", a->type);
     uint64_t bpr = (uint64_t)a->cols / (uint64_t)f->block_elems, row_bytes = bpr * (uint64_t)f->block_bytes;
     uint64_t mats = a->imatrix_mats ? (uint64_t)a->imatrix_mats : 1;
     qk_status st = QK_OK;
     for (int k = 0; k < j->pieces && st == QK_OK; k++) {
         uint64_t r0 = (uint64_t)k * j->rows_per_piece, rows = (uint64_t)a->rows - r0;
         if (rows > j->rows_per_piece) rows = j->rows_per_piece;
-        const void *src = advance(a->src, r0 * (uint64_t)a->cols * es);
+        const void *src = qk_vk_at(a->src, r0 * (uint64_t)a->cols * es);
         uint64_t src_bytes = rows * (uint64_t)a->cols * es;
         if (j->row_sigma2) {
-            qk_vk_arg args[2] = {{src, src_bytes}, {advance(j->row_sigma2, 4 * r0), 4 * rows}};
+            qk_vk_arg args[2] = {{src, src_bytes}, {qk_vk_at(j->row_sigma2, 4 * r0), 4 * rows}};
             uint32_t params[3] = {(uint32_t)rows, (uint32_t)a->cols, (uint32_t)a->src_type}, gx, gy;
             grid_of(rows, 64, &gx, &gy);
             if ((st = qk_vk_dispatch(ctx, s, "row_sigma2", args, 2, params, sizeof params, gx, gy, 1)) != QK_OK) break;
         }
         qk_vk_arg args[4] = {{src, src_bytes},
-                             {advance(a->dst, r0 * row_bytes), rows * row_bytes},
+                             {qk_vk_at(a->dst, r0 * row_bytes), rows * row_bytes},
                              {j->imatrix, j->imatrix ? 4 * mats * (uint64_t)a->cols : 0},
-                             {j->row_sigma2 ? advance(j->row_sigma2, 4 * r0) : NULL, 4 * rows}};
+                             {j->row_sigma2 ? qk_vk_at(j->row_sigma2, 4 * r0) : NULL, 4 * rows}};
         uint32_t params[7] = {(uint32_t)(rows * bpr), (uint32_t)bpr, (uint32_t)a->cols,
                               (uint32_t)a->src_type,  (uint32_t)r0,  (uint32_t)((uint64_t)a->rows / mats),
                               j->imatrix != NULL},
@@ -200,9 +194,11 @@ static qk_status record_quantize(qk_context *ctx, qk_vk_state *s, const void *p)
     return st;
 }
 
-/* The legacy 4/5-bit encoders weigh values by the row's mean square when given an imatrix. */
+/* The legacy encoders that read an imatrix (all but Q8_0) weigh values by the row's mean
+ * square (shaders/formats/legacy.glsl: QK_NEEDS_ROW_SIGMA2). */
 static int needs_row_sigma2(qk_type t) {
-    return t == QK_TYPE_Q4_0 || t == QK_TYPE_Q4_1 || t == QK_TYPE_Q5_0 || t == QK_TYPE_Q5_1;
+    const qk_format *f = qk_format_of(t);
+    return f->family == QK_FAMILY_LEGACY && f->uses_imatrix;
 }
 
 static qk_status vulkan_quantize(qk_context *ctx, void *state, const qk_quantize_args *a) {
@@ -223,23 +219,24 @@ static qk_status vulkan_quantize(qk_context *ctx, void *state, const qk_quantize
     if (!j.rows_per_piece) j.rows_per_piece = 1;
     j.pieces = (int)(((uint64_t)a->rows + j.rows_per_piece - 1) / j.rows_per_piece);
 
+    /* the scan's result per piece: the first bad index, 0xffffffff where none */
     void *bad = NULL, *im = NULL, *sig = NULL;
-    qk_status st = qk_vk_alloc(ctx, s, 4 * (size_t)j.pieces, &bad);
+    const size_t bad_bytes = 4 * (size_t)j.pieces;
+    uint32_t *first = malloc(bad_bytes);
+    qk_status st =
+        first ? qk_vk_alloc(ctx, s, bad_bytes, &bad) : qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
     if (st == QK_OK) {
-        uint32_t *init = malloc(4 * (size_t)j.pieces);
-        if (!init) st = qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
-        if (st == QK_OK)
-            memset(init, 0xff, 4 * (size_t)j.pieces), st = qk_vk_write(ctx, s, bad, 0, init, 4 * (size_t)j.pieces);
-        free(init);
+        memset(first, 0xff, bad_bytes);
         j.first_bad = qk_vk_address(bad, 0);
+        st = qk_vk_write(ctx, s, bad, 0, first, bad_bytes);
     }
     if (st == QK_OK) st = run_batch(ctx, s, record_scan, &j);
+    if (st == QK_OK) st = qk_vk_read(ctx, s, bad, 0, first, bad_bytes);
     for (int k = 0; st == QK_OK && k < j.pieces; k++) {
-        uint32_t first;
-        if ((st = qk_vk_read(ctx, s, bad, 4 * (size_t)k, &first, 4)) != QK_OK || first == ~0u) continue;
-        unsigned long long flat = (unsigned long long)k * j.rows_per_piece * (unsigned long long)a->cols + first;
+        if (first[k] == ~0u) continue;
+        unsigned long long flat = (unsigned long long)k * j.rows_per_piece * (unsigned long long)a->cols + first[k];
         uint32_t bits = 0; /* the value itself says NaN or which infinity */
-        if ((st = qk_vk_read_at(ctx, s, advance(a->src, flat * es), &bits, es)) == QK_OK)
+        if ((st = qk_vk_read_at(ctx, s, qk_vk_at(a->src, flat * es), &bits, es)) == QK_OK)
             st = qk_nonfinite_fail(ctx, a, flat, &bits);
     }
     if (st == QK_OK && a->imatrix && !is_float_type(a->type)) {
@@ -255,17 +252,8 @@ static qk_status vulkan_quantize(qk_context *ctx, void *state, const qk_quantize
     if (sig) qk_vk_free(s, sig);
     if (im) qk_vk_free(s, im);
     if (bad) qk_vk_free(s, bad);
+    free(first);
     return st;
-}
-
-/* Until moe_vulkan.c provides them. */
-__attribute__((weak)) size_t qk_vk_moe_workspace(void *state, const qk_moe_args *args) {
-    (void)state, (void)args;
-    return 0;
-}
-__attribute__((weak)) qk_status qk_vk_moe(qk_context *ctx, void *state, const qk_moe_args *args) {
-    (void)state, (void)args;
-    return qk_fail(ctx, QK_ERR_UNSUPPORTED, "vulkan: no MoE kernels in this build");
 }
 
 const qk_backend qk_backend_vulkan = {

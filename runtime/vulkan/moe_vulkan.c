@@ -97,9 +97,8 @@ typedef struct moe_plan {
 static size_t align_up(size_t n) { return (n + 255) & ~(size_t)255; }
 
 static int has_variant(const char *op, qk_type type) {
-    char name[48];
-    snprintf(name, sizeof name, "%s/%s", op, qk_format_of(type)->name);
-    return qk_vk_has_shader(name);
+    char name[QK_VK_NAME_LEN];
+    return qk_vk_has_shader(qk_vk_variant(name, op, type));
 }
 
 static moe_plan plan_for(const qk_vk_state *s, const qk_moe_args *a) {
@@ -171,8 +170,6 @@ static int windows_of(const qk_vk_state *s, const qk_moe_args *a, uint64_t row_b
     return n;
 }
 
-static const void *advance(const void *p, uint64_t bytes) { return (const char *)p + bytes; }
-
 static uint32_t groups(uint64_t n) { return (uint32_t)(n < 1 ? 1 : (n < MAX_GROUPS ? n : MAX_GROUPS)); }
 
 /* Everything one call records: its arguments, plan and weight windows. */
@@ -187,8 +184,8 @@ typedef struct moe_job {
 
 static qk_status record_vec(qk_context *ctx, qk_vk_state *s, const moe_job *j) {
     const qk_moe_args *a = j->a;
-    char name[48];
-    snprintf(name, sizeof name, "moe_vec/%s", qk_format_of(a->type)->name);
+    char name[QK_VK_NAME_LEN];
+    qk_vk_variant(name, "moe_vec", a->type);
     uint32_t parts = (uint32_t)((a->k + 31) / 32), lanes = 1;
     while (lanes < parts && lanes < 32) lanes *= 2;
     const uint64_t rows_wg = VEC_TEAMS * (32 / lanes) * VEC_RPT;
@@ -210,8 +207,8 @@ static qk_status record_vec(qk_context *ctx, qk_vk_state *s, const moe_job *j) {
         p.e_lo = (uint32_t)win->e_lo, p.e_hi = (uint32_t)win->e_hi;
         p.r_lo = (uint32_t)win->r_lo, p.r_hi = (uint32_t)win->r_hi;
         const void *w_up = a->kind == QK_MOE_GATE_UP ? a->w_up : a->w;
-        qk_vk_arg args[5] = {{advance(a->w, win->offset), win->bytes},
-                             {advance(w_up, win->offset), win->bytes},
+        qk_vk_arg args[5] = {{qk_vk_at(a->w, win->offset), win->bytes},
+                             {qk_vk_at(w_up, win->offset), win->bytes},
                              {a->x, j->x_bytes},
                              {a->ids, a->ids ? j->slots * 4 : 0},
                              {j->out, j->slots * (uint64_t)a->m * 4}};
@@ -225,7 +222,7 @@ static qk_status record_vec(qk_context *ctx, qk_vk_state *s, const moe_job *j) {
 static qk_status record_tiled(qk_context *ctx, qk_vk_state *s, const moe_job *j) {
     const qk_moe_args *a = j->a;
     const moe_plan *pl = &j->plan;
-    const void *route = advance(a->workspace, pl->route);
+    const void *route = qk_vk_at(a->workspace, pl->route);
     route_params rp = {.n_slots = (uint32_t)j->slots,
                        .n_expert = (uint32_t)a->n_expert,
                        .has_ids = a->ids != NULL,
@@ -241,9 +238,8 @@ static qk_status record_tiled(qk_context *ctx, qk_vk_state *s, const moe_job *j)
     qk_status st = qk_vk_dispatch(ctx, s, "moe_route", rargs, 3, &rp, sizeof rp, 1, 1, 1);
     if (st != QK_OK) return st;
 
-    char name[48];
-    snprintf(name, sizeof name, "%s/%s", pl->path == PATH_TILED_CM ? "moe_tiled_cm" : "moe_tiled",
-             qk_format_of(a->type)->name);
+    char name[QK_VK_NAME_LEN];
+    qk_vk_variant(name, pl->path == PATH_TILED_CM ? "moe_tiled_cm" : "moe_tiled", a->type);
     const int gated = a->kind == QK_MOE_GATE_UP;
     const uint64_t tm = gated ? pl->vrows / 2 : pl->vrows;
     tiled_params p = {.m = (uint32_t)a->m,
@@ -261,8 +257,8 @@ static qk_status record_tiled(qk_context *ctx, qk_vk_state *s, const moe_job *j)
         p.e_lo = (uint32_t)win->e_lo, p.e_hi = (uint32_t)win->e_hi;
         p.r_lo = (uint32_t)win->r_lo, p.r_hi = (uint32_t)win->r_hi;
         const void *w_up = gated ? a->w_up : a->w;
-        qk_vk_arg args[5] = {{advance(a->w, win->offset), win->bytes},
-                             {advance(w_up, win->offset), win->bytes},
+        qk_vk_arg args[5] = {{qk_vk_at(a->w, win->offset), win->bytes},
+                             {qk_vk_at(w_up, win->offset), win->bytes},
                              {a->x, j->x_bytes},
                              {route, pl->route_bytes},
                              {j->out, j->slots * (uint64_t)a->m * 4}};
@@ -312,7 +308,7 @@ qk_status qk_vk_moe(qk_context *ctx, void *state, const qk_moe_args *a) {
     j->x_bytes = (a->x_per_slot ? j->slots : (uint64_t)a->n_tokens) * (uint64_t)a->k * esize;
     if (j->plan.bytes && !a->workspace)
         return qk_fail(ctx, QK_ERR_INVALID_ARG, "vulkan: MoE: a workspace of %zu bytes is required", j->plan.bytes);
-    j->out = a->kind == QK_MOE_WEIGHTED_SUM ? (float *)advance(a->workspace, j->plan.partial) : a->y;
+    j->out = a->kind == QK_MOE_WEIGHTED_SUM ? (float *)qk_vk_at(a->workspace, j->plan.partial) : a->y;
     qk_status st = check_aligned(ctx, s, a->x, esize, "x");
     if (st == QK_OK) st = check_aligned(ctx, s, a->ids, 4, "ids");
     if (st == QK_OK) st = check_aligned(ctx, s, a->router, 4, "router");

@@ -54,6 +54,7 @@ typedef struct vk_physical {
     VkPhysicalDevice pd;
     VkPhysicalDeviceProperties props;
     uint32_t queue_family;
+    int timestamps; /* the queue family's timestamps are valid */
     uint64_t memory_bytes;
 } vk_physical;
 
@@ -152,6 +153,7 @@ static void list_devices(void) {
                 best = (int)q;
         if (best < 0) continue;
         d.queue_family = (uint32_t)best;
+        d.timestamps = qf[best].timestampValidBits != 0;
         VkPhysicalDeviceMemoryProperties mp;
         vk.vkGetPhysicalDeviceMemoryProperties(pds[i], &mp);
         for (uint32_t h = 0; h < mp.memoryHeapCount; h++)
@@ -447,18 +449,6 @@ qk_status qk_vk_capture_end(qk_context *ctx, qk_vk_state *s, double *elapsed_ns)
     return submit_batch(ctx, s, elapsed_ns);
 }
 
-qk_status qk_vk_copy(qk_context *ctx, qk_vk_state *s, const void *dst, const void *src, uint64_t bytes) {
-    void *bd, *bs;
-    uint64_t od, os, ad, as;
-    if (!qk_vk_locate(s, dst, &bd, &od, &ad) || !qk_vk_locate(s, src, &bs, &os, &as) || bytes > ad || bytes > as)
-        return qk_fail(ctx, QK_ERR_INVALID_ARG, "vulkan: copy: not memory of this context");
-    if (!s->recording) return qk_fail(ctx, QK_ERR_BACKEND, "vulkan: copy outside a batch");
-    VkBufferCopy c = {os, od, bytes};
-    vk.vkCmdCopyBuffer(s->cmd, (VkBuffer)bs, (VkBuffer)bd, 1, &c);
-    barrier(s);
-    return QK_OK;
-}
-
 static qk_status submit_batch(qk_context *ctx, qk_vk_state *s, double *elapsed_ns) {
     if (elapsed_ns) *elapsed_ns = 0;
     if (!s->recording) return qk_fail(ctx, QK_ERR_BACKEND, "vulkan: no batch is open");
@@ -478,15 +468,6 @@ static qk_status submit_batch(qk_context *ctx, qk_vk_state *s, double *elapsed_n
     return QK_OK;
 }
 
-/* A batch around a single command for write/read. */
-static qk_status abandon(qk_vk_state *s, qk_status st) {
-    if (s->recording) {
-        vk.vkEndCommandBuffer(s->cmd);
-        s->recording = 0;
-    }
-    return st;
-}
-
 static const qk_shader *find_shader(const char *name) {
     for (int i = 0; i < qk_shader_count; i++)
         if (!strcmp(qk_shaders[i].name, name)) return &qk_shaders[i];
@@ -494,6 +475,12 @@ static const qk_shader *find_shader(const char *name) {
 }
 
 int qk_vk_has_shader(const char *name) { return find_shader(name) != NULL; }
+
+const char *qk_vk_variant(char *buf, const char *op, qk_type type) {
+    const char *t = qk_type_name(type);
+    snprintf(buf, QK_VK_NAME_LEN, "%s/%s", op, t ? t : "?");
+    return buf;
+}
 
 static qk_status get_pipeline(qk_context *ctx, qk_vk_state *s, const char *name, VkPipeline *out) {
     for (vk_pipeline *p = s->pipelines; p; p = p->next)
@@ -588,18 +575,6 @@ qk_status qk_vk_dispatch(qk_context *ctx, qk_vk_state *s, const char *name, cons
     return QK_OK;
 }
 
-qk_status qk_vk_fill_zero(qk_context *ctx, qk_vk_state *s, const void *addr, uint64_t bytes) {
-    void *buf;
-    uint64_t off, avail;
-    if (!qk_vk_locate(s, addr, &buf, &off, &avail) || off % 4)
-        return qk_fail(ctx, QK_ERR_INVALID_ARG, "vulkan: fill: not a word-aligned address of this context");
-    bytes = (bytes + 3) & ~(uint64_t)3;
-    if (bytes > avail) bytes = avail & ~(uint64_t)3;
-    if (bytes) vk.vkCmdFillBuffer(s->cmd, (VkBuffer)buf, off, bytes, 0);
-    barrier(s);
-    return QK_OK;
-}
-
 /* Host <-> device through the staging buffer, in pieces of its size. */
 static qk_status copy_via_staging(qk_context *ctx, qk_vk_state *s, VkBuffer buf, size_t offset, void *host,
                                   size_t bytes, int to_device) {
@@ -611,7 +586,7 @@ static qk_status copy_via_staging(qk_context *ctx, qk_vk_state *s, VkBuffer buf,
         VkBufferCopy c = {to_device ? 0 : offset + done, to_device ? offset + done : 0, n};
         vk.vkCmdCopyBuffer(s->cmd, to_device ? s->staging->buffer : buf, to_device ? buf : s->staging->buffer, 1, &c);
         barrier(s);
-        if ((st = qk_vk_submit(ctx, s, NULL)) != QK_OK) return abandon(s, st);
+        if ((st = qk_vk_submit(ctx, s, NULL)) != QK_OK) return st; /* the batch is closed either way */
         if (!to_device) memcpy((char *)host + done, s->staging_map, n);
         done += n;
     }
@@ -853,12 +828,7 @@ qk_status qk_vk_open(qk_context *ctx, int index, void **state) {
                                       .pPoolSizes = &ps};
     QK_CHECK_VK(ctx, vk.vkCreateDescriptorPool(s->device, &dpi, NULL, &s->desc_pool));
 
-    uint32_t nq = 0;
-    VkQueueFamilyProperties qf[32];
-    vk.vkGetPhysicalDeviceQueueFamilyProperties(s->phys->pd, &nq, NULL);
-    if (nq > 32) nq = 32;
-    vk.vkGetPhysicalDeviceQueueFamilyProperties(s->phys->pd, &nq, qf);
-    if (qf[s->phys->queue_family].timestampValidBits && s->feat.timestamp_ns > 0) {
+    if (s->phys->timestamps && s->feat.timestamp_ns > 0) {
         VkQueryPoolCreateInfo qpi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
                                      .queryType = VK_QUERY_TYPE_TIMESTAMP,
                                      .queryCount = N_TIMESTAMPS};

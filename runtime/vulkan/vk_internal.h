@@ -69,9 +69,13 @@ qk_status qk_vk_dispatch(qk_context *ctx, qk_vk_state *s, const char *name, cons
                          uint32_t groups_z);
 /* 1 if a shader of that name is embedded. */
 int qk_vk_has_shader(const char *name);
+/* The name of an operation's variant for a type, "<op>/<TYPE>", written to buf (QK_VK_NAME_LEN
+ * bytes) and returned. */
+#define QK_VK_NAME_LEN 48
+const char *qk_vk_variant(char *buf, const char *op, qk_type type);
 
-/* Zero-fills `bytes` at `addr` (vkCmdFillBuffer; bytes rounded up to 4), in the open batch. */
-qk_status qk_vk_fill_zero(qk_context *ctx, qk_vk_state *s, const void *addr, uint64_t bytes);
+/* The address `bytes` past an operation's address (operands are addressed like memory). */
+static inline const void *qk_vk_at(const void *addr, uint64_t bytes) { return (const char *)addr + bytes; }
 
 /* A batch: begin, record, then submit and wait. *elapsed_ns (may be NULL) receives the
  * device time between begin and end from timestamp queries (0 where there are none). */
@@ -83,8 +87,6 @@ qk_status qk_vk_submit(qk_context *ctx, qk_vk_state *s, double *elapsed_ns);
  * capture_end gives their device time. Operations must then be asynchronous (no reads back). */
 qk_status qk_vk_capture_begin(qk_context *ctx, qk_vk_state *s);
 qk_status qk_vk_capture_end(qk_context *ctx, qk_vk_state *s, double *elapsed_ns);
-/* A buffer copy in the open batch (the copy-bandwidth ceiling of the benchmarks). */
-qk_status qk_vk_copy(qk_context *ctx, qk_vk_state *s, const void *dst, const void *src, uint64_t bytes);
 
 /* Device memory for the runtime's temporaries (scratch), addressed as above. */
 qk_status qk_vk_alloc(qk_context *ctx, qk_vk_state *s, size_t bytes, void **mem);

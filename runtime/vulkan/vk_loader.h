@@ -71,7 +71,6 @@
     X(vkCmdDispatch)                                                                                                   \
     X(vkCmdPipelineBarrier)                                                                                            \
     X(vkCmdCopyBuffer)                                                                                                 \
-    X(vkCmdFillBuffer)                                                                                                 \
     X(vkCmdResetQueryPool)                                                                                             \
     X(vkCmdWriteTimestamp)                                                                                             \
     X(vkCreateQueryPool)                                                                                               \
