@@ -1,4 +1,4 @@
-/* GGUF files (facts: shared/formats/GGUF.md): a checked reader over memory-mapped files,
+/* GGUF files (facts: docs/formats/GGUF.md): a checked reader over memory-mapped files,
  * including split models, and a streaming writer that only ever exposes complete files.
  *
  * Errors: every function returns qk_status and leaves a one-line message in

@@ -1,5 +1,5 @@
 /* Importance matrices: both file formats read into one sorted list of per-column means, and
- * written back (facts: shared/formats/GGUF.md §5). */
+ * written back (facts: docs/formats/GGUF.md §5). */
 #include "imatrix.h"
 
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* Importance matrices (facts: shared/formats/GGUF.md §5, §6): the GGUF-based format and the
+/* Importance matrices (facts: docs/formats/GGUF.md §5, §6): the GGUF-based format and the
  * legacy binary one, read into one in-memory form of per-column mean squared activations.
  *
  * Errors: qk_status plus a one-line message in qk_last_error(NULL) naming the file. */

@@ -1,6 +1,6 @@
 /* Quantization plans: which type each tensor of a model gets, from a llama-quantize file type
  * (preset) and its per-tensor mixture rules, the user's overrides and the shape fallbacks.
- * Facts: shared/formats/FORMATS.md §11. Pure logic: no files, no devices. */
+ * Facts: docs/formats/FORMATS.md §11. Pure logic: no files, no devices. */
 #ifndef QK_PLAN_H
 #define QK_PLAN_H
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generates the C tables of the GGUF formats from kernels/tables/*.txt.
 
-The text tables are copies of ../shared/formats/tables (checked by SHA256SUMS here);
+The text tables are copies of the formats' reference tables (docs/formats/FORMATS.md §12) (checked by SHA256SUMS here);
 this generator is the only path from them into code, so no grid or constant is retyped.
 Usage: gen_tables.py TABLE_DIR OUT_DIR  -> OUT_DIR/qk_tables.h, OUT_DIR/qk_tables.c and
 OUT_DIR/qk_tables_cuda.cuh (the same arrays as __device__ copies, NAME_dev, for the block code
@@ -30,10 +30,11 @@ def check_sums(tdir):
 def read_table(path):
     lines = path.read_text().splitlines()
     header = lines[0]
-    m = re.search(r":\s*(u?int(?:8|16|32|64))\b.*?(\d+) entries", header)
+    # "NAME: uint8 ..., N entries", or "...: fp32 bit pattern, N entries" (kept as uint32 bits)
+    m = re.search(r":\s*(u?int(?:8|16|32|64)|fp32 bit pattern)\b.*?(\d+) entries", header)
     if not m:
         sys.exit(f"gen_tables: {path.name}: cannot read element type from header")
-    ctype, count = C_TYPES[m.group(1)], int(m.group(2))
+    ctype, count = C_TYPES.get(m.group(1), "uint32_t"), int(m.group(2))
     values = [int(v, 0) for v in (l.strip() for l in lines) if v and not v.startswith("#")]
     if len(values) != count:
         sys.exit(f"gen_tables: {path.name}: {len(values)} values, header says {count}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns ../shared/golden/manifest.json into a C table the golden tests iterate over.
+"""Turns tests/data/golden/manifest.json into a C table the golden tests iterate over.
 
 Usage: gen_golden_index.py MANIFEST OUT_HEADER
 Every number here is read from the manifest; the tests never retype one."""
@@ -51,6 +51,12 @@ def main():
         "} golden_case;",
         "static const golden_case golden_cases[] = {",
         ",\n".join("    " + r for r in rows),
+        "};",
+        "/* Every shipped file with its manifest sha256: the copy in the repository is checked",
+        " * against the manifest before any of it is believed. */",
+        "typedef struct golden_file { const char *name; size_t bytes; const char *sha256; } golden_file;",
+        "static const golden_file golden_files[] = {",
+        ",\n".join('    {%s, %d, %s}' % (cstr(f["file"]), f["bytes"], cstr(f["sha256"])) for f in m["files"]),
         "};",
     ]
     open(sys.argv[2], "w").write("\n".join(out) + "\n")

@@ -1,4 +1,4 @@
-/* The CPU reference kernels against ggml's golden vectors (shared/golden):
+/* The CPU reference kernels against ggml's golden vectors (tests/data/golden):
  * - every dequantizer reproduces ggml's floats bit for bit, on quantizer outputs and on
  *   random blocks;
  * - every closed-formula quantizer reproduces ggml's bytes;
@@ -97,8 +97,24 @@ static void test_quantize_against_golden(const golden_case *c, const qk_type_inf
     free(q);
 }
 
+/* The golden files are the manifest's: same size, same sha256, for every file it lists. */
+static void test_golden_files_match_their_manifest(void) {
+    for (size_t i = 0; i < sizeof golden_files / sizeof golden_files[0]; i++) {
+        const golden_file *f = &golden_files[i];
+        size_t len = 0;
+        uint8_t *data = tu_read_file(golden_dir, f->name, &len);
+        CHECK(data && len == f->bytes, "%s: %zu bytes, the manifest says %zu", f->name, data ? len : 0, f->bytes);
+        if (data && len == f->bytes) {
+            char hex[65];
+            sha256_hex(data, len, hex);
+            CHECK(strcmp(hex, f->sha256) == 0, "%s: sha256 %s, the manifest says %s", f->name, hex, f->sha256);
+        }
+        free(data);
+    }
+}
+
 int main(int argc, char **argv) {
-    golden_dir = argc > 1 ? argv[1] : "../shared/golden";
+    golden_dir = argc > 1 ? argv[1] : "tests/data/golden";
     const char *only = argc > 2 ? argv[2] : NULL; /* optional: one type name */
     size_t xlen = 0, imlen = 0;
     float *x = tu_read_file(golden_dir, "input.f32", &xlen);
@@ -108,6 +124,7 @@ int main(int argc, char **argv) {
                 golden_dir);
         return 1;
     }
+    test_golden_files_match_their_manifest();
     for (size_t i = 0; i < sizeof golden_cases / sizeof golden_cases[0]; i++) {
         const golden_case *c = &golden_cases[i];
         if (only && strcmp(only, c->type_name)) continue;

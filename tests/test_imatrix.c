@@ -1,4 +1,4 @@
-/* The imatrix module against files assembled byte by byte from shared/formats/GGUF.md §5
+/* The imatrix module against files assembled byte by byte from docs/formats/GGUF.md §5
  * (never with the module's own writer): values, the never-routed-expert rule, every kind of
  * broken input, the writers' round trips and byte layout, filter and find. */
 #include <dirent.h>
