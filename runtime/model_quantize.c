@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "formats.h"
@@ -120,6 +121,84 @@ static qk_status match_imatrix(qk_context *ctx, const qk_imatrix *im, const qk_p
 }
 
 /* ---- output layout ------------------------------------------------------------------------ */
+
+/* The name of output part k (0-based) of `parts`: OUT itself, or, as llama-quantize names split
+ * output, out.gguf (or out-00001-of-0000M.gguf) -> out-0000k-of-0000N.gguf. */
+static void output_part_path(char *path, size_t len, const char *output, int parts, int k) {
+    if (parts == 1) {
+        snprintf(path, len, "%s", output);
+        return;
+    }
+    char prefix[4096];
+    int no, count;
+    if (!qk_gguf_split_name_parse(output, prefix, sizeof prefix, &no, &count)) {
+        snprintf(prefix, sizeof prefix, "%s", output);
+        size_t n = strlen(prefix);
+        if (n > 5 && !strcmp(prefix + n - 5, ".gguf")) prefix[n - 5] = 0;
+    }
+    qk_gguf_split_name(path, len, prefix, k + 1, parts);
+}
+
+/* Where a file that does not exist yet would be created: its folder resolved, then its name. */
+static char *resolve_new_file(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    char *real_dir = dir ? realpath(dir, NULL) : NULL;
+    free(dir);
+    if (!real_dir) return NULL;
+    const char *base = slash ? slash + 1 : path;
+    size_t len = strlen(real_dir) + 1 + strlen(base) + 1;
+    char *full = malloc(len);
+    if (full) snprintf(full, len, "%s%s%s", real_dir, strcmp(real_dir, "/") ? "/" : "", base);
+    free(real_dir);
+    return full;
+}
+
+/* 1 if `out` names the existing file `in`. Comparing the names as given is not enough: one file
+ * has many (dir/../in, symlinks, hard links), but only one device and inode. */
+static int same_file(const char *out, const char *in) {
+    struct stat so, si;
+    if (stat(in, &si) != 0) return 0; /* nothing there to lose */
+    if (stat(out, &so) == 0) return so.st_dev == si.st_dev && so.st_ino == si.st_ino;
+    /* No output yet, so no inode: compare where it would be created with where `in` is. */
+    char *o = resolve_new_file(out), *i = realpath(in, NULL);
+    int same = o && i && !strcmp(o, i);
+    free(o);
+    free(i);
+    return same;
+}
+
+/* Refuses, before anything is created, an output part that is a file this run reads. The output
+ * is renamed into place at the end, so IN -> IN would succeed and leave only the quantized
+ * model, and an imatrix written over is lost too; through a symlink or a hard link the output
+ * would take the place of a name the user knows as the input. */
+static qk_status check_output_not_input(qk_context *ctx, const qk_model_quantize_params *p, int out_parts) {
+    /* the input's parts, named as qk_gguf_open finds them */
+    char *in_prefix = strdup(p->input);
+    if (!in_prefix) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory");
+    int no, in_parts = 1;
+    const int split_in = qk_gguf_split_name_parse(p->input, in_prefix, strlen(p->input) + 1, &no, &in_parts);
+    char out[4200], in[4200];
+    qk_status st = QK_OK;
+    for (int k = 0; k < out_parts && st == QK_OK; k++) {
+        output_part_path(out, sizeof out, p->output, out_parts, k);
+        for (int j = 0; j < in_parts && st == QK_OK; j++) {
+            if (split_in)
+                qk_gguf_split_name(in, sizeof in, in_prefix, j + 1, in_parts);
+            else
+                snprintf(in, sizeof in, "%s", p->input);
+            if (same_file(out, in))
+                st = qk_fail(ctx, QK_ERR_INVALID_ARG,
+                             "output '%s' is the input model '%s' (same file); choose another output name", out, in);
+        }
+        if (st == QK_OK && p->imatrix_path && same_file(out, p->imatrix_path))
+            st = qk_fail(ctx, QK_ERR_INVALID_ARG,
+                         "output '%s' is the imatrix file '%s' (same file); choose another output name", out,
+                         p->imatrix_path);
+    }
+    free(in_prefix);
+    return st;
+}
 
 static qk_status setup_metadata(qk_context *ctx, qk_gguf_writer *w, const qk_gguf *in,
                                 const qk_model_quantize_params *p, const qk_imatrix *im, int any_converted) {
@@ -607,17 +686,6 @@ static qk_status open_outputs(qk_context *ctx, run *r, const qk_model_quantize_p
                               qk_model_quantize_result *res) {
     int parts = res->n_splits, any_converted = 0;
     for (size_t i = 0; i < res->n_tensors; i++) any_converted |= res->tensors[i].converted;
-    char prefix[4096];
-    snprintf(prefix, sizeof prefix, "%s", p->output);
-    if (parts > 1) {
-        /* out.gguf -> out-00001-of-0000N.gguf, as llama-quantize names split output */
-        size_t len = strlen(prefix);
-        if (len > 5 && !strcmp(prefix + len - 5, ".gguf")) prefix[len - 5] = 0;
-        int no, count;
-        char bare[4096];
-        if (qk_gguf_split_name_parse(p->output, bare, sizeof bare, &no, &count))
-            snprintf(prefix, sizeof prefix, "%s", bare);
-    }
     r->w = calloc((size_t)parts, sizeof *r->w);
     if (!r->w) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory");
     for (int k = 0; k < parts; k++) {
@@ -641,10 +709,7 @@ static qk_status open_outputs(qk_context *ctx, run *r, const qk_model_quantize_p
     res->out_file_bytes = 0;
     for (int k = 0; k < parts; k++) {
         char path[4200];
-        if (parts > 1)
-            qk_gguf_split_name(path, sizeof path, prefix, k + 1, parts);
-        else
-            snprintf(path, sizeof path, "%s", p->output);
+        output_part_path(path, sizeof path, p->output, parts, k);
         qk_status st = qk_gguf_writer_begin(r->w[k], path);
         if (st) return forward_error(ctx, st);
         res->out_file_bytes += qk_gguf_writer_file_bytes(r->w[k]);
@@ -730,6 +795,7 @@ qk_status qk_model_quantize(qk_context *ctx, const qk_model_quantize_params *p, 
         res->imatrix_entries = (int)r.im->n_entries;
     }
     st = plan_model(ctx, &r, p, res);
+    if (st == QK_OK && p->output) st = check_output_not_input(ctx, p, res->n_splits);
     if (st || p->dry_run) goto done;
     st = open_outputs(ctx, &r, p, res);
     if (st) goto done;

@@ -80,7 +80,9 @@ void qk_model_quantize_params_init(qk_model_quantize_params *p);
 
 /* Runs the whole path on ctx's device. On failure the message (qk_last_error(ctx)) names the
  * file, tensor, row and column as far as they apply, and no output file exists. The result
- * is filled on success (and for a dry run); release it with qk_model_quantize_result_free. */
+ * is filled on success (and for a dry run); release it with qk_model_quantize_result_free.
+ * An output (any part) that is the input (any part) or the imatrix file, by whatever name, is
+ * refused with QK_ERR_INVALID_ARG before anything is created. */
 qk_status qk_model_quantize(qk_context *ctx, const qk_model_quantize_params *p, qk_model_quantize_result *res);
 void qk_model_quantize_result_free(qk_model_quantize_result *res);
 

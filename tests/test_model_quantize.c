@@ -478,6 +478,83 @@ static void test_overlapped_output_equals_synchronous(const char *model, const c
     unlink(bad);
 }
 
+/* The run is refused as writing over one of its inputs. */
+static int refused_as_same_file(qk_model_quantize_params *p, const char *what) {
+    qk_model_quantize_result r;
+    qk_status st = qk_model_quantize(ctx, p, &r);
+    int ok = st == QK_ERR_INVALID_ARG && strstr(qk_last_error(ctx), "(same file)");
+    CHECK(ok, "%s: status %d: %s", what, st, qk_last_error(ctx));
+    if (st == QK_OK) qk_model_quantize_result_free(&r);
+    return ok;
+}
+
+/* An output that is the input or the imatrix under another name is refused before anything is
+ * created, and both stay as they were: the same path, dir/../name, a symlink, a hard link, the
+ * imatrix, and a part of a split input (written over by --keep-split or named directly). */
+static void test_output_over_an_input_is_refused(const char *model, const char *imatrix) {
+    size_t model_len = 0, im_len = 0;
+    unsigned char *model_bytes = tu_read_file(dir, "model.gguf", &model_len);
+    unsigned char *im_bytes = tu_read_file(dir, "imatrix.gguf", &im_len);
+    char sub[300], dotdot[320], sym[300], hard[300];
+    path_in(sub, sizeof sub, "sub");
+    snprintf(dotdot, sizeof dotdot, "%s/../model.gguf", sub);
+    path_in(sym, sizeof sym, "symlink.gguf");
+    path_in(hard, sizeof hard, "hard.gguf");
+    CHECK(mkdir(sub, 0700) == 0 && symlink("model.gguf", sym) == 0 && link(model, hard) == 0,
+          "cannot set up the other names of the model");
+    const int before = dir_entries();
+
+    const char *outs[] = {model, dotdot, sym, hard, imatrix};
+    const char *what[] = {"the same path", "dir/../model.gguf", "a symlink", "a hard link", "the imatrix"};
+    for (size_t k = 0; k < sizeof outs / sizeof outs[0]; k++) {
+        qk_model_quantize_params p = params_for(model, outs[k], "Q4_K_M", imatrix, 0);
+        if (refused_as_same_file(&p, what[k]))
+            CHECK(strstr(qk_last_error(ctx), k == 4 ? "imatrix" : "input model"), "%s: message '%s'", what[k],
+                  qk_last_error(ctx));
+        CHECK(dir_entries() == before, "%s: %d files appeared", what[k], dir_entries() - before);
+    }
+    qk_model_quantize_params p = params_for(model, sym, "Q8_0", NULL, 0);
+    p.dry_run = 1;
+    refused_as_same_file(&p, "a dry run onto a symlink");
+
+    size_t n = 0, n_im = 0;
+    unsigned char *now = tu_read_file(dir, "model.gguf", &n), *im_now = tu_read_file(dir, "imatrix.gguf", &n_im);
+    CHECK(model_bytes && now && n == model_len && !memcmp(now, model_bytes, n), "the model changed");
+    CHECK(im_bytes && im_now && n_im == im_len && !memcmp(im_now, im_bytes, n_im), "the imatrix changed");
+    free(now);
+    free(im_now);
+    unlink(sym);
+    unlink(hard);
+    rmdir(sub);
+
+    /* a split input: sp-0000k-of-0000N.gguf */
+    char sp[300], prefix[300], part2[320], part3[320];
+    path_in(sp, sizeof sp, "sp.gguf");
+    path_in(prefix, sizeof prefix, "sp");
+    p = params_for(model, sp, "COPY", NULL, 0);
+    p.split_max_bytes = 300000;
+    qk_model_quantize_result r;
+    CHECK(qk_model_quantize(ctx, &p, &r) == QK_OK && r.n_splits >= 3, "split copy: %s", qk_last_error(ctx));
+    const int parts = r.n_splits;
+    qk_model_quantize_result_free(&r);
+    qk_gguf_split_name(part2, sizeof part2, prefix, 2, parts);
+    qk_gguf_split_name(part3, sizeof part3, prefix, 3, parts);
+    const int with_parts = dir_entries();
+    p = params_for(part2, sp, "COPY", NULL, 0);
+    p.keep_split = 1; /* sp.gguf -> sp-0000k-of-0000N.gguf: the input's own parts */
+    refused_as_same_file(&p, "--keep-split onto the split input");
+    p = params_for(part2, part3, "Q8_0", NULL, 0); /* one output, named as the input's third part */
+    refused_as_same_file(&p, "a part of the split input");
+    CHECK(dir_entries() == with_parts, "split input: %d files appeared", dir_entries() - with_parts);
+    for (int k = 1; k <= parts; k++) {
+        char part[320];
+        qk_gguf_split_name(part, sizeof part, prefix, k, parts);
+        unlink(part);
+    }
+    free(model_bytes);
+    free(im_bytes);
+}
+
 /* A dry run writes nothing and plans what the real run does. */
 static void test_dry_run_writes_nothing(const char *model, const char *imatrix) {
     char out[300];
@@ -526,6 +603,7 @@ int main(void) {
     test_failures_leave_nothing_behind(model, imatrix);
     test_overlapped_output_equals_synchronous(model, imatrix);
     test_dry_run_writes_nothing(model, imatrix);
+    test_output_over_an_input_is_refused(model, imatrix);
 
     unlink(model);
     unlink(imatrix);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The qkern command line end to end: generate a model, quantize it (llama-quantize's
-# interface), inspect it, and check that bad input, a failure and Ctrl-C leave no file behind.
+# interface), inspect it, and check that bad input, a failure and Ctrl-C leave no file behind
+# and that an output naming the input or the imatrix, by any name, is refused.
 # Usage: test_cli_quantize.sh QKERN_BINARY
 set -u
 qkern=$1
@@ -57,6 +58,33 @@ err=$("$qkern" quantize "$dir/m.gguf" "$dir/t.gguf" IQ1_S 2>&1 >/dev/null)
 check "IQ1_S without imatrix fails" test $? -eq 1
 check "IQ1_S error names imatrix" grep -q "imatrix" <<<"$err"
 check "IQ1_S: no output" no_output_left "$dir/t.gguf"
+
+# the output is the input model or the imatrix by another name (relative names, run in the
+# folder): exit 1, one line saying so, both files byte for byte as they were, and no file (no
+# temporary) added to the folder
+mkdir "$dir/sub"
+ln -s m.gguf "$dir/link.gguf"
+ln "$dir/m.gguf" "$dir/hard.gguf"
+sums=$(cd "$dir" && sha256sum m.gguf im.gguf)
+qkern_abs=$(cd "$(dirname "$qkern")" && pwd)/$(basename "$qkern")
+one_line() { [ -n "$1" ] && [ "$(printf '%s\n' "$1" | wc -l)" -eq 1 ]; }
+refused() { # refused "what" OUT "is the input model": quantizing m.gguf to OUT is refused
+  local what=$1 out=$2 says=$3 listing err rc
+  listing=$(ls -A "$dir")
+  err=$(cd "$dir" && "$qkern_abs" quantize --quiet --imatrix im.gguf m.gguf "$out" Q4_K_M 2>&1 >/dev/null)
+  rc=$?
+  check "$what: exits 1 (got $rc)" test $rc -eq 1
+  check "$what: one line on stderr" one_line "$err"
+  check "$what: says '$says'" grep -q "'$out' $says .*(same file); choose another output name" <<<"$err"
+  check "$what: model and imatrix unchanged" test "$(cd "$dir" && sha256sum m.gguf im.gguf)" = "$sums"
+  check "$what: no file added" test "$(ls -A "$dir")" = "$listing"
+}
+refused "same path" m.gguf "is the input model"
+refused "./dir/../IN" ./sub/../m.gguf "is the input model"
+refused "symlink to IN" link.gguf "is the input model"
+refused "hard link to IN" hard.gguf "is the input model"
+refused "output is the imatrix" im.gguf "is the imatrix file"
+check "the symlink is still a symlink" test -L "$dir/link.gguf"
 
 # Ctrl-C in the middle: exit 130, nothing left (a slow type on one thread)
 "$qkern" generate --size small --seed 8 --imatrix "$dir/im2.gguf" "$dir/m2.gguf" >/dev/null
