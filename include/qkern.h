@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qkern_formats.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -67,34 +69,14 @@ QK_API const char *qk_status_string(qk_status s);
 
 /* ---- types ----------------------------------------------------------------------------- */
 
-/* ggml's type ids, so a GGUF tensor's type passes straight through. */
+/* ggml's type ids, so a GGUF tensor's type passes straight through: QK_TYPE_F32 = 0, QK_TYPE_F16 = 1,
+ * QK_TYPE_Q4_0 = 2, ..., QK_TYPE_Q2_0 = 42, one constant for each row of the format table
+ * (qkern_formats.h, which lists every type with its block geometry). */
 typedef enum qk_type {
-    QK_TYPE_F32 = 0,
-    QK_TYPE_F16 = 1,
-    QK_TYPE_Q4_0 = 2,
-    QK_TYPE_Q4_1 = 3,
-    QK_TYPE_Q5_0 = 6,
-    QK_TYPE_Q5_1 = 7,
-    QK_TYPE_Q8_0 = 8,
-    QK_TYPE_Q2_K = 10,
-    QK_TYPE_Q3_K = 11,
-    QK_TYPE_Q4_K = 12,
-    QK_TYPE_Q5_K = 13,
-    QK_TYPE_Q6_K = 14,
-    QK_TYPE_IQ2_XXS = 16,
-    QK_TYPE_IQ2_XS = 17,
-    QK_TYPE_IQ3_XXS = 18,
-    QK_TYPE_IQ1_S = 19,
-    QK_TYPE_IQ4_NL = 20,
-    QK_TYPE_IQ3_S = 21,
-    QK_TYPE_IQ2_S = 22,
-    QK_TYPE_IQ4_XS = 23,
-    QK_TYPE_IQ1_M = 29,
-    QK_TYPE_BF16 = 30,
-    QK_TYPE_TQ1_0 = 34,
-    QK_TYPE_TQ2_0 = 35,
-    QK_TYPE_MXFP4 = 39,
-    QK_TYPE_ID_LIMIT = 43 /* ids are < this; not every id below it is a qkern type */
+#define QK_TYPE_ENUM_ROW(NAME, codec, id, ...) QK_TYPE_##NAME = id,
+    QK_FORMATS(QK_TYPE_ENUM_ROW)
+#undef QK_TYPE_ENUM_ROW
+        QK_TYPE_ID_LIMIT = QK_FORMAT_ID_LIMIT /* ids are < this; not every id below it is a qkern type */
 } qk_type;
 
 typedef struct qk_type_info {

@@ -5,52 +5,31 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "qk_tables.h"
+#define QK_IMATRIX_NONE_USES   0
+#define QK_IMATRIX_NONE_NEEDS  0
+#define QK_IMATRIX_USES_USES   1
+#define QK_IMATRIX_USES_NEEDS  0
+#define QK_IMATRIX_NEEDS_USES  1
+#define QK_IMATRIX_NEEDS_NEEDS 1
+#define QK_IMPL_BIT_Y(bit)     bit
+#define QK_IMPL_BIT_N(bit)     0
 
-#define F QK_FAMILY_FLOAT
-#define L QK_FAMILY_LEGACY
-#define K QK_FAMILY_KQUANT
-#define I QK_FAMILY_IQUANT
-#define X QK_FAMILY_MXFP4
-#define T QK_FAMILY_TERNARY
+#define ROW(NAME, codec, id, elems, bytes, family, source, imatrix, cpu, cuda, vulkan)                                 \
+    {QK_TYPE_##NAME,                                                                                                   \
+     #NAME,                                                                                                            \
+     elems,                                                                                                            \
+     bytes,                                                                                                            \
+     QK_FAMILY_##family,                                                                                               \
+     QK_IMATRIX_##imatrix##_USES,                                                                                      \
+     QK_IMATRIX_##imatrix##_NEEDS,                                                                                     \
+     QK_IMPL_BIT_##cpu(QK_IMPL_CPU) | QK_IMPL_BIT_##cuda(QK_IMPL_CUDA) | QK_IMPL_BIT_##vulkan(QK_IMPL_VULKAN)},
+static const qk_format table[] = {QK_FORMATS(ROW)};
+#undef ROW
 
-/* Block sizes come from the generated format constants; byte counts are ggml's packed
- * struct sizes (FORMATS.md §2), checked against the golden files by the tests. */
-static const qk_format table[] = {
-    /* type             name       elems             bytes fam imat needs */
-    {QK_TYPE_F32, "F32", 1, 4, F, 0, 0},
-    {QK_TYPE_F16, "F16", 1, 2, F, 0, 0},
-    {QK_TYPE_Q4_0, "Q4_0", QKC_QK4_0, 18, L, 1, 0},
-    {QK_TYPE_Q4_1, "Q4_1", QKC_QK4_1, 20, L, 1, 0},
-    {QK_TYPE_Q5_0, "Q5_0", QKC_QK5_0, 22, L, 1, 0},
-    {QK_TYPE_Q5_1, "Q5_1", QKC_QK5_1, 24, L, 1, 0},
-    {QK_TYPE_Q8_0, "Q8_0", QKC_QK8_0, 34, L, 0, 0},
-    {QK_TYPE_Q2_K, "Q2_K", QKC_QK_K, 84, K, 1, 0},
-    {QK_TYPE_Q3_K, "Q3_K", QKC_QK_K, 110, K, 1, 0},
-    {QK_TYPE_Q4_K, "Q4_K", QKC_QK_K, 144, K, 1, 0},
-    {QK_TYPE_Q5_K, "Q5_K", QKC_QK_K, 176, K, 1, 0},
-    {QK_TYPE_Q6_K, "Q6_K", QKC_QK_K, 210, K, 1, 0},
-    {QK_TYPE_IQ2_XXS, "IQ2_XXS", QKC_QK_K, 66, I, 1, 1},
-    {QK_TYPE_IQ2_XS, "IQ2_XS", QKC_QK_K, 74, I, 1, 1},
-    {QK_TYPE_IQ3_XXS, "IQ3_XXS", QKC_QK_K, 98, I, 1, 0},
-    {QK_TYPE_IQ1_S, "IQ1_S", QKC_QK_K, 50, I, 1, 1},
-    {QK_TYPE_IQ4_NL, "IQ4_NL", QKC_QK4_NL, 18, I, 1, 0},
-    {QK_TYPE_IQ3_S, "IQ3_S", QKC_QK_K, 110, I, 1, 0},
-    {QK_TYPE_IQ2_S, "IQ2_S", QKC_QK_K, 82, I, 1, 0},
-    {QK_TYPE_IQ4_XS, "IQ4_XS", QKC_QK_K, 136, I, 1, 0},
-    {QK_TYPE_IQ1_M, "IQ1_M", QKC_QK_K, 56, I, 1, 0},
-    {QK_TYPE_BF16, "BF16", 1, 2, F, 0, 0},
-    {QK_TYPE_TQ1_0, "TQ1_0", QKC_QK_K, 54, T, 0, 0},
-    {QK_TYPE_TQ2_0, "TQ2_0", QKC_QK_K, 66, T, 0, 0},
-    {QK_TYPE_MXFP4, "MXFP4", QKC_QK_MXFP4, 17, X, 0, 0},
-};
-
-#undef F
-#undef L
-#undef K
-#undef I
-#undef X
-#undef T
+/* Rows ascend by id and stay below the enum's limit (qk_formats() promises the order). */
+#define ROW(NAME, codec, id, ...) +((id) < QK_FORMAT_ID_LIMIT ? 0 : 1)
+_Static_assert(0 QK_FORMATS(ROW) == 0, "a format id is not below QK_FORMAT_ID_LIMIT");
+#undef ROW
 
 #define N_FORMATS ((int)(sizeof(table) / sizeof(table[0])))
 

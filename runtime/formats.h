@@ -1,5 +1,5 @@
-/* The format table: the only place that knows each type's name, ggml id, block size, block
- * bytes and imatrix behaviour. Everything else asks it. */
+/* The format table's rows as data (include/qkern_formats.h is the table): name, ggml id, block
+ * geometry, family, imatrix behaviour and the backends that implement each type. */
 #ifndef QK_FORMATS_H
 #define QK_FORMATS_H
 
@@ -10,9 +10,12 @@ typedef enum qk_family {
     QK_FAMILY_LEGACY,
     QK_FAMILY_KQUANT,
     QK_FAMILY_IQUANT,
-    QK_FAMILY_MXFP4,
+    QK_FAMILY_FP4,
     QK_FAMILY_TERNARY,
 } qk_family;
+
+/* Backends that implement a type (the table's cpu, cuda and vulkan columns). */
+enum { QK_IMPL_CPU = 1, QK_IMPL_CUDA = 2, QK_IMPL_VULKAN = 4 };
 
 typedef struct qk_format {
     qk_type type;
@@ -22,6 +25,7 @@ typedef struct qk_format {
     qk_family family;
     unsigned char uses_imatrix;
     unsigned char needs_imatrix; /* ggml refuses without one */
+    unsigned char backends;      /* QK_IMPL_* */
 } qk_format;
 
 /* The row for a type id, or NULL if the id is not a qkern type. */

@@ -493,10 +493,9 @@ static const moe_pool *pool_for(moe_harness *h, pool_cache *pc, qk_type type, in
     return &pc->pools[pc->n++];
 }
 
-/* Runs matrix[*i] and the cases after it that share its weight shape; advances *i past them.
- * Returns 0 when the device has no kernel for this float weight type (the rest is skipped). */
-static int run_group(moe_harness *h, moe_level level, const qk_type_info *ti, pool_cache *pc, int *i,
-                     worst_by_tokens *wt, int *cases_run) {
+/* Runs matrix[*i] and the cases after it that share its weight shape; advances *i past them. */
+static void run_group(moe_harness *h, moe_level level, const qk_type_info *ti, pool_cache *pc, int *i,
+                      worst_by_tokens *wt, int *cases_run) {
     const matrix_case *first = &matrix[*i];
     int end = *i;
     while (end < N_MATRIX && matrix[end].c.n_expert == first->c.n_expert && matrix[end].c.m == first->c.m &&
@@ -507,20 +506,19 @@ static int run_group(moe_harness *h, moe_level level, const qk_type_info *ti, po
     int any = 0;
     for (int j = begin; j < end; j++) any |= runs_at(&matrix[j], level, ti->type);
     const int64_t k = round_up(first->c.k, ti->block_elems);
-    if (!any || (size_t)(first->c.n_expert * first->c.m) * qk_type_row_bytes(ti->type, k) > MAX_WEIGHT_BYTES) return 1;
+    if (!any || (size_t)(first->c.n_expert * first->c.m) * qk_type_row_bytes(ti->type, k) > MAX_WEIGHT_BYTES) return;
 
     const moe_pool *pool = pool_for(h, pc, ti->type, k, level == MOE_LEVEL_UNIT ? 128 : 512);
     moe_weights w;
-    if (!pool || !moe_weights_make(h, pool, first->c.n_expert, first->c.m, 0, &w)) return 1;
+    if (!pool || !moe_weights_make(h, pool, first->c.n_expert, first->c.m, 0, &w)) return;
     /* the weights live on the device, uploaded once for the group: w, then w_up */
     qk_buffer *buf = moe_weights_upload(h, &w);
     if (!buf) {
         moe_weights_free(&w);
-        return 1;
+        return;
     }
 
-    int supported = 1;
-    for (int j = begin; j < end && supported; j++) {
+    for (int j = begin; j < end; j++) {
         if (!runs_at(&matrix[j], level, ti->type)) continue;
         moe_case c = matrix[j].c;
         c.k = k;
@@ -533,11 +531,8 @@ static int run_group(moe_harness *h, moe_level level, const qk_type_info *ti, po
         qk_status st = moe_run(h->dev, c.call, &d);
         char name[160];
         moe_case_name(&c, name, sizeof name);
-        if (st == QK_ERR_UNSUPPORTED && !ti->is_quantized) {
-            printf("%-8s no MoE kernel for float weights on this device (skipped): %s\n", ti->name,
-                   qk_last_error(h->dev));
-            supported = 0;
-        } else if (st != QK_OK) {
+        /* every type of the format table has a MoE kernel on every backend: none may be missing */
+        if (st != QK_OK) {
             fail(h, "%s %s: status %d: %s", ti->name, name, st, qk_last_error(h->dev));
         } else {
             note(wt, c.n_tokens, moe_check(h, &in, &w, y, MOE_CHECK_BUDGET, "matrix"));
@@ -548,7 +543,6 @@ static int run_group(moe_harness *h, moe_level level, const qk_type_info *ti, po
     }
     qk_buffer_destroy(buf);
     moe_weights_free(&w);
-    return supported;
 }
 
 void moe_run_matrix(moe_harness *h, moe_level level) {
@@ -558,8 +552,7 @@ void moe_run_matrix(moe_harness *h, moe_level level) {
         pool_cache pc = {0};
         worst_by_tokens wt = {0};
         int before = h->failures, cases_run = 0;
-        for (int i = 0; i < N_MATRIX;)
-            if (!run_group(h, level, &ti, &pc, &i, &wt, &cases_run)) break;
+        for (int i = 0; i < N_MATRIX;) run_group(h, level, &ti, &pc, &i, &wt, &cases_run);
         for (int p = 0; p < pc.n; p++) moe_pool_free(&pc.pools[p]);
         if (!cases_run) continue;
         printf("%-8s %2d cases %s; worst relative error by n_tokens:", ti.name, cases_run,

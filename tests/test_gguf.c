@@ -277,7 +277,7 @@ static void test_doc_example_patches(void) {
         {"ne[0] not a multiple of 32", 0xe2 + 8 + 19 + 4, 48, 8, QK_ERR_FORMAT, "multiple"},
         {"element count overflow", 0xe2 + 8 + 19 + 4 + 8, 1ull << 60, 8, QK_ERR_FORMAT, "overflow"},
         {"removed type 4 (Q4_2)", 0xe2 + 8 + 19 + 4 + 16, 4, 4, QK_ERR_TYPE, "type id 4"},
-        {"unknown type 40", 0xe2 + 8 + 19 + 4 + 16, 40, 4, QK_ERR_TYPE, "type id 40"},
+        {"unknown type 38", 0xe2 + 8 + 19 + 4 + 16, 38, 4, QK_ERR_TYPE, "type id 38"},
         {"type 2^32-1", 0xe2 + 8 + 19 + 4 + 16, 0xffffffffu, 4, QK_ERR_TYPE, NULL},
         {"Q8_0 retyped as F32: size beyond the file", 0xe2 + 8 + 19 + 4 + 16, 0, 4, QK_ERR_FORMAT, "[352, 864)"},
         {"first offset 32", 0xe2 + 8 + 19 + 4 + 16 + 4, 32, 8, QK_ERR_FORMAT, "expected 0"},

@@ -6,6 +6,7 @@
  * Usage: test_gpu_equivalence [DEVICE] (default cuda:0; e.g. vulkan:0). QK_TEST_TYPES=Q4_K,...
  * limits the types. Without the device the test says it skipped (exit 77, ctest: skipped).
  * On Vulkan with QK_VK_VALIDATION=1 the validation layers must report no error. */
+#include "formats.h"
 #include "internal.h"
 #include "qk_float.h"
 #include "qkern_cuda.h"
@@ -442,14 +443,18 @@ int main(int argc, char **argv) {
     const int64_t(*shapes)[2] = software ? sw_shapes : gpu_shapes;
     const size_t n_shapes = 4;
     static const qk_type srcs[] = {QK_TYPE_F32, QK_TYPE_F16, QK_TYPE_BF16};
-    char missing_q[512] = "", missing_d[512] = "";
+    /* the format table says which types this backend implements: each of them must be here */
+    const int impl = di.kind == QK_DEVICE_CUDA     ? QK_IMPL_CUDA
+                     : di.kind == QK_DEVICE_VULKAN ? QK_IMPL_VULKAN
+                                                   : QK_IMPL_CPU;
     for (int k = 0; k < qk_type_count(); k++) {
         qk_type_info ti;
         qk_type_get_info(qk_type_at(k), &ti);
-        if (!supports(QK_OP_QUANTIZE, ti.type))
-            snprintf(missing_q + strlen(missing_q), sizeof missing_q - strlen(missing_q), " %s", ti.name);
-        if (!supports(QK_OP_DEQUANTIZE, ti.type))
-            snprintf(missing_d + strlen(missing_d), sizeof missing_d - strlen(missing_d), " %s", ti.name);
+        const int promised = (qk_format_of(ti.type)->backends & impl) != 0;
+        CHECK(!promised || supports(QK_OP_QUANTIZE, ti.type),
+              "%s: the format table says %s quantizes it, but the backend has no quantizer", ti.name, dev_name);
+        CHECK(!promised || supports(QK_OP_DEQUANTIZE, ti.type),
+              "%s: the format table says %s dequantizes it, but the backend has no dequantizer", ti.name, dev_name);
         if (!wanted(ti.name) || (!supports(QK_OP_QUANTIZE, ti.type) && !supports(QK_OP_DEQUANTIZE, ti.type))) continue;
         int before = tu_failed;
         for (size_t s = 0; s < n_shapes; s++) {
@@ -463,8 +468,6 @@ int main(int argc, char **argv) {
         if (supports(QK_OP_DEQUANTIZE, ti.type)) check_random_blocks(&ti);
         printf("%-8s %s\n", ti.name, tu_failed == before ? "identical" : "DIFFERS");
     }
-    printf("no %s quantizer yet:%s\nno %s dequantizer yet:%s\n", dev_name, missing_q[0] ? missing_q : " (none)",
-           dev_name, missing_d[0] ? missing_d : " (none)");
     static const qk_type offsets[] = {QK_TYPE_Q8_0, QK_TYPE_Q4_0, QK_TYPE_Q5_1,  QK_TYPE_MXFP4, QK_TYPE_IQ4_NL,
                                       QK_TYPE_Q4_K, QK_TYPE_Q6_K, QK_TYPE_IQ3_S, QK_TYPE_F16};
     int before_offsets = tu_failed;

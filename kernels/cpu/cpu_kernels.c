@@ -1,45 +1,33 @@
 #include "cpu_kernels.h"
 
 #include "cpu_dispatch.h"
+#include "fp4_block.h"
 #include "iq_grid.h"
+#include "iquants_block.h"
+#include "kquants_block.h"
+#include "legacy_block.h"
 #include "qkern.h"
+#include "ternary_block.h"
 
-/* Type id -> CPU reference kernels. Only function pointers live here; sizes are in the
- * runtime's format table. */
-#define ENTRY(id, T)                                                                                                   \
-    case id: return (qk_cpu_kernel_pair) { qk_cpu_dequant_##T, qk_cpu_quant_##T                                        \
-        }
+/* Type id -> CPU reference kernels: one case for every row of the format table with a cpu
+ * column of Y. Only function pointers live here; sizes are in the runtime's format table. */
+#define ENTRY(NAME, codec, id, elems, bytes, family, source, imatrix, cpu, ...)                                        \
+    QK_IF_##cpu(case id : return (qk_cpu_kernel_pair){qk_cpu_dequant_##codec, qk_cpu_quant_##codec};)
 
 qk_cpu_kernel_pair qk_cpu_kernels(int type_id) {
     switch (type_id) {
-        ENTRY(QK_TYPE_F32, f32);
-        ENTRY(QK_TYPE_F16, f16);
-        ENTRY(QK_TYPE_Q4_0, q4_0);
-        ENTRY(QK_TYPE_Q4_1, q4_1);
-        ENTRY(QK_TYPE_Q5_0, q5_0);
-        ENTRY(QK_TYPE_Q5_1, q5_1);
-        ENTRY(QK_TYPE_Q8_0, q8_0);
-        ENTRY(QK_TYPE_Q2_K, q2_k);
-        ENTRY(QK_TYPE_Q3_K, q3_k);
-        ENTRY(QK_TYPE_Q4_K, q4_k);
-        ENTRY(QK_TYPE_Q5_K, q5_k);
-        ENTRY(QK_TYPE_Q6_K, q6_k);
-        ENTRY(QK_TYPE_IQ2_XXS, iq2_xxs);
-        ENTRY(QK_TYPE_IQ2_XS, iq2_xs);
-        ENTRY(QK_TYPE_IQ3_XXS, iq3_xxs);
-        ENTRY(QK_TYPE_IQ1_S, iq1_s);
-        ENTRY(QK_TYPE_IQ4_NL, iq4_nl);
-        ENTRY(QK_TYPE_IQ3_S, iq3_s);
-        ENTRY(QK_TYPE_IQ2_S, iq2_s);
-        ENTRY(QK_TYPE_IQ4_XS, iq4_xs);
-        ENTRY(QK_TYPE_IQ1_M, iq1_m);
-        ENTRY(QK_TYPE_BF16, bf16);
-        ENTRY(QK_TYPE_TQ1_0, tq1_0);
-        ENTRY(QK_TYPE_TQ2_0, tq2_0);
-        ENTRY(QK_TYPE_MXFP4, mxfp4);
+        QK_FORMATS(ENTRY)
     default: return (qk_cpu_kernel_pair){0, 0};
     }
 }
+#undef ENTRY
+
+/* Every row's block bytes are its layout's: the table and the block code agree, or nothing
+ * builds. */
+#define CHECK_BYTES(NAME, codec, id, elems, bytes, ...)                                                                \
+    _Static_assert(QK_BYTES_##codec == (bytes), #NAME ": the format table's block bytes differ from its layout");
+QK_FORMATS(CHECK_BYTES)
+#undef CHECK_BYTES
 
 int qk_cpu_quant_prepare(int type_id) {
     qk_iq_grid_id grid;

@@ -15,6 +15,8 @@
 
 #include <stdint.h>
 
+#include "qkern_formats.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -22,44 +24,12 @@ extern "C" {
 typedef void (*qk_cpu_dequant_fn)(const void *src, float *dst, int64_t n);
 typedef void (*qk_cpu_quant_fn)(const float *src, void *dst, int64_t n, const float *qw);
 
-#define QK_CPU_FORMAT(T)                                                                                               \
-    void qk_cpu_dequant_##T(const void *src, float *dst, int64_t n);                                                   \
-    void qk_cpu_quant_##T(const float *src, void *dst, int64_t n, const float *qw);
-
-/* floats.c */
-QK_CPU_FORMAT(f32)
-QK_CPU_FORMAT(f16)
-QK_CPU_FORMAT(bf16)
-/* legacy.c */
-QK_CPU_FORMAT(q4_0)
-QK_CPU_FORMAT(q4_1)
-QK_CPU_FORMAT(q5_0)
-QK_CPU_FORMAT(q5_1)
-QK_CPU_FORMAT(q8_0)
-/* kquants.c */
-QK_CPU_FORMAT(q2_k)
-QK_CPU_FORMAT(q3_k)
-QK_CPU_FORMAT(q4_k)
-QK_CPU_FORMAT(q5_k)
-QK_CPU_FORMAT(q6_k)
-/* iquants_grid.c (IQ2, IQ3) */
-QK_CPU_FORMAT(iq2_xxs)
-QK_CPU_FORMAT(iq2_xs)
-QK_CPU_FORMAT(iq2_s)
-QK_CPU_FORMAT(iq3_xxs)
-QK_CPU_FORMAT(iq3_s)
-/* iquants_iq1.c */
-QK_CPU_FORMAT(iq1_s)
-QK_CPU_FORMAT(iq1_m)
-/* iquants_iq4.c */
-QK_CPU_FORMAT(iq4_nl)
-QK_CPU_FORMAT(iq4_xs)
-/* mxfp4.c */
-QK_CPU_FORMAT(mxfp4)
-/* ternary.c */
-QK_CPU_FORMAT(tq1_0)
-QK_CPU_FORMAT(tq2_0)
-
+/* One pair for every row of the format table whose cpu column says Y; each family's file
+ * (kernels/cpu/<source>.c) defines its types' pairs. */
+#define QK_CPU_FORMAT(NAME, codec, id, elems, bytes, family, source, imatrix, cpu, ...)                                \
+    QK_IF_##cpu(void qk_cpu_dequant_##codec(const void *src, float *dst, int64_t n);                                   \
+                void qk_cpu_quant_##codec(const float *src, void *dst, int64_t n, const float *qw);)
+QK_FORMATS(QK_CPU_FORMAT)
 #undef QK_CPU_FORMAT
 
 #ifdef __cplusplus

@@ -1,12 +1,14 @@
-/* MXFP4 (FORMATS.md §7), one block at a time: 32 E2M1 values sharing one E8M0 exponent.
- * Shared by mxfp4.c and the CUDA kernels. */
-#ifndef QK_MXFP4_BLOCK_H
-#define QK_MXFP4_BLOCK_H
+/* The FP4 formats (FORMATS.md §7), one block at a time: E2M1 values under a shared scale.
+ * MXFP4: 32 values, one E8M0 exponent. NVFP4: 64 values, one UE4M3 scale per 16. Both decode
+ * through ggml's doubled E2M1 table with the scale's half value, and encode with the same
+ * nearest-code search; neither encoder takes an imatrix. Shared by fp4.c and the CUDA kernels. */
+#ifndef QK_FP4_BLOCK_H
+#define QK_FP4_BLOCK_H
 
 #include "qk_float.h"
 
 #define QK_MXFP4_OFF_QS 1
-#define QK_MXFP4_BYTES  (QK_MXFP4_OFF_QS + QKC_QK_MXFP4 / 2)
+#define QK_BYTES_mxfp4  (QK_MXFP4_OFF_QS + QKC_QK_MXFP4 / 2)
 
 static inline QK_HD void qk_dequant_block_mxfp4(const uint8_t *b, float *dst) {
     const int n_half = QKC_QK_MXFP4 / 2;
@@ -72,6 +74,70 @@ static inline QK_HD void qk_quant_block_mxfp4(const float *x, uint8_t *b) {
     for (int j = 0; j < n_half; j++)
         b[QK_MXFP4_OFF_QS + j] =
             (uint8_t)(qk_mxfp4_nearest_code(x[j], d) | qk_mxfp4_nearest_code(x[j + n_half], d) << 4);
+}
+
+/* NVFP4: four UE4M3 scale bytes (d[s] scales values 16s..16s+15), then each sub-block's 8 bytes
+ * of E2M1 nibbles, half-split within the sub-block as MXFP4's are within its block. */
+#define QK_NVFP4_SUBS   (QKC_QK_NVFP4 / QKC_QK_NVFP4_SUB)
+#define QK_NVFP4_OFF_D  0
+#define QK_NVFP4_OFF_QS (QK_NVFP4_OFF_D + QK_NVFP4_SUBS)
+#define QK_BYTES_nvfp4  (QK_NVFP4_OFF_QS + QKC_QK_NVFP4 / 2)
+
+/* UE4M3 scale byte -> half of its value (ggml_ue4m3_to_fp32). Bit 7 plays no part, but 0x7F is
+ * 0 while 0xFF is 240: the table (kernels/tables/ue4m3_half_f32.txt) has every byte's bits. */
+static inline QK_HD float qk_ue4m3_to_f32_half(uint8_t x) { return qk_bits_f32(QK_TAB(qk_ue4m3_half_f32)[x]); }
+
+/* f32 -> UE4M3 byte as ggml_fp32_to_ue4m3 rounds it (FORMATS.md §7.4), which is not IEEE:
+ * a subnormal result is (int)(v * 512 + 0.5f), rounded half up and capped at 7 (never rounding up
+ * into the normal range); a normal one rounds its 3 mantissa bits on the first dropped bit alone
+ * (ties away, no sticky bit); from 256 up (exponent 15) the byte is 0x7E (448) whatever the
+ * mantissa. */
+static inline QK_HD uint8_t qk_f32_to_ue4m3(float v) {
+    if (!(v > 0.0f)) return 0;
+    if (v > 448.0f) v = 448.0f;
+    const uint32_t u = qk_f32_bits(v);
+    int e = (int)(u >> 23) - 127 + 7;
+    if (e <= 0) return (uint8_t)qk_clampi((int)(v * 512.0f + 0.5f), 0, 7); /* M 2^-9; below 1: 0 */
+    if (e >= 15) return 0x7e;
+    int m = (int)((u >> 20) & 7) + (int)((u >> 19) & 1);
+    if (m > 7) m = 0, e++;
+    return e >= 15 ? 0x7e : (uint8_t)(e << 3 | m);
+}
+
+/* Values 32p..32p+31: sub-blocks 2p and 2p+1. A negative code under a zero scale is -0.0. */
+static inline QK_HD void qk_dequant_part_nvfp4(const uint8_t *b, int p, float *dst) {
+    const int n_half = QKC_QK_NVFP4_SUB / 2, subs = QK_PART / QKC_QK_NVFP4_SUB;
+    for (int k = 0; k < subs; k++) {
+        const int s = subs * p + k;
+        const float d = qk_ue4m3_to_f32_half(b[QK_NVFP4_OFF_D + s]);
+        const uint8_t *qs = b + QK_NVFP4_OFF_QS + s * n_half;
+        float *y = dst + k * QKC_QK_NVFP4_SUB;
+        for (int j = 0; j < n_half; j++) {
+            y[j] = QK_TAB(qk_kvalues_mxfp4)[qs[j] & 15] * d;
+            y[j + n_half] = QK_TAB(qk_kvalues_mxfp4)[qs[j] >> 4] * d;
+        }
+    }
+}
+
+static inline QK_HD void qk_dequant_block_nvfp4(const uint8_t *b, float *dst) {
+    for (int p = 0; p < QKC_QK_NVFP4 / QK_PART; p++) qk_dequant_part_nvfp4(b, p, dst + QK_PART * p);
+}
+
+/* Each sub-block on its own: its scale byte from amax / 6 (6 = the largest E2M1 magnitude, an
+ * fp32 division), then every value's nearest code under the byte's rounded half scale. */
+static inline QK_HD void qk_quant_block_nvfp4(const float *x, uint8_t *b) {
+    const int n_half = QKC_QK_NVFP4_SUB / 2;
+    for (int s = 0; s < QK_NVFP4_SUBS; s++) {
+        const float *xs = x + s * QKC_QK_NVFP4_SUB;
+        float amax = 0.0f;
+        for (int j = 0; j < QKC_QK_NVFP4_SUB; j++) amax = fmaxf(amax, fabsf(xs[j]));
+        const uint8_t e = qk_f32_to_ue4m3(amax / 6.0f);
+        const float d = qk_ue4m3_to_f32_half(e);
+        b[QK_NVFP4_OFF_D + s] = e;
+        for (int j = 0; j < n_half; j++)
+            b[QK_NVFP4_OFF_QS + s * n_half + j] =
+                (uint8_t)(qk_mxfp4_nearest_code(xs[j], d) | qk_mxfp4_nearest_code(xs[j + n_half], d) << 4);
+    }
 }
 
 #endif

@@ -9,57 +9,57 @@
 #include "qk_float.h"
 
 /* IQ2_XXS: d, then per 32-chunk 4 grid bytes and a u32 (4 x 7 sign bits, scale in 28-31) */
-#define QK_IQ2XXS_QS    2
-#define QK_IQ2XXS_BYTES (QK_IQ2XXS_QS + QKC_QK_K / 4)
+#define QK_IQ2XXS_QS     2
+#define QK_BYTES_iq2_xxs (QK_IQ2XXS_QS + QKC_QK_K / 4)
 /* IQ2_XS: d, 32 x u16 (grid index | 7 sign bits << 9), 16 four-bit scales */
 #define QK_IQ2XS_QS     2
 #define QK_IQ2XS_SCALES (QK_IQ2XS_QS + QKC_QK_K / 4)
-#define QK_IQ2XS_BYTES  (QK_IQ2XS_SCALES + QKC_QK_K / 32)
+#define QK_BYTES_iq2_xs (QK_IQ2XS_SCALES + QKC_QK_K / 32)
 /* IQ2_S: d, 32 low index bytes, 32 sign bytes, 8 bytes of index bits 8-9, 16 scales */
 #define QK_IQ2S_QS     2
 #define QK_IQ2S_SIGNS  (QK_IQ2S_QS + QKC_QK_K / 8)
 #define QK_IQ2S_QH     (QK_IQ2S_SIGNS + QKC_QK_K / 8)
 #define QK_IQ2S_SCALES (QK_IQ2S_QH + QKC_QK_K / 32)
-#define QK_IQ2S_BYTES  (QK_IQ2S_SCALES + QKC_QK_K / 32)
+#define QK_BYTES_iq2_s (QK_IQ2S_SCALES + QKC_QK_K / 32)
 /* IQ3_XXS: d, 64 grid bytes, 8 x u32 (4 x 7 sign bits, scale in 28-31) */
-#define QK_IQ3XXS_QS    2
-#define QK_IQ3XXS_SS    (QK_IQ3XXS_QS + QKC_QK_K / 4)
-#define QK_IQ3XXS_BYTES (QK_IQ3XXS_SS + QKC_QK_K / 8)
+#define QK_IQ3XXS_QS     2
+#define QK_IQ3XXS_SS     (QK_IQ3XXS_QS + QKC_QK_K / 4)
+#define QK_BYTES_iq3_xxs (QK_IQ3XXS_SS + QKC_QK_K / 8)
 /* IQ3_S: d, 64 low index bytes, 8 bytes of index bit 8, 32 sign bytes, 8 four-bit scales */
 #define QK_IQ3S_QS     2
 #define QK_IQ3S_QH     (QK_IQ3S_QS + QKC_QK_K / 4)
 #define QK_IQ3S_SIGNS  (QK_IQ3S_QH + QKC_QK_K / 32)
 #define QK_IQ3S_SCALES (QK_IQ3S_SIGNS + QKC_QK_K / 8)
-#define QK_IQ3S_BYTES  (QK_IQ3S_SCALES + QKC_QK_K / 64)
+#define QK_BYTES_iq3_s (QK_IQ3S_SCALES + QKC_QK_K / 64)
 /* IQ1_S: d, 8-value groups' low index bytes, one 16-bit word per 32-value chunk (index high
  * bits, scale, delta sign) */
-#define QK_IQ1_GROUP  8
-#define QK_IQ1S_CHUNK 32
-#define QK_IQ1S_NC    (QKC_QK_K / QK_IQ1S_CHUNK)
-#define QK_IQ1S_D     0
-#define QK_IQ1S_QS    2
-#define QK_IQ1S_QH    (QK_IQ1S_QS + QKC_QK_K / QK_IQ1_GROUP)
-#define QK_IQ1S_BYTES (QK_IQ1S_QH + 2 * QK_IQ1S_NC)
+#define QK_IQ1_GROUP   8
+#define QK_IQ1S_CHUNK  32
+#define QK_IQ1S_NC     (QKC_QK_K / QK_IQ1S_CHUNK)
+#define QK_IQ1S_D      0
+#define QK_IQ1S_QS     2
+#define QK_IQ1S_QH     (QK_IQ1S_QS + QKC_QK_K / QK_IQ1_GROUP)
+#define QK_BYTES_iq1_s (QK_IQ1S_QH + 2 * QK_IQ1S_NC)
 /* IQ1_M: 16-value sub-blocks, each group with its own delta sign; the fp16 super-scale is
  * spread over the top nibbles of the four scale words */
-#define QK_IQ1M_CHUNK 16
-#define QK_IQ1M_NC    (QKC_QK_K / QK_IQ1M_CHUNK)
-#define QK_IQ1M_QS    0
-#define QK_IQ1M_QH    (QK_IQ1M_QS + QKC_QK_K / QK_IQ1_GROUP)
-#define QK_IQ1M_SC    (QK_IQ1M_QH + QK_IQ1M_NC)
-#define QK_IQ1M_BYTES (QK_IQ1M_SC + 2 * (QKC_QK_K / 64))
+#define QK_IQ1M_CHUNK  16
+#define QK_IQ1M_NC     (QKC_QK_K / QK_IQ1M_CHUNK)
+#define QK_IQ1M_QS     0
+#define QK_IQ1M_QH     (QK_IQ1M_QS + QKC_QK_K / QK_IQ1_GROUP)
+#define QK_IQ1M_SC     (QK_IQ1M_QH + QK_IQ1M_NC)
+#define QK_BYTES_iq1_m (QK_IQ1M_SC + 2 * (QKC_QK_K / 64))
 /* IQ4_NL: d, 16 half-split nibble bytes; IQ4_XS: d, high 2 bits of 8 scales, low nibbles,
  * then 8 x 16 nibble bytes */
-#define QK_IQ4_BLK     32
-#define QK_IQ4NL_D     0
-#define QK_IQ4NL_QS    2
-#define QK_IQ4NL_BYTES (QK_IQ4NL_QS + QKC_QK4_NL / 2)
-#define QK_IQ4XS_NB    (QKC_QK_K / QK_IQ4_BLK)
-#define QK_IQ4XS_D     0
-#define QK_IQ4XS_SCH   2
-#define QK_IQ4XS_SCL   4
-#define QK_IQ4XS_QS    (QK_IQ4XS_SCL + QK_IQ4XS_NB / 2)
-#define QK_IQ4XS_BYTES (QK_IQ4XS_QS + QKC_QK_K / 2)
+#define QK_IQ4_BLK      32
+#define QK_IQ4NL_D      0
+#define QK_IQ4NL_QS     2
+#define QK_BYTES_iq4_nl (QK_IQ4NL_QS + QKC_QK4_NL / 2)
+#define QK_IQ4XS_NB     (QKC_QK_K / QK_IQ4_BLK)
+#define QK_IQ4XS_D      0
+#define QK_IQ4XS_SCH    2
+#define QK_IQ4XS_SCL    4
+#define QK_IQ4XS_QS     (QK_IQ4XS_SCL + QK_IQ4XS_NB / 2)
+#define QK_BYTES_iq4_xs (QK_IQ4XS_QS + QKC_QK_K / 2)
 
 static inline QK_HD float qk_iq_sign_of(uint8_t signs, int k) {
     return (signs & QK_TAB(qk_kmask_iq2xs)[k]) ? -1.f : 1.f;

@@ -11,11 +11,11 @@
 enum {
     QK = QKC_QK_K,
     /* layouts: iquants_block.h */
-    XXS2_BYTES = QK_IQ2XXS_BYTES,
-    XS2_BYTES = QK_IQ2XS_BYTES,
-    S2_BYTES = QK_IQ2S_BYTES,
-    XXS3_BYTES = QK_IQ3XXS_BYTES,
-    S3_BYTES = QK_IQ3S_BYTES,
+    XXS2_BYTES = QK_BYTES_iq2_xxs,
+    XS2_BYTES = QK_BYTES_iq2_xs,
+    S2_BYTES = QK_BYTES_iq2_s,
+    XXS3_BYTES = QK_BYTES_iq3_xxs,
+    S3_BYTES = QK_BYTES_iq3_s,
 };
 
 /* ---- dequantization: block code in iquants_block.h ----------------------------------------- */

@@ -318,7 +318,7 @@ static inline QK_HD void qk_quant_block_iq2_xxs(const qk_iq_grid *g, const float
         max_scale = max_scale > scale ? max_scale : scale;
     }
 
-    memset(y, 0, QK_IQ2XXS_BYTES);
+    memset(y, 0, QK_BYTES_iq2_xxs);
     if (!(max_scale > 0)) return;
     const float d = max_scale / 31;
     qk_wrh(y, d);
@@ -356,7 +356,7 @@ static inline QK_HD void qk_quant_block_iq2_xs(const qk_iq_grid *g, const float 
         max_scale = max_scale > scale ? max_scale : scale;
     }
 
-    memset(y, 0, QK_IQ2XS_BYTES);
+    memset(y, 0, QK_BYTES_iq2_xs);
     if (!(max_scale > 0)) return;
     const float d = max_scale / 31;
     qk_wrh(y, d);
@@ -374,7 +374,7 @@ static inline QK_HD void qk_quant_block_iq2_s(const qk_iq_grid *g, const float *
     float scales[QKC_QK_K / 16];
     float max_scale = 0;
     const float sigma2 = 2 * qk_iqg_sum_squares(x) / QKC_QK_K;
-    memset(y, 0, QK_IQ2S_BYTES);
+    memset(y, 0, QK_BYTES_iq2_s);
 
     for (int s = 0; s < QKC_QK_K / 16; s++) {
         qk_iqg_sub_block sb;
@@ -434,7 +434,7 @@ static inline QK_HD void qk_quant_block_iq3_xxs(const qk_iq_grid *g, const float
         max_scale = max_scale > scale ? max_scale : scale;
     }
 
-    memset(y, 0, QK_IQ3XXS_BYTES);
+    memset(y, 0, QK_BYTES_iq3_xxs);
     if (!(max_scale > 0)) return;
     const float d = max_scale / 31;
     qk_wrh(y, d * QKC_IQ3_XXS_STORED_SCALE_FACTOR);
@@ -454,7 +454,7 @@ static inline QK_HD void qk_quant_block_iq3_s(const qk_iq_grid *g, const float *
     float scales[QKC_QK_K / 32];
     float max_scale = 0;
     const float sigma2 = 2 * qk_iqg_sum_squares(x) / QKC_QK_K;
-    memset(y, 0, QK_IQ3S_BYTES);
+    memset(y, 0, QK_BYTES_iq3_s);
 
     for (int c = 0; c < QKC_QK_K / 32; c++) {
         qk_iqg_sub_block sb;

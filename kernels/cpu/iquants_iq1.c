@@ -9,12 +9,12 @@
 
 void qk_cpu_dequant_iq1_s(const void *src, float *dst, int64_t n) {
     const uint8_t *b = (const uint8_t *)src;
-    for (int64_t i = 0; i < n / QKC_QK_K; i++) qk_dequant_block_iq1_s(b + i * QK_IQ1S_BYTES, dst + i * QKC_QK_K);
+    for (int64_t i = 0; i < n / QKC_QK_K; i++) qk_dequant_block_iq1_s(b + i * QK_BYTES_iq1_s, dst + i * QKC_QK_K);
 }
 
 void qk_cpu_dequant_iq1_m(const void *src, float *dst, int64_t n) {
     const uint8_t *b = (const uint8_t *)src;
-    for (int64_t i = 0; i < n / QKC_QK_K; i++) qk_dequant_block_iq1_m(b + i * QK_IQ1M_BYTES, dst + i * QKC_QK_K);
+    for (int64_t i = 0; i < n / QKC_QK_K; i++) qk_dequant_block_iq1_m(b + i * QK_BYTES_iq1_m, dst + i * QKC_QK_K);
 }
 
 typedef void (*iq1_block_encoder)(const qk_iq_grid *grid, const float *x, const float *qw, uint8_t *b);
@@ -31,9 +31,9 @@ static void quant_row(iq1_block_encoder enc, int block_bytes, const float *src, 
 }
 
 void qk_cpu_quant_iq1_s(const float *src, void *dst, int64_t n, const float *qw) {
-    quant_row(qk_quant_block_iq1_s, QK_IQ1S_BYTES, src, dst, n, qw);
+    quant_row(qk_quant_block_iq1_s, QK_BYTES_iq1_s, src, dst, n, qw);
 }
 
 void qk_cpu_quant_iq1_m(const float *src, void *dst, int64_t n, const float *qw) {
-    quant_row(qk_quant_block_iq1_m, QK_IQ1M_BYTES, src, dst, n, qw);
+    quant_row(qk_quant_block_iq1_m, QK_BYTES_iq1_m, src, dst, n, qw);
 }

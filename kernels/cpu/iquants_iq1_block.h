@@ -203,7 +203,7 @@ static inline QK_HD void qk_quant_block_iq1_s(const qk_iq_grid *grid, const floa
         max_scale = fmaxf(max_scale, ch[c].scale);
     }
     if (!(max_scale > 0.0f)) { /* d = 0: every code decodes to 0; write ggml's zero block */
-        memset(b, 0, QK_IQ1S_BYTES);
+        memset(b, 0, QK_BYTES_iq1_s);
         return;
     }
 
@@ -317,7 +317,7 @@ static inline QK_HD void qk_quant_block_iq1_m(const qk_iq_grid *grid, const floa
         max_scale = fmaxf(max_scale, ch[c].scale);
     }
     if (!(max_scale > 0.0f)) { /* d = 0: every code decodes to 0; write ggml's zero block */
-        memset(b, 0, QK_IQ1M_BYTES);
+        memset(b, 0, QK_BYTES_iq1_m);
         return;
     }
 

@@ -14,8 +14,8 @@
             qk_quant_block_##T(src + ib * QKC_QK_K, qw ? qw + ib * QKC_QK_K : NULL, b + ib * (BYTES));                 \
     }
 
-KQUANT_ENTRY(q2_k, QK_Q2K_BYTES)
-KQUANT_ENTRY(q3_k, QK_Q3K_BYTES)
-KQUANT_ENTRY(q4_k, QK_Q4K_BYTES)
-KQUANT_ENTRY(q5_k, QK_Q5K_BYTES)
-KQUANT_ENTRY(q6_k, QK_Q6K_BYTES)
+KQUANT_ENTRY(q2_k, QK_BYTES_q2_k)
+KQUANT_ENTRY(q3_k, QK_BYTES_q3_k)
+KQUANT_ENTRY(q4_k, QK_BYTES_q4_k)
+KQUANT_ENTRY(q5_k, QK_BYTES_q5_k)
+KQUANT_ENTRY(q6_k, QK_BYTES_q6_k)

@@ -22,21 +22,21 @@
 #define QK_Q2K_QS     (QK_Q2K_SCALES + QKC_QK_K / 16)
 #define QK_Q2K_D      (QK_Q2K_QS + QKC_QK_K / 4)
 #define QK_Q2K_DMIN   (QK_Q2K_D + QK_KQ_FP16_BYTES)
-#define QK_Q2K_BYTES  (QK_Q2K_DMIN + QK_KQ_FP16_BYTES)
+#define QK_BYTES_q2_k (QK_Q2K_DMIN + QK_KQ_FP16_BYTES)
 
 /* Q3_K: high-bit mask, 2-bit codes, 16 packed 6-bit scales, d */
 #define QK_Q3K_HMASK  0
 #define QK_Q3K_QS     (QK_Q3K_HMASK + QKC_QK_K / 8)
 #define QK_Q3K_SCALES (QK_Q3K_QS + QKC_QK_K / 4)
 #define QK_Q3K_D      (QK_Q3K_SCALES + QKC_K_SCALE_SIZE)
-#define QK_Q3K_BYTES  (QK_Q3K_D + QK_KQ_FP16_BYTES)
+#define QK_BYTES_q3_k (QK_Q3K_D + QK_KQ_FP16_BYTES)
 
 /* Q4_K: d, dmin, 8 packed 6-bit scale/min pairs, 4-bit codes */
 #define QK_Q4K_D      0
 #define QK_Q4K_DMIN   (QK_Q4K_D + QK_KQ_FP16_BYTES)
 #define QK_Q4K_SCALES (QK_Q4K_DMIN + QK_KQ_FP16_BYTES)
 #define QK_Q4K_QS     (QK_Q4K_SCALES + QKC_K_SCALE_SIZE)
-#define QK_Q4K_BYTES  (QK_Q4K_QS + QKC_QK_K / 2)
+#define QK_BYTES_q4_k (QK_Q4K_QS + QKC_QK_K / 2)
 
 /* Q5_K: as Q4_K with a fifth bit plane before the nibbles */
 #define QK_Q5K_D      0
@@ -44,14 +44,14 @@
 #define QK_Q5K_SCALES (QK_Q5K_DMIN + QK_KQ_FP16_BYTES)
 #define QK_Q5K_QH     (QK_Q5K_SCALES + QKC_K_SCALE_SIZE)
 #define QK_Q5K_QS     (QK_Q5K_QH + QKC_QK_K / 8)
-#define QK_Q5K_BYTES  (QK_Q5K_QS + QKC_QK_K / 2)
+#define QK_BYTES_q5_k (QK_Q5K_QS + QKC_QK_K / 2)
 
 /* Q6_K: low nibbles, high 2-bit pairs, int8 scale per 16, d */
 #define QK_Q6K_QL     0
 #define QK_Q6K_QH     (QK_Q6K_QL + QKC_QK_K / 2)
 #define QK_Q6K_SCALES (QK_Q6K_QH + QKC_QK_K / 4)
 #define QK_Q6K_D      (QK_Q6K_SCALES + QKC_QK_K / 16)
-#define QK_Q6K_BYTES  (QK_Q6K_D + QK_KQ_FP16_BYTES)
+#define QK_BYTES_q6_k (QK_Q6K_D + QK_KQ_FP16_BYTES)
 
 /* ---- shared packing -------------------------------------------------------------------- */
 
@@ -386,7 +386,7 @@ static inline QK_HD void qk_quant_block_q6_k(const float *x, const float *qw, ui
         }
     }
     if (amax < QKC_GROUP_MAX_EPS) {
-        memset(b, 0, QK_Q6K_BYTES);
+        memset(b, 0, QK_BYTES_q6_k);
         return;
     }
     const float iscale = -128.0f / max_scale;

@@ -17,13 +17,13 @@ static void quant_legacy(const qk_legacy_layout *t, const float *src, void *dst,
 
 void qk_cpu_dequant_q8_0(const void *src, float *dst, int64_t n) {
     const uint8_t *b = (const uint8_t *)src;
-    for (int64_t ib = 0; ib < n / QKC_QK8_0; ib++) qk_dequant_block_q8_0(b + ib * QK_Q8_0_BYTES, dst + ib * QKC_QK8_0);
+    for (int64_t ib = 0; ib < n / QKC_QK8_0; ib++) qk_dequant_block_q8_0(b + ib * QK_BYTES_q8_0, dst + ib * QKC_QK8_0);
 }
 
 void qk_cpu_quant_q8_0(const float *src, void *dst, int64_t n, const float *qw) {
     (void)qw; /* a single encoder: see legacy_block.h */
     uint8_t *b = (uint8_t *)dst;
-    for (int64_t ib = 0; ib < n / QKC_QK8_0; ib++) qk_quant_block_q8_0(src + ib * QKC_QK8_0, b + ib * QK_Q8_0_BYTES);
+    for (int64_t ib = 0; ib < n / QKC_QK8_0; ib++) qk_quant_block_q8_0(src + ib * QKC_QK8_0, b + ib * QK_BYTES_q8_0);
 }
 
 #define LEGACY_ENTRY(T)                                                                                                \

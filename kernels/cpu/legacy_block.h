@@ -27,34 +27,34 @@ typedef struct qk_legacy_layout {
 #define QK_LEG_QH_BYTES   4
 
 /* Block sizes: d, [m], [qh], then qk/2 bytes of nibbles. */
-#define QK_Q4_0_BYTES (QK_LEG_FP16_BYTES + QKC_QK4_0 / 2)
-#define QK_Q4_1_BYTES (2 * QK_LEG_FP16_BYTES + QKC_QK4_1 / 2)
-#define QK_Q5_0_BYTES (QK_LEG_FP16_BYTES + QK_LEG_QH_BYTES + QKC_QK5_0 / 2)
-#define QK_Q5_1_BYTES (2 * QK_LEG_FP16_BYTES + QK_LEG_QH_BYTES + QKC_QK5_1 / 2)
+#define QK_BYTES_q4_0 (QK_LEG_FP16_BYTES + QKC_QK4_0 / 2)
+#define QK_BYTES_q4_1 (2 * QK_LEG_FP16_BYTES + QKC_QK4_1 / 2)
+#define QK_BYTES_q5_0 (QK_LEG_FP16_BYTES + QK_LEG_QH_BYTES + QKC_QK5_0 / 2)
+#define QK_BYTES_q5_1 (2 * QK_LEG_FP16_BYTES + QK_LEG_QH_BYTES + QKC_QK5_1 / 2)
 
 /* Functions rather than host constants, so that device code can have them too. */
 static inline QK_HD qk_legacy_layout qk_layout_q4_0(void) {
-    qk_legacy_layout t = {QKC_QK4_0, 4, 0, 0, 0, QK_LEG_FP16_BYTES, QK_Q4_0_BYTES};
+    qk_legacy_layout t = {QKC_QK4_0, 4, 0, 0, 0, QK_LEG_FP16_BYTES, QK_BYTES_q4_0};
     return t;
 }
 static inline QK_HD qk_legacy_layout qk_layout_q4_1(void) {
-    qk_legacy_layout t = {QKC_QK4_1, 4, 1, QK_LEG_FP16_BYTES, 0, 2 * QK_LEG_FP16_BYTES, QK_Q4_1_BYTES};
+    qk_legacy_layout t = {QKC_QK4_1, 4, 1, QK_LEG_FP16_BYTES, 0, 2 * QK_LEG_FP16_BYTES, QK_BYTES_q4_1};
     return t;
 }
 static inline QK_HD qk_legacy_layout qk_layout_q5_0(void) {
-    qk_legacy_layout t = {QKC_QK5_0, 5, 0, 0, QK_LEG_FP16_BYTES, QK_LEG_FP16_BYTES + QK_LEG_QH_BYTES, QK_Q5_0_BYTES};
+    qk_legacy_layout t = {QKC_QK5_0, 5, 0, 0, QK_LEG_FP16_BYTES, QK_LEG_FP16_BYTES + QK_LEG_QH_BYTES, QK_BYTES_q5_0};
     return t;
 }
 static inline QK_HD qk_legacy_layout qk_layout_q5_1(void) {
     qk_legacy_layout t = {
         QKC_QK5_1,    5, 1, QK_LEG_FP16_BYTES, 2 * QK_LEG_FP16_BYTES, 2 * QK_LEG_FP16_BYTES + QK_LEG_QH_BYTES,
-        QK_Q5_1_BYTES};
+        QK_BYTES_q5_1};
     return t;
 }
 
 /* Q8_0: fp16 d, then qk int8 codes. */
 #define QK_Q8_0_OFF_QS (QK_LEG_OFF_D + QK_LEG_FP16_BYTES)
-#define QK_Q8_0_BYTES  (QK_Q8_0_OFF_QS + QKC_QK8_0)
+#define QK_BYTES_q8_0  (QK_Q8_0_OFF_QS + QKC_QK8_0)
 
 /* Largest block of this family, for stack scratch. */
 #define QK_LEGACY_QK_MAX 32

@@ -12,6 +12,11 @@
 #include "qk_hd.h"
 #include "qk_tables.h"
 
+/* The float types' "blocks" are single values. */
+#define QK_BYTES_f32  4
+#define QK_BYTES_f16  2
+#define QK_BYTES_bf16 2
+
 static inline QK_HD uint32_t qk_f32_bits(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);

@@ -7,6 +7,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "qkern_formats.h"
+
 typedef struct qk_cuda_qargs {
     int src_type; /* F32 0, F16 1, BF16 30 */
     const void *src;
@@ -26,41 +28,14 @@ typedef struct qk_cuda_dargs {
 typedef int (*qk_cuda_quant_launcher)(const qk_cuda_qargs *a, cudaStream_t s);
 typedef int (*qk_cuda_dequant_launcher)(const qk_cuda_dargs *a, cudaStream_t s);
 
-#define QK_CUDA_DECLARE_CODEC(name)                                                                                    \
-    int qk_cuda_quantize_##name(const qk_cuda_qargs *a, cudaStream_t s);                                               \
-    int qk_cuda_dequantize_##name(const qk_cuda_dargs *a, cudaStream_t s);
-#define QK_CUDA_DECLARE_DEQUANT(name) int qk_cuda_dequantize_##name(const qk_cuda_dargs *a, cudaStream_t s);
+/* Every row of the format table with a cuda column of Y has both (its family's .cu file
+ * defines them with QK_CUDA_CODEC). */
+#define QK_CUDA_DECLARE_CODEC(NAME, codec, id, elems, bytes, family, source, imatrix, cpu, cuda, ...)                  \
+    QK_IF_##cuda(int qk_cuda_quantize_##codec(const qk_cuda_qargs *a, cudaStream_t s);                                 \
+                 int qk_cuda_dequantize_##codec(const qk_cuda_dargs *a, cudaStream_t s);)
+QK_FORMATS(QK_CUDA_DECLARE_CODEC)
+#undef QK_CUDA_DECLARE_CODEC
 
-/* floats.cu */
-QK_CUDA_DECLARE_CODEC(f32)
-QK_CUDA_DECLARE_CODEC(f16)
-QK_CUDA_DECLARE_CODEC(bf16)
-/* legacy.cu */
-QK_CUDA_DECLARE_CODEC(q4_0)
-QK_CUDA_DECLARE_CODEC(q4_1)
-QK_CUDA_DECLARE_CODEC(q5_0)
-QK_CUDA_DECLARE_CODEC(q5_1)
-QK_CUDA_DECLARE_CODEC(q8_0)
-/* kquants.cu */
-QK_CUDA_DECLARE_CODEC(q2_k)
-QK_CUDA_DECLARE_CODEC(q3_k)
-QK_CUDA_DECLARE_CODEC(q4_k)
-QK_CUDA_DECLARE_CODEC(q5_k)
-QK_CUDA_DECLARE_CODEC(q6_k)
-/* small.cu: MXFP4 and the ternary types */
-QK_CUDA_DECLARE_CODEC(mxfp4)
-QK_CUDA_DECLARE_CODEC(tq1_0)
-QK_CUDA_DECLARE_CODEC(tq2_0)
-/* iquants.cu */
-QK_CUDA_DECLARE_CODEC(iq2_xxs)
-QK_CUDA_DECLARE_CODEC(iq2_xs)
-QK_CUDA_DECLARE_CODEC(iq2_s)
-QK_CUDA_DECLARE_CODEC(iq3_xxs)
-QK_CUDA_DECLARE_CODEC(iq3_s)
-QK_CUDA_DECLARE_CODEC(iq1_s)
-QK_CUDA_DECLARE_CODEC(iq1_m)
-QK_CUDA_DECLARE_CODEC(iq4_nl)
-QK_CUDA_DECLARE_CODEC(iq4_xs)
 /* Copies the I-quant encoders' lattice maps (built on the host first) to the current device,
  * once per device; thread-safe. A cudaError_t value. */
 int qk_cuda_iq_grids_upload(void);

@@ -14,39 +14,19 @@ struct codec {
     qk_cuda_moe_init moe_init;
 };
 
-#define BOTH(T)                                                                                                        \
-    { qk_cuda_quantize_##T, qk_cuda_dequantize_##T, qk_cuda_moe_##T, qk_cuda_moe_init_##T }
+/* One case for every row of the format table with a cuda column of Y. */
+#define CODEC(NAME, codec, id, elems, bytes, family, source, imatrix, cpu, cuda, ...)                                  \
+    QK_IF_##cuda(case id                                                                                               \
+                 : return {qk_cuda_quantize_##codec, qk_cuda_dequantize_##codec, qk_cuda_moe_##codec,                  \
+                           qk_cuda_moe_init_##codec};)
 
 codec codec_of(int type) {
     switch (type) {
-    case QK_TYPE_F32: return BOTH(f32);
-    case QK_TYPE_F16: return BOTH(f16);
-    case QK_TYPE_BF16: return BOTH(bf16);
-    case QK_TYPE_Q4_0: return BOTH(q4_0);
-    case QK_TYPE_Q4_1: return BOTH(q4_1);
-    case QK_TYPE_Q5_0: return BOTH(q5_0);
-    case QK_TYPE_Q5_1: return BOTH(q5_1);
-    case QK_TYPE_Q8_0: return BOTH(q8_0);
-    case QK_TYPE_Q2_K: return BOTH(q2_k);
-    case QK_TYPE_Q3_K: return BOTH(q3_k);
-    case QK_TYPE_Q4_K: return BOTH(q4_k);
-    case QK_TYPE_Q5_K: return BOTH(q5_k);
-    case QK_TYPE_Q6_K: return BOTH(q6_k);
-    case QK_TYPE_MXFP4: return BOTH(mxfp4);
-    case QK_TYPE_TQ1_0: return BOTH(tq1_0);
-    case QK_TYPE_TQ2_0: return BOTH(tq2_0);
-    case QK_TYPE_IQ2_XXS: return BOTH(iq2_xxs);
-    case QK_TYPE_IQ2_XS: return BOTH(iq2_xs);
-    case QK_TYPE_IQ2_S: return BOTH(iq2_s);
-    case QK_TYPE_IQ3_XXS: return BOTH(iq3_xxs);
-    case QK_TYPE_IQ3_S: return BOTH(iq3_s);
-    case QK_TYPE_IQ1_S: return BOTH(iq1_s);
-    case QK_TYPE_IQ1_M: return BOTH(iq1_m);
-    case QK_TYPE_IQ4_NL: return BOTH(iq4_nl);
-    case QK_TYPE_IQ4_XS: return BOTH(iq4_xs);
+        QK_FORMATS(CODEC)
     default: return {nullptr, nullptr, nullptr, nullptr};
     }
 }
+#undef CODEC
 
 bool plain_type(int t) { return t == QK_TYPE_F32 || t == QK_TYPE_F16 || t == QK_TYPE_BF16; }
 

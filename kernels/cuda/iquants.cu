@@ -31,23 +31,23 @@ __constant__ qk_iq_grid qk_iq_grids_dev[QK_IQ_GRID_COUNT];
     };
 
 namespace {
-IQ_GRID_TRAITS(iq2_xxs, QK_IQ_GRID_2BIT_256, QK_IQ2XXS_BYTES)
-IQ_GRID_TRAITS(iq2_xs, QK_IQ_GRID_2BIT_512, QK_IQ2XS_BYTES)
-IQ_GRID_TRAITS(iq2_s, QK_IQ_GRID_2BIT_1024, QK_IQ2S_BYTES)
-IQ_GRID_TRAITS(iq3_xxs, QK_IQ_GRID_3BIT_256, QK_IQ3XXS_BYTES)
-IQ_GRID_TRAITS(iq3_s, QK_IQ_GRID_3BIT_512, QK_IQ3S_BYTES)
-IQ_GRID_TRAITS(iq1_s, QK_IQ_GRID_1BIT_2048, QK_IQ1S_BYTES)
-IQ_GRID_TRAITS(iq1_m, QK_IQ_GRID_1BIT_2048, QK_IQ1M_BYTES)
+IQ_GRID_TRAITS(iq2_xxs, QK_IQ_GRID_2BIT_256, QK_BYTES_iq2_xxs)
+IQ_GRID_TRAITS(iq2_xs, QK_IQ_GRID_2BIT_512, QK_BYTES_iq2_xs)
+IQ_GRID_TRAITS(iq2_s, QK_IQ_GRID_2BIT_1024, QK_BYTES_iq2_s)
+IQ_GRID_TRAITS(iq3_xxs, QK_IQ_GRID_3BIT_256, QK_BYTES_iq3_xxs)
+IQ_GRID_TRAITS(iq3_s, QK_IQ_GRID_3BIT_512, QK_BYTES_iq3_s)
+IQ_GRID_TRAITS(iq1_s, QK_IQ_GRID_1BIT_2048, QK_BYTES_iq1_s)
+IQ_GRID_TRAITS(iq1_m, QK_IQ_GRID_1BIT_2048, QK_BYTES_iq1_m)
 /* The IQ4 types read no grid. */
 struct iq4_nl_traits : qk_cuda::traits_defaults {
-    static constexpr int QK = QKC_QK4_NL, BYTES = QK_IQ4NL_BYTES;
+    static constexpr int QK = QKC_QK4_NL, BYTES = QK_BYTES_iq4_nl;
     __device__ static void quant(const float *x, const float *qw, float, uint8_t *b) {
         qk_quant_block_iq4_nl(x, qw, b);
     }
     __device__ static void dequant(const uint8_t *b, float *y) { qk_dequant_block_iq4_nl(b, y); }
 };
 struct iq4_xs_traits : qk_cuda::traits_defaults {
-    static constexpr int QK = QKC_QK_K, BYTES = QK_IQ4XS_BYTES;
+    static constexpr int QK = QKC_QK_K, BYTES = QK_BYTES_iq4_xs;
     __device__ static void quant(const float *x, const float *qw, float, uint8_t *b) {
         qk_quant_block_iq4_xs(x, qw, b);
     }

@@ -20,16 +20,16 @@ template <qk_legacy_layout (*Layout)(void), int BLOCK_QK, int BLOCK_BYTES> struc
 };
 
 struct q8_0_traits : qk_cuda::traits_defaults {
-    static constexpr int QK = QKC_QK8_0, BYTES = QK_Q8_0_BYTES;
+    static constexpr int QK = QKC_QK8_0, BYTES = QK_BYTES_q8_0;
     static constexpr bool TILED = true;
     __device__ static void quant(const float *x, const float *, float, uint8_t *b) { qk_quant_block_q8_0(x, b); }
     __device__ static void dequant(const uint8_t *b, float *y) { qk_dequant_block_q8_0(b, y); }
 };
 
-typedef legacy_traits<qk_layout_q4_0, QKC_QK4_0, QK_Q4_0_BYTES> q4_0_traits;
-typedef legacy_traits<qk_layout_q4_1, QKC_QK4_1, QK_Q4_1_BYTES> q4_1_traits;
-typedef legacy_traits<qk_layout_q5_0, QKC_QK5_0, QK_Q5_0_BYTES> q5_0_traits;
-typedef legacy_traits<qk_layout_q5_1, QKC_QK5_1, QK_Q5_1_BYTES> q5_1_traits;
+typedef legacy_traits<qk_layout_q4_0, QKC_QK4_0, QK_BYTES_q4_0> q4_0_traits;
+typedef legacy_traits<qk_layout_q4_1, QKC_QK4_1, QK_BYTES_q4_1> q4_1_traits;
+typedef legacy_traits<qk_layout_q5_0, QKC_QK5_0, QK_BYTES_q5_0> q5_0_traits;
+typedef legacy_traits<qk_layout_q5_1, QKC_QK5_1, QK_BYTES_q5_1> q5_1_traits;
 
 } // namespace
 

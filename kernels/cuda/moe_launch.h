@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "cuda_kernels.h"
+#include "qkern_formats.h"
 
 enum { QK_CUDA_MOE_VEC = 0, QK_CUDA_MOE_TILED = 1 };
 
@@ -47,34 +48,12 @@ typedef int (*qk_cuda_moe_launcher)(const qk_cuda_moe_args *a, const qk_cuda_moe
 
 typedef int (*qk_cuda_moe_init)(void);
 
-#define QK_CUDA_DECLARE_MOE(name)                                                                                      \
-    int qk_cuda_moe_##name(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s);                      \
-    int qk_cuda_moe_init_##name(void);
-
-QK_CUDA_DECLARE_MOE(f32)
-QK_CUDA_DECLARE_MOE(f16)
-QK_CUDA_DECLARE_MOE(bf16)
-QK_CUDA_DECLARE_MOE(q4_0)
-QK_CUDA_DECLARE_MOE(q4_1)
-QK_CUDA_DECLARE_MOE(q5_0)
-QK_CUDA_DECLARE_MOE(q5_1)
-QK_CUDA_DECLARE_MOE(q8_0)
-QK_CUDA_DECLARE_MOE(q2_k)
-QK_CUDA_DECLARE_MOE(q3_k)
-QK_CUDA_DECLARE_MOE(q4_k)
-QK_CUDA_DECLARE_MOE(q5_k)
-QK_CUDA_DECLARE_MOE(q6_k)
-QK_CUDA_DECLARE_MOE(mxfp4)
-QK_CUDA_DECLARE_MOE(tq1_0)
-QK_CUDA_DECLARE_MOE(tq2_0)
-QK_CUDA_DECLARE_MOE(iq2_xxs)
-QK_CUDA_DECLARE_MOE(iq2_xs)
-QK_CUDA_DECLARE_MOE(iq2_s)
-QK_CUDA_DECLARE_MOE(iq3_xxs)
-QK_CUDA_DECLARE_MOE(iq3_s)
-QK_CUDA_DECLARE_MOE(iq1_s)
-QK_CUDA_DECLARE_MOE(iq1_m)
-QK_CUDA_DECLARE_MOE(iq4_nl)
-QK_CUDA_DECLARE_MOE(iq4_xs)
+/* Every row of the format table with a cuda column of Y has both (its family's .cu file
+ * defines them with QK_CUDA_MOE). */
+#define QK_CUDA_DECLARE_MOE(NAME, codec, id, elems, bytes, family, source, imatrix, cpu, cuda, ...)                    \
+    QK_IF_##cuda(int qk_cuda_moe_##codec(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s);        \
+                 int qk_cuda_moe_init_##codec(void);)
+QK_FORMATS(QK_CUDA_DECLARE_MOE)
+#undef QK_CUDA_DECLARE_MOE
 
 #endif

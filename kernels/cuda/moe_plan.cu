@@ -38,6 +38,12 @@ constexpr threshold thresholds[] = {
     {QK_TYPE_IQ4_XS, 32, 48},
     {QK_TYPE_TQ1_0, 32, 48},
     {QK_TYPE_TQ2_0, 32, 48},
+    /* The new types as their nearest measured kin: Q1_0 and Q2_0 as TQ1_0/TQ2_0 (1-2 bits a
+     * weight, so the vector path's rereads of the rows stay cheap longer), NVFP4 as MXFP4 (the
+     * default: the same E2M1 decode at 4.5 bits, the scale a byte per 16 values). Not measured. */
+    {QK_TYPE_Q1_0, 32, 48},
+    {QK_TYPE_Q2_0, 32, 48},
+    {QK_TYPE_NVFP4, 8, 48},
     /* Float weights (a dense layer an engine did not quantize) take the vector path at every
      * size: a tile of their 256-value steps would not fit in shared memory double-buffered,
      * and cuBLAS is the better tool for them anyway. */
