@@ -4,10 +4,13 @@
  * The contract between a shader and the format code (shaders/formats/<family>.glsl):
  * - The shader defines QK_TYPE_<NAME> (one type per compiled variant, e.g. QK_TYPE_Q4_K) and
  *   QK_SRC_WORD(i), the i-th 32-bit little-endian word of the memory that blocks are read
- *   from (a storage buffer or shared memory), then includes this file and formats/format.glsl.
+ *   from (a storage buffer or shared memory), then includes this file and qk_format.glsl,
+ *   generated from the format table (include/qkern_formats.h): it defines the type's
+ *   QK_TYPE_ID, QK_BLOCK_ELEMS, QK_BLOCK_BYTES and QK_BLOCK_WORDS (words of the block's
+ *   bytes), then includes the family's file.
  * - A block at byte offset `base` of that memory is read with qk_rd8/16/32(base + k): any
  *   alignment, since blocks are packed (MXFP4's are 17 bytes).
- * - The format file defines QK_BLOCK_ELEMS, QK_BLOCK_BYTES, QK_BLOCK_WORDS and
+ * - The family file defines
  *     void qk_dequant_part(uint base, uint p, out float v[32]);
  *   values 32p..32p+31 of the block at `base`, bit-exact with the CPU reference, and
  *     void qk_quant_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOCK_ELEMS], bool has_qw,

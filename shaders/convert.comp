@@ -19,13 +19,13 @@ layout(push_constant) uniform Params {
 
 uint encoded(uint i) {
     float v = qk_load_value(pc.src_type, pc.qk_off[1], i);
-    if (pc.dst_type == QK_F32) return pc.src_type == QK_F32 ? qk_rd32(pc.qk_off[1] + 4u * i) : floatBitsToUint(v);
-    return pc.dst_type == QK_F16 ? qk_f32_to_fp16(v) : qk_f32_to_bf16(v);
+    if (pc.dst_type == QK_ID_F32) return pc.src_type == QK_ID_F32 ? qk_rd32(pc.qk_off[1] + 4u * i) : floatBitsToUint(v);
+    return pc.dst_type == QK_ID_F16 ? qk_f32_to_fp16(v) : qk_f32_to_bf16(v);
 }
 
 void main() {
     uint k = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * 256u + gl_LocalInvocationID.x;
-    uint esize = pc.dst_type == QK_F32 ? 4u : 2u, start = pc.qk_off[2], end = start + pc.n * esize;
+    uint esize = pc.dst_type == QK_ID_F32 ? 4u : 2u, start = pc.qk_off[2], end = start + pc.n * esize;
     uint w = start / 4u + k;
     if (4u * w >= end) return;
     /* byte by byte: at an odd offset a value spans two words */

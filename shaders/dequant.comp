@@ -13,7 +13,7 @@ layout(push_constant) uniform Params {
 } pc;
 #define QK_SRC_WORD(i) src_w[i]
 #include "common.glsl"
-#include "format.glsl"
+#include "qk_format.glsl"
 #include "io.glsl"
 
 shared uint out_w[WG * 33u]; /* padded rows: one part's 32 words */
@@ -22,14 +22,14 @@ void main() {
     uint group = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
     uint lane = gl_LocalInvocationID.x, part = group * WG + lane;
     const uint ppb = QK_BLOCK_ELEMS / 32u;
-    bool wide = pc.dst_type == QK_F32;
+    bool wide = pc.dst_type == QK_ID_F32;
     uint per_part = wide ? 32u : 16u;
     if (part < pc.n_parts) {
         float v[32];
         qk_dequant_part(pc.qk_off[1] + (part / ppb) * QK_BLOCK_BYTES, part % ppb, v);
         if (wide) {
             [[unroll]] for (uint i = 0u; i < 32u; i++) out_w[lane * 33u + i] = floatBitsToUint(v[i]);
-        } else if (pc.dst_type == QK_F16) {
+        } else if (pc.dst_type == QK_ID_F16) {
             [[unroll]] for (uint i = 0u; i < 16u; i++)
                 out_w[lane * 33u + i] = qk_f32_to_fp16(v[2u * i]) | (qk_f32_to_fp16(v[2u * i + 1u]) << 16);
         } else {

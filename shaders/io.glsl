@@ -4,22 +4,20 @@
 #ifndef QK_IO_GLSL
 #define QK_IO_GLSL
 
-#define QK_F32  0u
-#define QK_F16  1u
-#define QK_BF16 30u
+#include "qk_format_ids.glsl" /* the float types' ids, QK_ID_F32, QK_ID_F16, QK_ID_BF16 */
 
 /* Value i of a source of type t starting at byte `base` of QK_SRC_WORD. */
 float qk_load_value(uint t, uint base, uint i) {
-    if (t == QK_F32) return uintBitsToFloat(qk_rd32(base + 4u * i));
+    if (t == QK_ID_F32) return uintBitsToFloat(qk_rd32(base + 4u * i));
     uint h = qk_rd16(base + 2u * i);
-    return t == QK_F16 ? qk_fp16_to_f32(h) : qk_bf16_to_f32(h);
+    return t == QK_ID_F16 ? qk_fp16_to_f32(h) : qk_bf16_to_f32(h);
 }
 
 /* The raw bits of value i, for the non-finite check: exponent all ones is NaN or Inf. */
 bool qk_value_nonfinite(uint t, uint base, uint i) {
-    if (t == QK_F32) return (qk_rd32(base + 4u * i) & 0x7f800000u) == 0x7f800000u;
+    if (t == QK_ID_F32) return (qk_rd32(base + 4u * i) & 0x7f800000u) == 0x7f800000u;
     uint h = qk_rd16(base + 2u * i);
-    return t == QK_F16 ? (h & 0x7c00u) == 0x7c00u : (h & 0x7f80u) == 0x7f80u;
+    return t == QK_ID_F16 ? (h & 0x7c00u) == 0x7c00u : (h & 0x7f80u) == 0x7f80u;
 }
 
 #ifdef QK_DST_WORDS

@@ -20,7 +20,7 @@ uint qk_wsel = 0u;
 #define QK_DST_WORDS   out_w
 
 #include "common.glsl"
-#include "format.glsl"
+#include "qk_format.glsl"
 #include "io.glsl"
 
 #define MOE_NAN uintBitsToFloat(0x7fc00000u)
@@ -32,9 +32,9 @@ float moe_silu(float g) { return g / (1.0 + exp(-g)); }
 /* Value i of the activation row that starts at byte `row` of binding 3 (F32 rows aligned to 4
  * bytes, F16/BF16 rows to 2: the host checks). */
 float moe_load_x(uint row, uint i) {
-    if (pc.x_type == QK_F32) return uintBitsToFloat(x_w[(row >> 2) + i]);
+    if (pc.x_type == QK_ID_F32) return uintBitsToFloat(x_w[(row >> 2) + i]);
     const uint off = row + 2u * i, h = (x_w[off >> 2] >> ((off & 2u) * 8u)) & 0xffffu;
-    return pc.x_type == QK_F16 ? qk_fp16_to_f32(h) : qk_bf16_to_f32(h);
+    return pc.x_type == QK_ID_F16 ? qk_fp16_to_f32(h) : qk_bf16_to_f32(h);
 }
 
 uint moe_row_offset(uint e, uint r, uint e_lo, uint r_lo, uint m, uint row_bytes) {

@@ -73,7 +73,7 @@ shared float cs[8u * 256u];
 
 /* Values i and i + 1 (i even) of an activation row as two f16 (round to nearest). */
 uint moe_x_pair_f16(uint row, uint i) {
-    if (pc.x_type == QK_F16) {
+    if (pc.x_type == QK_ID_F16) {
         const uint off = row + 2u * i, w = x_w[off >> 2];
         return (off & 2u) == 0u ? w : (w >> 16) | (x_w[(off >> 2) + 1u] << 16);
     }
@@ -92,7 +92,7 @@ void main() {
     const uint row0 = gl_WorkGroupID.x * tm;
     const uint R = pc.qk_off[4] / 4u;
     const uint n_tiles = route_w[R + pc.n_tiles];
-    const uint esize = pc.x_type == QK_F32 ? 4u : 2u;
+    const uint esize = pc.x_type == QK_ID_F32 ? 4u : 2u;
 
     /* decoding: virtual row dv (tensor dt, row dr), part dp of the step */
     const uint dv = tid >> 1, dp = tid & 1u, dt = dv / tm, dr = row0 + dv % tm;

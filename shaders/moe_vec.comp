@@ -49,7 +49,7 @@ void main() {
     const uint L = pc.lanes, G = 32u / L, sub = lane / L, u = lane % L;
     const uint rows_wg = 4u * G * VEC_RPT, n_rg = (pc.m + rows_wg - 1u) / rows_wg;
     const bool gated = pc.gate_up != 0u;
-    const uint esize = pc.x_type == QK_F32 ? 4u : 2u;
+    const uint esize = pc.x_type == QK_ID_F32 ? 4u : 2u;
     const bool shuffle = pc.use_shuffle != 0u && gl_SubgroupSize == 32u;
 
     for (uint slot = gl_WorkGroupID.y; slot < pc.n_slots; slot += gl_NumWorkGroups.y) {

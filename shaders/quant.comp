@@ -21,7 +21,7 @@ layout(push_constant) uniform Params {
 #define QK_SRC_WORD(i) src_w[i]
 #define QK_DST_WORDS dst_w
 #include "common.glsl"
-#include "format.glsl"
+#include "qk_format.glsl"
 #include "io.glsl"
 
 void main() {

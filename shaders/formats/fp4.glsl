@@ -1,12 +1,14 @@
-/* MXFP4 (FORMATS.md §7): 32 E2M1 values sharing one E8M0 exponent; a GLSL port of
- * kernels/cpu/mxfp4_block.h. Block (17 bytes, packed): e (E8M0), then 16 bytes of half-split
- * nibbles (value j low nibble of byte 1+j, value j+16 its high nibble). One part (p = 0). */
-#ifndef QK_MXFP4_GLSL
-#define QK_MXFP4_GLSL
-
-#define QK_BLOCK_ELEMS 32
-#define QK_BLOCK_BYTES 17
-#define QK_BLOCK_WORDS 5
+/* MXFP4 and NVFP4 (FORMATS.md §7): E2M1 values under a power-of-two (MXFP4) or UE4M3 (NVFP4)
+ * scale; a GLSL port of kernels/cpu/fp4_block.h. Both decode with ggml's doubled E2M1 table
+ * times the half scale, and both encoders pick each code with the same nearest-code search.
+ * Neither takes an imatrix.
+ * MXFP4 (17 bytes, packed): e (E8M0), then 16 bytes of half-split nibbles (value j low nibble
+ *   of byte 1+j, value j+16 its high nibble). One part (p = 0).
+ * NVFP4 (36 bytes): four UE4M3 scale bytes d[s], one per 16 values, then for each sub-block s
+ *   8 bytes of half-split nibbles (value 16s+j low nibble of byte 4+8s+j, 16s+8+j its high
+ *   nibble). Two parts: part p is sub-blocks 2p and 2p+1. */
+#ifndef QK_FP4_GLSL
+#define QK_FP4_GLSL
 
 /* qk_kvalues_mxfp4[c] (kernels/tables/kvalues_mxfp4.txt: 0 1 2 3 4 6 8 12, then the same
  * negated; code 8 is 0), computed rather than read so the decoder needs no table load. */
@@ -15,6 +17,23 @@ int qk_mxfp4_kv(uint c) {
     int mag = int(m < 4u ? m : (2u + (m & 1u)) << ((m >> 1) - 1u));
     return (c & 8u) != 0u ? -mag : mag;
 }
+
+/* ggml's best_index_mxfp4: the code c minimizing |kv[c]*d - x| (the product is exact), the
+ * first of equal ones (ties to the smaller magnitude, +0 over -0). d = 0 gives code 0. */
+int qk_mxfp4_nearest_code(float x, float d) {
+    int best = 0;
+    float best_err = abs(float(qk_mxfp4_kv(0u)) * d - x);
+    for (int c = 1; c < 16; c++) {
+        float err = abs(float(qk_mxfp4_kv(uint(c))) * d - x);
+        if (err < best_err) {
+            best = c;
+            best_err = err;
+        }
+    }
+    return best;
+}
+
+#if defined(QK_TYPE_MXFP4)
 
 void qk_dequant_part(uint base, uint p, out float v[32]) {
     const float d = qk_e8m0_to_f32_half(qk_rd8(base));
@@ -52,19 +71,6 @@ int qk_floor_log2_rounded(float a) {
     return float(k) < 0.693147182464599609375 * float(1u << uint(g)) ? e + 1 : e;
 }
 
-int qk_mxfp4_nearest_code(float x, float d) {
-    int best = 0;
-    float best_err = abs(float(qk_mxfp4_kv(0u)) * d - x);
-    for (int c = 1; c < 16; c++) {
-        float err = abs(float(qk_mxfp4_kv(uint(c))) * d - x);
-        if (err < best_err) {
-            best = c;
-            best_err = err;
-        }
-    }
-    return best;
-}
-
 /* MXFP4's rounding is fixed by the format: no imatrix to weigh. */
 void qk_quant_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOCK_ELEMS], bool has_qw, float row_sigma2,
                     inout uint blk[QK_BLOCK_WORDS]) {
@@ -76,5 +82,75 @@ void qk_quant_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOCK_ELEMS], boo
     for (int j = 0; j < 16; j++)
         qk_blk_or8(blk, uint(1 + j), uint(qk_mxfp4_nearest_code(x[j], d) | (qk_mxfp4_nearest_code(x[j + 16], d) << 4)));
 }
+
+#elif defined(QK_TYPE_NVFP4)
+
+#define QK_NVFP4_QS 4u /* after the four scale bytes */
+
+/* ggml_ue4m3_to_fp32: the half value of a UE4M3 scale byte (bit 7 ignored, 0x00 and 0x7F
+ * give 0, 0xFF gives 240), from kernels/tables/ue4m3_half_f32.txt. */
+float qk_ue4m3_to_f32_half(uint x) { return uintBitsToFloat(qk_tab_u32(QK_TAB_ue4m3_half_f32, x)); }
+
+/* Sub-block s: values 16s+j (low nibbles) and 16s+8+j (high nibbles) of bytes 4+8s+j;
+ * kv * S is exact, and a negative code under S = 0 gives -0.0 as (float)kv * S does. */
+void qk_dequant_part(uint base, uint p, out float v[32]) {
+    [[unroll]] for (uint h = 0u; h < 2u; h++) {
+        const uint s = 2u * p + h;
+        const float d = qk_ue4m3_to_f32_half(qk_rd8(base + s));
+        [[unroll]] for (uint j = 0u; j < 2u; j++) {
+            uint w = qk_rd32(base + QK_NVFP4_QS + 8u * s + 4u * j);
+            [[unroll]] for (uint k = 0u; k < 4u; k++) {
+                v[16u * h + 4u * j + k] = float(qk_mxfp4_kv((w >> (8u * k)) & 15u)) * d;
+                v[16u * h + 4u * j + k + 8u] = float(qk_mxfp4_kv((w >> (8u * k + 4u)) & 15u)) * d;
+            }
+        }
+    }
+}
+
+/* ggml_fp32_to_ue4m3 (FORMATS.md §7.4), not an IEEE rounding: decided on the bits of v, so
+ * that no compare depends on how a device treats subnormals and NaN. */
+uint qk_f32_to_ue4m3(float v) {
+    uint b = floatBitsToUint(v);
+    if (int(b) <= 0 || b > 0x7f800000u) return 0u; /* !(v > 0): +-0, negative, NaN */
+    if (b > 0x43e00000u) b = 0x43e00000u;          /* v > 448: 448 (inf included) */
+    int e = int(b >> 23) - 127 + 7;
+    if (e <= 0) { /* v < 2^-6: M = (int)(v*512 + 0.5f), rounded half up in fp32, capped at 7 */
+        /* v*512 is exact, so a driver's fusing the two would round the same */
+        const int m = qk_trunc_int(uintBitsToFloat(b) * 512.0 + 0.5);
+        return m < 1 ? 0u : uint(min(m, 7));
+    }
+    if (e >= 15) return 0x7eu;
+    /* the top 3 mantissa bits plus the first dropped one: ties away, no sticky bit */
+    int m = int((b >> 20) & 7u) + int((b >> 19) & 1u);
+    if (m > 7) {
+        m = 0;
+        e++;
+        if (e >= 15) return 0x7eu;
+    }
+    return uint((e << 3) | m);
+}
+
+/* Four sub-blocks of 16, each on its own: S from amax/6 through the UE4M3 byte, then
+ * MXFP4's nearest-code search against the stored byte's half value. No imatrix. */
+void qk_quant_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOCK_ELEMS], bool has_qw, float row_sigma2,
+                    inout uint blk[QK_BLOCK_WORDS]) {
+    for (int s = 0; s < 4; s++) {
+        float amax = 0.0;
+        for (int j = 0; j < 16; j++) {
+            const float a = abs(x[16 * s + j]);
+            if (amax < a) amax = a; /* a strictly larger value (§7.4); as fmaxf, a NaN never */
+        }
+        const uint ue = qk_f32_to_ue4m3(qk_div(amax, 6.0));
+        const float d = qk_ue4m3_to_f32_half(ue);
+        qk_blk_or8(blk, uint(s), ue);
+        for (int j = 0; j < 8; j++)
+            qk_blk_or8(blk, QK_NVFP4_QS + uint(8 * s + j),
+                       uint(qk_mxfp4_nearest_code(x[16 * s + j], d) | (qk_mxfp4_nearest_code(x[16 * s + 8 + j], d) << 4)));
+    }
+}
+
+#else
+#error "fp4.glsl: not an FP4 type"
+#endif
 
 #endif

@@ -16,31 +16,24 @@
 
 #include "quant_search.glsl"
 
-#define QK_BLOCK_ELEMS 256
-
 /* byte offsets inside one block, as QK_IQ*_* of iquants_block.h */
 #define QK_IQ2XXS_QS 2u
-#define QK_IQ2XXS_BYTES 66
 
 #define QK_IQ2XS_QS 2u
 #define QK_IQ2XS_SCALES 66u
-#define QK_IQ2XS_BYTES 74
 
 #define QK_IQ2S_QS 2u
 #define QK_IQ2S_SIGNS 34u
 #define QK_IQ2S_QH 66u
 #define QK_IQ2S_SCALES 74u
-#define QK_IQ2S_BYTES 82
 
 #define QK_IQ3XXS_QS 2u
 #define QK_IQ3XXS_SS 66u
-#define QK_IQ3XXS_BYTES 98
 
 #define QK_IQ3S_QS 2u
 #define QK_IQ3S_QH 66u
 #define QK_IQ3S_SIGNS 74u
 #define QK_IQ3S_SCALES 106u
-#define QK_IQ3S_BYTES 110
 
 /* The encoder's qk_iqg_spec as constants, and the lattice map of its grid (qk_iq_grid_id):
  * NC values per group, BITS per coordinate in a code, levels 0..NMAX-1, trials -NTRY..NTRY,
@@ -50,7 +43,6 @@
 #define QK_IQG_REFIT_ALL_IF_OFF_GRID 2
 
 #if defined(QK_TYPE_IQ2_XXS)
-#define QK_BLOCK_BYTES QK_IQ2XXS_BYTES
 #define QK_IQG_GRID 0u
 #define QK_IQG_NTRY 6
 #define QK_IQG_STEP 0.1
@@ -58,7 +50,6 @@
 #define QK_IQG_ON_GRID_INIT 1
 #define QK_IQG_SUB 32
 #elif defined(QK_TYPE_IQ2_XS)
-#define QK_BLOCK_BYTES QK_IQ2XS_BYTES
 #define QK_IQG_GRID 1u
 #define QK_IQG_NTRY 9
 #define QK_IQG_STEP 0.1
@@ -66,7 +57,6 @@
 #define QK_IQG_ON_GRID_INIT 1
 #define QK_IQG_SUB 16
 #elif defined(QK_TYPE_IQ2_S)
-#define QK_BLOCK_BYTES QK_IQ2S_BYTES
 #define QK_IQG_GRID 2u
 #define QK_IQG_NTRY 9
 #define QK_IQG_STEP 0.1
@@ -74,7 +64,6 @@
 #define QK_IQG_ON_GRID_INIT 1
 #define QK_IQG_SUB 16
 #elif defined(QK_TYPE_IQ3_XXS)
-#define QK_BLOCK_BYTES QK_IQ3XXS_BYTES
 #define QK_IQG_GRID 3u
 #define QK_IQG_NTRY 15
 #define QK_IQG_STEP 0.2
@@ -82,7 +71,6 @@
 #define QK_IQG_ON_GRID_INIT 1
 #define QK_IQG_SUB 32
 #else /* IQ3_S */
-#define QK_BLOCK_BYTES QK_IQ3S_BYTES
 #define QK_IQG_GRID 4u
 #define QK_IQG_NTRY 9
 #define QK_IQG_STEP 0.2
@@ -90,7 +78,6 @@
 #define QK_IQG_ON_GRID_INIT 0
 #define QK_IQG_SUB 32
 #endif
-#define QK_BLOCK_WORDS ((QK_BLOCK_BYTES + 3) / 4)
 
 #if defined(QK_TYPE_IQ2_XXS) || defined(QK_TYPE_IQ2_XS) || defined(QK_TYPE_IQ2_S)
 #define QK_IQG_NC 8

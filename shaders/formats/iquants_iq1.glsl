@@ -6,15 +6,12 @@
 #ifndef QK_IQUANTS_IQ1_GLSL
 #define QK_IQUANTS_IQ1_GLSL
 
-#define QK_BLOCK_ELEMS 256 /* QK_K */
+/* IQ1_S: d, 32 low index bytes, 8 x u16 (index high bits, scale, delta sign); IQ1_M: 32 low
+ * index bytes, 16 high-bit/delta bytes, 4 x u16 scales. */
 #if defined(QK_TYPE_IQ1_S)
-#define QK_BLOCK_BYTES 50 /* d, 32 low index bytes, 8 x u16 (index high bits, scale, delta sign) */
-#define QK_BLOCK_WORDS 13
-#define QK_IQ1_N       32 /* values per sub-block of the encoder's split search */
+#define QK_IQ1_N 32 /* values per sub-block of the encoder's split search */
 #elif defined(QK_TYPE_IQ1_M)
-#define QK_BLOCK_BYTES 56 /* 32 low index bytes, 16 high-bit/delta bytes, 4 x u16 scales */
-#define QK_BLOCK_WORDS 14
-#define QK_IQ1_N       16
+#define QK_IQ1_N 16
 #endif
 
 #define QK_IQ1_GROUP     8

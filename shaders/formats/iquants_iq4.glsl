@@ -5,16 +5,7 @@
 #ifndef QK_IQUANTS_IQ4_GLSL
 #define QK_IQUANTS_IQ4_GLSL
 
-#if defined(QK_TYPE_IQ4_NL)
-#define QK_BLOCK_ELEMS 32  /* QK4_NL */
-#define QK_BLOCK_BYTES 18  /* d, 16 nibble bytes */
-#define QK_BLOCK_WORDS 5
-#elif defined(QK_TYPE_IQ4_XS)
-#define QK_BLOCK_ELEMS 256 /* QK_K */
-#define QK_BLOCK_BYTES 136 /* d, scales_h, 4 bytes scales_l, 128 nibble bytes */
-#define QK_BLOCK_WORDS 34
-#endif
-
+/* IQ4_NL: d, 16 nibble bytes; IQ4_XS: d, scales_h, 4 bytes scales_l, 128 nibble bytes. */
 #define QK_IQ4_BLK     32
 #define QK_IQ4NL_QS    2u
 #define QK_IQ4XS_SCH   2u

@@ -11,52 +11,33 @@
 
 #include "quant_search.glsl"
 
-#define QK_BLOCK_ELEMS 256
-
 /* byte offsets inside one block, as QK_Q*K_* of kquants_block.h */
 #define QK_Q2K_SCALES 0u
 #define QK_Q2K_QS 16u
 #define QK_Q2K_D 80u
 #define QK_Q2K_DMIN 82u
-#define QK_Q2K_BYTES 84
 
 #define QK_Q3K_HMASK 0u
 #define QK_Q3K_QS 32u
 #define QK_Q3K_SCALES 96u
 #define QK_Q3K_D 108u
-#define QK_Q3K_BYTES 110
 
 #define QK_Q4K_D 0u
 #define QK_Q4K_DMIN 2u
 #define QK_Q4K_SCALES 4u
 #define QK_Q4K_QS 16u
-#define QK_Q4K_BYTES 144
 
 #define QK_Q5K_D 0u
 #define QK_Q5K_DMIN 2u
 #define QK_Q5K_SCALES 4u
 #define QK_Q5K_QH 16u
 #define QK_Q5K_QS 48u
-#define QK_Q5K_BYTES 176
 
 #define QK_Q6K_QL 0u
 #define QK_Q6K_QH 128u
 #define QK_Q6K_SCALES 192u
 #define QK_Q6K_D 208u
-#define QK_Q6K_BYTES 210
 
-#if defined(QK_TYPE_Q2_K)
-#define QK_BLOCK_BYTES QK_Q2K_BYTES
-#elif defined(QK_TYPE_Q3_K)
-#define QK_BLOCK_BYTES QK_Q3K_BYTES
-#elif defined(QK_TYPE_Q4_K)
-#define QK_BLOCK_BYTES QK_Q4K_BYTES
-#elif defined(QK_TYPE_Q5_K)
-#define QK_BLOCK_BYTES QK_Q5K_BYTES
-#else
-#define QK_BLOCK_BYTES QK_Q6K_BYTES
-#endif
-#define QK_BLOCK_WORDS ((QK_BLOCK_BYTES + 3) / 4)
 
 /* ---- decoders --------------------------------------------------------------------------- */
 

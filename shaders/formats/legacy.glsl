@@ -10,41 +10,28 @@
 
 #include "quant_search.glsl"
 
-#define QK_BLOCK_ELEMS 32
-
-#if defined(QK_TYPE_Q8_0)
-#define QK_BLOCK_BYTES 34
-#define QK_BLOCK_WORDS 9
-#else
+#if !defined(QK_TYPE_Q8_0)
 /* The 4-/5-bit codec, parameters of qk_legacy_layout. */
 #if defined(QK_TYPE_Q4_0)
 #define QK_LEG_BITS    4
 #define QK_LEG_HAS_MIN 0
 #define QK_LEG_OFF_QH  0
 #define QK_LEG_OFF_QS  2
-#define QK_BLOCK_BYTES 18
-#define QK_BLOCK_WORDS 5
 #elif defined(QK_TYPE_Q4_1)
 #define QK_LEG_BITS    4
 #define QK_LEG_HAS_MIN 1
 #define QK_LEG_OFF_QH  0
 #define QK_LEG_OFF_QS  4
-#define QK_BLOCK_BYTES 20
-#define QK_BLOCK_WORDS 5
 #elif defined(QK_TYPE_Q5_0)
 #define QK_LEG_BITS    5
 #define QK_LEG_HAS_MIN 0
 #define QK_LEG_OFF_QH  2
 #define QK_LEG_OFF_QS  6
-#define QK_BLOCK_BYTES 22
-#define QK_BLOCK_WORDS 6
 #elif defined(QK_TYPE_Q5_1)
 #define QK_LEG_BITS    5
 #define QK_LEG_HAS_MIN 1
 #define QK_LEG_OFF_QH  4
 #define QK_LEG_OFF_QS  8
-#define QK_BLOCK_BYTES 24
-#define QK_BLOCK_WORDS 6
 #else
 #error "legacy.glsl: not a legacy type"
 #endif
