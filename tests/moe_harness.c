@@ -531,8 +531,12 @@ static void run_group(moe_harness *h, moe_level level, const qk_type_info *ti, p
         qk_status st = moe_run(h->dev, c.call, &d);
         char name[160];
         moe_case_name(&c, name, sizeof name);
-        /* every type of the format table has a MoE kernel on every backend: none may be missing */
-        if (st != QK_OK) {
+        /* Every type of the format table has a MoE kernel on every backend: none may be missing.
+         * Float weights are the one documented shape limit (CUDA's need k a multiple of 32): such
+         * a case is skipped, saying so, and only such a case. */
+        if (st == QK_ERR_UNSUPPORTED && !ti->is_quantized && c.k % 32) {
+            printf("%-8s %s skipped: %s\n", ti->name, name, qk_last_error(h->dev));
+        } else if (st != QK_OK) {
             fail(h, "%s %s: status %d: %s", ti->name, name, st, qk_last_error(h->dev));
         } else {
             note(wt, c.n_tokens, moe_check(h, &in, &w, y, MOE_CHECK_BUDGET, "matrix"));

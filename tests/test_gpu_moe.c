@@ -105,8 +105,10 @@ static void packed_case(const moe_case *c, qk_type type, packed_mode mode) {
     l.router = place(&at, in.router_bytes, 16, odd ? 8 : 0);
     l.y = place(&at, in.y_bytes, 16, odd ? 12 : 0);
     qk_moe_args a = backend_args(c, type, NULL, &l, &in);
-    const size_t ws =
-        mode == PACKED_BAD_IDS && gpu->backend->moe_workspace ? gpu->backend->moe_workspace(gpu->state, &a) : 0;
+    qk_moe_plan plan;
+    memset(&plan, 0, sizeof plan);
+    if (mode == PACKED_BAD_IDS) gpu->backend->moe_plan(gpu->state, &a, &plan);
+    const size_t ws = plan.workspace;
     l.workspace = place(&at, ws, 256, 0);
     l.bytes = at;
 
@@ -136,6 +138,7 @@ static void packed_case(const moe_case *c, qk_type type, packed_mode mode) {
     } else if (st == QK_OK) {
         a = backend_args(c, type, buf, &l, &in);
         a.workspace = ws ? gpu->backend->address(buf->mem, l.workspace) : NULL;
+        a.plan = &plan; /* made for `a` above, from the same shapes */
         st = gpu->backend->moe(gpu, gpu->state, &a);
     }
     if (st == QK_OK) st = qk_buffer_read(buf, l.y, y, in.y_bytes);

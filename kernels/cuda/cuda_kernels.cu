@@ -58,16 +58,13 @@ extern "C" int qk_cuda_dequantize(int type, int dst_type, const void *src, void 
 
 extern "C" int qk_cuda_moe_supports(int type) { return codec_of(type).moe != nullptr; }
 
-extern "C" size_t qk_cuda_moe_workspace(const qk_cuda_moe_args *a) { return qk_cuda_moe_plan_for(a).bytes; }
-
-extern "C" int qk_cuda_moe(const qk_cuda_moe_args *a, void *stream) {
+extern "C" int qk_cuda_moe(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, void *stream) {
     const codec c = codec_of(a->type);
     if (!c.moe) return (int)cudaErrorNotSupported;
-    if (!plain_type(a->x_type) || a->m < 1 || a->k < 1 || a->n_tokens < 1 || a->n_used < 1 || a->n_expert < 1)
+    if (!plain_type(a->x_type) || a->m < 1 || a->k < 1 || a->n_tokens < 1 || a->n_used < 1 || a->n_expert < 1 || !p)
         return (int)cudaErrorInvalidValue;
-    const qk_cuda_moe_plan p = qk_cuda_moe_plan_for(a);
-    if (p.bytes && !a->workspace) return (int)cudaErrorInvalidValue;
-    return c.moe(a, &p, static_cast<cudaStream_t>(stream));
+    if (p->bytes && !a->workspace) return (int)cudaErrorInvalidValue;
+    return c.moe(a, p, static_cast<cudaStream_t>(stream));
 }
 
 /* The tables are __device__ arrays initialised at module load (qk_tables_cuda.cuh); the I-quant

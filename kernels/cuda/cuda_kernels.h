@@ -8,6 +8,7 @@
 #ifndef QK_CUDA_KERNELS_H
 #define QK_CUDA_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -34,9 +35,8 @@ int qk_cuda_find_nonfinite(int src_type, const void *src, int64_t rows, int64_t 
                            void *stream);
 
 /* The MoE matmul (qkern.h: qk_moe_matmul, qk_moe_gate_up, qk_moe_weighted_sum; the kinds in
- * that order). Device pointers; ids NULL means expert 0 for every slot. The workspace holds
- * qk_cuda_moe_workspace(a) bytes (NULL when 0). A slot whose id is out of range reads no
- * weights and gets NaN outputs. */
+ * that order). Device pointers; ids NULL means expert 0 for every slot. A slot whose id is out of
+ * range reads no weights and gets NaN outputs. */
 enum { QK_CUDA_MOE_MATMUL = 0, QK_CUDA_MOE_GATE_UP = 1, QK_CUDA_MOE_WEIGHTED_SUM = 2 };
 typedef struct qk_cuda_moe_args {
     int kind, type, x_type, x_per_slot;
@@ -48,11 +48,26 @@ typedef struct qk_cuda_moe_args {
     void *workspace;
 } qk_cuda_moe_args;
 
+enum { QK_CUDA_MOE_VEC = 0, QK_CUDA_MOE_TILED = 1 };
+
+/* Which kernel runs (moe_plan.cu's table of thresholds), where its scratch lies in the workspace
+ * (byte offsets) and its size: the tiled path's grouping, f16 activations and (weighted sum)
+ * per-slot products; the vector path's per-slot products of a weighted sum. */
+typedef struct qk_cuda_moe_plan {
+    int path;      /* QK_CUDA_MOE_VEC or QK_CUDA_MOE_TILED */
+    int bn;        /* tiled: slots per tile, 32 or 64 */
+    int max_tiles; /* tiled: an upper bound of the tiles the routing can need */
+    size_t counts, tiles, n_tiles, sorted, xh, partial, bytes;
+    size_t bytes_any; /* the most any of the three kinds needs with these shapes (the weighted sum's) */
+} qk_cuda_moe_plan;
+
 /* 1 if a MoE kernel exists for weights of this type (for the plain types k must then be a
  * multiple of 32). */
 int qk_cuda_moe_supports(int type);
-size_t qk_cuda_moe_workspace(const qk_cuda_moe_args *a);
-int qk_cuda_moe(const qk_cuda_moe_args *a, void *stream);
+/* The plan for these shapes (no pointer of a is read). */
+qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a);
+/* Launches a by plan p (qk_cuda_moe_plan_for(a)); the workspace holds p->bytes (NULL when 0). */
+int qk_cuda_moe(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, void *stream);
 
 /* Uploads the lookup tables and encoder maps the kernels read (once per device, before the
  * first launch; idempotent). */

@@ -1,6 +1,7 @@
-/* The MoE matmul as the kernels see it: arguments, the plan (which path, which tile) chosen by
- * moe_plan.cu, the scratch laid out in the caller's workspace, and the type-independent steps
- * (moe_route.cu). Internal to kernels/cuda; the runtime calls cuda_kernels.h. */
+/* The MoE matmul as the kernels see it: the arguments and the plan (which path, which tile, the
+ * scratch laid out in the caller's workspace) of cuda_kernels.h, the launchers per type, and the
+ * type-independent steps (moe_route.cu). Internal to kernels/cuda; the runtime calls
+ * cuda_kernels.h. */
 #ifndef QK_MOE_LAUNCH_H
 #define QK_MOE_LAUNCH_H
 
@@ -12,18 +13,6 @@
 #include "cuda_kernels.h"
 #include "qkern_formats.h"
 
-enum { QK_CUDA_MOE_VEC = 0, QK_CUDA_MOE_TILED = 1 };
-
-/* Where the scratch lies in the workspace (byte offsets), and its size: the tiled path's grouping,
- * f16 activations and (weighted sum) per-slot products; the vector path's per-slot products of
- * a weighted sum. */
-typedef struct qk_cuda_moe_plan {
-    int path;      /* QK_CUDA_MOE_VEC or QK_CUDA_MOE_TILED */
-    int bn;        /* tiled: slots per tile, 32 or 64 */
-    int max_tiles; /* tiled: an upper bound of the tiles the routing can need */
-    size_t counts, tiles, n_tiles, sorted, xh, partial, bytes;
-} qk_cuda_moe_plan;
-
 /* The grouping of slots by expert (moe_route.cu), read by the tiled kernel. */
 typedef struct moe_route {
     const int4 *tiles;  /* expert, first index into sorted, slot count (<= bn) */
@@ -31,9 +20,6 @@ typedef struct moe_route {
     const int *sorted;  /* slot indices, grouped by expert */
     const __half *xh;   /* the activations in f16, [rows of x][k] */
 } moe_route;
-
-/* The plan for these shapes (no pointer of a is read). */
-qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a);
 
 /* The tiled path's first steps on stream s: group the slots by expert and cut the groups into
  * tiles, set the slots of out-of-range ids to NaN, convert the activations to f16. *out is

@@ -62,14 +62,18 @@ size_t align_up(size_t n) { return (n + 255) & ~(size_t)255; }
 
 } // namespace
 
-qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
+/* The path and the layout do not depend on the kind; the weighted sum only adds its per-slot
+ * products at the end, so its size is the most any kind needs (bytes_any). */
+extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     qk_cuda_moe_plan p = {};
     const threshold &t = threshold_of(a->type);
     const int64_t slots = a->n_tokens * a->n_used;
+    const size_t partial = align_up((size_t)(slots * a->m) * sizeof(float));
     if (a->n_tokens <= (int64_t)t.vec_max_tokens) { /* scratch: the weighted sum's per-slot products */
         p.path = QK_CUDA_MOE_VEC;
         p.partial = 0;
-        if (a->kind == QK_CUDA_MOE_WEIGHTED_SUM) p.bytes = align_up((size_t)(slots * a->m) * sizeof(float));
+        p.bytes_any = partial;
+        if (a->kind == QK_CUDA_MOE_WEIGHTED_SUM) p.bytes = partial;
         return p;
     }
     const int64_t touched = a->n_expert < slots ? a->n_expert : slots;
@@ -85,7 +89,7 @@ qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     p.sorted = at, at += align_up((size_t)slots * sizeof(int));
     p.xh = at, at += align_up((size_t)(x_rows * a->k) * sizeof(__half));
     p.partial = at;
-    if (a->kind == QK_CUDA_MOE_WEIGHTED_SUM) at += align_up((size_t)(slots * a->m) * sizeof(float));
-    p.bytes = at;
+    p.bytes_any = at + partial;
+    p.bytes = a->kind == QK_CUDA_MOE_WEIGHTED_SUM ? at + partial : at;
     return p;
 }

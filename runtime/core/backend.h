@@ -4,9 +4,12 @@
 #ifndef QK_BACKEND_H
 #define QK_BACKEND_H
 
+#include <stddef.h>
+
 #include "qkern.h"
 
 typedef enum qk_op { QK_OP_QUANTIZE, QK_OP_DEQUANTIZE, QK_OP_MOE } qk_op;
+enum { QK_OP_COUNT = QK_OP_MOE + 1 };
 
 /* Validated operands: every pointer is in the backend's own address space, every size has
  * been checked by the runtime. */
@@ -33,6 +36,10 @@ typedef struct qk_dequantize_args {
 /* The three MoE entry points (qkern.h). */
 typedef enum qk_moe_kind { QK_MOE_MATMUL, QK_MOE_GATE_UP, QK_MOE_WEIGHTED_SUM } qk_moe_kind;
 
+typedef struct qk_moe_plan qk_moe_plan;
+
+/* The one description of a MoE call: moe.c validates a qk_moe_desc into it once, the backend
+ * plans it once (moe_plan) and runs it with that plan (moe). */
 typedef struct qk_moe_args {
     qk_moe_kind kind;
     qk_type type, x_type;
@@ -43,10 +50,29 @@ typedef struct qk_moe_args {
     const int32_t *ids;  /* NULL: every slot uses expert 0 (n_expert is 1) */
     const float *router; /* QK_MOE_WEIGHTED_SUM only */
     float *y;
-    void *workspace; /* moe_workspace bytes (NULL when that is 0) */
+    void *workspace; /* plan->workspace bytes (NULL when that is 0) */
     int async;       /* enqueue on `stream` and return */
     void *stream;
+    const qk_moe_plan *plan; /* moe_plan's plan of this call. (The Vulkan backend still plans a call
+                                that comes without one, as vk_interop.c's does: qk_moe_run is the
+                                way in that plans once.) */
 } qk_moe_args;
+
+/* A backend's plan of one MoE call: which kernels run, with which tiles, and where their scratch
+ * lies in the workspace. moe_plan makes it from the shapes of a validated description (its
+ * pointers are not read); moe runs the call by it. The runtime reads the sizes; `own` holds the
+ * backend's own plan struct (each backend checks at compile time that it fits). */
+#define QK_MOE_PLAN_OWN_BYTES 256
+struct qk_moe_plan {
+    const qk_moe_args *args; /* the description it was made for: a launch must pass that one */
+    size_t workspace;        /* scratch bytes this call uses */
+    size_t workspace_query;  /* the most any of the three calls uses with these shapes, so that one
+                                workspace serves all three: what qk_moe_workspace_size reports */
+    union {
+        max_align_t align;
+        unsigned char bytes[QK_MOE_PLAN_OWN_BYTES];
+    } own;
+};
 
 typedef struct qk_backend {
     const char *name; /* "cpu", "cuda", "vulkan": the prefix of device ids */
@@ -63,6 +89,12 @@ typedef struct qk_backend {
     qk_status (*open)(qk_context *ctx, int index, void **state);
     void (*close)(void *state);
 
+    /* Whether this device can run `op` on `type`: NULL if it can, else why not, a short phrase for
+     * messages ("no shaderFloat64", "no kernel for this type"), static or written to buf (n bytes).
+     * It answers from the format table's column of this backend (qk_format.backends) and from the
+     * device's features as open() found them. */
+    const char *(*why_not)(void *state, qk_op op, qk_type type, char *buf, size_t n);
+    /* why_not(...) == NULL, for callers that only ask whether. */
     int (*supports)(void *state, qk_op op, qk_type type);
 
     qk_status (*alloc)(qk_context *ctx, void *state, size_t bytes, void **mem);
@@ -74,10 +106,11 @@ typedef struct qk_backend {
 
     qk_status (*quantize)(qk_context *ctx, void *state, const qk_quantize_args *args);
     qk_status (*dequantize)(qk_context *ctx, void *state, const qk_dequantize_args *args);
-    /* Scratch bytes of moe for these shapes (the pointers of args are not read). Ids are in
-     * range in a synchronous call; in an asynchronous one an id out of range must not be read
-     * through (its slot's outputs become NaN). */
-    size_t (*moe_workspace)(void *state, const qk_moe_args *args);
+    /* The plan of a MoE call (qk_moe_plan): once per call, from the shapes of args (its pointers
+     * are not read). */
+    void (*moe_plan)(void *state, const qk_moe_args *args, qk_moe_plan *plan);
+    /* Runs a MoE call by args->plan. Ids are in range in a synchronous call; in an asynchronous
+     * one an id out of range must not be read through (its slot's outputs become NaN). */
     qk_status (*moe)(qk_context *ctx, void *state, const qk_moe_args *args);
 
     /* Streaming (optional: all four or none). A file-sized quantize is a stream of steps whose

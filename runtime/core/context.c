@@ -1,8 +1,11 @@
 /* Devices, contexts and buffers: the backend registry and the choice of device. */
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "invariants.h"
 
 /* Best first: a GPU backend registers ahead of the CPU when it is built. */
 static const qk_backend *const registry[] = {
@@ -49,13 +52,18 @@ qk_status qk_device_get(int i, qk_device_info *info) {
 }
 
 qk_context_params qk_context_default_params(void) {
-    qk_context_params p = {sizeof(qk_context_params), NULL, 0};
+    qk_context_params p = {sizeof(qk_context_params), NULL, 0, NULL, NULL};
     return p;
 }
 
+/* The struct as version 0.1.0 had it: a caller built against it passes this size. */
+#define PARAMS_V0_SIZE offsetof(qk_context_params, notice)
+
+static int is_automatic(const char *spec) { return !spec || !*spec || !strcmp(spec, "auto"); }
+
 /* Parses "name" or "name:N" into a backend and index. */
 static qk_status resolve_device(const char *spec, const qk_backend **out, int *index) {
-    if (!spec || !*spec || !strcmp(spec, "auto")) { /* the first real device */
+    if (is_automatic(spec)) { /* the first real device */
         for (int i = 0; locate(i, out, index); i++)
             if (!(*out)->is_software || !(*out)->is_software(*index)) return QK_OK;
         return qk_fail(NULL, QK_ERR_NO_DEVICE, "no device available");
@@ -86,15 +94,35 @@ static qk_status resolve_device(const char *spec, const qk_backend **out, int *i
     return qk_fail(NULL, QK_ERR_NO_DEVICE, "device '%s': unknown backend (expected cpu, cuda or vulkan)", spec);
 }
 
+/* "vulkan:0 (llvmpipe)": the id and the hardware's name up to its first parenthesis (the driver
+ * and API versions that follow it say nothing a notice needs). */
+static void label_device(qk_context *ctx) {
+    qk_device_info info;
+    if (ctx->backend->device_info(ctx->device_index, &info) != QK_OK) {
+        snprintf(ctx->label, sizeof ctx->label, "%s:%d", ctx->backend->name, ctx->device_index);
+        return;
+    }
+    size_t name_len = strcspn(info.name, "(");
+    while (name_len && info.name[name_len - 1] == ' ') name_len--;
+    if (!name_len || info.kind == QK_DEVICE_CPU)
+        snprintf(ctx->label, sizeof ctx->label, "%s", info.id);
+    else
+        snprintf(ctx->label, sizeof ctx->label, "%s (%.*s)", info.id, (int)name_len, info.name);
+}
+
 qk_status qk_context_create(const qk_context_params *params, qk_context **out) {
     if (!out) return qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_context_create: out is NULL");
     *out = NULL;
     qk_context_params p = qk_context_default_params();
     if (params) {
-        if (params->struct_size < sizeof(qk_context_params))
-            return qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_context_params.struct_size is %zu, expected %zu",
-                           params->struct_size, sizeof(qk_context_params));
-        p = *params;
+        if (params->struct_size < PARAMS_V0_SIZE)
+            return qk_fail(NULL, QK_ERR_INVALID_ARG,
+                           "qk_context_params.struct_size is %zu, expected %zu (at least %zu, from 0.1.0)",
+                           params->struct_size, sizeof(qk_context_params), (size_t)PARAMS_V0_SIZE);
+        /* the fields the caller's version has; later ones keep their defaults */
+        size_t n = params->struct_size < sizeof p ? params->struct_size : sizeof p;
+        memcpy(&p, params, n);
+        p.struct_size = sizeof p;
     }
     if (p.n_threads < 0) return qk_fail(NULL, QK_ERR_INVALID_ARG, "n_threads is %d, must be >= 0", p.n_threads);
     const qk_backend *backend = NULL;
@@ -106,6 +134,10 @@ qk_status qk_context_create(const qk_context_params *params, qk_context **out) {
     ctx->backend = backend;
     ctx->device_index = index;
     ctx->n_threads = p.n_threads;
+    ctx->named = !is_automatic(p.device);
+    ctx->notice = p.notice;
+    ctx->notice_user = p.notice_user;
+    label_device(ctx);
     st = backend->open(ctx, index, &ctx->state);
     if (st != QK_OK) {
         qk_fail(NULL, st, "%s", ctx->error);
@@ -120,6 +152,7 @@ void qk_context_destroy(qk_context *ctx) {
     if (!ctx) return;
     while (ctx->buffers) qk_buffer_destroy(ctx->buffers);
     ctx->backend->close(ctx->state);
+    if (ctx->cpu_state) qk_backend_cpu.close(ctx->cpu_state);
     free(ctx);
 }
 

@@ -8,35 +8,67 @@
 
 #include "formats.h"
 #include "internal.h"
+#include "invariants.h"
 #include "qkern_cuda.h"
 
+/* The caller's device memory behind m (a buffer's, or its own device pointer), as the context's
+ * backend addresses it for read and write. */
+static void device_place(const qk_mem *m, void **mem, size_t *offset) {
+    *mem = m->buffer ? m->buffer->mem : m->device;
+    *offset = m->offset;
+}
+
+/* A temporary allocation of ex's backend for the operand, filled from the caller's memory when
+ * it is an input: host memory for a device (its write), device memory for the cpu of a fallback
+ * (the context's backend reads it). */
+static qk_status stage(qk_context *ctx, const qk_exec *ex, const qk_mem *m, int is_input, qk_operand *op) {
+    qk_status st = ex->backend->alloc(ctx, ex->state, op->bytes, &op->staged);
+    if (st != QK_OK) {
+        op->staged = NULL;
+        return st;
+    }
+    op->addr = ex->backend->address(op->staged, 0);
+    if (is_input) {
+        if (ex->fallback) {
+            void *mem;
+            size_t offset;
+            device_place(m, &mem, &offset);
+            st = ctx->backend->read(ctx, ctx->state, mem, offset, op->addr, op->bytes);
+        } else {
+            st = ex->backend->write(ctx, ex->state, op->staged, 0, m->host, op->bytes);
+        }
+    }
+    if (st != QK_OK) qk_release(ex, op);
+    return st;
+}
+
 /* async: the operation is enqueued and returns at once, so host memory (which would need a
- * staged copy and a synchronization) is refused. */
-qk_status qk_resolve(qk_context *ctx, const qk_mem *m, size_t need, int is_input, int async, const char *what,
-                     qk_operand *op) {
+ * staged copy and a synchronization) is refused; an asynchronous call never falls back. */
+qk_status qk_resolve(qk_context *ctx, const qk_exec *ex, const qk_mem *m, size_t need, int is_input, int async,
+                     const char *what, qk_operand *op) {
+    assert(!(async && ex->fallback));
+    op->addr = NULL;
     op->staged = NULL;
-    op->host = NULL;
+    op->from = m;
     op->bytes = need;
     if ((m->buffer != NULL) + (m->host != NULL) + (m->device != NULL) > 1)
         return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: give one of host memory, a buffer or device memory", what);
-    if (m->device) {
-        if (ctx->backend->host_memory)
+    if (m->device || m->buffer) {
+        if (m->device && ctx->backend->host_memory)
             return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: device memory given to a %s context", what,
                            ctx->backend->name);
-        if (m->bytes < need)
-            return qk_fail(ctx, QK_ERR_BUFFER, "%s: %zu bytes given, %zu needed", what, m->bytes, need);
-        op->addr = ctx->backend->address(m->device, m->offset);
-        return QK_OK;
-    }
-    if (m->buffer) {
         const qk_buffer *b = m->buffer;
-        if (b->ctx != ctx) return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: buffer belongs to another context", what);
-        if (m->offset > b->bytes || m->bytes > b->bytes - m->offset)
+        if (b && b->ctx != ctx) return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: buffer belongs to another context", what);
+        if (b && (m->offset > b->bytes || m->bytes > b->bytes - m->offset))
             return qk_fail(ctx, QK_ERR_BUFFER, "%s: range [%zu, +%zu) exceeds the buffer's %zu bytes", what, m->offset,
                            m->bytes, b->bytes);
         if (m->bytes < need)
             return qk_fail(ctx, QK_ERR_BUFFER, "%s: %zu bytes given, %zu needed", what, m->bytes, need);
-        op->addr = ctx->backend->address(b->mem, m->offset);
+        if (ex->fallback) return stage(ctx, ex, m, is_input, op);
+        void *mem;
+        size_t offset;
+        device_place(m, &mem, &offset);
+        op->addr = ctx->backend->address(mem, offset);
         return QK_OK;
     }
     if (!m->host)
@@ -44,47 +76,52 @@ qk_status qk_resolve(qk_context *ctx, const qk_mem *m, size_t need, int is_input
     if (m->bytes < need) return qk_fail(ctx, QK_ERR_BUFFER, "%s: %zu bytes given, %zu needed", what, m->bytes, need);
     if (async)
         return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: an asynchronous call takes device memory, not host memory", what);
-    if (ctx->backend->host_memory) {
+    if (ex->backend->host_memory) {
         op->addr = m->host;
         return QK_OK;
     }
-    qk_status st = ctx->backend->alloc(ctx, ctx->state, need, &op->staged);
-    if (st != QK_OK) return st;
-    op->host = m->host;
-    op->addr = ctx->backend->address(op->staged, 0);
-    if (is_input) {
-        st = ctx->backend->write(ctx, ctx->state, op->staged, 0, m->host, need);
-        if (st != QK_OK) {
-            ctx->backend->free(ctx->state, op->staged);
-            op->staged = NULL;
-        }
-    }
-    return st;
+    return stage(ctx, ex, m, is_input, op);
 }
 
-void qk_release(qk_context *ctx, qk_operand *op) {
-    if (op->staged) ctx->backend->free(ctx->state, op->staged);
+qk_status qk_write_back(qk_context *ctx, const qk_exec *ex, const qk_operand *op) {
+    if (!op->staged) return QK_OK;
+    assert(op->from && op->addr);
+    if (ex->fallback) { /* the cpu's result to the device memory it stands in for */
+        assert(op->from->buffer || op->from->device);
+        void *mem;
+        size_t offset;
+        device_place(op->from, &mem, &offset);
+        return ctx->backend->write(ctx, ctx->state, mem, offset, op->addr, op->bytes);
+    }
+    assert(op->from->host);
+    return ex->backend->read(ctx, ex->state, op->staged, 0, op->from->host, op->bytes);
+}
+
+void qk_release(const qk_exec *ex, qk_operand *op) {
+    if (op->staged) ex->backend->free(ex->state, op->staged);
     op->staged = NULL;
 }
 
 /* An operation's input and output, resolved; on failure nothing stays staged. */
-static qk_status resolve_operands(qk_context *ctx, const char *op_name, const qk_mem *src, size_t src_bytes,
-                                  const qk_mem *dst, size_t dst_bytes, int async, qk_operand *in, qk_operand *out) {
+static qk_status resolve_operands(qk_context *ctx, const qk_exec *ex, const char *op_name, const qk_mem *src,
+                                  size_t src_bytes, const qk_mem *dst, size_t dst_bytes, int async, qk_operand *in,
+                                  qk_operand *out) {
     char what[64];
     snprintf(what, sizeof what, "%s: src", op_name);
-    qk_status st = qk_resolve(ctx, src, src_bytes, 1, async, what, in);
+    qk_status st = qk_resolve(ctx, ex, src, src_bytes, 1, async, what, in);
     if (st != QK_OK) return st;
     snprintf(what, sizeof what, "%s: dst", op_name);
-    if ((st = qk_resolve(ctx, dst, dst_bytes, 0, async, what, out)) != QK_OK) qk_release(ctx, in);
+    if ((st = qk_resolve(ctx, ex, dst, dst_bytes, 0, async, what, out)) != QK_OK) qk_release(ex, in);
+    assert(st != QK_OK || (in->addr && out->addr));
     return st;
 }
 
-/* After the backend ran (status st): the staged output back to host memory, both operands
- * released, the context's message cleared on success. */
-static qk_status complete(qk_context *ctx, qk_status st, qk_operand *in, qk_operand *out) {
-    if (st == QK_OK && out->staged) st = ctx->backend->read(ctx, ctx->state, out->staged, 0, out->host, out->bytes);
-    qk_release(ctx, in);
-    qk_release(ctx, out);
+/* After the backend ran (status st): the staged output back to the caller's memory, both
+ * operands released, the context's message cleared on success. */
+static qk_status complete(qk_context *ctx, const qk_exec *ex, qk_status st, qk_operand *in, qk_operand *out) {
+    if (st == QK_OK) st = qk_write_back(ctx, ex, out);
+    qk_release(ex, in);
+    qk_release(ex, out);
     if (st == QK_OK) ctx->error[0] = 0;
     return st;
 }
@@ -190,8 +227,6 @@ static qk_status check_quantize(qk_context *ctx, const qk_quantize_desc *d, int 
     qk_status st = check_shape(ctx, "qk_quantize", d->type, d->src_type, d->rows, d->cols, &f, &row_bytes, src_bytes);
     if (st != QK_OK) return st;
     if ((st = check_imatrix(ctx, d, f, !async)) != QK_OK) return st;
-    if (!ctx->backend->supports(ctx->state, QK_OP_QUANTIZE, d->type))
-        return qk_fail(ctx, QK_ERR_UNSUPPORTED, "%s cannot quantize to %s", ctx->backend->name, f->name);
     *dst_bytes = row_bytes * (size_t)d->rows;
     return QK_OK;
 }
@@ -200,15 +235,17 @@ static qk_status check_quantize(qk_context *ctx, const qk_quantize_desc *d, int 
 static qk_status quantize(qk_context *ctx, const qk_quantize_desc *d, int async, void *stream) {
     size_t src_bytes = 0, dst_bytes = 0;
     qk_status st = check_quantize(ctx, d, async, &src_bytes, &dst_bytes);
+    qk_exec ex;
+    if (st == QK_OK) st = qk_exec_choose(ctx, QK_OP_QUANTIZE, d->type, async, 1, "qk_quantize", &ex);
     if (st != QK_OK) return st;
 
     qk_operand src, dst;
-    st = resolve_operands(ctx, "qk_quantize", &d->src, src_bytes, &d->dst, dst_bytes, async, &src, &dst);
+    st = resolve_operands(ctx, &ex, "qk_quantize", &d->src, src_bytes, &d->dst, dst_bytes, async, &src, &dst);
     if (st != QK_OK) return st;
     qk_quantize_args a = {d->type,  d->src_type, d->rows,    d->cols,
                           src.addr, dst.addr,    d->imatrix, d->imatrix ? d->imatrix_len / d->cols : 0,
                           async,    stream};
-    return complete(ctx, ctx->backend->quantize(ctx, ctx->state, &a), &src, &dst);
+    return complete(ctx, &ex, ex.backend->quantize(ctx, ex.state, &a), &src, &dst);
 }
 
 qk_status qk_quantize(qk_context *ctx, const qk_quantize_desc *d) { return quantize(ctx, d, 0, NULL); }
@@ -232,6 +269,12 @@ qk_status qk_quantize_queued(qk_context *ctx, int queue, const qk_quantize_desc 
     if (st != QK_OK) return st;
     if (!ctx->backend->quantize_queued)
         return qk_fail(ctx, QK_ERR_UNSUPPORTED, "%s has no queues to stream through", ctx->backend->name);
+    /* no fallback here: the streaming quantizer asks supports() and takes the cpu path itself */
+    char buf[160];
+    const char *why = ctx->backend->why_not(ctx->state, QK_OP_QUANTIZE, d->type, buf, sizeof buf);
+    if (why)
+        return qk_fail(ctx, QK_ERR_UNSUPPORTED, "qk_quantize_queued: %s cannot quantize %s (%s)", ctx->label,
+                       qk_type_name(d->type), why);
     if (queue < 0 || queue >= QK_QUEUES)
         return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_quantize_queued: queue %d (there are %d)", queue, QK_QUEUES);
     if ((st = check_queued_operand(ctx, &d->src, src_bytes, "qk_quantize_queued: src")) != QK_OK ||
@@ -264,19 +307,19 @@ static qk_status dequantize(qk_context *ctx, const qk_dequantize_desc *d, int as
         return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_dequantize_desc.struct_size is %zu, expected %zu", d->struct_size,
                        sizeof *d);
     const qk_format *f;
-    size_t row_bytes, dst_bytes;
+    size_t row_bytes = 0, dst_bytes = 0;
     qk_status st =
         check_shape(ctx, "qk_dequantize", d->type, d->dst_type, d->rows, d->cols, &f, &row_bytes, &dst_bytes);
+    qk_exec ex;
+    if (st == QK_OK) st = qk_exec_choose(ctx, QK_OP_DEQUANTIZE, d->type, async, 1, "qk_dequantize", &ex);
     if (st != QK_OK) return st;
-    if (!ctx->backend->supports(ctx->state, QK_OP_DEQUANTIZE, d->type))
-        return qk_fail(ctx, QK_ERR_UNSUPPORTED, "%s cannot dequantize %s", ctx->backend->name, f->name);
 
     qk_operand src, dst;
-    st = resolve_operands(ctx, "qk_dequantize", &d->src, row_bytes * (size_t)d->rows, &d->dst, dst_bytes, async, &src,
-                          &dst);
+    st = resolve_operands(ctx, &ex, "qk_dequantize", &d->src, row_bytes * (size_t)d->rows, &d->dst, dst_bytes, async,
+                          &src, &dst);
     if (st != QK_OK) return st;
     qk_dequantize_args a = {d->type, d->dst_type, d->rows, d->cols, src.addr, dst.addr, async, stream};
-    return complete(ctx, ctx->backend->dequantize(ctx, ctx->state, &a), &src, &dst);
+    return complete(ctx, &ex, ex.backend->dequantize(ctx, ex.state, &a), &src, &dst);
 }
 
 qk_status qk_dequantize(qk_context *ctx, const qk_dequantize_desc *d) { return dequantize(ctx, d, 0, NULL); }

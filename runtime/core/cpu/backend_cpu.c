@@ -9,6 +9,7 @@
 #include "cpu_dispatch.h"
 #include "formats.h"
 #include "internal.h"
+#include "invariants.h"
 #include "moe_cpu.h"
 #include "parallel.h"
 
@@ -65,15 +66,25 @@ static qk_status cpu_open(qk_context *ctx, int index, void **state) {
 
 static void cpu_close(void *state) { free(state); }
 
-static int cpu_supports(void *state, qk_op op, qk_type type) {
-    (void)state;
+/* Every row of the format table with a cpu column of Y, for every operation: the CPU reference
+ * defines the results, and is the fallback of every other backend. */
+static const char *cpu_why_not(void *state, qk_op op, qk_type type, char *buf, size_t n) {
+    (void)state, (void)buf, (void)n;
+    const qk_format *f = qk_format_of(type);
+    if (!f || !(f->backends & QK_IMPL_CPU)) return "no cpu implementation in the format table";
     qk_cpu_kernel_pair k = qk_cpu_kernels(type);
     switch (op) {
-    case QK_OP_QUANTIZE: return k.quant != NULL;
-    case QK_OP_DEQUANTIZE: return k.dequant != NULL;
-    case QK_OP_MOE: return k.dequant != NULL; /* weight rows are dequantized, then multiplied */
+    case QK_OP_QUANTIZE: return k.quant ? NULL : "no cpu quantizer for this type";
+    case QK_OP_DEQUANTIZE:
+    case QK_OP_MOE: /* weight rows are dequantized, then multiplied */
+        return k.dequant ? NULL : "no cpu dequantizer for this type";
     }
-    return 0;
+    return "unknown operation";
+}
+
+static int cpu_supports(void *state, qk_op op, qk_type type) {
+    char buf[8];
+    return !cpu_why_not(state, op, type, buf, sizeof buf);
 }
 
 static qk_status cpu_alloc(qk_context *ctx, void *state, size_t bytes, void **mem) {
@@ -216,12 +227,17 @@ static qk_status cpu_dequantize(qk_context *ctx, void *state, const qk_dequantiz
     return QK_OK;
 }
 
-static size_t cpu_moe_workspace(void *state, const qk_moe_args *a) {
+/* One path; the weighted sum's per-slot products are its only scratch, and the other two calls
+ * need none, so the query's promise is the weighted sum's. */
+static void cpu_moe_plan(void *state, const qk_moe_args *a, qk_moe_plan *plan) {
     (void)state;
-    return qk_cpu_moe_workspace(a);
+    plan->args = a;
+    plan->workspace_query = qk_cpu_moe_partial_bytes(a);
+    plan->workspace = a->kind == QK_MOE_WEIGHTED_SUM ? plan->workspace_query : 0;
 }
 
 static qk_status cpu_moe(qk_context *ctx, void *state, const qk_moe_args *a) {
+    assert(a->plan && a->plan->args == a && (!a->plan->workspace || a->workspace));
     return qk_cpu_moe(ctx, ((cpu_state *)state)->workers, a);
 }
 
@@ -250,6 +266,7 @@ const qk_backend qk_backend_cpu = {
     .device_info = cpu_device_info,
     .open = cpu_open,
     .close = cpu_close,
+    .why_not = cpu_why_not,
     .supports = cpu_supports,
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -258,7 +275,7 @@ const qk_backend qk_backend_cpu = {
     .address = cpu_address,
     .quantize = cpu_quantize,
     .dequantize = cpu_dequantize,
-    .moe_workspace = cpu_moe_workspace,
+    .moe_plan = cpu_moe_plan,
     .moe = cpu_moe,
     .host_alloc = cpu_alloc, /* plain host memory: nothing copies from it asynchronously */
     .host_free = cpu_free,

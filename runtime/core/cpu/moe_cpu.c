@@ -35,8 +35,8 @@ typedef struct moe_job {
     size_t scratch_floats; /* per worker */
 } moe_job;
 
-size_t qk_cpu_moe_workspace(const qk_moe_args *a) {
-    return a->kind == QK_MOE_WEIGHTED_SUM ? (size_t)(a->n_tokens * a->n_used) * (size_t)a->m * sizeof(float) : 0;
+size_t qk_cpu_moe_partial_bytes(const qk_moe_args *a) {
+    return (size_t)(a->n_tokens * a->n_used) * (size_t)a->m * sizeof(float);
 }
 
 static float dot(const float *w, const float *x, int64_t k) {

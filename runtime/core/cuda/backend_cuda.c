@@ -11,6 +11,7 @@
 #include "cuda_kernels.h"
 #include "formats.h"
 #include "internal.h"
+#include "invariants.h"
 
 /* Turns a CUDA error into a status with CUDA's own message, near where it happened. */
 #define QK_CHECK_CUDA(ctx, call)                                                                                       \
@@ -77,6 +78,7 @@ typedef struct cuda_queue {
 
 typedef struct cuda_state {
     int device;
+    int cc; /* compute capability, 10 * major + minor */
     cudaStream_t stream;
     float *imatrix; /* device copy of the current call's imatrix */
     size_t imatrix_cap;
@@ -111,6 +113,12 @@ static qk_status cuda_open(qk_context *ctx, int index, void **state) {
     s->device = index;
     const char *step = "cudaSetDevice()";
     cudaError_t err = cudaSetDevice(index);
+    int major = 0, minor = 0;
+    if (err == cudaSuccess)
+        step = "cudaDeviceGetAttribute()",
+        err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index);
+    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, index);
+    s->cc = 10 * major + minor;
     if (err == cudaSuccess)
         step = "cudaStreamCreate()", err = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking);
     for (int i = 0; i < QK_QUEUES && err == cudaSuccess; i++) {
@@ -131,10 +139,31 @@ static qk_status cuda_open(qk_context *ctx, int index, void **state) {
     return QK_OK;
 }
 
+/* The MoE kernels stage weights with cp.async and multiply with mma.sync m16n8k16 (f16 in, f32
+ * accumulate): both from compute capability 8.0 (kernels/cuda/moe_kernels.cuh). */
+#define MOE_MIN_CC 80
+
+/* The format table's cuda column (which the kernels' dispatch is generated from), then what a
+ * kernel needs of the device. */
+static const char *cuda_why_not(void *state, qk_op op, qk_type type, char *buf, size_t n) {
+    const cuda_state *s = state;
+    const qk_format *f = qk_format_of(type);
+    if (!f || !(f->backends & QK_IMPL_CUDA)) return "no CUDA implementation in the format table";
+    if (op == QK_OP_MOE) {
+        if (!qk_cuda_moe_supports((int)type)) return "no CUDA MoE kernel for this type";
+        if (s->cc < MOE_MIN_CC) {
+            snprintf(buf, n, "its MoE kernels need compute capability %d.%d, the device has %d.%d", MOE_MIN_CC / 10,
+                     MOE_MIN_CC % 10, s->cc / 10, s->cc % 10);
+            return buf;
+        }
+        return NULL;
+    }
+    return qk_cuda_kernel_supports(op == QK_OP_QUANTIZE ? 0 : 1, (int)type) ? NULL : "no CUDA kernel for this type";
+}
+
 static int cuda_supports(void *state, qk_op op, qk_type type) {
-    (void)state;
-    if (op == QK_OP_MOE) return qk_cuda_moe_supports((int)type);
-    return qk_cuda_kernel_supports(op == QK_OP_QUANTIZE ? 0 : 1, (int)type);
+    char buf[128];
+    return !cuda_why_not(state, op, type, buf, sizeof buf);
 }
 
 /* ---- memory ------------------------------------------------------------------------------- */
@@ -257,30 +286,49 @@ static qk_status cuda_dequantize(qk_context *ctx, void *state, const qk_dequanti
     return QK_OK;
 }
 
-static qk_cuda_moe_args moe_args(const qk_moe_args *a) {
-    qk_cuda_moe_args c = {(int)a->kind, (int)a->type, (int)a->x_type, a->x_per_slot, a->n_expert, a->m,
-                          a->k,         a->n_tokens,  a->n_used,      a->w,          a->w_up,     a->x,
-                          a->ids,       a->router,    a->y,           a->workspace};
-    return c;
-}
+/* The backend's part of a MoE plan: the kernels' plan, made for the kernels' argument struct,
+ * which is derived from the call's description once, here; the launch adds the operands to it. */
+typedef struct cuda_moe_plan {
+    qk_cuda_moe_args args;
+    qk_cuda_moe_plan kernels;
+} cuda_moe_plan;
+_Static_assert(sizeof(cuda_moe_plan) <= QK_MOE_PLAN_OWN_BYTES, "the CUDA MoE plan must fit qk_moe_plan.own");
 
-static size_t cuda_moe_workspace(void *state, const qk_moe_args *a) {
+static void cuda_moe_plan_of(void *state, const qk_moe_args *a, qk_moe_plan *plan) {
     (void)state;
-    const qk_cuda_moe_args c = moe_args(a);
-    return qk_cuda_moe_workspace(&c);
+    cuda_moe_plan p;
+    memset(&p, 0, sizeof p);
+    p.args = (qk_cuda_moe_args){.kind = (int)a->kind,
+                                .type = (int)a->type,
+                                .x_type = (int)a->x_type,
+                                .x_per_slot = a->x_per_slot,
+                                .n_expert = a->n_expert,
+                                .m = a->m,
+                                .k = a->k,
+                                .n_tokens = a->n_tokens,
+                                .n_used = a->n_used};
+    p.kernels = qk_cuda_moe_plan_for(&p.args);
+    plan->args = a;
+    plan->workspace = p.kernels.bytes;
+    plan->workspace_query = p.kernels.bytes_any;
+    memcpy(plan->own.bytes, &p, sizeof p);
 }
 
 /* Synchronous calls run on the context's stream and wait; asynchronous ones only enqueue. */
 static qk_status cuda_moe(qk_context *ctx, void *state, const qk_moe_args *a) {
     cuda_state *s = state;
+    assert(a->plan && a->plan->args == a && (!a->plan->workspace || a->workspace));
     const qk_format *f = qk_format_of(a->type);
     if (f->block_elems == 1 && a->k % 32)
         return qk_fail(ctx, QK_ERR_UNSUPPORTED, "cuda: %s weights need k a multiple of 32 (k = %lld)", f->name,
                        (long long)a->k);
     QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
     cudaStream_t stream = a->async ? (cudaStream_t)a->stream : s->stream;
-    const qk_cuda_moe_args c = moe_args(a);
-    QK_CHECK_CUDA(ctx, (cudaError_t)qk_cuda_moe(&c, stream));
+    cuda_moe_plan p;
+    memcpy(&p, a->plan->own.bytes, sizeof p);
+    p.args.w = a->w, p.args.w_up = a->w_up, p.args.x = a->x, p.args.ids = a->ids;
+    p.args.router = a->router, p.args.y = a->y, p.args.workspace = a->workspace;
+    QK_CHECK_CUDA(ctx, (cudaError_t)qk_cuda_moe(&p.args, &p.kernels, stream));
     if (!a->async) QK_CHECK_CUDA(ctx, cudaStreamSynchronize(stream));
     return QK_OK;
 }
@@ -356,6 +404,7 @@ const qk_backend qk_backend_cuda = {
     .device_info = cuda_device_info,
     .open = cuda_open,
     .close = cuda_close,
+    .why_not = cuda_why_not,
     .supports = cuda_supports,
     .alloc = cuda_alloc,
     .free = cuda_free,
@@ -364,7 +413,7 @@ const qk_backend qk_backend_cuda = {
     .address = cuda_address,
     .quantize = cuda_quantize,
     .dequantize = cuda_dequantize,
-    .moe_workspace = cuda_moe_workspace,
+    .moe_plan = cuda_moe_plan_of,
     .moe = cuda_moe,
     .host_alloc = cuda_host_alloc,
     .host_free = cuda_host_free,

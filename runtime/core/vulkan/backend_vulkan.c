@@ -31,13 +31,42 @@ static qk_status vulkan_open(qk_context *ctx, int index, void **state) {
     return st;
 }
 
+/* The legacy encoders that read an imatrix (all but Q8_0) weigh values by the row's mean
+ * square (shaders/formats/legacy.glsl: QK_NEEDS_ROW_SIGMA2). */
+static int needs_row_sigma2(qk_type t) {
+    const qk_format *f = qk_format_of(t);
+    return f->family == QK_FAMILY_LEGACY && f->uses_imatrix;
+}
+
+/* The format table's vulkan column, then every shader the operation may dispatch for the type:
+ * each must be embedded and have the features its SPIR-V declares (e.g. the encoders' float64
+ * division, common.glsl). The MoE's tiled shaders are optional: the plan takes them only where
+ * they can run (moe_vulkan.c). */
+static const char *vulkan_why_not(void *state, qk_op op, qk_type type, char *buf, size_t n) {
+    const qk_format *f = qk_format_of(type);
+    if (!f || !(f->backends & QK_IMPL_VULKAN)) return "no Vulkan implementation in the format table";
+    char names[3][QK_VK_NAME_LEN];
+    int count = 0;
+    if (op == QK_OP_MOE) {
+        qk_vk_variant(names[count++], "moe_vec", type);
+        snprintf(names[count++], QK_VK_NAME_LEN, "moe_wsum");
+    } else if (is_float_type(type)) {
+        snprintf(names[count++], QK_VK_NAME_LEN, "convert");
+    } else {
+        qk_vk_variant(names[count++], op == QK_OP_QUANTIZE ? "quant" : "dequant", type);
+        if (op == QK_OP_QUANTIZE && needs_row_sigma2(type)) snprintf(names[count++], QK_VK_NAME_LEN, "row_sigma2");
+    }
+    if (op == QK_OP_QUANTIZE) snprintf(names[count++], QK_VK_NAME_LEN, "scan_nonfinite"); /* every quantize */
+    for (int i = 0; i < count; i++) {
+        const char *lacks = qk_vk_shader_lacks(state, names[i], buf, n);
+        if (lacks) return lacks;
+    }
+    return NULL;
+}
+
 static int vulkan_supports(void *state, qk_op op, qk_type type) {
-    (void)state;
-    char name[QK_VK_NAME_LEN];
-    if (!qk_format_of(type)) return 0;
-    if (op == QK_OP_MOE) return qk_vk_has_shader(qk_vk_variant(name, "moe_vec", type));
-    if (is_float_type(type)) return qk_vk_has_shader("convert");
-    return qk_vk_has_shader(qk_vk_variant(name, op == QK_OP_QUANTIZE ? "quant" : "dequant", type));
+    char buf[160];
+    return !vulkan_why_not(state, op, type, buf, sizeof buf);
 }
 
 static qk_status vulkan_alloc(qk_context *ctx, void *state, size_t bytes, void **mem) {
@@ -194,19 +223,13 @@ static qk_status record_quantize(qk_context *ctx, qk_vk_state *s, const void *p)
     return st;
 }
 
-/* The legacy encoders that read an imatrix (all but Q8_0) weigh values by the row's mean
- * square (shaders/formats/legacy.glsl: QK_NEEDS_ROW_SIGMA2). */
-static int needs_row_sigma2(qk_type t) {
-    const qk_format *f = qk_format_of(t);
-    return f->family == QK_FAMILY_LEGACY && f->uses_imatrix;
-}
-
 static qk_status vulkan_quantize(qk_context *ctx, void *state, const qk_quantize_args *a) {
     qk_vk_state *s = state;
-    if (!is_float_type(a->type) && !qk_vk_features_of(s)->float64)
-        return qk_fail(ctx, QK_ERR_UNSUPPORTED,
-                       "vulkan: this device lacks shaderFloat64, which the encoders need to divide exactly as the "
-                       "CPU reference does; quantize on another device");
+    char buf[160];
+    const char *why = vulkan_why_not(state, QK_OP_QUANTIZE, a->type, buf, sizeof buf);
+    if (why) /* the runtime asked first; a white-box caller may not have */
+        return qk_fail(ctx, QK_ERR_UNSUPPORTED, "vulkan: cannot quantize %s on this device (%s)", qk_type_name(a->type),
+                       why);
     size_t es = qk_float_type_size(a->src_type);
     uint64_t row_src = (uint64_t)a->cols * es, row_dst = qk_type_row_bytes(a->type, a->cols);
     uint64_t lim = qk_vk_binding_limit(s), widest = row_src > row_dst ? row_src : row_dst;
@@ -265,6 +288,7 @@ const qk_backend qk_backend_vulkan = {
     .device_info = qk_vk_device_info,
     .open = vulkan_open,
     .close = qk_vk_close,
+    .why_not = vulkan_why_not,
     .supports = vulkan_supports,
     .alloc = vulkan_alloc,
     .free = vulkan_free,
@@ -273,6 +297,6 @@ const qk_backend qk_backend_vulkan = {
     .address = qk_vk_address,
     .quantize = vulkan_quantize,
     .dequantize = vulkan_dequantize,
-    .moe_workspace = qk_vk_moe_workspace,
+    .moe_plan = qk_vk_moe_plan,
     .moe = qk_vk_moe,
 };

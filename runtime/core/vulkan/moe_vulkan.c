@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "formats.h"
+#include "invariants.h"
 #include "vk_internal.h"
 
 /* Up to vec_max_tokens tokens the vector path runs (each slot reads its expert's rows; with so
@@ -96,22 +97,30 @@ typedef struct moe_plan {
 
 static size_t align_up(size_t n) { return (n + 255) & ~(size_t)255; }
 
-static int has_variant(const char *op, qk_type type) {
-    char name[QK_VK_NAME_LEN];
-    return qk_vk_has_shader(qk_vk_variant(name, op, type));
+/* A shader variant this device can run (embedded, its features enabled). */
+static int has_variant(const qk_vk_state *s, const char *op, qk_type type) {
+    char name[QK_VK_NAME_LEN], buf[160];
+    return !qk_vk_shader_lacks(s, qk_vk_variant(name, op, type), buf, sizeof buf);
 }
 
-static moe_plan plan_for(const qk_vk_state *s, const qk_moe_args *a) {
+_Static_assert(sizeof(moe_plan) <= QK_MOE_PLAN_OWN_BYTES, "the Vulkan MoE plan must fit qk_moe_plan.own");
+
+/* The plan of a call; the path and the route's layout do not depend on which of the three calls
+ * it is, so the query's promise is this layout with the weighted sum's per-slot products. */
+void qk_vk_moe_plan(void *state, const qk_moe_args *a, qk_moe_plan *plan) {
+    const qk_vk_state *s = state;
     const qk_vk_features *f = qk_vk_features_of(s);
     moe_plan p;
     memset(&p, 0, sizeof p);
     const int64_t slots = a->n_tokens * a->n_used;
     p.path = PATH_VEC;
     if (a->n_tokens > (int64_t)threshold_of(a->type)->vec_max_tokens) {
-        if (f->coopmat_nv && f->subgroup_size == 32 && f->max_shared_bytes >= TILED_CM_SHARED &&
-            has_variant("moe_tiled_cm", a->type))
+        char buf[160];
+        const int route = !qk_vk_shader_lacks(s, "moe_route", buf, sizeof buf);
+        if (route && f->coopmat_nv && f->subgroup_size == 32 && f->max_shared_bytes >= TILED_CM_SHARED &&
+            has_variant(s, "moe_tiled_cm", a->type))
             p.path = PATH_TILED_CM;
-        else if (f->max_shared_bytes >= TILED_SHARED && has_variant("moe_tiled", a->type))
+        else if (route && f->max_shared_bytes >= TILED_SHARED && has_variant(s, "moe_tiled", a->type))
             p.path = PATH_TILED;
     }
     size_t at = 0;
@@ -131,12 +140,13 @@ static moe_plan plan_for(const qk_vk_state *s, const qk_moe_args *a) {
         at += align_up(p.route_bytes);
     }
     p.partial = at;
-    if (a->kind == QK_MOE_WEIGHTED_SUM) at += align_up((size_t)slots * (size_t)a->m * sizeof(float));
-    p.bytes = at;
-    return p;
+    const size_t partial = align_up((size_t)slots * (size_t)a->m * sizeof(float));
+    p.bytes = a->kind == QK_MOE_WEIGHTED_SUM ? at + partial : at;
+    plan->args = a;
+    plan->workspace = p.bytes;
+    plan->workspace_query = at + partial;
+    memcpy(plan->own.bytes, &p, sizeof p);
 }
-
-size_t qk_vk_moe_workspace(void *state, const qk_moe_args *args) { return plan_for(state, args).bytes; }
 
 /* A window of the weights: experts [e_lo, e_hi) and of them rows [r_lo, r_hi). */
 typedef struct weight_window {
@@ -175,7 +185,7 @@ static uint32_t groups(uint64_t n) { return (uint32_t)(n < 1 ? 1 : (n < MAX_GROU
 /* Everything one call records: its arguments, plan and weight windows. */
 typedef struct moe_job {
     const qk_moe_args *a;
-    moe_plan plan;
+    const moe_plan *plan;
     uint64_t row_bytes, x_bytes, slots;
     int n_windows;
     weight_window win[MAX_WINDOWS];
@@ -221,7 +231,7 @@ static qk_status record_vec(qk_context *ctx, qk_vk_state *s, const moe_job *j) {
 
 static qk_status record_tiled(qk_context *ctx, qk_vk_state *s, const moe_job *j) {
     const qk_moe_args *a = j->a;
-    const moe_plan *pl = &j->plan;
+    const moe_plan *pl = j->plan;
     const void *route = qk_vk_at(a->workspace, pl->route);
     route_params rp = {.n_slots = (uint32_t)j->slots,
                        .n_expert = (uint32_t)a->n_expert,
@@ -270,7 +280,7 @@ static qk_status record_tiled(qk_context *ctx, qk_vk_state *s, const moe_job *j)
 
 static qk_status record_moe(qk_context *ctx, qk_vk_state *s, const moe_job *j) {
     const qk_moe_args *a = j->a;
-    qk_status st = j->plan.path == PATH_VEC ? record_vec(ctx, s, j) : record_tiled(ctx, s, j);
+    qk_status st = j->plan->path == PATH_VEC ? record_vec(ctx, s, j) : record_tiled(ctx, s, j);
     if (st != QK_OK || a->kind != QK_MOE_WEIGHTED_SUM) return st;
     wsum_params p = {(uint32_t)a->n_tokens, (uint32_t)a->n_used, (uint32_t)a->m};
     qk_vk_arg args[3] = {{j->out, j->slots * (uint64_t)a->m * 4},
@@ -301,14 +311,20 @@ qk_status qk_vk_moe(qk_context *ctx, void *state, const qk_moe_args *a) {
     moe_job job, *j = &job;
     memset(j, 0, sizeof *j);
     j->a = a;
-    j->plan = plan_for(s, a);
+    qk_moe_plan own; /* a call from outside qk_moe_run may come without one (backend.h) */
+    const qk_moe_plan *plan = a->plan;
+    if (!plan) qk_vk_moe_plan(state, a, &own), plan = &own;
+    assert(plan->args == a);
+    moe_plan pl; /* the backend's part of the plan, as moe_plan stored it */
+    memcpy(&pl, plan->own.bytes, sizeof pl);
+    j->plan = &pl;
     j->row_bytes = qk_type_row_bytes(a->type, a->k);
     j->slots = (uint64_t)(a->n_tokens * a->n_used);
     const size_t esize = qk_float_type_size(a->x_type);
     j->x_bytes = (a->x_per_slot ? j->slots : (uint64_t)a->n_tokens) * (uint64_t)a->k * esize;
-    if (j->plan.bytes && !a->workspace)
-        return qk_fail(ctx, QK_ERR_INVALID_ARG, "vulkan: MoE: a workspace of %zu bytes is required", j->plan.bytes);
-    j->out = a->kind == QK_MOE_WEIGHTED_SUM ? (float *)qk_vk_at(a->workspace, j->plan.partial) : a->y;
+    if (j->plan->bytes && !a->workspace)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "vulkan: MoE: a workspace of %zu bytes is required", j->plan->bytes);
+    j->out = a->kind == QK_MOE_WEIGHTED_SUM ? (float *)qk_vk_at(a->workspace, j->plan->partial) : a->y;
     qk_status st = check_aligned(ctx, s, a->x, esize, "x");
     if (st == QK_OK) st = check_aligned(ctx, s, a->ids, 4, "ids");
     if (st == QK_OK) st = check_aligned(ctx, s, a->router, 4, "router");

@@ -10,6 +10,7 @@
 #include "iq_grid.h"
 #include "qk_shaders.h"
 #include "qk_tables.h"
+#include "vk_features.h"
 #include "vk_internal.h"
 #include "vk_loader.h"
 
@@ -490,6 +491,9 @@ static qk_status get_pipeline(qk_context *ctx, qk_vk_state *s, const char *name,
         }
     const qk_shader *sh = find_shader(name);
     if (!sh) return qk_fail(ctx, QK_ERR_UNSUPPORTED, "vulkan: this build has no shader '%s'", name);
+    char buf[160];
+    const char *lacks = qk_vk_spirv_lacks(s->feat.enabled, sh->code, sh->bytes, buf, sizeof buf);
+    if (lacks) return qk_fail(ctx, QK_ERR_UNSUPPORTED, "vulkan: shader '%s' cannot run here: %s", name, lacks);
     VkShaderModuleCreateInfo smi = {
         .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = sh->bytes, .pCode = sh->code};
     VkShaderModule module;
@@ -676,36 +680,29 @@ void qk_vk_close(void *state) {
     free(s);
 }
 
-/* Reads what the device offers and fills the chain of feature structs to enable. */
-typedef struct feature_chain {
-    VkPhysicalDeviceFeatures2 f2;
-    VkPhysicalDeviceVulkan11Features f11;
-    VkPhysicalDeviceVulkan12Features f12;
-    VkPhysicalDeviceCooperativeMatrixFeaturesNV coop;
-} feature_chain;
-
-static void query_features(qk_vk_state *s, feature_chain *c, int coop_ext) {
-    memset(c, 0, sizeof *c);
-    c->f2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
-    c->f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
-    c->f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
-    c->coop.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
-    c->f2.pNext = &c->f11;
-    c->f11.pNext = &c->f12;
-    if (coop_ext) c->f12.pNext = &c->coop;
-    vk.vkGetPhysicalDeviceFeatures2(s->phys->pd, &c->f2);
+/* Reads what the device offers, less what the test hook QK_VK_DISABLE hides (vk_features.h), into
+ * `have`; fills `want` with what to enable: every feature the shaders may need that it offers.
+ * *subgroup_ops: the subgroup operations of compute shaders. */
+static void query_features(qk_vk_state *s, qk_vk_feature_chain *have, qk_vk_feature_chain *want, uint32_t *subgroup_ops,
+                           int coop_ext) {
+    qk_vk_chain_init(have, coop_ext);
+    vk.vkGetPhysicalDeviceFeatures2(s->phys->pd, &have->f2);
 
     VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sg};
     vk.vkGetPhysicalDeviceProperties2(s->phys->pd, &p2);
+    *subgroup_ops = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) ? sg.supportedOperations : 0;
+    qk_vk_chain_init(want, 0);
+    qk_vk_choose_features(have, subgroup_ops, qk_vk_disabled_features(), want);
+
     const VkPhysicalDeviceLimits *lim = &s->phys->props.limits;
-    s->feat.storage16 = c->f11.storageBuffer16BitAccess;
-    s->feat.storage8 = c->f12.storageBuffer8BitAccess;
-    s->feat.float16 = c->f12.shaderFloat16;
-    s->feat.int8 = c->f12.shaderInt8;
+    s->feat.storage16 = have->f11.storageBuffer16BitAccess;
+    s->feat.storage8 = have->f12.storageBuffer8BitAccess;
+    s->feat.float16 = have->f12.shaderFloat16;
+    s->feat.int8 = have->f12.shaderInt8;
+    s->feat.float64 = have->f2.features.shaderFloat64;
     s->feat.subgroup_size = (int)sg.subgroupSize;
-    s->feat.subgroup_arith = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
-                             (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) != 0;
+    s->feat.subgroup_arith = (*subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) != 0;
     s->feat.max_shared_bytes = lim->maxComputeSharedMemorySize;
     s->feat.max_storage_range = lim->maxStorageBufferRange;
     s->feat.timestamp_ns = lim->timestampPeriod;
@@ -713,8 +710,8 @@ static void query_features(qk_vk_state *s, feature_chain *c, int coop_ext) {
     if (s->min_align < 4) s->min_align = 4;
 
     /* cooperative matrices: 16x16x16 with f16 inputs and f32 accumulators, subgroup scope */
-    if (coop_ext && c->coop.cooperativeMatrix && vk.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV &&
-        c->f12.shaderFloat16 && c->f11.storageBuffer16BitAccess) {
+    if (coop_ext && have->coop.cooperativeMatrix && vk.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV &&
+        have->f12.shaderFloat16 && have->f11.storageBuffer16BitAccess) {
         uint32_t n = 0;
         vk.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(s->phys->pd, &n, NULL);
         VkCooperativeMatrixPropertiesNV *p = calloc(n ? n : 1, sizeof *p);
@@ -728,6 +725,12 @@ static void query_features(qk_vk_state *s, feature_chain *c, int coop_ext) {
                     s->feat.coopmat_nv = 1;
         free(p);
     }
+}
+
+const char *qk_vk_shader_lacks(const qk_vk_state *s, const char *name, char *buf, size_t n) {
+    const qk_shader *sh = find_shader(name);
+    if (!sh) return "no shader for it in this build";
+    return qk_vk_spirv_lacks(s->feat.enabled, sh->code, sh->bytes, buf, n);
 }
 
 qk_status qk_vk_open(qk_context *ctx, int index, void **state) {
@@ -750,34 +753,22 @@ qk_status qk_vk_open(qk_context *ctx, int index, void **state) {
     s->feat.integer_dot = has_extension(ext, n_ext, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
     free(ext);
 
-    feature_chain have, want;
-    query_features(s, &have, coop_ext);
-    /* Required of every device: storage buffers of words and 32-bit atomics are core; the
-     * shaders need nothing else. Optional features are enabled where offered. */
-    memset(&want, 0, sizeof want);
-    want.f2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
-    want.f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
-    want.f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
-    want.coop.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
-    want.f2.pNext = &want.f11;
-    want.f11.pNext = &want.f12;
-    want.f11.storageBuffer16BitAccess = have.f11.storageBuffer16BitAccess;
-    want.f12.storageBuffer8BitAccess = have.f12.storageBuffer8BitAccess;
-    want.f12.shaderFloat16 = have.f12.shaderFloat16;
-    want.f12.shaderInt8 = have.f12.shaderInt8;
-    want.f2.features.shaderInt64 = have.f2.features.shaderInt64;
-    want.f2.features.shaderFloat64 = have.f2.features.shaderFloat64;
-    s->feat.float64 = have.f2.features.shaderFloat64;
+    qk_vk_feature_chain have, want;
+    uint32_t subgroup_ops;
+    query_features(s, &have, &want, &subgroup_ops, coop_ext);
+    /* Required of every device: storage buffers of words and 32-bit atomics are core. Optional
+     * features are enabled where offered; what a shader needs and the device lacks makes that
+     * shader's operations unsupported here (qk_vk_shader_lacks). */
     const char *dev_ext[2];
     uint32_t n_dev_ext = 0;
     /* glslang declares the Vulkan memory model in every cooperative-matrix shader */
     if (!have.f12.vulkanMemoryModel) s->feat.coopmat_nv = 0;
     if (s->feat.coopmat_nv) {
-        want.f12.vulkanMemoryModel = VK_TRUE;
         want.f12.pNext = &want.coop;
         want.coop.cooperativeMatrix = VK_TRUE;
         dev_ext[n_dev_ext++] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
     }
+    s->feat.enabled = qk_vk_enabled_features(&want, subgroup_ops, s->feat.coopmat_nv);
     float priority = 1.0f;
     VkDeviceQueueCreateInfo qci = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
                                    .queueFamilyIndex = s->phys->queue_family,

@@ -42,8 +42,12 @@ typedef struct qk_vk_features {
     uint64_t max_storage_range;
     int timestamps;      /* timestamp queries on the compute queue */
     double timestamp_ns; /* ns per tick */
+    unsigned enabled;    /* the features a shader may need that the device has enabled (vk_features.h) */
 } qk_vk_features;
 
+/* Every field above reads as if the device lacked what the test hook QK_VK_DISABLE names
+ * (vk_features.h): e.g. QK_VK_DISABLE=float64 makes every encoder that divides in float64
+ * unsupported, as on a device without shaderFloat64. */
 const qk_vk_features *qk_vk_features_of(const qk_vk_state *s);
 
 /* Bytes one dispatch may address through one binding: under the device's storage range and
@@ -69,6 +73,9 @@ qk_status qk_vk_dispatch(qk_context *ctx, qk_vk_state *s, const char *name, cons
                          uint32_t groups_z);
 /* 1 if a shader of that name is embedded. */
 int qk_vk_has_shader(const char *name);
+/* NULL if this device can run shader `name` (embedded, and every feature its SPIR-V declares a
+ * capability for enabled), else why not: "no shaderFloat64" (static or written to buf, n bytes). */
+const char *qk_vk_shader_lacks(const qk_vk_state *s, const char *name, char *buf, size_t n);
 /* The name of an operation's variant for a type, "<op>/<TYPE>", written to buf (QK_VK_NAME_LEN
  * bytes) and returned. */
 #define QK_VK_NAME_LEN 48
@@ -101,7 +108,7 @@ qk_status qk_vk_read_at(qk_context *ctx, qk_vk_state *s, const void *addr, void 
 int qk_vk_validation_errors(char *first, size_t n);
 
 /* moe_vulkan.c: the MoE hooks of the backend table. */
-size_t qk_vk_moe_workspace(void *state, const qk_moe_args *args);
+void qk_vk_moe_plan(void *state, const qk_moe_args *args, qk_moe_plan *plan);
 qk_status qk_vk_moe(qk_context *ctx, void *state, const qk_moe_args *args);
 
 #endif
