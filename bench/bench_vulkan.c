@@ -1,5 +1,5 @@
 /* The Vulkan kernels' throughput on the first Vulkan device, timed with the device's own
- * timestamps around one submission of many back-to-back operations (qk_vk_capture_*), against
+ * timestamps around one submission of many back-to-back operations (qk_vulkan_capture_*), against
  * the copy bandwidth of the same run (a 1 GiB copy by a compute shader, bytes read + written;
  * vkCmdCopyBuffer on a compute queue runs at a third of that on an H100):
  *   dequantize: every type, 4096 x 14336 values to F16 (GB/s of the larger side; fraction =
@@ -10,18 +10,17 @@
  *               down 2048x512 at 1 and 512 tokens, uniform routing (us per op; fraction = time
  *               to move the touched expert weights at copy bandwidth / measured time).
  * Writes bench/results-style JSONL to stdout (one object per line) and a table to stderr.
- * Usage: qkern_bench_vulkan [DEVICE-NAME COMMIT] (QK_BENCH_TYPES=Q4_K,... limits the types). */
+ * Usage: qkern_bench_vulkan [DEVICE-NAME COMMIT] (QK_BENCH_TYPES=Q4_K,... limits the types).
+ * Public API only: buffers, qk_dequantize / qk_quantize, and qkern_vulkan.h's captures, copy and
+ * capturable MoE product. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "formats.h"
-#include "internal.h"
-#include "vk_internal.h"
+#include "qkern_vulkan.h"
 
 static qk_context *ctx;
-static qk_vk_state *vs;
 static const char *device_name = "unknown", *commit = "unknown";
 static char date[32];
 static double copy_gbs;
@@ -47,17 +46,26 @@ static uint64_t next(void) {
     return rng_state;
 }
 
-static void *device_random(size_t bytes, int fp16_scales) {
-    void *mem = NULL;
+static qk_buffer *device_alloc(size_t bytes) {
+    qk_buffer *b = NULL;
+    if (qk_buffer_create(ctx, bytes, &b) != QK_OK) {
+        fprintf(stderr, "bench_vulkan: cannot allocate %zu bytes: %s\n", bytes, qk_last_error(ctx));
+        exit(1);
+    }
+    return b;
+}
+
+static qk_buffer *device_random(size_t bytes, int fp16_scales) {
+    qk_buffer *mem = NULL;
     uint8_t *h = malloc(bytes);
-    if (!h || qk_vk_alloc(ctx, vs, bytes, &mem) != QK_OK) {
+    if (!h || qk_buffer_create(ctx, bytes, &mem) != QK_OK) {
         fprintf(stderr, "bench_vulkan: cannot allocate %zu bytes: %s\n", bytes, qk_last_error(ctx));
         exit(1);
     }
     for (size_t i = 0; i < bytes; i++) h[i] = (uint8_t)next();
     /* finite, moderate fp16 values everywhere a 16-bit field could sit (timing only) */
     for (size_t i = 1; fp16_scales && i < bytes; i += 2) h[i] &= 0x3b;
-    qk_vk_write(ctx, vs, mem, 0, h, bytes);
+    qk_buffer_write(mem, 0, h, bytes);
     free(h);
     return mem;
 }
@@ -74,61 +82,59 @@ static void emit(const char *op, const char *type, const char *shape, long token
 
 static void measure_copy(void) {
     const size_t bytes = (size_t)1 << 30;
-    void *a = NULL, *b = NULL;
-    if (qk_vk_alloc(ctx, vs, bytes, &a) != QK_OK || qk_vk_alloc(ctx, vs, bytes, &b) != QK_OK) {
-        fprintf(stderr, "copy: %s\n", qk_last_error(ctx));
-        exit(1);
-    }
+    qk_buffer *a = device_alloc(bytes), *b = device_alloc(bytes);
     double ns = 0;
     for (int rep = 0; rep < 2; rep++) { /* the first warms up */
-        qk_vk_capture_begin(ctx, vs);
-        for (int i = 0; i < 10; i++) {
-            qk_vk_arg args[2] = {{qk_vk_address(a, 0), bytes}, {qk_vk_address(b, 0), bytes}};
-            uint32_t n = (uint32_t)(bytes / 16);
-            qk_vk_dispatch(ctx, vs, "copy", args, 2, &n, sizeof n, 132 * 16, 1, 1);
-        }
-        qk_vk_capture_end(ctx, vs, &ns);
+        qk_vulkan_capture_begin(ctx);
+        for (int i = 0; i < 10; i++)
+            if (qk_vulkan_copy(ctx, qk_buf(b, 0, bytes), qk_buf(a, 0, bytes), bytes) != QK_OK) {
+                fprintf(stderr, "copy: %s\n", qk_last_error(ctx));
+                exit(1);
+            }
+        qk_vulkan_capture_end(ctx, &ns);
     }
     copy_gbs = 2.0 * 10 * (double)bytes / ns;
     fprintf(stderr, "copy bandwidth (read + write): %.0f GB/s\n", copy_gbs);
-    qk_vk_free(vs, a);
-    qk_vk_free(vs, b);
+    qk_buffer_destroy(a);
+    qk_buffer_destroy(b);
 }
 
-static void bench_dequantize(const qk_format *f) {
+static void bench_dequantize(const qk_type_info *f) {
     const int64_t rows = 4096, cols = 14336;
     size_t in = qk_type_row_bytes(f->type, cols) * (size_t)rows, out = (size_t)(rows * cols) * 2;
-    void *src = device_random(in, 1), *dst = NULL;
-    if (qk_vk_alloc(ctx, vs, out, &dst) != QK_OK) exit(1);
-    qk_dequantize_args a = {f->type, QK_TYPE_F16, rows, cols, qk_vk_address(src, 0), qk_vk_address(dst, 0), 1, NULL};
+    qk_buffer *src = device_random(in, 1), *dst = device_alloc(out);
+    qk_dequantize_desc a = qk_dequantize_default_desc();
+    a.type = f->type, a.dst_type = QK_TYPE_F16, a.rows = rows, a.cols = cols;
+    a.src = qk_buf(src, 0, in), a.dst = qk_buf(dst, 0, out);
     double ns = 0;
     const int reps = 20;
     for (int w = 0; w < 2; w++) {
-        qk_vk_capture_begin(ctx, vs);
-        for (int i = 0; i < (w ? reps : 1); i++) qk_backend_vulkan.dequantize(ctx, vs, &a);
-        qk_vk_capture_end(ctx, vs, &ns);
+        qk_vulkan_capture_begin(ctx);
+        for (int i = 0; i < (w ? reps : 1); i++) qk_dequantize(ctx, &a);
+        qk_vulkan_capture_end(ctx, &ns);
     }
     double t = ns / reps * 1e-9, gbs = (double)(in > out ? in : out) / t * 1e-9,
            frac = (double)(in + out) / t * 1e-9 / copy_gbs;
     emit("dequantize", f->name, "4096x14336 -> F16", 0, gbs, "GB/s", copy_gbs, "GB/s", frac);
     fprintf(stderr, "dequantize %-8s %8.1f us  %7.0f GB/s  %.2f of copy\n", f->name, t * 1e6, gbs, frac);
-    qk_vk_free(vs, src);
-    qk_vk_free(vs, dst);
+    qk_buffer_destroy(src);
+    qk_buffer_destroy(dst);
 }
 
-static void bench_quantize(const qk_format *f) {
+static void bench_quantize(const qk_type_info *f) {
     const int64_t rows = 4096, cols = 4096;
     size_t in = (size_t)(rows * cols) * 2, out = qk_type_row_bytes(f->type, cols) * (size_t)rows;
-    void *src = device_random(in, 1), *dst = NULL;
-    if (qk_vk_alloc(ctx, vs, out, &dst) != QK_OK) exit(1);
+    qk_buffer *src = device_random(in, 1), *dst = device_alloc(out);
     float *im = malloc((size_t)cols * sizeof(float));
     for (int64_t c = 0; c < cols; c++) im[c] = 0.5f + (float)(next() % 1000) / 500.0f;
-    qk_quantize_args a = {f->type, QK_TYPE_BF16, rows, cols, qk_vk_address(src, 0), qk_vk_address(dst, 0), im, 1,
-                          0,       NULL};
+    qk_quantize_desc a = qk_quantize_default_desc();
+    a.type = f->type, a.src_type = QK_TYPE_BF16, a.rows = rows, a.cols = cols;
+    a.src = qk_buf(src, 0, in), a.dst = qk_buf(dst, 0, out);
+    a.imatrix = im, a.imatrix_len = cols;
     double best = 1e30;
     for (int rep = 0; rep < 3; rep++) {
         double t0 = now();
-        qk_status st = qk_backend_vulkan.quantize(ctx, vs, &a);
+        qk_status st = qk_quantize(ctx, &a);
         double t = now() - t0;
         if (st != QK_OK) {
             fprintf(stderr, "quantize %s: %s\n", f->name, qk_last_error(ctx));
@@ -143,20 +149,32 @@ static void bench_quantize(const qk_format *f) {
         fprintf(stderr, "quantize   %-8s %8.1f ms  %7.1f GB/s of input\n", f->name, best * 1e3, gbs);
     }
     free(im);
-    qk_vk_free(vs, src);
-    qk_vk_free(vs, dst);
+    qk_buffer_destroy(src);
+    qk_buffer_destroy(dst);
 }
 
-/* One MoE op of qwen3.5-35b-a3b's expert FFN, timed over `reps` back-to-back calls. */
-static void bench_moe(const qk_format *f, int down, int64_t tokens) {
+/* One MoE op of qwen3.5-35b-a3b's expert FFN, timed over `reps` back-to-back calls. Types the
+ * device has no MoE kernel for are skipped. */
+static void bench_moe(const qk_type_info *f, int down, int64_t tokens) {
     const int64_t n_expert = 256, n_used = 8, m = down ? 2048 : 512, k = down ? 512 : 2048;
     if (k % f->block_elems) return;
+    qk_moe_desc a = qk_moe_default_desc();
+    a.type = f->type, a.x_type = QK_TYPE_F32;
+    a.n_expert = n_expert, a.m = m, a.k = k, a.n_tokens = tokens, a.n_used = n_used, a.x_per_slot = down;
+    size_t wsb = 0;
+    qk_status st = qk_moe_workspace_size(ctx, &a, &wsb);
+    if (st == QK_ERR_UNSUPPORTED) return;
+    if (st != QK_OK) {
+        fprintf(stderr, "moe %s: %s\n", f->name, qk_last_error(ctx));
+        return;
+    }
     size_t wbytes = qk_type_row_bytes(f->type, k) * (size_t)(m * n_expert);
-    void *w = device_random(wbytes, 1), *x, *ids, *y, *ws = NULL;
+    qk_buffer *w = device_random(wbytes, 1), *x, *ids, *y, *ws = NULL;
     size_t xbytes = (size_t)(tokens * k) * 4 * (down ? (size_t)n_used : 1);
+    size_t idbytes = (size_t)(tokens * n_used) * 4, ybytes = (size_t)(tokens * n_used * m) * 4;
     float *xh = malloc(xbytes);
     for (size_t i = 0; i < xbytes / 4; i++) xh[i] = (float)((int)(next() % 2001) - 1000) / 1000.0f;
-    int32_t *idh = malloc((size_t)(tokens * n_used) * 4);
+    int32_t *idh = malloc(idbytes);
     int touched[256] = {0}, n_touched = 0;
     for (int64_t t = 0; t < tokens; t++)
         for (int64_t s = 0; s < n_used; s++) {
@@ -168,36 +186,19 @@ static void bench_moe(const qk_format *f, int down, int64_t tokens) {
             idh[t * n_used + s] = e;
             if (!touched[e]++) n_touched++;
         }
-    if (qk_vk_alloc(ctx, vs, xbytes, &x) != QK_OK ||
-        qk_vk_alloc(ctx, vs, (size_t)(tokens * n_used) * 4, &ids) != QK_OK ||
-        qk_vk_alloc(ctx, vs, (size_t)(tokens * n_used * m) * 4, &y) != QK_OK)
-        exit(1);
-    qk_vk_write(ctx, vs, x, 0, xh, xbytes);
-    qk_vk_write(ctx, vs, ids, 0, idh, (size_t)(tokens * n_used) * 4);
-    qk_moe_args a = {.kind = QK_MOE_MATMUL,
-                     .type = f->type,
-                     .x_type = QK_TYPE_F32,
-                     .n_expert = n_expert,
-                     .m = m,
-                     .k = k,
-                     .n_tokens = tokens,
-                     .n_used = n_used,
-                     .x_per_slot = down,
-                     .w = qk_vk_address(w, 0),
-                     .x = qk_vk_address(x, 0),
-                     .ids = qk_vk_address(ids, 0),
-                     .y = qk_vk_address(y, 0),
-                     .async = 1};
-    size_t wsb = qk_backend_vulkan.moe_workspace(vs, &a);
-    if (wsb && qk_vk_alloc(ctx, vs, wsb, &ws) != QK_OK) exit(1);
-    a.workspace = ws ? qk_vk_address(ws, 0) : NULL;
+    x = device_alloc(xbytes), ids = device_alloc(idbytes), y = device_alloc(ybytes);
+    qk_buffer_write(x, 0, xh, xbytes);
+    qk_buffer_write(ids, 0, idh, idbytes);
+    if (wsb) ws = device_alloc(wsb);
+    a.w = qk_buf(w, 0, wbytes), a.x = qk_buf(x, 0, xbytes), a.ids = qk_buf(ids, 0, idbytes);
+    a.y = qk_buf(y, 0, ybytes);
+    if (ws) a.workspace = qk_buf(ws, 0, wsb);
     const int reps = tokens == 1 ? 200 : 20;
     double ns = 0;
-    qk_status st = QK_OK;
     for (int rep = 0; rep < 2 && st == QK_OK; rep++) {
-        qk_vk_capture_begin(ctx, vs);
-        for (int i = 0; i < (rep ? reps : 2) && st == QK_OK; i++) st = qk_backend_vulkan.moe(ctx, vs, &a);
-        qk_vk_capture_end(ctx, vs, &ns);
+        qk_vulkan_capture_begin(ctx);
+        for (int i = 0; i < (rep ? reps : 2) && st == QK_OK; i++) st = qk_vulkan_moe_matmul_async(ctx, &a);
+        qk_vulkan_capture_end(ctx, &ns);
     }
     char shape[64];
     snprintf(shape, sizeof shape, "qwen3.5-35b-a3b %s %lldx%lld", down ? "down" : "gate_up", (long long)m,
@@ -214,8 +215,8 @@ static void bench_moe(const qk_format *f, int down, int64_t tokens) {
                 (long long)tokens, us, roof_us / us);
     }
     free(xh), free(idh);
-    qk_vk_free(vs, w), qk_vk_free(vs, x), qk_vk_free(vs, ids), qk_vk_free(vs, y);
-    if (ws) qk_vk_free(vs, ws);
+    qk_buffer_destroy(w), qk_buffer_destroy(x), qk_buffer_destroy(ids), qk_buffer_destroy(y);
+    qk_buffer_destroy(ws);
 }
 
 int main(int argc, char **argv) {
@@ -228,31 +229,28 @@ int main(int argc, char **argv) {
         fprintf(stderr, "SKIPPED: %s\n", qk_last_error(NULL));
         return 77;
     }
-    vs = ctx->state;
     qk_device_info di;
     qk_context_device(ctx, &di);
     fprintf(stderr, "device: %s\n", di.name);
     if (argc <= 2) device_name = di.name;
     measure_copy();
     const char *parts = getenv("QK_BENCH_PARTS"); /* any of dequantize,moe,quantize; default all */
+    qk_type_info f;
     for (int i = 0; i < qk_type_count(); i++) {
-        const qk_format *f = qk_format_of(qk_type_at(i));
-        if (f->family == QK_FAMILY_FLOAT || !wanted(f->name)) continue;
-        if (!parts || strstr(parts, "dequantize")) bench_dequantize(f);
+        if (qk_type_get_info(qk_type_at(i), &f) != QK_OK || !f.is_quantized || !wanted(f.name)) continue;
+        if (!parts || strstr(parts, "dequantize")) bench_dequantize(&f);
     }
     for (int i = 0; i < qk_type_count(); i++) {
-        const qk_format *f = qk_format_of(qk_type_at(i));
-        if (!wanted(f->name)) continue;
-        if ((!parts || strstr(parts, "moe")) && qk_backend_vulkan.supports(vs, QK_OP_MOE, f->type))
-            for (int down = 0; down < 2; down++) {
-                bench_moe(f, down, 1);
-                bench_moe(f, down, 512);
+        if (qk_type_get_info(qk_type_at(i), &f) != QK_OK || !wanted(f.name)) continue;
+        if (!parts || strstr(parts, "moe"))
+            for (int down = 0; down < 2; down++) { /* bench_moe skips types without a MoE kernel */
+                bench_moe(&f, down, 1);
+                bench_moe(&f, down, 512);
             }
     }
     for (int i = 0; i < qk_type_count(); i++) {
-        const qk_format *f = qk_format_of(qk_type_at(i));
-        if (f->family == QK_FAMILY_FLOAT || !wanted(f->name)) continue;
-        if (!parts || strstr(parts, ",quantize") || !strncmp(parts, "quantize", 8)) bench_quantize(f);
+        if (qk_type_get_info(qk_type_at(i), &f) != QK_OK || !f.is_quantized || !wanted(f.name)) continue;
+        if (!parts || strstr(parts, ",quantize") || !strncmp(parts, "quantize", 8)) bench_quantize(&f);
     }
     qk_context_destroy(ctx);
     return 0;

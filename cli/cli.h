@@ -27,6 +27,8 @@ void cli_totals_print(const cli_totals *t);
 
 /* Prints "qkern: <what>: <library message>" to stderr and returns 1. */
 int cli_fail(const char *what, const qk_context *ctx);
+/* The same with a message of the CLI's own (e.g. synth_model_error()). */
+int cli_fail_message(const char *what, const char *message);
 
 /* Parses a positive integer option value; returns 0 and prints an error if it is not one. */
 int cli_parse_int(const char *opt, const char *value, long long lo, long long hi, long long *out);

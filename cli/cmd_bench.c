@@ -11,8 +11,6 @@
 #include "bench_util.h"
 #include "cli.h"
 #include "cmd_bench_moe.h"
-#include "internal.h"
-#include "plan.h"
 #include "synth_model.h"
 
 #define MAX_PRESETS    64
@@ -57,8 +55,8 @@ typedef struct call {
 } call;
 
 typedef struct preset_result {
-    const qk_ftype *ft;
-    qk_plan_entry *plan;
+    const qk_preset *ft;
+    qk_model_result *plan; /* every tensor with the type the preset gives it, in output order */
     uint64_t tensors, weights, skipped, skipped_weights;
     double seconds;
 } preset_result;
@@ -108,7 +106,7 @@ static const float *imatrix_for(bench *b, int64_t cols) {
 /* mats: equal groups of rows with their own imatrix slice (the experts of a stack). */
 static qk_status run_quantize(bench *b, qk_type type, int64_t rows, int64_t cols, int64_t mats, double *seconds) {
     const float *im = imatrix_for(b, cols * mats);
-    if (!im) return qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "out of memory for an imatrix");
+    if (!im) return QK_ERR_OUT_OF_MEMORY;
     qk_quantize_desc d = qk_quantize_default_desc();
     d.type = type, d.src_type = QK_TYPE_BF16, d.rows = rows, d.cols = cols;
     d.src = qk_buf(b->src, 0, (size_t)(rows * cols) * 2);
@@ -152,7 +150,7 @@ static qk_status time_call(bench *b, qk_type type, int64_t rows, int64_t cols, i
     if (b->n_calls == b->cap_calls) {
         size_t cap = b->cap_calls ? 2 * b->cap_calls : 64;
         call *c = realloc(b->calls, cap * sizeof *c);
-        if (!c) return qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "out of memory");
+        if (!c) return QK_ERR_OUT_OF_MEMORY;
         b->calls = c, b->cap_calls = cap;
     }
     b->calls[b->n_calls++] = (call){type, rows, cols, mats, t};
@@ -169,7 +167,7 @@ typedef struct unit {
     int64_t rows, full_rows, cols, calls, mats;
 } unit;
 
-static unit unit_of(const qk_plan_tensor *t, int64_t n_layer, int64_t limit) {
+static unit unit_of(const qk_model_tensor *t, int64_t n_layer, int64_t limit) {
     unit u = {t->ne[1] * t->ne[2] * t->ne[3], 0, t->ne[0], 1, 1};
     if (t->n_dims == 3) u.rows = t->ne[1] * t->ne[2], u.mats = t->ne[2], u.calls = t->ne[3];
     u.full_rows = u.rows;
@@ -261,7 +259,7 @@ static void print_json(const report *r, const preset_result *res, size_t n) {
 /* Uploads random BF16 values (std 0.02, as weights are) into the whole source buffer, in chunks. */
 static qk_status fill_source(bench *b, uint64_t values) {
     uint16_t *h = malloc(FILL_CHUNK * sizeof *h);
-    if (!h) return qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "out of memory");
+    if (!h) return QK_ERR_OUT_OF_MEMORY;
     qk_status s = QK_OK;
     for (uint64_t at = 0; at < values && s == QK_OK; at += FILL_CHUNK) {
         uint64_t k = values - at < FILL_CHUNK ? values - at : FILL_CHUNK;
@@ -272,7 +270,7 @@ static qk_status fill_source(bench *b, uint64_t values) {
     return s;
 }
 
-static int parse_presets(const char *list, const qk_ftype **out, size_t *n) {
+static int parse_presets(const char *list, const qk_preset **out, size_t *n) {
     char buf[1024];
     if (snprintf(buf, sizeof buf, "%s", list) >= (int)sizeof buf) {
         fprintf(stderr, "qkern bench quantize: --preset list too long\n");
@@ -280,8 +278,9 @@ static int parse_presets(const char *list, const qk_ftype **out, size_t *n) {
     }
     *n = 0;
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        const qk_ftype *ft = qk_ftype_from_name(tok);
-        if (ft && ft->alias_of) ft = qk_ftype_from_name(ft->alias_of);
+        const qk_preset *ft = NULL;
+        if (qk_preset_from_name(tok, &ft) == QK_OK && ft->alias_of && qk_preset_from_name(ft->alias_of, &ft) != QK_OK)
+            ft = NULL;
         if (!ft || ft->only_copy) {
             fprintf(stderr, "qkern bench quantize: --preset: '%s' is not a quantizing preset (qkern quantize --help)\n",
                     tok);
@@ -295,6 +294,12 @@ static int parse_presets(const char *list, const qk_ftype **out, size_t *n) {
     }
     if (!*n) fprintf(stderr, "qkern bench quantize: --preset is empty\n");
     return *n > 0;
+}
+
+/* The context's message, or the status's own where the failure was the CLI's (out of host memory). */
+static const char *why(const qk_context *ctx, qk_status s) {
+    const char *m = qk_last_error(ctx);
+    return m[0] ? m : qk_status_string(s);
 }
 
 static void bench_free(bench *b) {
@@ -339,13 +344,13 @@ static int bench_quantize(int argc, char **argv) {
         return 2;
     }
     if (!bench_check_format("qkern bench quantize", format)) return 2;
-    const qk_ftype *fts[MAX_PRESETS];
+    const qk_preset *fts[MAX_PRESETS];
     size_t n_presets;
     if (!parse_presets(presets, fts, &n_presets)) return 2;
 
     int rc = 1;
     synth_model_tensor *st = NULL;
-    qk_plan_tensor *pt = NULL;
+    qk_tensor_shape *pt = NULL;
     preset_result res[MAX_PRESETS];
     memset(res, 0, sizeof res);
     bench b;
@@ -353,7 +358,7 @@ static int bench_quantize(int argc, char **argv) {
     b.rng = (uint64_t)time(NULL);
     size_t n = 0;
     if (synth_model_tensors(&shape->cfg, QK_TYPE_BF16, &st, &n) != QK_OK) {
-        cli_fail(shape->name, NULL);
+        cli_fail_message(shape->name, synth_model_error());
         goto done;
     }
     pt = calloc(n ? n : 1, sizeof *pt);
@@ -363,37 +368,36 @@ static int bench_quantize(int argc, char **argv) {
     }
     uint64_t params = 0;
     for (size_t i = 0; i < n; i++) {
-        pt[i] = (qk_plan_tensor){
+        pt[i] = (qk_tensor_shape){
             st[i].name, st[i].type, st[i].n_dims, {st[i].ne[0], st[i].ne[1], st[i].ne[2], st[i].ne[3]}};
         params += (uint64_t)(st[i].ne[0] * st[i].ne[1] * st[i].ne[2] * st[i].ne[3]);
     }
     const synth_model_config *c = &shape->cfg;
-    const qk_plan_model model = {shape->arch, c->n_layer, c->n_head, c->n_head_kv, c->n_expert};
+    qk_model_plan_desc model = qk_model_plan_default_desc();
+    model.arch = shape->arch;
+    model.n_layer = c->n_layer, model.n_head = c->n_head, model.n_head_kv = c->n_head_kv, model.n_expert = c->n_expert;
+    model.tensors = pt, model.n_tensors = n;
+    model.has_imatrix = 1;
 
     /* plan every preset first: the buffers are sized once for the largest call of any of them */
     uint64_t max_src = 1, max_dst = 1;
     for (size_t k = 0; k < n_presets; k++) {
         res[k].ft = fts[k];
-        res[k].plan = calloc(n ? n : 1, sizeof *res[k].plan);
-        if (!res[k].plan) {
-            fprintf(stderr, "qkern bench quantize: out of memory\n");
-            goto done;
-        }
-        qk_plan_options opt = {0};
-        opt.ftype = fts[k], opt.has_imatrix = 1, opt.output_tensor_type = -1, opt.token_embedding_type = -1;
-        if (qk_plan_build(&model, &opt, pt, n, res[k].plan) != QK_OK) {
+        qk_model_quantize_desc recipe = qk_model_quantize_default_desc();
+        recipe.preset = fts[k]->name;
+        if (qk_model_plan(&recipe, &model, &res[k].plan) != QK_OK) {
             cli_fail(fts[k]->name, NULL);
             goto done;
         }
         for (size_t i = 0; i < n; i++) {
-            const qk_plan_entry *e = &res[k].plan[i];
-            if (!e->quantize) continue;
-            unit u = unit_of(&pt[e->tensor], c->n_layer, limit);
+            const qk_model_tensor *e = qk_model_result_tensor(res[k].plan, i);
+            if (!e->converted) continue;
+            unit u = unit_of(e, c->n_layer, limit);
             uint64_t src, dst;
             if (__builtin_mul_overflow((uint64_t)u.rows, (uint64_t)u.cols, &src) ||
                 __builtin_mul_overflow((uint64_t)qk_type_row_bytes(e->type, u.cols), (uint64_t)u.rows, &dst) ||
                 src > SIZE_MAX / 2) {
-                fprintf(stderr, "qkern bench quantize: %s is too large\n", pt[e->tensor].name);
+                fprintf(stderr, "qkern bench quantize: %s is too large\n", e->name);
                 goto done;
             }
             max_src = src > max_src ? src : max_src;
@@ -410,16 +414,15 @@ static int bench_quantize(int argc, char **argv) {
     }
     if (qk_context_device(b.ctx, &dev) != QK_OK || qk_buffer_create(b.ctx, (size_t)max_src * 2, &b.src) != QK_OK ||
         qk_buffer_create(b.ctx, (size_t)max_dst, &b.dst) != QK_OK || fill_source(&b, max_src) != QK_OK) {
-        cli_fail("buffers", b.ctx);
+        cli_fail_message("buffers", why(b.ctx, QK_ERR_OUT_OF_MEMORY));
         goto done;
     }
 
     for (size_t k = 0; k < n_presets; k++) {
         preset_result *r = &res[k];
         for (size_t i = 0; i < n; i++) {
-            const qk_plan_entry *e = &r->plan[i];
-            if (!e->quantize) continue;
-            const qk_plan_tensor *t = &pt[e->tensor];
+            const qk_model_tensor *e = qk_model_result_tensor(r->plan, i), *t = e;
+            if (!e->converted) continue;
             const uint64_t w = (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
             unit u = unit_of(t, c->n_layer, limit);
             double sec = 0;
@@ -434,8 +437,7 @@ static int bench_quantize(int argc, char **argv) {
                 continue;
             }
             if (s != QK_OK) {
-                fprintf(stderr, "qkern bench quantize: %s to %s: %s\n", t->name, qk_type_name(e->type),
-                        qk_last_error(b.ctx));
+                fprintf(stderr, "qkern bench quantize: %s to %s: %s\n", t->name, qk_type_name(e->type), why(b.ctx, s));
                 goto done;
             }
             r->weights += w;
@@ -453,7 +455,7 @@ static int bench_quantize(int argc, char **argv) {
         print_md(&rep, res, n_presets);
     rc = 0;
 done:
-    for (size_t k = 0; k < n_presets; k++) free(res[k].plan);
+    for (size_t k = 0; k < n_presets; k++) qk_model_result_free(res[k].plan);
     free(pt), free(st);
     bench_free(&b);
     return rc;

@@ -18,7 +18,6 @@
 #include "ceilings.h"
 #include "cli.h"
 #include "cmd_bench_moe.h"
-#include "internal.h"
 #include "moe_routing.h"
 #include "qkern_cuda.h"
 #include "synth_model.h"
@@ -396,8 +395,6 @@ static qk_status make_pattern(qk_context *ctx, qk_type type, int64_t k, int64_t 
         q.imatrix = info.uses_imatrix ? im : NULL, q.imatrix_len = info.uses_imatrix ? k : 0;
         q.flags = QK_QUANTIZE_ALLOW_NO_IMATRIX;
         st = qk_quantize(ctx, &q);
-    } else {
-        qk_fail(ctx, st, "out of host memory for the random weights");
     }
     free(src), free(im);
     return st;
@@ -428,8 +425,7 @@ static qk_status fill_weights(pass *p) {
         st = make_pattern(p->ctx, p->type, ks[i], i == 1 ? s->experts * s->hidden : s->experts * s->ffn, &rng, &pt[i]);
         if (st == QK_OK && pt[i].bytes > staging_bytes) staging_bytes = pt[i].bytes;
     }
-    if (st == QK_OK && !(staging = malloc(staging_bytes)))
-        st = qk_fail(p->ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory for the random weights");
+    if (st == QK_OK && !(staging = malloc(staging_bytes))) st = QK_ERR_OUT_OF_MEMORY;
     for (int64_t c = 0; c < p->copies && st == QK_OK; c++) {
         const size_t base = (size_t)c * p->L.bytes;
         const struct {
@@ -578,7 +574,9 @@ static int measure(const options *o, qk_context *ctx, const qk_device_info *dev,
     }
     if (qk_buffer_write(p.x, 0, x, t_h * 4) != QK_OK || qk_buffer_write(p.ids, 0, ids, n_ids * 4) != QK_OK ||
         qk_buffer_write(p.router, 0, router, n_ids * 4) != QK_OK || fill_weights(&p) != QK_OK) {
-        fprintf(stderr, "%s: %s: preparing the weights: %s\n", cmd, qk_type_name(type), qk_last_error(ctx));
+        /* an empty message: fill_weights ran out of host memory (the library was not at fault) */
+        fprintf(stderr, "%s: %s: preparing the weights: %s\n", cmd, qk_type_name(type),
+                qk_last_error(ctx)[0] ? qk_last_error(ctx) : "out of host memory for the random weights");
         goto done;
     }
 

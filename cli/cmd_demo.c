@@ -76,7 +76,7 @@ static int wanted(const char *list, const char *name) {
 /* generate, then `qkern quantize --imatrix IM MODEL OUT PRESET`, then `qkern info --summary OUT` */
 static int model_demo(int argc, char **argv) {
     const char *dir = "qkern-demo", *size = "small", *preset = "Q4_K_M", *device = NULL;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v || (strcmp(a, "--dir") && strcmp(a, "--size") && strcmp(a, "--preset") && strcmp(a, "--device"))) {
             fprintf(stderr, "qkern demo: unknown or incomplete option '%s'\n", a);
@@ -84,10 +84,9 @@ static int model_demo(int argc, char **argv) {
             return 2;
         }
         *(a[2] == 'd' ? (a[3] == 'i' ? &dir : &device) : a[2] == 's' ? &size : &preset) = v;
-        i++;
     }
     synth_model_params sp;
-    if (synth_model_params_for_size(size, &sp) != QK_OK) return cli_fail("demo", NULL);
+    if (synth_model_params_for_size(size, &sp) != QK_OK) return cli_fail_message("demo", synth_model_error());
     sp.seed = 42;
     char model[4096], imatrix[4096], out[4096];
     snprintf(model, sizeof model, "%s/model-%s-bf16.gguf", dir, size);
@@ -98,7 +97,7 @@ static int model_demo(int argc, char **argv) {
         return 1;
     }
     synth_model_summary sum;
-    if (synth_model_write(&sp, model, imatrix, &sum) != QK_OK) return cli_fail("demo", NULL);
+    if (synth_model_write(&sp, model, imatrix, &sum) != QK_OK) return cli_fail_message("demo", synth_model_error());
     printf("generated %s: %llu tensors, %.1f M parameters, %.1f MiB, and %s (%llu entries)\n", model,
            (unsigned long long)sum.tensors, (double)sum.params / 1e6, (double)sum.bytes / 1048576.0, imatrix,
            (unsigned long long)sum.imatrix_entries);

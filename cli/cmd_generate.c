@@ -51,7 +51,7 @@ int cmd_generate(int argc, char **argv) {
     }
     synth_model_params p;
     if (synth_model_params_for_size(size, &p) != QK_OK) {
-        fprintf(stderr, "qkern generate: --size: %s\n", qk_last_error(NULL));
+        fprintf(stderr, "qkern generate: --size: %s\n", synth_model_error());
         return 2;
     }
     if (!strcasecmp(type, "bf16"))
@@ -68,7 +68,7 @@ int cmd_generate(int argc, char **argv) {
     }
     p.seed = (uint64_t)seed;
     synth_model_summary sum;
-    if (synth_model_write(&p, out, imatrix, &sum) != QK_OK) return cli_fail("generate", NULL);
+    if (synth_model_write(&p, out, imatrix, &sum) != QK_OK) return cli_fail_message("generate", synth_model_error());
     printf("%s: %s %s seed %lld: %llu tensors, %llu params, %llu bytes", out, size, type, seed,
            (unsigned long long)sum.tensors, (unsigned long long)sum.params, (unsigned long long)sum.bytes);
     if (imatrix) printf("; imatrix %s: %llu entries", imatrix, (unsigned long long)sum.imatrix_entries);

@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "gguf.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: qkern info [--no-tensors] [--summary] FILE.gguf\n"
@@ -43,10 +42,9 @@ int cmd_info(int argc, char **argv) {
            qk_gguf_version(g), qk_gguf_split_count(g), qk_gguf_split_count(g) > 1 ? "s" : "",
            (unsigned long long)qk_gguf_file_bytes(g), qk_gguf_alignment(g), nkv, nt, metadata ? "\n" : "");
     for (size_t i = 0; metadata && i < nkv; i++) {
-        const qk_gguf_kv *kv = qk_gguf_kv_at(g, i);
         char val[160];
-        qk_gguf_kv_format(kv, val, sizeof val);
-        printf("  %-44s %-8s %s\n", kv->key, qk_gguf_vtype_name(kv->type), val);
+        qk_gguf_kv_describe(g, i, val, sizeof val);
+        printf("  %-44s %-8s %s\n", qk_gguf_kv_key(g, i), qk_gguf_vtype_name(qk_gguf_kv_type(g, i)), val);
     }
 
     cli_totals *tot = cli_totals_new();

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "model_quantize.h"
 
 #define MAX_LIST 256
 
@@ -44,9 +43,10 @@ static void usage(FILE *f) {
            "  --report FILE.json          per tensor: type, bytes, weighted RMSE, time\n"
            "  --quiet                     no progress output\n\n"
            "TYPE (preset, or its llama_ftype number):\n");
-    size_t n;
-    const qk_ftype *ft = qk_ftypes(&n);
-    for (size_t i = 0; i < n; i++) fprintf(f, "  %3d  %-10s %s\n", ft[i].id, ft[i].name, ft[i].help ? ft[i].help : "");
+    for (size_t i = 0; i < qk_preset_count(); i++) {
+        const qk_preset *ft = qk_preset_at(i);
+        fprintf(f, "  %3d  %-10s %s\n", ft->id, ft->name, ft->help ? ft->help : "");
+    }
 }
 
 typedef struct options {
@@ -55,7 +55,7 @@ typedef struct options {
     const char *imatrix, *device, *report;
     const char *include[MAX_LIST], *exclude[MAX_LIST];
     size_t n_include, n_exclude;
-    qk_plan_override overrides[MAX_LIST];
+    qk_tensor_type_override overrides[MAX_LIST];
     char *override_patterns[MAX_LIST];
     size_t n_overrides;
     int pure, leave_output, allow_requantize, keep_split, dry_run, quiet;
@@ -105,7 +105,7 @@ static int add_override(options *o, const char *v) {
     char *pat = strndup(v, (size_t)(eq - v));
     if (!pat) return 0;
     o->override_patterns[o->n_overrides] = pat;
-    o->overrides[o->n_overrides++] = (qk_plan_override){pat, (qk_type)type};
+    o->overrides[o->n_overrides++] = (qk_tensor_type_override){pat, (qk_type)type};
     return 1;
 }
 
@@ -187,7 +187,7 @@ static int parse(int argc, char **argv, options *o) {
 }
 
 /* The positional arguments: IN [OUT] TYPE [THREADS]; TYPE is recognised by name. */
-static int positional(const options *o, const char **in, const char **out, const qk_ftype **ft, long long *threads,
+static int positional(const options *o, const char **in, const char **out, const qk_preset **ft, long long *threads,
                       char *default_out, size_t default_len) {
     if (o->n_pos < 2) {
         fprintf(stderr, "qkern: quantize needs IN.gguf and TYPE (qkern quantize --help)\n");
@@ -195,17 +195,16 @@ static int positional(const options *o, const char **in, const char **out, const
     }
     *in = o->pos[0];
     int type_at = 1;
-    const qk_ftype *f = qk_ftype_from_name(o->pos[1]);
-    if (!f && o->n_pos >= 3) {
+    const qk_preset *f = NULL;
+    if (qk_preset_from_name(o->pos[1], &f) != QK_OK && o->n_pos >= 3) {
         *out = o->pos[1];
         type_at = 2;
     }
     const char *tname = o->pos[type_at];
-    f = qk_ftype_from_name(tname);
-    if (!f) {
+    if (qk_preset_from_name(tname, &f) != QK_OK) {
         char *end;
         long id = strtol(tname, &end, 10);
-        if (end != tname && !*end) f = qk_ftype_from_id((int)id);
+        if (end == tname || *end || qk_preset_from_id((int)id, &f) != QK_OK) f = NULL;
     }
     if (!f) {
         fprintf(stderr, "qkern: unknown TYPE '%s' (qkern quantize --help lists them)\n", tname);
@@ -227,10 +226,11 @@ static int positional(const options *o, const char **in, const char **out, const
     return 1;
 }
 
-static void print_plan(const qk_model_quantize_result *r) {
+static void print_plan(const qk_model_result *r) {
     printf("%-40s %-22s %-8s    %-8s %12s  %s\n", "tensor", "shape", "from", "to", "bytes", "why");
-    for (size_t i = 0; i < r->n_tensors; i++) {
-        const qk_model_tensor *t = &r->tensors[i];
+    const size_t n = qk_model_result_count(r);
+    for (size_t i = 0; i < n; i++) {
+        const qk_model_tensor *t = qk_model_result_tensor(r, i);
         char shape[64];
         cli_shape(shape, sizeof shape, t->n_dims, t->ne);
         printf("%-40s %-22s %-8s -> %-8s %12llu  %s%s\n", t->name, shape, qk_type_name(t->src_type),
@@ -239,13 +239,15 @@ static void print_plan(const qk_model_quantize_result *r) {
     }
     cli_totals *tot = cli_totals_new();
     if (!tot) return;
-    for (size_t i = 0; i < r->n_tensors; i++)
-        cli_totals_add(tot, r->tensors[i].type, r->tensors[i].ne, r->tensors[i].bytes);
+    for (size_t i = 0; i < n; i++) {
+        const qk_model_tensor *t = qk_model_result_tensor(r, i);
+        cli_totals_add(tot, t->type, t->ne, t->bytes);
+    }
     cli_totals_print(tot);
     cli_totals_free(tot);
 }
 
-static void print_summary(const qk_model_quantize_result *r, const char *out, int dry) {
+static void print_summary(const qk_model_totals *r, const char *out, int dry) {
     double in_mib = (double)r->in_bytes / 1048576.0, out_mib = (double)r->out_bytes / 1048576.0;
     double w = r->in_weights ? (double)r->in_weights : 1.0;
     printf("%s%zu tensors, %.3g M weights: %.2f MiB (%.4f bpw) -> %.2f MiB (%.4f bpw)%s", dry ? "plan: " : "",
@@ -279,8 +281,9 @@ static void on_progress(void *user, const qk_model_progress *p) {
     }
 }
 
-static int write_report(const char *path, const qk_model_quantize_result *r, const char *in, const char *out,
-                        const qk_ftype *ft, const char *device) {
+static int write_report(const char *path, const qk_model_result *res, const char *in, const char *out,
+                        const qk_preset *ft, const char *device) {
+    const qk_model_totals *r = qk_model_result_totals(res);
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
@@ -297,7 +300,7 @@ static int write_report(const char *path, const qk_model_quantize_result *r, con
     fprintf(f, "  \"weights\": %llu,\n  \"bpw\": %.6f,\n  \"tensors\": [\n", (unsigned long long)r->in_weights,
             r->in_weights ? 8.0 * (double)r->out_bytes / (double)r->in_weights : 0.0);
     for (size_t i = 0; i < r->n_tensors; i++) {
-        const qk_model_tensor *t = &r->tensors[i];
+        const qk_model_tensor *t = qk_model_result_tensor(res, i);
         fprintf(f, "    {\"name\": \"%s\", \"shape\": [", t->name);
         for (int d = 0; d < t->n_dims; d++) fprintf(f, "%s%lld", d ? ", " : "", (long long)t->ne[d]);
         fprintf(f, "], \"src_type\": \"%s\", \"type\": \"%s\", \"bytes\": %llu, \"imatrix\": %s, ",
@@ -321,18 +324,22 @@ static int write_report(const char *path, const qk_model_quantize_result *r, con
     return 1;
 }
 
+static int cancelled(void *user) {
+    (void)user;
+    return interrupted != 0;
+}
+
 int cmd_quantize(int argc, char **argv) {
     options o;
     memset(&o, 0, sizeof o);
     o.output_type = o.embd_type = -1;
     int rc = 2, pr = parse(argc, argv, &o);
     const char *in = NULL, *out = NULL;
-    const qk_ftype *ft = NULL;
+    const qk_preset *ft = NULL;
     long long threads = 0;
     char default_out[4096];
     qk_context *ctx = NULL;
-    qk_model_quantize_result res;
-    memset(&res, 0, sizeof res);
+    qk_model_result *res = NULL;
     if (pr < 0) {
         usage(stdout);
         rc = 0;
@@ -348,58 +355,58 @@ int cmd_quantize(int argc, char **argv) {
         goto done;
     }
 
-    qk_model_quantize_params p;
-    qk_model_quantize_params_init(&p);
-    p.input = in;
-    p.output = out;
-    p.plan.ftype = ft;
-    p.plan.pure = o.pure;
-    p.plan.leave_output_tensor = o.leave_output;
-    p.plan.allow_requantize = o.allow_requantize;
-    p.plan.output_tensor_type = o.output_type;
-    p.plan.token_embedding_type = o.embd_type;
-    p.plan.overrides = o.overrides;
-    p.plan.n_overrides = o.n_overrides;
-    p.imatrix_path = o.imatrix;
-    p.include_weights = o.include;
-    p.n_include = o.n_include;
-    p.exclude_weights = o.exclude;
-    p.n_exclude = o.n_exclude;
-    p.keep_split = o.keep_split;
-    p.split_max_bytes = o.split_max;
-    p.dry_run = o.dry_run;
-    p.measure_error = o.report != NULL;
-    p.cancel = &interrupted;
+    qk_model_quantize_desc q = qk_model_quantize_default_desc();
+    q.input = in;
+    q.output = out;
+    q.preset = ft->name;
+    q.pure = o.pure;
+    q.leave_output_tensor = o.leave_output;
+    q.allow_requantize = o.allow_requantize;
+    q.output_tensor_type = o.output_type;
+    q.token_embedding_type = o.embd_type;
+    q.overrides = o.overrides;
+    q.n_overrides = o.n_overrides;
+    q.imatrix = o.imatrix;
+    q.include_weights = o.include;
+    q.n_include = o.n_include;
+    q.exclude_weights = o.exclude;
+    q.n_exclude = o.n_exclude;
+    q.keep_split = o.keep_split;
+    q.split_max_bytes = o.split_max;
+    q.dry_run = o.dry_run;
+    q.measure_error = o.report != NULL;
+    q.cancel = cancelled;
     progress_state ps = {isatty(STDERR_FILENO), -1.0};
     if (!o.quiet && !o.dry_run) {
-        p.progress = on_progress;
-        p.user = &ps;
+        q.progress = on_progress;
+        q.user = &ps;
     }
     struct sigaction sa, old_int, old_term;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    qk_status st = qk_model_quantize(ctx, &p, &res);
+    qk_status st = qk_model_quantize(ctx, &q, &res);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     if (st != QK_OK) {
-        if (ps.tty && p.progress) fprintf(stderr, "\r\033[K");
+        if (ps.tty && q.progress) fprintf(stderr, "\r\033[K");
         fprintf(stderr, "qkern: quantize %s: %s%s\n", in, qk_last_error(ctx), o.dry_run ? "" : " (no output written)");
         rc = interrupted ? 130 : 1;
         goto done;
     }
-    if (res.notes[0] && !o.quiet) fputs(res.notes, stderr);
-    if (o.dry_run) print_plan(&res);
-    print_summary(&res, out, o.dry_run);
+    const char *notes = qk_model_result_notes(res);
+    if (notes[0] && !o.quiet) fputs(notes, stderr);
+    if (o.dry_run) print_plan(res);
+    print_summary(qk_model_result_totals(res), out, o.dry_run);
     rc = 0;
     if (o.report) {
         qk_device_info di;
         const char *dev = qk_context_device(ctx, &di) == QK_OK ? di.name : "?";
-        if (!write_report(o.report, &res, in, out, ft, dev)) rc = 1;
+        if (!write_report(o.report, res, in, out, ft, dev)) rc = 1;
     }
 done:
-    qk_model_quantize_result_free(&res);
+    qk_model_result_free(res);
     qk_context_destroy(ctx);
     for (size_t i = 0; i < o.n_overrides; i++) free(o.override_patterns[i]);
     return rc;

@@ -25,8 +25,10 @@ static void usage(FILE *f) {
     fprintf(f, "  %-10s %s\n", "version", "print the library version");
 }
 
-int cli_fail(const char *what, const qk_context *ctx) {
-    fprintf(stderr, "qkern: %s: %s\n", what, qk_last_error(ctx));
+int cli_fail(const char *what, const qk_context *ctx) { return cli_fail_message(what, qk_last_error(ctx)); }
+
+int cli_fail_message(const char *what, const char *message) {
+    fprintf(stderr, "qkern: %s: %s\n", what, message);
     return 1;
 }
 

@@ -3,13 +3,10 @@
 #include "synth_model.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "gguf.h"
-#include "imatrix.h"
-#include "internal.h"
 
 #define TWO_PI 6.283185307179586
 
@@ -17,6 +14,30 @@
 #define IM_CHUNK_SIZE   512
 #define IM_CHUNK_COUNT  10
 #define IM_NEVER_ROUTED 2 /* experts per layer that no calibration token picked */
+
+/* ---- errors ------------------------------------------------------------------------------------ */
+
+/* The message of the last failure (synth_model_error): the generator's own, or, when a library
+ * call failed, the library's (qk_last_error(NULL)), copied on the way out. */
+static _Thread_local char last_error[512];
+
+static qk_status fail(qk_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static qk_status fail(qk_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* Entry points start with a clean message and end with one that explains any failure. */
+static void begin_call(void) { last_error[0] = 0; }
+static qk_status end_call(qk_status st) {
+    if (st != QK_OK && !last_error[0]) snprintf(last_error, sizeof last_error, "%s", qk_last_error(NULL));
+    return st;
+}
+
+const char *synth_model_error(void) { return last_error; }
 
 /* ---- seeded random numbers ------------------------------------------------------------------ */
 
@@ -71,7 +92,8 @@ qk_status synth_model_params_for_size(const char *size, synth_model_params *p) {
         {"small", {512, 4, 4096, 262144, 4, 1, 128, 16, 4, 256, 256, 4, 8, 64, 4, 4, 1}},
         {"medium", {1024, 8, 16384, 262144, 8, 2, 128, 32, 8, 512, 512, 4, 8, 128, 4, 4, 1}},
     };
-    if (!size || !p) return qk_fail(NULL, QK_ERR_INVALID_ARG, "synth_model_params_for_size: NULL argument");
+    begin_call();
+    if (!size || !p) return fail(QK_ERR_INVALID_ARG, "synth_model_params_for_size: NULL argument");
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         if (!strcmp(size, sizes[i].name)) {
             memset(p, 0, sizeof *p);
@@ -80,7 +102,7 @@ qk_status synth_model_params_for_size(const char *size, synth_model_params *p) {
             p->type = QK_TYPE_BF16;
             return QK_OK;
         }
-    return qk_fail(NULL, QK_ERR_INVALID_ARG, "unknown model size '%s' (tiny, small or medium)", size);
+    return fail(QK_ERR_INVALID_ARG, "unknown model size '%s' (tiny, small or medium)", size);
 }
 
 static qk_status check_config(const synth_model_params *p) {
@@ -108,20 +130,19 @@ static qk_status check_config(const synth_model_params *p) {
                 {"attn_output_gate", c->attn_output_gate, 0}};
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
         if (dims[i].v < dims[i].min || dims[i].v > (1 << 20))
-            return qk_fail(NULL, QK_ERR_INVALID_ARG, "synthetic model: %s = %lld is out of range", dims[i].name,
-                           (long long)dims[i].v);
-    if (c->attn_output_gate > 1)
-        return qk_fail(NULL, QK_ERR_INVALID_ARG, "synthetic model: attn_output_gate must be 0 or 1");
+            return fail(QK_ERR_INVALID_ARG, "synthetic model: %s = %lld is out of range", dims[i].name,
+                        (long long)dims[i].v);
+    if (c->attn_output_gate > 1) return fail(QK_ERR_INVALID_ARG, "synthetic model: attn_output_gate must be 0 or 1");
     if (c->n_layer > 999 || c->n_vocab < 260 || c->n_vocab > (1 << 20))
-        return qk_fail(NULL, QK_ERR_INVALID_ARG, "synthetic model: layer count or vocabulary size out of range");
+        return fail(QK_ERR_INVALID_ARG, "synthetic model: layer count or vocabulary size out of range");
     if (c->n_expert < c->n_expert_used + IM_NEVER_ROUTED)
-        return qk_fail(NULL, QK_ERR_INVALID_ARG, "synthetic model: needs at least %d experts more than are used",
-                       IM_NEVER_ROUTED);
+        return fail(QK_ERR_INVALID_ARG, "synthetic model: needs at least %d experts more than are used",
+                    IM_NEVER_ROUTED);
     if (c->n_head % c->n_head_kv)
-        return qk_fail(NULL, QK_ERR_INVALID_ARG, "synthetic model: head_count not a multiple of head_count_kv");
+        return fail(QK_ERR_INVALID_ARG, "synthetic model: head_count not a multiple of head_count_kv");
     if (p->type != QK_TYPE_BF16 && p->type != QK_TYPE_F16)
-        return qk_fail(NULL, QK_ERR_TYPE, "synthetic model: weights must be BF16 or F16, not %s",
-                       qk_type_name(p->type) ? qk_type_name(p->type) : "an unknown type");
+        return fail(QK_ERR_TYPE, "synthetic model: weights must be BF16 or F16, not %s",
+                    qk_type_name(p->type) ? qk_type_name(p->type) : "an unknown type");
     return QK_OK;
 }
 
@@ -188,7 +209,7 @@ static qk_status build_tensors(const synth_model_params *p, tlist *l) {
     const int64_t conv_dim = 2 * key_dim + value_dim;
     l->cap = (size_t)c->n_layer * 24 + 8, l->n = 0;
     l->v = calloc(l->cap, sizeof *l->v);
-    if (!l->v) return qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "synthetic model: out of memory for the tensor list");
+    if (!l->v) return fail(QK_ERR_OUT_OF_MEMORY, "synthetic model: out of memory for the tensor list");
 
     tspec *t = add_matrix(l, -1, "token_embd.weight", w, c->n_embd, c->n_vocab, "embd", 1, 1.0);
     t->std = 0.02; /* embeddings are not scaled by fan-in; 0.02 is the usual initializer */
@@ -238,7 +259,7 @@ static qk_status build_tensors(const synth_model_params *p, tlist *l) {
      * one tensor buffer may sensibly take */
     for (size_t i = 0; i < l->n; i++)
         if (l->v[i].ne[0] * l->v[i].ne[1] * l->v[i].ne[2] > (1ll << 34))
-            return qk_fail(NULL, QK_ERR_INVALID_ARG, "synthetic model: %s would have over 2^34 values", l->v[i].name);
+            return fail(QK_ERR_INVALID_ARG, "synthetic model: %s would have over 2^34 values", l->v[i].name);
     return QK_OK;
 }
 
@@ -352,8 +373,8 @@ static qk_status build_vocab(uint64_t seed, int64_t n_vocab, vocab *v) {
     v->arena = malloc(v->n_tokens * (3 * TOKEN_MAX_BYTES + 8));
     if (!v->tokens || !v->merges || !v->types || !v->table || !v->arena) {
         vocab_free(v);
-        return qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "synthetic model: out of memory for a %lld-token vocabulary",
-                       (long long)n_vocab);
+        return fail(QK_ERR_OUT_OF_MEMORY, "synthetic model: out of memory for a %lld-token vocabulary",
+                    (long long)n_vocab);
     }
     uint64_t id = 0;
     for (int b = 0, shifted = 0; b < 256; b++, id++) {
@@ -370,8 +391,8 @@ static qk_status build_vocab(uint64_t seed, int64_t n_vocab, vocab *v) {
     for (uint64_t tries = 0; id < 256 + v->n_merges; tries++) {
         if (tries > 1000 * v->n_tokens) {
             vocab_free(v);
-            return qk_fail(NULL, QK_ERR_INVALID_ARG, "synthetic model: cannot form %llu distinct merges",
-                           (unsigned long long)v->n_merges);
+            return fail(QK_ERR_INVALID_ARG, "synthetic model: cannot form %llu distinct merges",
+                        (unsigned long long)v->n_merges);
         }
         const char *a = v->tokens[next_u64(&r) % id], *b = v->tokens[next_u64(&r) % id];
         size_t la = strlen(a), lb = strlen(b);
@@ -472,7 +493,7 @@ static qk_status write_tensor(qk_context *ctx, qk_gguf_writer *w, uint64_t seed,
             bytes = qk_type_row_bytes(t->type, cols) * (size_t)rows;
             q.dst = qk_host(conv, bytes);
             if (qk_quantize(ctx, &q) != QK_OK)
-                return qk_fail(NULL, QK_ERR_VALUE, "synthetic model: converting %s: %s", t->name, qk_last_error(ctx));
+                return fail(QK_ERR_VALUE, "synthetic model: converting %s: %s", t->name, qk_last_error(ctx));
             data = conv;
         }
         /* GGUF is little-endian, as is every host qkern builds for */
@@ -503,14 +524,13 @@ static qk_status write_model(const synth_model_params *p, const tlist *l, const 
     sp.wcol = malloc((size_t)max_cols * sizeof(float));
     sp.outlier = malloc((size_t)max_cols);
     if (!f || !conv || !sp.act || !sp.wcol || !sp.outlier) {
-        s = qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "synthetic model: out of memory for a %lld-value tensor",
-                    (long long)max_slab);
+        s = fail(QK_ERR_OUT_OF_MEMORY, "synthetic model: out of memory for a %lld-value tensor", (long long)max_slab);
         goto done;
     }
     qk_context_params cp = qk_context_default_params();
     cp.device = "cpu";
     if (qk_context_create(&cp, &ctx) != QK_OK) {
-        s = qk_fail(NULL, QK_ERR_BACKEND, "synthetic model: no cpu context: %s", qk_last_error(NULL));
+        s = fail(QK_ERR_BACKEND, "synthetic model: no cpu context: %s", qk_last_error(NULL));
         goto done;
     }
     if ((s = qk_gguf_writer_create(&w)) != QK_OK || (s = set_metadata(w, p, &v)) != QK_OK) goto done;
@@ -536,12 +556,13 @@ done:
 
 /* An entry with its per-matrix counts, sorted together by name as the file wants them. */
 typedef struct counted_entry {
-    qk_imatrix_entry e;
-    float *counts;
+    char *name;
+    int64_t n_mat, cols;
+    float *values, *counts;
 } counted_entry;
 
 static int entry_cmp(const void *a, const void *b) {
-    return strcmp(((const counted_entry *)a)->e.name, ((const counted_entry *)b)->e.name);
+    return strcmp(((const counted_entry *)a)->name, ((const counted_entry *)b)->name);
 }
 
 /* Tokens routed to each expert of a layer: uneven, as real routers are, with a few experts no
@@ -574,26 +595,24 @@ static qk_status write_imatrix(const synth_model_params *p, const tlist *l, cons
     qk_status s = QK_OK;
     size_t n = 0, k = 0;
     for (size_t i = 0; i < l->n; i++) n += l->v[i].in_imatrix;
-    char dataset[] = "synthetic-calibration.txt";
-    qk_imatrix im = {0};
-    im.dataset = dataset;
+    qk_imatrix_write_desc im = qk_imatrix_write_default_desc();
+    im.dataset = "synthetic-calibration.txt";
     im.chunk_count = IM_CHUNK_COUNT, im.chunk_size = IM_CHUNK_SIZE;
     counted_entry *ce = calloc(n ? n : 1, sizeof *ce);
-    im.entries = calloc(n ? n : 1, sizeof *im.entries);
-    const float **counts = calloc(n ? n : 1, sizeof *counts);
+    qk_imatrix_entry_desc *entries = calloc(n ? n : 1, sizeof *entries);
     space sp = {0};
     int64_t max_cols = 1;
     for (size_t i = 0; i < l->n; i++) max_cols = l->v[i].ne[0] > max_cols ? l->v[i].ne[0] : max_cols;
     sp.act = malloc((size_t)max_cols * sizeof(float));
     sp.wcol = malloc((size_t)max_cols * sizeof(float));
     sp.outlier = malloc((size_t)max_cols);
-    if (!ce || !im.entries || !counts || !sp.act || !sp.wcol || !sp.outlier) goto oom;
+    if (!ce || !entries || !sp.act || !sp.wcol || !sp.outlier) goto oom;
 
     for (size_t i = 0; i < l->n; i++) {
         const tspec *t = &l->v[i];
         if (!t->in_imatrix) continue;
         const int64_t n_mat = t->role == ROLE_EXPERTS ? t->ne[2] : 1, cols = t->ne[0];
-        qk_imatrix_entry *en = &ce[k].e;
+        counted_entry *en = &ce[k];
         float *cnt = ce[k].counts = malloc((size_t)n_mat * sizeof(float));
         en->name = strdup(t->name);
         en->values = malloc((size_t)(n_mat * cols) * sizeof(float));
@@ -626,23 +645,25 @@ static qk_status write_imatrix(const synth_model_params *p, const tlist *l, cons
         }
     }
     qsort(ce, k, sizeof *ce, entry_cmp);
-    for (size_t i = 0; i < k; i++) im.entries[i] = ce[i].e, counts[i] = ce[i].counts;
-    im.n_entries = k;
-    s = qk_imatrix_save_gguf(&im, counts, path);
+    for (size_t i = 0; i < k; i++)
+        entries[i] = (qk_imatrix_entry_desc){ce[i].name, ce[i].n_mat, ce[i].cols, ce[i].values, ce[i].counts};
+    im.entries = entries, im.n_entries = k;
+    s = qk_imatrix_write(path, &im);
     if (s == QK_OK && sum) sum->imatrix_entries = k;
     goto done;
 oom:
-    s = qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "synthetic model: out of memory for the importance matrix");
+    s = fail(QK_ERR_OUT_OF_MEMORY, "synthetic model: out of memory for the importance matrix");
 done:
-    for (size_t i = 0; i < k; i++) free(ce[i].e.name), free(ce[i].e.values), free(ce[i].counts);
-    free(ce), free(im.entries), free(counts);
+    for (size_t i = 0; i < k; i++) free(ce[i].name), free(ce[i].values), free(ce[i].counts);
+    free(ce), free(entries);
     free(sp.act), free(sp.wcol), free(sp.outlier);
     return s;
 }
 
 qk_status synth_model_write(const synth_model_params *p, const char *model_path, const char *imatrix_path,
                             synth_model_summary *summary) {
-    if (!p || !model_path) return qk_fail(NULL, QK_ERR_INVALID_ARG, "synth_model_write: NULL argument");
+    begin_call();
+    if (!p || !model_path) return fail(QK_ERR_INVALID_ARG, "synth_model_write: NULL argument");
     if (summary) memset(summary, 0, sizeof *summary);
     qk_status s = check_config(p);
     if (s != QK_OK) return s;
@@ -651,7 +672,7 @@ qk_status synth_model_write(const synth_model_params *p, const char *model_path,
     if (s == QK_OK && imatrix_path && (s = write_imatrix(p, &l, imatrix_path, summary)) != QK_OK)
         remove(model_path); /* the pair is useful only together */
     free(l.v);
-    return s;
+    return end_call(s);
 }
 
 /* ---- the tensor list alone, and real models' shapes --------------------------------------------- */
@@ -659,7 +680,8 @@ qk_status synth_model_write(const synth_model_params *p, const char *model_path,
 _Static_assert(sizeof(((synth_model_tensor *)0)->name) == QK_GGUF_MAX_NAME + 1, "tensor name size");
 
 qk_status synth_model_tensors(const synth_model_config *cfg, qk_type weight_type, synth_model_tensor **out, size_t *n) {
-    if (!cfg || !out || !n) return qk_fail(NULL, QK_ERR_INVALID_ARG, "synth_model_tensors: NULL argument");
+    begin_call();
+    if (!cfg || !out || !n) return fail(QK_ERR_INVALID_ARG, "synth_model_tensors: NULL argument");
     *out = NULL, *n = 0;
     synth_model_params p;
     memset(&p, 0, sizeof p);
@@ -674,7 +696,7 @@ qk_status synth_model_tensors(const synth_model_config *cfg, qk_type weight_type
     synth_model_tensor *t = calloc(l.n ? l.n : 1, sizeof *t);
     if (!t) {
         free(l.v);
-        return qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "synthetic model: out of memory for the tensor list");
+        return fail(QK_ERR_OUT_OF_MEMORY, "synthetic model: out of memory for the tensor list");
     }
     for (size_t i = 0; i < l.n; i++) {
         memcpy(t[i].name, l.v[i].name, sizeof t[i].name);

@@ -40,13 +40,17 @@ typedef struct synth_model_summary {
     uint64_t imatrix_entries;        /* 0 when no imatrix was written */
 } synth_model_summary;
 
+/* Errors: every function below that returns a qk_status leaves a one-line message here (the
+ * generator's own, or the library's when a library call failed). */
+const char *synth_model_error(void);
+
 /* Fills *p for a named size: "tiny" (fast tests), "small" (the default) or "medium" (timing),
  * with seed 0 and type BF16. QK_ERR_INVALID_ARG for another name. */
 qk_status synth_model_params_for_size(const char *size, synth_model_params *p);
 
-/* Writes the model to model_path and, when imatrix_path is not NULL, its importance matrix.
- * Both files appear complete or not at all. `summary` may be NULL. Errors: the status and a
- * one-line message in qk_last_error(NULL). */
+/* Writes the model to model_path and, when imatrix_path is not NULL, its importance matrix,
+ * through the library's GGUF and imatrix writers. Both files appear complete or not at all.
+ * `summary` may be NULL. */
 qk_status synth_model_write(const synth_model_params *p, const char *model_path, const char *imatrix_path,
                             synth_model_summary *summary);
 

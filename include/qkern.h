@@ -122,14 +122,31 @@ QK_API qk_status qk_device_get(int i, qk_device_info *info);
 
 typedef struct qk_context qk_context;
 
+/* Receives a one-line notice (no newline), e.g. "qkern: vulkan:0 (llvmpipe) cannot quantize
+ * IQ2_XXS (no shaderFloat64); running it on the cpu". Called on the thread of the call. */
+typedef void (*qk_notice_fn)(void *user, const char *line);
+
 typedef struct qk_context_params {
     size_t struct_size; /* sizeof(qk_context_params): set by qk_context_default_params */
     const char *device; /* "cpu", "cuda:0", "vulkan:0", ... or NULL/"auto" for the best */
     int n_threads;      /* cpu worker threads; 0 = all cores */
+    /* Where the notices go (the library never prints): the first time an operation runs on the
+     * cpu because the device cannot do it (per operation and type), one line. NULL (the default):
+     * nowhere. notice_user is passed back as `user`. */
+    qk_notice_fn notice;
+    void *notice_user;
 } qk_context_params;
 
 QK_API qk_context_params qk_context_default_params(void);
-/* Creates a context on the chosen device. QK_ERR_NO_DEVICE names what was not found. */
+/* Creates a context on the chosen device. QK_ERR_NO_DEVICE names what was not found.
+ * What the device cannot do (an operation on a type without a kernel here, or whose kernel needs
+ * a feature the device lacks, e.g. shaderFloat64) runs on the cpu instead, with the same result
+ * and a notice, when the device was chosen automatically (device NULL or "auto") and the call is
+ * synchronous; operands in device memory are copied to the host and back for it. A device named
+ * in params->device, and the asynchronous calls of qkern_cuda.h, fail with QK_ERR_UNSUPPORTED
+ * instead, naming the operation, the type and what the device lacks.
+ * params->struct_size may be that of an earlier version of this struct (before notice): the
+ * later fields then keep their defaults. */
 QK_API qk_status qk_context_create(const qk_context_params *params, qk_context **out);
 /* Releases the context and every buffer still allocated from it. NULL is ignored. */
 QK_API void qk_context_destroy(qk_context *ctx);
@@ -255,14 +272,16 @@ typedef struct qk_moe_desc {
 QK_API qk_moe_desc qk_moe_default_desc(void);
 
 /* The scratch bytes the three calls below need for this desc on this context (its shapes and
- * types; the memory fields are not read). May be 0. */
+ * types; the memory fields are not read). May be 0; it is 0 where the calls would run on the cpu
+ * in the device's stead (qk_context_create), which then uses scratch of its own. */
 QK_API qk_status qk_moe_workspace_size(qk_context *ctx, const qk_moe_desc *desc, size_t *bytes);
 
 /* Y[t][s] = W[ids[t][s]] . x for every token t and slot s.
  * Fails with QK_ERR_SHAPE on a bad shape (k not a multiple of the block size, n_used < 1),
  * QK_ERR_VALUE on an id outside [0, n_expert) (the message names token and slot),
  * QK_ERR_BUFFER if an operand is too small, QK_ERR_UNSUPPORTED if the device has no kernel
- * for the type. On failure y is not written. */
+ * for the type and the call cannot fall back to the cpu (qk_context_create). On failure y is
+ * not written. */
 QK_API qk_status qk_moe_matmul(qk_context *ctx, const qk_moe_desc *desc);
 
 /* The gated FFN input of an expert in one call: Y[t][s] = silu(Wg[e] . x) * (Wu[e] . x) with
@@ -272,6 +291,353 @@ QK_API qk_status qk_moe_gate_up(qk_context *ctx, const qk_moe_desc *desc);
 /* The down projection summed over a token's experts: Y[t] = sum over s = 0..n_used-1, in that
  * order, of router[t][s] * (W[ids[t][s]] . x). Y is [n_tokens][m]. Errors as qk_moe_matmul. */
 QK_API qk_status qk_moe_weighted_sum(qk_context *ctx, const qk_moe_desc *desc);
+
+/* ==== model files ========================================================================== */
+/* Whole models: GGUF files read and written, importance matrices written, llama-quantize's
+ * presets, and the file-to-file quantizer that `qkern quantize` is a front end for.
+ *
+ *     qk_model_quantize_desc q = qk_model_quantize_default_desc();
+ *     q.input = "model-bf16.gguf"; q.output = "model-Q4_K_M.gguf"; q.preset = "Q4_K_M";
+ *     q.imatrix = "imatrix.gguf";
+ *     qk_model_result *r;
+ *     if (qk_model_quantize(ctx, &q, &r) != QK_OK) fprintf(stderr, "%s\n", qk_last_error(ctx));
+ *     else qk_model_result_free(r);
+ *
+ * Calls that take a context leave their message in qk_last_error(ctx); the others (file
+ * readers and writers, presets, plans) in qk_last_error(NULL), which is per thread. */
+
+#define QK_GGUF_MAX_NAME 63 /* bytes of a tensor name, without the terminator (ggml's limit) */
+#define QK_GGUF_MAX_DIMS 4
+
+/* ---- presets ------------------------------------------------------------------------------ */
+
+/* A llama-quantize file type ("preset"): the type most tensors get, and the per-tensor
+ * mixture rules of llama.cpp that go with its name. */
+typedef struct qk_preset {
+    const char *name;     /* llama-quantize's name, e.g. "Q4_K_M" */
+    int id;               /* its llama_ftype, written as general.file_type */
+    qk_type default_type; /* e.g. QK_TYPE_Q4_K */
+    const char *help;     /* one line for a usage text, e.g. "4.58G, +0.1754 ppl @ Llama-3-8B" */
+    const char *alias_of; /* Q3_K, Q4_K, Q5_K: the preset they stand for ("Q3_K_M", ...); else NULL */
+    int only_copy;        /* COPY: every tensor is copied as it is; general.file_type stays the input's */
+} qk_preset;
+
+/* The presets in the order llama-quantize lists them: qk_preset_at(i) for 0 <= i < count
+ * (NULL beyond). The entries are static: pointers to them stay valid. */
+QK_API size_t qk_preset_count(void);
+QK_API const qk_preset *qk_preset_at(size_t i);
+/* A preset by name, case-insensitive ("q4_k_m"; the aliases and COPY included). QK_ERR_INVALID_ARG
+ * if there is none. */
+QK_API qk_status qk_preset_from_name(const char *name, const qk_preset **out);
+/* A preset by llama_ftype id (never an alias or COPY: 0 is F32). QK_ERR_INVALID_ARG if none. */
+QK_API qk_status qk_preset_from_id(int id, const qk_preset **out);
+
+/* ---- quantizing a model file ------------------------------------------------------------- */
+
+/* Why a tensor gets the type it gets. */
+typedef enum qk_plan_reason {
+    QK_PLAN_KEEP,     /* not a quantizable weight (norms, 1D, router, conv, ...): copied */
+    QK_PLAN_DEFAULT,  /* the preset's default type */
+    QK_PLAN_MIXTURE,  /* changed by one of the preset's mixture rules */
+    QK_PLAN_OVERRIDE, /* a tensor-type override (regex=type) */
+    QK_PLAN_OUTPUT,   /* output_tensor_type / token_embedding_type / the output rules */
+    QK_PLAN_FALLBACK, /* the chosen type's block does not divide ne[0]; a fallback was used */
+} qk_plan_reason;
+
+/* "keep", "default", "mixture", "override", "output", "fallback". */
+QK_API const char *qk_plan_reason_name(qk_plan_reason r);
+
+/* "Tensors whose name matches `pattern` become `type`" (llama-quantize's --tensor-type). The
+ * pattern is a POSIX extended regular expression, lower-cased as llama-quantize does, searched
+ * anywhere in the name; the first matching override wins. */
+typedef struct qk_tensor_type_override {
+    const char *pattern;
+    qk_type type;
+} qk_tensor_type_override;
+
+/* What qk_model_quantize reports as it goes: after each chunk of a tensor, and once more with
+ * tensor_done = 1 when the tensor is written. bytes_done never decreases. */
+typedef struct qk_model_progress {
+    size_t tensor, n_tensors; /* the tensor being processed (0-based, output order) */
+    const char *name;
+    uint64_t bytes_done, bytes_total; /* input bytes */
+    double seconds;                   /* since the start of the data pass */
+    int tensor_done;
+} qk_model_progress;
+
+/* One quantization: the files, the recipe, the options. Start from
+ * qk_model_quantize_default_desc(); the device and the CPU threads are the context's
+ * (qk_context_params.device, .n_threads). */
+typedef struct qk_model_quantize_desc {
+    size_t struct_size; /* sizeof(qk_model_quantize_desc): set by qk_model_quantize_default_desc */
+    const char *input;  /* GGUF model (F32/F16/BF16 weights); any part of a split model opens all */
+    const char *output; /* GGUF file written; split output is named like llama-quantize's. Not
+                           read with dry_run, which writes nothing */
+
+    /* the recipe: a preset, then per-tensor choices on top of it */
+    const char *preset;                       /* a preset's name ("Q4_K_M") or llama_ftype id ("15") */
+    const qk_tensor_type_override *overrides; /* n_overrides of them, or NULL */
+    size_t n_overrides;
+    int output_tensor_type;   /* a qk_type for output.weight, or -1 (the preset's rules) */
+    int token_embedding_type; /* a qk_type for token_embd.weight, or -1 */
+    int pure;                 /* 1: no mixture rules, every quantizable tensor gets the default type */
+    int leave_output_tensor;  /* 1: output.weight is copied as it is */
+    int allow_requantize;     /* 1: already-quantized inputs may be converted (quality suffers) */
+
+    /* the importance matrix: a GGUF or legacy .dat file, or NULL */
+    const char *imatrix;
+    const char *const *include_weights; /* use imatrix data only for names containing one of these */
+    size_t n_include;
+    const char *const *exclude_weights; /* ... for every name except those containing one of these */
+    size_t n_exclude;                   /* (include and exclude exclude each other) */
+
+    /* output layout */
+    int keep_split;           /* 1: one output file per input file */
+    uint64_t split_max_bytes; /* >0: start a new output file before one would exceed this */
+
+    int dry_run;        /* 1: plan only; the result lists every tensor, nothing is written */
+    int measure_error;  /* 1: fill each row's rmse / rel_rmse (costs a dequantize pass) */
+    size_t chunk_bytes; /* input bytes per step through the device; 0: 64 MiB */
+
+    /* Called from the calling thread; `user` is passed back. May be NULL. */
+    void (*progress)(void *user, const qk_model_progress *p);
+    /* Polled between chunks; non-zero stops the run (QK_ERR_IO, message "interrupted"). May
+     * be NULL. Safe to back with a flag a signal handler sets. */
+    int (*cancel)(void *user);
+    void *user;
+} qk_model_quantize_desc;
+
+QK_API qk_model_quantize_desc qk_model_quantize_default_desc(void);
+
+/* One tensor of a quantization's result (also of a dry run or a plan), in output order. */
+typedef struct qk_model_tensor {
+    char name[QK_GGUF_MAX_NAME + 1];
+    qk_type src_type, type; /* as read, as written */
+    int n_dims;
+    int64_t ne[QK_GGUF_MAX_DIMS]; /* innermost first; absent dimensions are 1 */
+    uint64_t src_bytes, bytes;
+    qk_plan_reason reason;
+    int converted;  /* 1 if its data went through quantize/convert, 0 if copied */
+    int imatrix;    /* 1 if imatrix data weighted it */
+    int split;      /* the output file it is in (0-based) */
+    double seconds; /* wall time spent on it */
+    /* With measure_error: the error of the written tensor against the input, weighted by the
+     * imatrix (uniform weights without one): sqrt(sum w (x - q)^2 / sum w), and the same relative
+     * to sqrt(sum w x^2 / sum w). Negative when not measured. */
+    double rmse, rel_rmse;
+} qk_model_tensor;
+
+/* The totals of a result. */
+typedef struct qk_model_totals {
+    size_t n_tensors;
+    int n_splits;                 /* output files */
+    uint64_t in_bytes, out_bytes; /* tensor data */
+    uint64_t in_weights;          /* elements of all tensors */
+    uint64_t quantized_weights;   /* elements of the converted tensors */
+    uint64_t out_file_bytes;      /* of all output files, headers included */
+    double seconds;
+    int imatrix_entries; /* entries of the imatrix file after the filters, or -1 without one */
+} qk_model_totals;
+
+typedef struct qk_model_result qk_model_result;
+
+/* Quantizes desc->input into desc->output on ctx's device, tensor by tensor, in chunks that
+ * fit the device: llama-quantize's plan and metadata, qkern's kernels. The output appears under
+ * its name only when complete (all its files, for split output); on any failure or
+ * cancellation no output file exists and *result is NULL. On success *result (release it with
+ * qk_model_result_free) lists every tensor. The bytes written do not depend on the chunk
+ * size or the thread count.
+ * Fails with QK_ERR_INVALID_ARG for a bad desc (unknown preset, bad regex, include and exclude
+ * together, keep_split with split_max_bytes, an output that is the input or the imatrix by any
+ * name), QK_ERR_IO / QK_ERR_FORMAT for a file that cannot be read or written, QK_ERR_TYPE for
+ * an already-quantized input without allow_requantize, QK_ERR_NEEDS_IMATRIX for a type that
+ * needs imatrix data it lacks, QK_ERR_VALUE on a NaN/Inf weight (the message names tensor,
+ * row and column), QK_ERR_IO with "interrupted" when desc->cancel said so. */
+QK_API qk_status qk_model_quantize(qk_context *ctx, const qk_model_quantize_desc *desc, qk_model_result **result);
+
+/* A model described in memory, for qk_model_plan: the facts the mixture rules read (from the
+ * GGUF metadata <arch>.block_count, .attention.head_count, .attention.head_count_kv,
+ * .expert_count) and its tensors in file order. */
+typedef struct qk_tensor_shape {
+    const char *name;
+    qk_type type; /* its current type */
+    int n_dims;
+    int64_t ne[QK_GGUF_MAX_DIMS]; /* unused dimensions are 1 */
+} qk_tensor_shape;
+
+typedef struct qk_model_plan_desc {
+    size_t struct_size; /* sizeof(qk_model_plan_desc): set by qk_model_plan_default_desc */
+    const char *arch;   /* general.architecture, e.g. "qwen35moe" */
+    /* n_head_kv and n_expert are 0 where the model has none */
+    int64_t n_layer, n_head, n_head_kv, n_expert;
+    const qk_tensor_shape *tensors;
+    size_t n_tensors;
+    int has_imatrix; /* plan as with an imatrix (some rules depend on it) */
+} qk_model_plan_desc;
+
+QK_API qk_model_plan_desc qk_model_plan_default_desc(void);
+
+/* What qk_model_quantize would make of a model without reading or writing a file: the recipe
+ * fields of `recipe` (preset, overrides, output/token types, pure, leave_output_tensor,
+ * allow_requantize; the file fields are not read) applied to `model`. *result lists the
+ * tensors in output order with their types and reasons (no imatrix matching, no error
+ * measured). Fails, message in qk_last_error(NULL), as qk_model_quantize does on a bad recipe,
+ * with QK_ERR_SHAPE for a tensor no type can hold. */
+QK_API qk_status qk_model_plan(const qk_model_quantize_desc *recipe, const qk_model_plan_desc *model,
+                               qk_model_result **result);
+
+/* A result's tensors: count, then row i (0 <= i < count; NULL beyond), valid until the result
+ * is freed. */
+QK_API size_t qk_model_result_count(const qk_model_result *r);
+QK_API const qk_model_tensor *qk_model_result_tensor(const qk_model_result *r, size_t i);
+QK_API const qk_model_totals *qk_model_result_totals(const qk_model_result *r);
+/* Informational lines, '\n'-terminated, e.g. tensors quantized without imatrix data; "" if none. */
+QK_API const char *qk_model_result_notes(const qk_model_result *r);
+/* NULL is ignored. */
+QK_API void qk_model_result_free(qk_model_result *r);
+
+/* ---- reading GGUF files ------------------------------------------------------------------- */
+
+typedef enum qk_gguf_vtype {
+    QK_GGUF_UINT8 = 0,
+    QK_GGUF_INT8 = 1,
+    QK_GGUF_UINT16 = 2,
+    QK_GGUF_INT16 = 3,
+    QK_GGUF_UINT32 = 4,
+    QK_GGUF_INT32 = 5,
+    QK_GGUF_FLOAT32 = 6,
+    QK_GGUF_BOOL = 7,
+    QK_GGUF_STRING = 8,
+    QK_GGUF_ARRAY = 9,
+    QK_GGUF_UINT64 = 10,
+    QK_GGUF_INT64 = 11,
+    QK_GGUF_FLOAT64 = 12,
+    QK_GGUF_VTYPE_COUNT
+} qk_gguf_vtype;
+
+/* A tensor of an open file. */
+typedef struct qk_gguf_tensor {
+    char name[QK_GGUF_MAX_NAME + 1];
+    qk_type type;
+    int n_dims;                   /* as stored (1..4) */
+    int64_t ne[QK_GGUF_MAX_DIMS]; /* innermost first; absent dims are 1 */
+    uint64_t offset;              /* within its file's data section */
+    uint64_t bytes;               /* qk_type_row_bytes(type, ne[0]) * ne[1] * ne[2] * ne[3] */
+    int split;                    /* the file it is in (0 for a single file) */
+    const unsigned char *data;    /* its bytes, memory-mapped */
+} qk_gguf_tensor;
+
+typedef struct qk_gguf qk_gguf;
+
+/* Opens a GGUF file by memory-mapping it, after checking every count, size and offset against
+ * the file. A name of the form PREFIX-00001-of-0000N.gguf opens all N parts: the tensors of
+ * every part in order, the metadata of the first. QK_ERR_IO if a file cannot be opened or
+ * mapped, QK_ERR_FORMAT if one is malformed, QK_ERR_TYPE for a tensor type qkern does not know;
+ * the message (qk_last_error(NULL)) names the file and what was wrong. */
+QK_API qk_status qk_gguf_open(const char *path, qk_gguf **out);
+/* NULL is ignored. The tensors' data pointers die with the handle. */
+QK_API void qk_gguf_close(qk_gguf *g);
+
+QK_API uint32_t qk_gguf_version(const qk_gguf *g);
+QK_API size_t qk_gguf_alignment(const qk_gguf *g);
+QK_API int qk_gguf_split_count(const qk_gguf *g);
+/* Bytes of the file(s) on disk. */
+QK_API uint64_t qk_gguf_file_bytes(const qk_gguf *g);
+
+/* Metadata pair i, 0 <= i < qk_gguf_kv_count(g): its key (NULL beyond), its type, and a short
+ * printable form of its value into buf ("3", "llama"; for an array its count, element type and
+ * first elements), cut to fit and always NUL-terminated. */
+QK_API size_t qk_gguf_kv_count(const qk_gguf *g);
+QK_API const char *qk_gguf_kv_key(const qk_gguf *g, size_t i);
+QK_API qk_gguf_vtype qk_gguf_kv_type(const qk_gguf *g, size_t i);
+QK_API void qk_gguf_kv_describe(const qk_gguf *g, size_t i, char *buf, size_t buf_len);
+/* "UINT32", "STRING", "ARRAY", ... */
+QK_API const char *qk_gguf_vtype_name(qk_gguf_vtype t);
+/* The integer at `key` (an integer array: its first element), or `fallback` when absent or not
+ * an integer. */
+QK_API int64_t qk_gguf_get_int(const qk_gguf *g, const char *key, int64_t fallback);
+/* A copy of the string at `key` into buf (cut to fit, NUL-terminated); buf, or NULL if the key
+ * is absent or not a string. */
+QK_API const char *qk_gguf_get_string(const qk_gguf *g, const char *key, char *buf, size_t buf_len);
+
+/* Tensor i in file order (NULL beyond), or by name (NULL if none); valid while g is open. */
+QK_API size_t qk_gguf_tensor_count(const qk_gguf *g);
+QK_API const qk_gguf_tensor *qk_gguf_tensor_at(const qk_gguf *g, size_t i);
+QK_API const qk_gguf_tensor *qk_gguf_find_tensor(const qk_gguf *g, const char *name);
+
+/* ---- writing GGUF files ------------------------------------------------------------------- */
+
+/* A streaming writer: metadata and tensor infos first, then the tensors' data in order. The file
+ * is written under a temporary name beside `path` and renamed into place by finish, so `path`
+ * only ever holds a complete file; abort, free or any failure removes the temporary file.
+ * Errors name the file or key in qk_last_error(NULL). */
+typedef struct qk_gguf_writer qk_gguf_writer;
+
+QK_API qk_status qk_gguf_writer_create(qk_gguf_writer **out);
+/* Releases the writer; a started, unfinished file is removed. NULL is ignored. */
+QK_API void qk_gguf_writer_free(qk_gguf_writer *w);
+
+/* Metadata pairs, in the order set (setting a key again moves it to the end, as ggml does). */
+QK_API qk_status qk_gguf_writer_set_string(qk_gguf_writer *w, const char *key, const char *s);
+QK_API qk_status qk_gguf_writer_set_u32(qk_gguf_writer *w, const char *key, uint32_t v);
+QK_API qk_status qk_gguf_writer_set_i32(qk_gguf_writer *w, const char *key, int32_t v);
+QK_API qk_status qk_gguf_writer_set_f32(qk_gguf_writer *w, const char *key, float v);
+QK_API qk_status qk_gguf_writer_set_bool(qk_gguf_writer *w, const char *key, int v);
+/* An array of `count` fixed-size elements of type `elem` (not STRING or ARRAY) at `elems`. */
+QK_API qk_status qk_gguf_writer_set_array(qk_gguf_writer *w, const char *key, qk_gguf_vtype elem, const void *elems,
+                                          uint64_t count);
+QK_API qk_status qk_gguf_writer_set_string_array(qk_gguf_writer *w, const char *key, const char *const *s,
+                                                 uint64_t count);
+
+/* Adds a tensor: ne has n_dims (1..4) entries; trailing dimensions of 1 are trimmed as ggml does.
+ * Checks the name (<= QK_GGUF_MAX_NAME bytes, unique), the type, ne[0] against its block size,
+ * and sizes for overflow. */
+QK_API qk_status qk_gguf_writer_add_tensor(qk_gguf_writer *w, const char *name, qk_type type, int n_dims,
+                                           const int64_t *ne);
+/* Bytes of tensor i's data (without padding), and of the whole file as it will be written. */
+QK_API uint64_t qk_gguf_writer_tensor_bytes(const qk_gguf_writer *w, size_t i);
+QK_API uint64_t qk_gguf_writer_file_bytes(const qk_gguf_writer *w);
+
+/* Creates the temporary file and writes the header, metadata and tensor infos; nothing can be
+ * added afterwards. */
+QK_API qk_status qk_gguf_writer_begin(qk_gguf_writer *w, const char *path);
+/* Appends the next `bytes` of tensor data (little-endian, as GGUF stores it). Tensors come in
+ * the order added, each with exactly its size in any number of calls; padding is automatic. */
+QK_API qk_status qk_gguf_writer_write(qk_gguf_writer *w, const void *data, size_t bytes);
+/* Checks that every tensor got all its bytes, syncs, and renames the file into place. */
+QK_API qk_status qk_gguf_writer_finish(qk_gguf_writer *w);
+/* Removes the temporary file; the writer can only be freed afterwards. */
+QK_API void qk_gguf_writer_abort(qk_gguf_writer *w);
+
+/* ---- writing importance matrices ---------------------------------------------------------- */
+
+/* One weight tensor's importance: n_mat matrices (the experts of a 3D expert stack, else 1) of
+ * `cols` mean squared activations each, and per matrix the number of rows (tokens) they were
+ * collected over. */
+typedef struct qk_imatrix_entry_desc {
+    const char *name; /* the weight tensor's name, e.g. "blk.3.ffn_down_exps.weight" */
+    int64_t n_mat, cols;
+    const float *values; /* n_mat * cols, finite and >= 0 */
+    const float *counts; /* n_mat counts (0: a matrix no token reached; it reads back as 1.0),
+                            or NULL for chunk_count * chunk_size everywhere */
+} qk_imatrix_entry_desc;
+
+typedef struct qk_imatrix_write_desc {
+    size_t struct_size; /* sizeof(qk_imatrix_write_desc): set by qk_imatrix_write_default_desc */
+    const qk_imatrix_entry_desc *entries;
+    size_t n_entries;
+    const char *dataset; /* the calibration data's name, or NULL */
+    int64_t chunk_count, chunk_size;
+    int legacy; /* 0: llama-imatrix's GGUF form; 1: the legacy .dat form (no counts) */
+} qk_imatrix_write_desc;
+
+QK_API qk_imatrix_write_desc qk_imatrix_write_default_desc(void);
+
+/* Writes an importance matrix file that llama-quantize and qk_model_quantize read, entries sorted
+ * by name, through a temporary file renamed into place. Fails with QK_ERR_INVALID_ARG for no
+ * entries, duplicate or over-long names (GGUF: 63 bytes with ".in_sum2"), counts given for some
+ * entries and not others; QK_ERR_VALUE for a non-finite or negative value or count; QK_ERR_IO. */
+QK_API qk_status qk_imatrix_write(const char *path, const qk_imatrix_write_desc *desc);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /* The file-to-file path: a small MoE model written here with the GGUF writer is quantized by
- * qk_model_quantize, and every output tensor must equal qk_quantize of the input tensor (per
+ * qk_model_quantize_run, and every output tensor must equal qk_quantize of the input tensor (per
  * expert with its imatrix slice), the metadata must be the input's plus the quantizer's keys,
  * and every failure must leave no file behind. */
 #include <dirent.h>
@@ -165,7 +165,7 @@ static qk_model_quantize_params params_for(const char *in, const char *out, cons
 static qk_status run(const char *in, const char *out, const char *preset, const char *imatrix, size_t chunk,
                      qk_model_quantize_result *res) {
     qk_model_quantize_params p = params_for(in, out, preset, imatrix, chunk);
-    return qk_model_quantize(ctx, &p, res);
+    return qk_model_quantize_run(ctx, &p, res);
 }
 
 /* Every tensor of `out` equals qk_quantize of the input tensor (its imatrix slice per expert). */
@@ -301,7 +301,7 @@ static void test_split_output_reads_back_and_keeps_split(const char *model) {
     p.output = out;
     p.plan.ftype = qk_ftype_from_name("Q8_0");
     p.split_max_bytes = 300000;
-    CHECK(qk_model_quantize(ctx, &p, &r) == QK_OK, "split: %s", qk_last_error(ctx));
+    CHECK(qk_model_quantize_run(ctx, &p, &r) == QK_OK, "split: %s", qk_last_error(ctx));
     CHECK(r.n_splits >= 3, "expected >= 3 parts, got %d", r.n_splits);
     int parts = r.n_splits;
     qk_model_quantize_result_free(&r);
@@ -328,7 +328,7 @@ static void test_split_output_reads_back_and_keeps_split(const char *model) {
     p.output = again;
     p.plan.ftype = qk_ftype_from_name("COPY");
     p.keep_split = 1;
-    CHECK(qk_model_quantize(ctx, &p, &r) == QK_OK, "keep-split: %s", qk_last_error(ctx));
+    CHECK(qk_model_quantize_run(ctx, &p, &r) == QK_OK, "keep-split: %s", qk_last_error(ctx));
     CHECK(r.n_splits == parts, "keep-split wrote %d parts, input had %d", r.n_splits, parts);
     qk_model_quantize_result_free(&r);
     /* clean up every file but the model and imatrix */
@@ -380,7 +380,7 @@ static void test_failures_leave_nothing_behind(const char *model, const char *im
     p.cancel = &cancel_flag;
     cancel_after = 3;
     cancel_flag = 0;
-    CHECK(qk_model_quantize(ctx, &p, &r) == QK_ERR_IO, "cancel: %s", qk_last_error(ctx));
+    CHECK(qk_model_quantize_run(ctx, &p, &r) == QK_ERR_IO, "cancel: %s", qk_last_error(ctx));
     CHECK(!exists(out), "output exists after an interrupt");
 
     /* a type that needs an imatrix, without one */
@@ -419,7 +419,7 @@ static void test_failures_leave_nothing_behind(const char *model, const char *im
     p.output = out;
     p.plan.ftype = qk_ftype_from_name("F32");
     p.plan.allow_requantize = 1;
-    CHECK(qk_model_quantize(ctx, &p, &r) == QK_OK, "dequantize to F32: %s", qk_last_error(ctx));
+    CHECK(qk_model_quantize_run(ctx, &p, &r) == QK_OK, "dequantize to F32: %s", qk_last_error(ctx));
     qk_model_quantize_result_free(&r);
     unlink(out);
     unlink(q8);
@@ -432,7 +432,7 @@ static qk_status run_overlap(const char *in, const char *out, const char *preset
     qk_model_quantize_params p = params_for(in, out, preset, imatrix, 4096);
     p.measure_error = 1;
     p.no_overlap = no_overlap;
-    return qk_model_quantize(ctx, &p, res);
+    return qk_model_quantize_run(ctx, &p, res);
 }
 
 /* The overlapped path (steps read into pinned buffers and queued while the one before runs;
@@ -481,7 +481,7 @@ static void test_overlapped_output_equals_synchronous(const char *model, const c
 /* The run is refused as writing over one of its inputs. */
 static int refused_as_same_file(qk_model_quantize_params *p, const char *what) {
     qk_model_quantize_result r;
-    qk_status st = qk_model_quantize(ctx, p, &r);
+    qk_status st = qk_model_quantize_run(ctx, p, &r);
     int ok = st == QK_ERR_INVALID_ARG && strstr(qk_last_error(ctx), "(same file)");
     CHECK(ok, "%s: status %d: %s", what, st, qk_last_error(ctx));
     if (st == QK_OK) qk_model_quantize_result_free(&r);
@@ -534,7 +534,7 @@ static void test_output_over_an_input_is_refused(const char *model, const char *
     p = params_for(model, sp, "COPY", NULL, 0);
     p.split_max_bytes = 300000;
     qk_model_quantize_result r;
-    CHECK(qk_model_quantize(ctx, &p, &r) == QK_OK && r.n_splits >= 3, "split copy: %s", qk_last_error(ctx));
+    CHECK(qk_model_quantize_run(ctx, &p, &r) == QK_OK && r.n_splits >= 3, "split copy: %s", qk_last_error(ctx));
     const int parts = r.n_splits;
     qk_model_quantize_result_free(&r);
     qk_gguf_split_name(part2, sizeof part2, prefix, 2, parts);
@@ -567,11 +567,11 @@ static void test_dry_run_writes_nothing(const char *model, const char *imatrix) 
     p.imatrix_path = imatrix;
     p.dry_run = 1;
     qk_model_quantize_result dry, real;
-    CHECK(qk_model_quantize(ctx, &p, &dry) == QK_OK, "dry run: %s", qk_last_error(ctx));
+    CHECK(qk_model_quantize_run(ctx, &p, &dry) == QK_OK, "dry run: %s", qk_last_error(ctx));
     CHECK(!exists(out), "a dry run wrote the output");
     p.dry_run = 0;
     p.measure_error = 1;
-    CHECK(qk_model_quantize(ctx, &p, &real) == QK_OK, "IQ2_XXS: %s", qk_last_error(ctx));
+    CHECK(qk_model_quantize_run(ctx, &p, &real) == QK_OK, "IQ2_XXS: %s", qk_last_error(ctx));
     CHECK(dry.n_tensors == real.n_tensors && dry.out_bytes == real.out_bytes, "dry run and real run disagree");
     for (size_t i = 0; i < dry.n_tensors && i < real.n_tensors; i++) {
         CHECK(!strcmp(dry.tensors[i].name, real.tensors[i].name) && dry.tensors[i].type == real.tensors[i].type,

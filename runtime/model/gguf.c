@@ -566,6 +566,10 @@ uint64_t qk_gguf_file_bytes(const qk_gguf *g) {
 
 size_t qk_gguf_kv_count(const qk_gguf *g) { return g ? g->n_kv : 0; }
 const qk_gguf_kv *qk_gguf_kv_at(const qk_gguf *g, size_t i) { return g && i < g->n_kv ? &g->kv[i] : NULL; }
+const char *qk_gguf_kv_key(const qk_gguf *g, size_t i) { return g && i < g->n_kv ? g->kv[i].key : NULL; }
+qk_gguf_vtype qk_gguf_kv_type(const qk_gguf *g, size_t i) {
+    return g && i < g->n_kv ? g->kv[i].type : QK_GGUF_VTYPE_COUNT;
+}
 
 const qk_gguf_kv *qk_gguf_find_kv(const qk_gguf *g, const char *key) {
     if (!g || !key) return NULL;
@@ -855,6 +859,10 @@ void qk_gguf_kv_format(const qk_gguf_kv *kv, char *buf, size_t buf_len) {
     outbuf o = {buf, buf_len, 0, 0};
     size_t used;
     put_value(&o, kv->type, kv->raw, kv->raw_len, 0, &used);
+}
+
+void qk_gguf_kv_describe(const qk_gguf *g, size_t i, char *buf, size_t buf_len) {
+    qk_gguf_kv_format(qk_gguf_kv_at(g, i), buf, buf_len);
 }
 
 /* ---- split names --------------------------------------------------------------------------- */

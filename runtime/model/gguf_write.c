@@ -3,6 +3,7 @@
  * once complete and synced, so a reader never sees a partial model under the target name. */
 #include "gguf.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -485,6 +486,8 @@ static qk_status write_header(qk_gguf_writer *w) {
         if (s == QK_OK) s = out_u32(w, (uint32_t)t->type);
         if (s == QK_OK) s = out_u64(w, t->offset);
     }
+    /* qk_gguf_writer_file_bytes (the size promised before the file exists) counts the same */
+    assert(s != QK_OK || w->written == header_bytes(w));
     if (s == QK_OK) s = out_zeros(w, padded(w->written, w->alignment) - w->written);
     return s;
 }

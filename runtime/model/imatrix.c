@@ -694,3 +694,53 @@ done:
     free(order);
     return o.st;
 }
+
+/* ---- the public writer (qkern.h) ------------------------------------------------------------ */
+
+qk_imatrix_write_desc qk_imatrix_write_default_desc(void) {
+    qk_imatrix_write_desc d;
+    memset(&d, 0, sizeof d);
+    d.struct_size = sizeof d;
+    return d;
+}
+
+/* The caller's entries as the writers' in-memory imatrix (borrowed, not copied). */
+qk_status qk_imatrix_write(const char *path, const qk_imatrix_write_desc *d) {
+    if (!path || !d) return qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_imatrix_write: path and desc are required");
+    if (d->struct_size < sizeof *d)
+        return qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_imatrix_write_desc.struct_size is %zu, expected %zu",
+                       d->struct_size, sizeof *d);
+    if (d->n_entries && !d->entries)
+        return qk_fail(NULL, QK_ERR_INVALID_ARG, "%s: %zu imatrix entries but no array", path, d->n_entries);
+    const size_t n = d->n_entries;
+    size_t with_counts = 0;
+    for (size_t i = 0; i < n; i++) with_counts += d->entries[i].counts != NULL;
+    if (with_counts && with_counts != n)
+        return qk_fail(NULL, QK_ERR_INVALID_ARG, "%s: counts given for %zu of %zu imatrix entries (all or none)", path,
+                       with_counts, n);
+    if (with_counts && d->legacy)
+        return qk_fail(NULL, QK_ERR_INVALID_ARG, "%s: the legacy imatrix format stores no counts", path);
+    qk_imatrix im;
+    memset(&im, 0, sizeof im);
+    im.entries = calloc(n ? n : 1, sizeof *im.entries);
+    const float **counts = with_counts ? calloc(n, sizeof *counts) : NULL;
+    if (!im.entries || (with_counts && !counts)) {
+        free(im.entries);
+        free(counts);
+        return qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const qk_imatrix_entry_desc *e = &d->entries[i];
+        /* the writers only read them */
+        im.entries[i] = (qk_imatrix_entry){(char *)e->name, e->n_mat, e->cols, (float *)e->values};
+        if (counts) counts[i] = e->counts;
+    }
+    im.n_entries = n;
+    im.dataset = (char *)d->dataset;
+    im.chunk_count = d->chunk_count;
+    im.chunk_size = d->chunk_size;
+    qk_status st = d->legacy ? qk_imatrix_save_legacy(&im, path) : qk_imatrix_save_gguf(&im, counts, path);
+    free(im.entries);
+    free(counts);
+    return st;
+}

@@ -1,5 +1,6 @@
 #include "model_quantize.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -337,7 +338,8 @@ static qk_status run_dequantize(stream_state *s, const qk_dequantize_desc *d) {
 }
 
 static qk_status check_cancel(stream_state *s) {
-    if (s->p->cancel && *s->p->cancel) return qk_fail(s->ctx, QK_ERR_IO, "interrupted");
+    if ((s->p->cancel && *s->p->cancel) || (s->p->cancel_fn && s->p->cancel_fn(s->p->user)))
+        return qk_fail(s->ctx, QK_ERR_IO, "interrupted");
     return QK_OK;
 }
 
@@ -449,6 +451,11 @@ static step plan_step(const qk_model_tensor *t, const qk_imatrix_entry *ie, int6
         sp.imatrix_len = cols * (t->ne[2] > 1 ? sp.mats : 1);
     }
     sp.rows_per_im = t->ne[2] > 1 ? rows_per_mat : sp.rows;
+    /* a step is whole experts or part of one, inside the tensor, and its imatrix slices inside
+     * the entry (match_imatrix checked the entry's size against the tensor) */
+    assert(sp.rows > 0 && row + sp.rows <= rows_per_mat * n_mat);
+    assert(sp.mats == 1 || sp.rows == sp.mats * rows_per_mat);
+    assert(!ie || (sp.imatrix >= ie->values && sp.imatrix + sp.imatrix_len <= ie->values + ie->n_mat * ie->cols));
     return sp;
 }
 
@@ -540,6 +547,7 @@ static int overlapped(const stream_state *s, const qk_model_tensor *t) {
 
 /* Waits for the oldest queued step and writes it. */
 static qk_status complete_step(stream_state *s) {
+    assert(s->completed < s->queued);
     const int queue = (int)(s->completed++ % QK_QUEUES);
     const slot *sl = &s->slots[queue];
     qk_status st = qk_quantize_wait(s->ctx, queue);
@@ -634,6 +642,27 @@ static void run_free(run *r) {
     qk_gguf_close(r->in);
 }
 
+void qk_model_result_add_row(qk_model_quantize_result *res, const qk_plan_tensor *src, const qk_plan_entry *e) {
+    qk_model_tensor *t = &res->tensors[res->n_tensors++];
+    snprintf(t->name, sizeof t->name, "%s", src->name);
+    t->src_type = src->type;
+    t->type = e->type;
+    t->n_dims = src->n_dims;
+    memcpy(t->ne, src->ne, sizeof t->ne);
+    const uint64_t rows = (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]);
+    t->src_bytes = qk_type_row_bytes(t->src_type, t->ne[0]) * rows;
+    t->bytes = qk_type_row_bytes(t->type, t->ne[0]) * rows;
+    t->reason = e->reason;
+    t->converted = t->type != t->src_type;
+    assert(t->converted == e->quantize);
+    t->rmse = t->rel_rmse = -1.0;
+    uint64_t elems = (uint64_t)t->ne[0] * rows;
+    res->in_bytes += t->src_bytes;
+    res->out_bytes += t->bytes;
+    res->in_weights += elems;
+    if (t->converted) res->quantized_weights += elems;
+}
+
 static qk_status plan_model(qk_context *ctx, run *r, const qk_model_quantize_params *p, qk_model_quantize_result *res) {
     size_t n = qk_gguf_tensor_count(r->in);
     r->pt = calloc(n ? n : 1, sizeof *r->pt);
@@ -655,26 +684,11 @@ static qk_status plan_model(qk_context *ctx, run *r, const qk_model_quantize_par
     qk_status st = qk_plan_build(&model, &opt, r->pt, n, r->pe);
     if (st) return forward_error(ctx, st);
 
-    res->n_tensors = n;
     for (size_t i = 0; i < n; i++) {
+        qk_model_result_add_row(res, &r->pt[r->pe[i].tensor], &r->pe[i]);
         const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
-        qk_model_tensor *t = &res->tensors[i];
-        snprintf(t->name, sizeof t->name, "%s", src->name);
-        t->src_type = src->type;
-        t->type = r->pe[i].type;
-        t->n_dims = src->n_dims;
-        memcpy(t->ne, src->ne, sizeof t->ne);
-        t->src_bytes = src->bytes;
-        t->bytes = qk_type_row_bytes(t->type, t->ne[0]) * (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]);
-        t->reason = r->pe[i].reason;
-        t->converted = t->type != t->src_type;
-        t->rmse = t->rel_rmse = -1.0;
+        assert(res->tensors[i].src_bytes == src->bytes); /* the reader's size is the format's */
         r->src_split[i] = (size_t)src->split;
-        uint64_t elems = (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
-        res->in_bytes += t->src_bytes;
-        res->out_bytes += t->bytes;
-        res->in_weights += elems;
-        if (t->converted) res->quantized_weights += elems;
     }
     st = match_imatrix(ctx, r->im, &opt, res->tensors, n, r->ie, res);
     if (st) return st;
@@ -768,10 +782,13 @@ static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_pa
         qk_gguf_release_tensor(r->in, r->pe[i].tensor);
         tensor_done(s, i, t, t0);
     }
-    return drain(s);
+    qk_status st = drain(s);
+    /* every input byte went through exactly once: progress ends at its total */
+    assert(st != QK_OK || s->bytes_done == s->bytes_total);
+    return st;
 }
 
-qk_status qk_model_quantize(qk_context *ctx, const qk_model_quantize_params *p, qk_model_quantize_result *res) {
+qk_status qk_model_quantize_run(qk_context *ctx, const qk_model_quantize_params *p, qk_model_quantize_result *res) {
     if (!ctx || !p || !res || !p->input || (!p->output && !p->dry_run) || !p->plan.ftype)
         return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: input, output, preset and result are required");
     memset(res, 0, sizeof *res);

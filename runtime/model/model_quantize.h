@@ -3,7 +3,9 @@
  * streamed from the mapped input through the context's device in row chunks, so a model
  * larger than RAM works; where the backend has queues, two chunks are in flight, one read and
  * written by the host while the device converts the other. The output appears under its name
- * only when it is complete. */
+ * only when it is complete.
+ * qkern.h's qk_model_quantize (model_api.c) is the public face of qk_model_quantize_run; the
+ * per-tensor row and the progress record (qk_model_tensor, qk_model_progress) are qkern.h's. */
 #ifndef QK_MODEL_QUANTIZE_H
 #define QK_MODEL_QUANTIZE_H
 
@@ -14,32 +16,6 @@
 #include "gguf.h"
 #include "plan.h"
 #include "qkern.h"
-
-/* What happened to one tensor (also the dry-run plan). */
-typedef struct qk_model_tensor {
-    char name[QK_GGUF_MAX_NAME + 1];
-    qk_type src_type, type;
-    int n_dims;
-    int64_t ne[4];
-    uint64_t src_bytes, bytes;
-    qk_plan_reason reason;
-    int converted;  /* 1 if its data went through quantize/convert, 0 if copied */
-    int imatrix;    /* 1 if imatrix data weighted it */
-    int split;      /* output file index */
-    double seconds; /* wall time spent on it */
-    /* With measure_error: error of the written tensor against the input, weighted by the
-     * imatrix (uniform weights without one): sqrt(sum w (x - q)^2 / sum w) and the same
-     * relative to sqrt(sum w x^2 / sum w). Negative when not measured. */
-    double rmse, rel_rmse;
-} qk_model_tensor;
-
-typedef struct qk_model_progress {
-    size_t tensor, n_tensors; /* tensor being processed (0-based) */
-    const char *name;
-    uint64_t bytes_done, bytes_total; /* input bytes */
-    double seconds;                   /* since the start of the data pass */
-    int tensor_done;                  /* 1 on the last call for a tensor */
-} qk_model_progress;
 
 typedef struct qk_model_quantize_params {
     const char *input, *output;
@@ -58,6 +34,7 @@ typedef struct qk_model_quantize_params {
                                       even where the device could overlap them (same output;
                                       for tests and measurements) */
     volatile sig_atomic_t *cancel; /* polled between chunks; non-zero aborts with QK_ERR_IO */
+    int (*cancel_fn)(void *user);  /* the same, asked of the caller; NULL: never */
     void (*progress)(void *user, const qk_model_progress *p);
     void *user;
 } qk_model_quantize_params;
@@ -83,7 +60,12 @@ void qk_model_quantize_params_init(qk_model_quantize_params *p);
  * is filled on success (and for a dry run); release it with qk_model_quantize_result_free.
  * An output (any part) that is the input (any part) or the imatrix file, by whatever name, is
  * refused with QK_ERR_INVALID_ARG before anything is created. */
-qk_status qk_model_quantize(qk_context *ctx, const qk_model_quantize_params *p, qk_model_quantize_result *res);
+qk_status qk_model_quantize_run(qk_context *ctx, const qk_model_quantize_params *p, qk_model_quantize_result *res);
 void qk_model_quantize_result_free(qk_model_quantize_result *res);
+
+/* Fills row i of a result from the plan: the input tensor `src` (name, type, shape), the plan
+ * entry's type and reason, the byte counts, and adds it to the totals. rmse and rel_rmse are set
+ * to -1 (not measured). */
+void qk_model_result_add_row(qk_model_quantize_result *res, const qk_plan_tensor *src, const qk_plan_entry *e);
 
 #endif

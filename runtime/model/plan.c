@@ -6,6 +6,7 @@
 #include "internal.h"
 #include "plan_rules.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <regex.h>
 #include <stdio.h>
@@ -366,6 +367,12 @@ qk_status qk_plan_build(const qk_plan_model *model, const qk_plan_options *opt, 
     }
     for (size_t k = 0; k < n && s == QK_OK; k++)
         if (entries[k].quantize) s = check_conversion(opt, &tensors[entries[k].tensor], entries[k].type);
+    /* The quantizer sizes rows by qk_type_row_bytes: a planned type always holds its tensor's
+     * rows (the fallbacks see to it); and each attn_v-like tensor advanced its counter at most
+     * once, or use_more_bits would have picked layers from a wrong fraction. */
+    for (size_t k = 0; k < n && s == QK_OK; k++)
+        assert(entries[k].tensor < n && qk_type_row_bytes(entries[k].type, tensors[entries[k].tensor].ne[0]) > 0);
+    assert(s != QK_OK || st.i_attention_wv <= st.n_attention_wv);
 
     patterns_free(&pats);
     free(keys);

@@ -9,15 +9,8 @@
 
 #include "qkern.h"
 
-/* A llama-quantize file type (preset), e.g. Q4_K_M. */
-typedef struct qk_ftype {
-    const char *name;     /* CLI name, e.g. "Q4_K_M" */
-    int id;               /* llama_ftype, written as general.file_type */
-    qk_type default_type; /* e.g. QK_TYPE_Q4_K */
-    const char *help;     /* one line for `qkern quantize --help`, e.g. "4.89 bpw, ..." */
-    const char *alias_of; /* Q3_K, Q4_K, Q5_K: the preset they name ("Q3_K_M", ...); else NULL */
-    int only_copy;        /* COPY: every tensor is copied as it is; general.file_type stays the input's */
-} qk_ftype;
+/* A llama-quantize file type (preset), e.g. Q4_K_M: qkern.h's qk_preset, whose lookups are these. */
+typedef qk_preset qk_ftype;
 
 /* All presets in the order llama-quantize lists them. */
 const qk_ftype *qk_ftypes(size_t *count);
@@ -35,11 +28,9 @@ typedef struct qk_plan_model {
     int64_t n_expert;  /* <arch>.expert_count, 0 for a dense model */
 } qk_plan_model;
 
-typedef struct qk_plan_override {
-    const char *pattern; /* regular expression (POSIX extended), lower-cased as llama-quantize does,
-                            then searched anywhere in the name */
-    qk_type type;
-} qk_plan_override;
+/* --tensor-type REGEX=TYPE (qkern.h): the pattern is lower-cased as llama-quantize does, then
+ * searched anywhere in the name. */
+typedef qk_tensor_type_override qk_plan_override;
 
 typedef struct qk_plan_options {
     const qk_ftype *ftype;
@@ -53,22 +44,8 @@ typedef struct qk_plan_options {
     size_t n_overrides;
 } qk_plan_options;
 
-/* One tensor of the input model. */
-typedef struct qk_plan_tensor {
-    const char *name;
-    qk_type type; /* current type */
-    int n_dims;
-    int64_t ne[4];
-} qk_plan_tensor;
-
-typedef enum qk_plan_reason {
-    QK_PLAN_KEEP,     /* not a quantizable weight (norms, 1D, router, conv, ...): copied */
-    QK_PLAN_DEFAULT,  /* the preset's default type */
-    QK_PLAN_MIXTURE,  /* changed by a mixture rule */
-    QK_PLAN_OVERRIDE, /* --tensor-type */
-    QK_PLAN_OUTPUT,   /* --output-tensor-type / --token-embedding-type / output rules */
-    QK_PLAN_FALLBACK, /* the chosen type did not fit ne[0]; a fallback was used */
-} qk_plan_reason;
+/* One tensor of the input model (qkern.h's qk_tensor_shape). */
+typedef qk_tensor_shape qk_plan_tensor;
 
 typedef struct qk_plan_entry {
     size_t tensor; /* index into the input array */
@@ -93,7 +70,5 @@ qk_status qk_plan_build(const qk_plan_model *model, const qk_plan_options *opt, 
  * Q2_K_S file) need imatrix data, except token_embd/per_layer_token_embd/output. Applies to
  * tensors that are converted (entry.quantize); a tensor copied as it is needs nothing. */
 int qk_plan_needs_imatrix(const qk_plan_options *opt, const char *tensor_name, qk_type type);
-
-const char *qk_plan_reason_name(qk_plan_reason r);
 
 #endif
