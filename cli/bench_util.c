@@ -1,5 +1,6 @@
 /* bench_util.h */
 #include "bench_util.h"
+#include "cli.h"
 #include "synth_model.h"
 
 #include <math.h>
@@ -55,4 +56,15 @@ void bench_print_shape_names(FILE *f) {
     size_t n;
     const synth_model_shape *s = synth_model_shapes(&n);
     for (size_t i = 0; i < n; i++) fprintf(f, "%s%s", i ? ", " : "", s[i].name);
+}
+
+qk_status bench_open_device(const char *device, int n_threads, qk_context **ctx, qk_device_info *dev) {
+    qk_context_params cp = cli_context_params(device, n_threads);
+    qk_status st = qk_context_create(&cp, ctx);
+    if (st == QK_OK) st = qk_context_device(*ctx, dev);
+    if (st != QK_OK || device) return st;
+    /* chosen automatically: open the same device again by its name */
+    qk_context_destroy(*ctx);
+    cp.device = dev->id;
+    return qk_context_create(&cp, ctx);
 }

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "qkern.h"
+
 /* splitmix64: a seeded stream, the same numbers on every machine. */
 uint64_t bench_next_u64(uint64_t *s);
 /* A standard normal value (Box-Muller). */
@@ -20,5 +22,9 @@ void bench_json_string(FILE *f, const char *s);
 int bench_check_format(const char *cmd, const char *fmt);
 /* The named model shapes (synth_model.h), comma-separated, for a usage text. */
 void bench_print_shape_names(FILE *f);
+/* A context on `device` (NULL: the best present) that is opened by its name, so that an
+ * operation the device cannot do is refused (QK_ERR_UNSUPPORTED) instead of run on the cpu:
+ * a benchmark times the device it reports, never a fallback. *dev describes it. */
+qk_status bench_open_device(const char *device, int n_threads, qk_context **ctx, qk_device_info *dev);
 
 #endif

@@ -25,6 +25,10 @@ void cli_totals_free(cli_totals *t);
 void cli_totals_add(cli_totals *t, qk_type type, const int64_t *ne, uint64_t bytes);
 void cli_totals_print(const cli_totals *t);
 
+/* Context parameters for `device` (NULL: the best present) and n_threads (0: all cores), with
+ * the library's notices (an operation the device cannot do, run on the cpu instead) on stderr. */
+qk_context_params cli_context_params(const char *device, int n_threads);
+
 /* Prints "qkern: <what>: <library message>" to stderr and returns 1. */
 int cli_fail(const char *what, const qk_context *ctx);
 /* The same with a message of the CLI's own (e.g. synth_model_error()). */

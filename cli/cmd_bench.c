@@ -405,14 +405,12 @@ static int bench_quantize(int argc, char **argv) {
         }
     }
 
-    qk_context_params cp = qk_context_default_params();
-    cp.device = device, cp.n_threads = (int)threads;
     qk_device_info dev;
-    if (qk_context_create(&cp, &b.ctx) != QK_OK) {
-        cli_fail(device ? device : "auto", NULL);
+    if (bench_open_device(device, (int)threads, &b.ctx, &dev) != QK_OK) {
+        cli_fail(device ? device : "auto", b.ctx);
         goto done;
     }
-    if (qk_context_device(b.ctx, &dev) != QK_OK || qk_buffer_create(b.ctx, (size_t)max_src * 2, &b.src) != QK_OK ||
+    if (qk_buffer_create(b.ctx, (size_t)max_src * 2, &b.src) != QK_OK ||
         qk_buffer_create(b.ctx, (size_t)max_dst, &b.dst) != QK_OK || fill_source(&b, max_src) != QK_OK) {
         cli_fail_message("buffers", why(b.ctx, QK_ERR_OUT_OF_MEMORY));
         goto done;

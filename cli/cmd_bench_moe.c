@@ -823,10 +823,8 @@ int cmd_bench_moe(int argc, char **argv, int tg) {
     if (prc) return prc < 0 ? 0 : prc;
 
     qk_context *ctx = NULL;
-    qk_context_params cp = qk_context_default_params();
-    cp.device = o.device, cp.n_threads = (int)o.threads;
     qk_device_info dev;
-    if (qk_context_create(&cp, &ctx) != QK_OK || qk_context_device(ctx, &dev) != QK_OK) {
+    if (bench_open_device(o.device, (int)o.threads, &ctx, &dev) != QK_OK) {
         fprintf(stderr, "%s: device %s: %s\n", cmd, o.device ? o.device : "auto", qk_last_error(ctx));
         qk_context_destroy(ctx);
         return 1;

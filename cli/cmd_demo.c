@@ -172,9 +172,7 @@ int cmd_demo(int argc, char **argv) {
             p += len + (e != NULL);
         }
 
-    qk_context_params p = qk_context_default_params();
-    p.device = device;
-    p.n_threads = (int)threads;
+    qk_context_params p = cli_context_params(device, (int)threads);
     qk_context *ctx;
     if (qk_context_create(&p, &ctx) != QK_OK) return cli_fail("cannot open the device", NULL);
     qk_device_info dev;

@@ -347,9 +347,7 @@ int cmd_quantize(int argc, char **argv) {
     }
     if (!pr || !positional(&o, &in, &out, &ft, &threads, default_out, sizeof default_out)) goto done;
 
-    qk_context_params cp = qk_context_default_params();
-    cp.device = o.device; /* NULL: the best device present */
-    cp.n_threads = (int)threads;
+    qk_context_params cp = cli_context_params(o.device, (int)threads); /* NULL: the best device present */
     if (qk_context_create(&cp, &ctx) != QK_OK) {
         rc = cli_fail(o.device ? o.device : "device", NULL);
         goto done;

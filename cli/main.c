@@ -25,6 +25,18 @@ static void usage(FILE *f) {
     fprintf(f, "  %-10s %s\n", "version", "print the library version");
 }
 
+static void print_notice(void *user, const char *line) {
+    (void)user;
+    fprintf(stderr, "%s\n", line);
+}
+
+qk_context_params cli_context_params(const char *device, int n_threads) {
+    qk_context_params p = qk_context_default_params();
+    p.device = device, p.n_threads = n_threads;
+    p.notice = print_notice;
+    return p;
+}
+
 int cli_fail(const char *what, const qk_context *ctx) { return cli_fail_message(what, qk_last_error(ctx)); }
 
 int cli_fail_message(const char *what, const char *message) {

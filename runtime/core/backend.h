@@ -53,9 +53,7 @@ typedef struct qk_moe_args {
     void *workspace; /* plan->workspace bytes (NULL when that is 0) */
     int async;       /* enqueue on `stream` and return */
     void *stream;
-    const qk_moe_plan *plan; /* moe_plan's plan of this call. (The Vulkan backend still plans a call
-                                that comes without one, as vk_interop.c's does: qk_moe_run is the
-                                way in that plans once.) */
+    const qk_moe_plan *plan; /* moe_plan's plan of this call (qk_moe_run makes it once) */
 } qk_moe_args;
 
 /* A backend's plan of one MoE call: which kernels run, with which tiles, and where their scratch

@@ -287,7 +287,6 @@ typedef struct stream_state {
     size_t chunk_bytes;
     unsigned char *src_f32; /* dequantized requantize input / f32 view for error measurement */
     unsigned char *dst;     /* converted rows */
-    qk_context *cpu;        /* for the types the device has no kernel for (created on first need) */
     float *check;           /* dequantized output for error measurement */
     uint64_t bytes_done, bytes_total;
     double t0;
@@ -300,42 +299,12 @@ typedef struct stream_state {
     double last_done; /* when the previous tensor's last bytes were written */
 } stream_state;
 
-/* The context that runs (op, type): the device's, or the CPU reference where the device has no
- * kernel for the type. Both give the same bytes (the CPU reference defines them). */
-static qk_status exec_ctx(stream_state *s, qk_op op, qk_type type, qk_context **out) {
-    *out = s->ctx;
-    if (s->ctx->backend->supports(s->ctx->state, op, type)) return QK_OK;
-    if (!s->cpu) {
-        qk_context_params cp = qk_context_default_params();
-        cp.device = "cpu";
-        cp.n_threads = s->ctx->n_threads;
-        if (qk_context_create(&cp, &s->cpu) != QK_OK) return forward_error(s->ctx, QK_ERR_BACKEND);
-    }
-    *out = s->cpu;
-    return QK_OK;
-}
+/* Every conversion goes through the public calls on the run's context: where its device has
+ * no kernel for a type, the core runs the call on the cpu (with a notice) or refuses it for a
+ * device the caller named; the cpu reference defines the bytes either way. */
+static qk_status run_quantize(stream_state *s, const qk_quantize_desc *q) { return qk_quantize(s->ctx, q); }
 
-/* A failure on the CPU fallback context is reported on the device's context. */
-static qk_status forward_from(stream_state *s, qk_context *c, qk_status st) {
-    if (st != QK_OK && c != s->ctx) {
-        char msg[QK_ERROR_LEN];
-        snprintf(msg, sizeof msg, "%s", qk_last_error(c));
-        qk_fail(s->ctx, st, "%s", msg);
-    }
-    return st;
-}
-
-static qk_status run_quantize(stream_state *s, const qk_quantize_desc *q) {
-    qk_context *c;
-    qk_status st = exec_ctx(s, QK_OP_QUANTIZE, q->type, &c);
-    return st != QK_OK ? st : forward_from(s, c, qk_quantize(c, q));
-}
-
-static qk_status run_dequantize(stream_state *s, const qk_dequantize_desc *d) {
-    qk_context *c;
-    qk_status st = exec_ctx(s, QK_OP_DEQUANTIZE, d->type, &c);
-    return st != QK_OK ? st : forward_from(s, c, qk_dequantize(c, d));
-}
+static qk_status run_dequantize(stream_state *s, const qk_dequantize_desc *d) { return qk_dequantize(s->ctx, d); }
 
 static qk_status check_cancel(stream_state *s) {
     if ((s->p->cancel && *s->p->cancel) || (s->p->cancel_fn && s->p->cancel_fn(s->p->user)))
@@ -633,7 +602,6 @@ static void run_free(run *r) {
     free(r->s.src_f32);
     free(r->s.dst);
     free(r->s.check);
-    qk_context_destroy(r->s.cpu);
     free(r->ie);
     free(r->src_split);
     free(r->pe);

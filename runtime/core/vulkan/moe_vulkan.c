@@ -311,10 +311,8 @@ qk_status qk_vk_moe(qk_context *ctx, void *state, const qk_moe_args *a) {
     moe_job job, *j = &job;
     memset(j, 0, sizeof *j);
     j->a = a;
-    qk_moe_plan own; /* a call from outside qk_moe_run may come without one (backend.h) */
     const qk_moe_plan *plan = a->plan;
-    if (!plan) qk_vk_moe_plan(state, a, &own), plan = &own;
-    assert(plan->args == a);
+    assert(plan && plan->args == a);
     moe_plan pl; /* the backend's part of the plan, as moe_plan stored it */
     memcpy(&pl, plan->own.bytes, sizeof pl);
     j->plan = &pl;
