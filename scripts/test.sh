@@ -1,10 +1,39 @@
 #!/usr/bin/env bash
 # The test command: sets up, builds, and runs every test twice — in a release build and in a
-# build under AddressSanitizer + UndefinedBehaviorSanitizer — plus the formatting check.
+# build under AddressSanitizer + UndefinedBehaviorSanitizer — then the CPU tests again under
+# ThreadSanitizer, plus the formatting check. Every build is warning-free or the run fails.
 # GPU tests skip (saying so) where no GPU is found.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
+
+# build DIR CMAKE_ARGS...: configures DIR (quietly) with warnings as errors and builds it. The
+# compilers (C, C++, nvcc, glslc) stop at a warning themselves under QK_WERROR; a tool with no
+# such switch (spirv-opt, spirv-val, the linker, CMake itself) fails the run here instead: every
+# line of the configure and build output that says "warning" is named, and the run stops.
+build() {
+  local dir=$1
+  shift
+  mkdir -p "$dir"
+  { cmake -S . -B "$dir" -G Ninja -DQK_WERROR=ON "$@" >/dev/null && cmake --build "$dir" -j "$jobs"; } 2>&1 |
+    tee "$dir/qk-build-output.log"
+  # each such line after the build step that printed it (ninja's "[i/n] ..." line)
+  awk '/^\[[0-9]+\/[0-9]+\] / { step = $0 " -> " } tolower($0) ~ /warning/ { print step $0 }' \
+    "$dir/qk-build-output.log" >"$dir/qk-build-warnings.log"
+  if [ -s "$dir/qk-build-warnings.log" ]; then
+    echo "test: the build of $dir printed $(wc -l <"$dir/qk-build-warnings.log") warning line(s) (all in $dir/qk-build-warnings.log):" >&2
+    head -n 40 "$dir/qk-build-warnings.log" >&2
+    exit 1
+  fi
+}
+
+# A folder configured with another compiler than clang is started afresh (CMake does not switch
+# compilers in place).
+clang_folder() {
+  if [ -f "$1/CMakeCache.txt" ] && ! grep -q '^CMAKE_C_COMPILER:.*clang' "$1/CMakeCache.txt"; then
+    rm -rf "$1"
+  fi
+}
 
 bash scripts/setup.sh
 
@@ -17,21 +46,17 @@ echo "== format check (clang-format)"
 echo "== release build"
 # One CUDA architecture (sm_90): no GPU runs here, the compile is what is checked, and each
 # architecture costs minutes of nvcc on a small machine.
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-cmake --build build -j "$jobs"
+build build -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 echo "== sanitizer build (clang, ASan + UBSan)"
-# clang, so that the libFuzzer targets build too; a folder configured with another compiler
-# is started afresh (CMake does not switch compilers in place).
-if [ -f build-asan/CMakeCache.txt ] && ! grep -q '^CMAKE_C_COMPILER:.*clang' build-asan/CMakeCache.txt; then
-  rm -rf build-asan
-fi
+# clang, so that the libFuzzer targets build too. assert() is live in the sanitizer builds
+# (QK_SANITIZE and QK_TSAN undo RelWithDebInfo's NDEBUG).
+clang_folder build-asan
 # Without Vulkan here: the CPU Vulkan driver is not instrumented (its own allocations would read
 # as leaks); the release stage runs the Vulkan tests on it.
-CC=clang CXX=clang++ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQK_SANITIZE=ON \
-  -DQK_BENCH=OFF -DQK_CUDA=OFF -DQK_VULKAN=OFF >/dev/null
-cmake --build build-asan -j "$jobs"
+CC=clang CXX=clang++ build build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQK_SANITIZE=ON \
+  -DQK_BENCH=OFF -DQK_CUDA=OFF -DQK_VULKAN=OFF
 # The interop test (minutes of Python decoding) runs in the release stage only; the instrumented
 # CLI is exercised here by test_cli_quantize.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -40,3 +65,14 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 echo "== fuzz (libFuzzer, each target ~10 s on a copy of its seed corpus)"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -L fuzz
+
+echo "== thread sanitizer build (clang, TSan)"
+# The CPU backend and its thread pool: the labels that run them (unit, golden, gguf). The fuzz
+# targets are ASan builds (not built here); interop runs in the release stage only.
+clang_folder build-tsan
+CC=clang CXX=clang++ build build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQK_TSAN=ON \
+  -DQK_BENCH=OFF -DQK_CUDA=OFF -DQK_VULKAN=OFF
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  ctest --test-dir build-tsan --output-on-failure -j "$jobs" -L "unit|golden|gguf"
+
+echo "== all passed in $((SECONDS / 60)) min $((SECONDS % 60)) s"
