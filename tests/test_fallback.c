@@ -87,15 +87,16 @@ static void test_supports_sees_the_device_features(void) {
     if (!plain || !no64) return;
     char buf[160];
     const qk_backend *b = no64->backend;
-    if (b->supports(plain->state, QK_OP_QUANTIZE, QK_TYPE_Q4_K))
-        CHECK(!b->supports(no64->state, QK_OP_QUANTIZE, QK_TYPE_Q4_K), "Q4_K quantizes without float64");
+    if (qk_backend_supports(b, plain->state, QK_OP_QUANTIZE, QK_TYPE_Q4_K))
+        CHECK(!qk_backend_supports(b, no64->state, QK_OP_QUANTIZE, QK_TYPE_Q4_K), "Q4_K quantizes without float64");
     else
         printf("note: this device has no shaderFloat64 of its own\n");
     const char *why = b->why_not(no64->state, QK_OP_QUANTIZE, QK_TYPE_IQ2_XXS, buf, sizeof buf);
     CHECK(why && strstr(why, "shaderFloat64"), "IQ2_XXS without float64: %s", why ? why : "supported");
-    CHECK(b->supports(no64->state, QK_OP_DEQUANTIZE, QK_TYPE_Q4_K), "Q4_K no longer dequantizes without float64");
-    CHECK(b->supports(no64->state, QK_OP_QUANTIZE, QK_TYPE_F16), "F32 -> F16 conversion needs float64?");
-    CHECK(b->supports(no64->state, QK_OP_MOE, QK_TYPE_Q4_K), "the MoE matmul needs float64?");
+    CHECK(qk_backend_supports(b, no64->state, QK_OP_DEQUANTIZE, QK_TYPE_Q4_K),
+          "Q4_K no longer dequantizes without float64");
+    CHECK(qk_backend_supports(b, no64->state, QK_OP_QUANTIZE, QK_TYPE_F16), "F32 -> F16 conversion needs float64?");
+    CHECK(qk_backend_supports(b, no64->state, QK_OP_MOE, QK_TYPE_Q4_K), "the MoE matmul needs float64?");
     CHECK(n.count == 0, "%d notices without any call", n.count);
     qk_context_destroy(plain);
     qk_context_destroy(no64);

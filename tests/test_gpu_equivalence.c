@@ -25,7 +25,7 @@ static qk_context *cpu, *gpu;
 static const char *dev_name; /* the device under test, for messages */
 static tu_rng rng;
 
-static int supports(qk_op op, qk_type t) { return gpu->backend->supports(gpu->state, op, t); }
+static int supports(qk_op op, qk_type t) { return qk_backend_supports(gpu->backend, gpu->state, op, t); }
 
 static void fill_source(qk_type src_type, float *x32, void *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) {

@@ -92,8 +92,6 @@ typedef struct qk_backend {
      * It answers from the format table's column of this backend (qk_format.backends) and from the
      * device's features as open() found them. */
     const char *(*why_not)(void *state, qk_op op, qk_type type, char *buf, size_t n);
-    /* why_not(...) == NULL, for callers that only ask whether. */
-    int (*supports)(void *state, qk_op op, qk_type type);
 
     qk_status (*alloc)(qk_context *ctx, void *state, size_t bytes, void **mem);
     void (*free)(void *state, void *mem);
@@ -127,6 +125,9 @@ typedef struct qk_backend {
 } qk_backend;
 
 #define QK_QUEUES 2 /* queues of quantize_queued: one step in flight while the next is read */
+
+/* 1 if the backend's device can run `op` on `type` (b->why_not gives no reason). */
+int qk_backend_supports(const qk_backend *b, void *state, qk_op op, qk_type type);
 
 extern const qk_backend qk_backend_cpu;
 extern const qk_backend qk_backend_cuda;   /* built with QK_CUDA; no devices without a GPU/driver */

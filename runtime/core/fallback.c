@@ -8,6 +8,11 @@
 #include "internal.h"
 #include "invariants.h"
 
+int qk_backend_supports(const qk_backend *b, void *state, qk_op op, qk_type type) {
+    char buf[160];
+    return b->why_not(state, op, type, buf, sizeof buf) == NULL;
+}
+
 static const char *const op_verb[QK_OP_COUNT] = {"quantize", "dequantize", "run the MoE matmul on"};
 
 /* "quantize IQ2_XXS", "run the MoE matmul on Q4_K weights" */

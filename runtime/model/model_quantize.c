@@ -511,7 +511,8 @@ static qk_status convert_tensor(stream_state *s, qk_gguf_writer *w, const qk_ggu
 static int overlapped(const stream_state *s, const qk_model_tensor *t) {
     const qk_backend *b = s->ctx->backend;
     return t->converted && !s->p->no_overlap && b->quantize_queued &&
-           qk_format_of(t->src_type)->family == QK_FAMILY_FLOAT && b->supports(s->ctx->state, QK_OP_QUANTIZE, t->type);
+           qk_format_of(t->src_type)->family == QK_FAMILY_FLOAT &&
+           qk_backend_supports(b, s->ctx->state, QK_OP_QUANTIZE, t->type);
 }
 
 /* Waits for the oldest queued step and writes it. */

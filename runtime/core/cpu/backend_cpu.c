@@ -82,11 +82,6 @@ static const char *cpu_why_not(void *state, qk_op op, qk_type type, char *buf, s
     return "unknown operation";
 }
 
-static int cpu_supports(void *state, qk_op op, qk_type type) {
-    char buf[8];
-    return !cpu_why_not(state, op, type, buf, sizeof buf);
-}
-
 static qk_status cpu_alloc(qk_context *ctx, void *state, size_t bytes, void **mem) {
     (void)state;
     *mem = malloc(bytes);
@@ -267,7 +262,6 @@ const qk_backend qk_backend_cpu = {
     .open = cpu_open,
     .close = cpu_close,
     .why_not = cpu_why_not,
-    .supports = cpu_supports,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .write = cpu_write,

@@ -161,11 +161,6 @@ static const char *cuda_why_not(void *state, qk_op op, qk_type type, char *buf, 
     return qk_cuda_kernel_supports(op == QK_OP_QUANTIZE ? 0 : 1, (int)type) ? NULL : "no CUDA kernel for this type";
 }
 
-static int cuda_supports(void *state, qk_op op, qk_type type) {
-    char buf[128];
-    return !cuda_why_not(state, op, type, buf, sizeof buf);
-}
-
 /* ---- memory ------------------------------------------------------------------------------- */
 
 /* Device memory, or page-locked host memory (which the device copies from and to
@@ -405,7 +400,6 @@ const qk_backend qk_backend_cuda = {
     .open = cuda_open,
     .close = cuda_close,
     .why_not = cuda_why_not,
-    .supports = cuda_supports,
     .alloc = cuda_alloc,
     .free = cuda_free,
     .write = cuda_write,

@@ -64,11 +64,6 @@ static const char *vulkan_why_not(void *state, qk_op op, qk_type type, char *buf
     return NULL;
 }
 
-static int vulkan_supports(void *state, qk_op op, qk_type type) {
-    char buf[160];
-    return !vulkan_why_not(state, op, type, buf, sizeof buf);
-}
-
 static qk_status vulkan_alloc(qk_context *ctx, void *state, size_t bytes, void **mem) {
     return qk_vk_alloc(ctx, state, bytes, mem);
 }
@@ -289,7 +284,6 @@ const qk_backend qk_backend_vulkan = {
     .open = vulkan_open,
     .close = qk_vk_close,
     .why_not = vulkan_why_not,
-    .supports = vulkan_supports,
     .alloc = vulkan_alloc,
     .free = vulkan_free,
     .write = vulkan_write,
