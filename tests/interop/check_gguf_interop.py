@@ -5,7 +5,8 @@ usage: check_gguf_interop.py QKERN_BINARY WORK_DIR
 
 1. `qkern generate` writes a tiny synthetic MoE model and its imatrix (fresh seed each run,
    printed; QK_TEST_SEED replays one).
-2. `qkern quantize` makes one file per quantized type (`--pure --tensor-type '.*=TYPE'` over a
+2. `qkern quantize` makes one file per quantized type that `qkern types` lists and the gguf package
+   can dequantize (`--pure --tensor-type '.*=TYPE'` over a
    Q8_0 base; for IQ2_XXS, IQ2_XS and IQ1_S, which cannot be made without imatrix data, only the
    blk.* tensors, as output.weight and token_embd.weight have none), the F16/BF16/F32 presets,
    and the mixture presets Q4_K_M, IQ2_XXS, MXFP4_MOE and Q3_K_S, these also on a "small" model
@@ -35,10 +36,23 @@ except ImportError as e:  # the package comes with scripts/setup.sh
     print(f"SKIP: the Python packages gguf and numpy are needed ({e}); scripts/setup.sh installs them")
     sys.exit(77)
 
-# Every quantized type qkern writes, applied to all quantizable tensors.
-QUANT_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ2_XXS",
-               "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M", "IQ4_NL", "IQ4_XS", "MXFP4", "TQ1_0",
-               "TQ2_0"]
+
+def quant_types(qkern):
+    """Every quantized type of qkern's format table (`qkern types`), applied to all quantizable
+    tensors, that this gguf package can read and dequantize; the others are named and left out."""
+    out = subprocess.run([qkern, "types"], capture_output=True, text=True, check=True).stdout
+    names = [line.split("|")[1].strip() for line in out.splitlines()[2:] if line.startswith("|")]
+    usable, missing = [], []
+    for name in names:
+        t = getattr(T, name, None)
+        if t in (T.F32, T.F16, T.BF16):
+            continue
+        (usable if t is not None and t in gguf.quants._type_traits else missing).append(name)
+    if missing:
+        print("not checked (the installed gguf package has no dequantizer for them): " + ", ".join(missing))
+    return usable
+
+
 # ggml cannot make these without importance data (llama-quantize would assert), and llama-imatrix
 # collects none for token_embd.weight (a lookup) or output.weight (without --process-output).
 NEEDS_IMATRIX = {"IQ2_XXS", "IQ2_XS", "IQ1_S"}
@@ -403,7 +417,7 @@ def main():
         models[size] = (model, imatrix, gguf.GGUFReader(model), gguf.GGUFReader(imatrix))
 
     jobs = []  # (label, model size, preset, --tensor-type (pattern, type) or None, --pure)
-    for name in QUANT_TYPES:
+    for name in quant_types(qkern):
         jobs.append((name, "tiny", "Q8_0", (r"blk\." if name in NEEDS_IMATRIX else ".*", getattr(T, name)), True))
     jobs += [(name, "tiny", name, None, False) for name in FLOAT_PRESETS]
     jobs += [(f"{name} {size}", size, name, None, False) for size in ("tiny", "small") for name in MIXTURE_PRESETS]
