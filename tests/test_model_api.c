@@ -20,20 +20,6 @@ static qk_context *ctx;
 
 static void path_in(char *out, size_t len, const char *name) { snprintf(out, len, "%s/%s", dir, name); }
 
-static int dir_entries(void) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));)
-        if (e->d_name[0] != '.') n++;
-    if (d) closedir(d);
-    return n;
-}
-
-static int exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
 /* Runs the CLI with `args` (paths inside dir need no quoting); its exit code. */
 static int cli(const char *args) {
     char cmd[4096];
@@ -194,7 +180,7 @@ static void test_progress_is_called_and_monotone(const char *model) {
 static void test_cancel_leaves_no_file(const char *model, const char *im) {
     char out[300];
     path_in(out, sizeof out, "cancelled.gguf");
-    const int before = dir_entries();
+    const int before = tu_dir_entries(dir);
     progress_log log = {0};
     log.stop_after = 5;
     qk_model_quantize_desc q = qk_model_quantize_default_desc();
@@ -206,7 +192,8 @@ static void test_cancel_leaves_no_file(const char *model, const char *im) {
     CHECK(st == QK_ERR_IO && strstr(qk_last_error(ctx), "interrupted"), "cancel: status %d, '%s'", (int)st,
           qk_last_error(ctx));
     CHECK(r == NULL, "a cancelled run returned a result");
-    CHECK(!exists(out) && dir_entries() == before, "a cancelled run left %d file(s) behind", dir_entries() - before);
+    CHECK(!tu_exists(out) && tu_dir_entries(dir) == before, "a cancelled run left %d file(s) behind",
+          tu_dir_entries(dir) - before);
 }
 
 /* ---- bad options ------------------------------------------------------------------------------ */
@@ -216,7 +203,7 @@ static void test_cancel_leaves_no_file(const char *model, const char *im) {
 static void test_bad_options_are_refused_clearly(const char *model, const char *im) {
     char out[300];
     path_in(out, sizeof out, "bad.gguf");
-    const int before = dir_entries();
+    const int before = tu_dir_entries(dir);
     const qk_tensor_type_override bad_regex[] = {{"attn_(q", QK_TYPE_Q5_K}};
     const char *inc[] = {"attn"}, *exc[] = {"ffn"};
     const struct {
@@ -256,7 +243,8 @@ static void test_bad_options_are_refused_clearly(const char *model, const char *
     }
     qk_model_result *r = NULL;
     CHECK(qk_model_quantize(NULL, NULL, &r) == QK_ERR_INVALID_ARG && !r, "NULL context accepted");
-    CHECK(!exists(out) && dir_entries() == before, "a refused run left %d file(s) behind", dir_entries() - before);
+    CHECK(!tu_exists(out) && tu_dir_entries(dir) == before, "a refused run left %d file(s) behind",
+          tu_dir_entries(dir) - before);
     const qk_preset *p = NULL;
     CHECK(qk_preset_from_name("Q9_K", &p) == QK_ERR_INVALID_ARG && !p && strstr(qk_last_error(NULL), "Q9_K"),
           "qk_preset_from_name(Q9_K): '%s'", qk_last_error(NULL));
@@ -350,7 +338,7 @@ static void test_gguf_writer_reads_back(void) {
           (unsigned long long)bytes_b);
     unsigned char *data = calloc(1, (size_t)(bytes_a + bytes_b));
     for (size_t i = 0; i < bytes_a + bytes_b; i++) data[i] = (unsigned char)(i * 7);
-    ok = qk_gguf_writer_begin(w, path) == QK_OK && !exists(path) &&
+    ok = qk_gguf_writer_begin(w, path) == QK_OK && !tu_exists(path) &&
          qk_gguf_writer_write(w, data, (size_t)bytes_a) == QK_OK &&
          qk_gguf_writer_write(w, data + bytes_a, (size_t)bytes_b) == QK_OK && qk_gguf_writer_finish(w) == QK_OK;
     CHECK(ok, "writer: %s", qk_last_error(NULL));
@@ -401,7 +389,7 @@ static void test_imatrix_writer_feeds_the_quantizer(const char *model) {
     d.entries = e, d.n_entries = k, d.dataset = "test", d.chunk_count = 4, d.chunk_size = 512;
     const float count = 3.0f;
     e[0].counts = &count; /* counts for one entry and not the others: refused */
-    CHECK(qk_imatrix_write(path, &d) == QK_ERR_INVALID_ARG && !exists(path), "partial counts accepted");
+    CHECK(qk_imatrix_write(path, &d) == QK_ERR_INVALID_ARG && !tu_exists(path), "partial counts accepted");
     e[0].counts = NULL;
     CHECK(k > 0 && qk_imatrix_write(path, &d) == QK_OK, "imatrix write: %s", qk_last_error(NULL));
 
@@ -449,7 +437,7 @@ int main(int argc, char **argv) {
     test_imatrix_writer_feeds_the_quantizer(tiny);
 
     unlink(demo), unlink(demo_im), unlink(tiny), unlink(tiny_im);
-    CHECK(dir_entries() == 0, "%d files left in %s", dir_entries(), dir);
+    CHECK(tu_dir_entries(dir) == 0, "%d files left in %s", tu_dir_entries(dir), dir);
     rmdir(dir);
     qk_context_destroy(ctx);
     return tu_finish();

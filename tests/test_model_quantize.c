@@ -28,20 +28,6 @@ static tu_rng rng;
 
 static void path_in(char *out, size_t len, const char *name) { snprintf(out, len, "%s/%s", dir, name); }
 
-static int dir_entries(void) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));)
-        if (e->d_name[0] != '.') n++;
-    if (d) closedir(d);
-    return n;
-}
-
-static int exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
 /* ---- a small model with the names of a Qwen-style MoE ---------------------------------------- */
 
 typedef struct tdef {
@@ -354,7 +340,7 @@ static void cancel_progress(void *user, const qk_model_progress *p) {
 static void test_failures_leave_nothing_behind(const char *model, const char *imatrix) {
     char out[300], bad[300], wrong_im[300];
     path_in(out, sizeof out, "out.gguf");
-    int before = dir_entries();
+    int before = tu_dir_entries(dir);
     qk_model_quantize_result r;
 
     /* a NaN: expert 2, row 5, column 17 of blk.0.ffn_up_exps */
@@ -366,7 +352,7 @@ static void test_failures_leave_nothing_behind(const char *model, const char *im
     CHECK(strstr(msg, "blk.0.ffn_up_exps.weight") && strstr(msg, "expert 2") && strstr(msg, "row 5") &&
               strstr(msg, "column 17"),
           "NaN message does not say where: %s", msg);
-    CHECK(!exists(out), "output exists after a NaN failure");
+    CHECK(!tu_exists(out), "output exists after a NaN failure");
     unlink(bad);
 
     /* interrupted after 3 tensors */
@@ -381,7 +367,7 @@ static void test_failures_leave_nothing_behind(const char *model, const char *im
     cancel_after = 3;
     cancel_flag = 0;
     CHECK(qk_model_quantize_run(ctx, &p, &r) == QK_ERR_IO, "cancel: %s", qk_last_error(ctx));
-    CHECK(!exists(out), "output exists after an interrupt");
+    CHECK(!tu_exists(out), "output exists after an interrupt");
 
     /* a type that needs an imatrix, without one */
     st = run(model, out, "IQ2_XXS", NULL, 0, &r);
@@ -413,7 +399,7 @@ static void test_failures_leave_nothing_behind(const char *model, const char *im
     st = run(q8, out, "Q4_K_M", NULL, 0, &r);
     CHECK(st != QK_OK && strstr(qk_last_error(ctx), "requantize"), "requantizing without permission gave %d: %s", st,
           qk_last_error(ctx));
-    CHECK(!exists(out), "output exists after a refused requantize");
+    CHECK(!tu_exists(out), "output exists after a refused requantize");
     qk_model_quantize_params_init(&p);
     p.input = q8;
     p.output = out;
@@ -423,7 +409,7 @@ static void test_failures_leave_nothing_behind(const char *model, const char *im
     qk_model_quantize_result_free(&r);
     unlink(out);
     unlink(q8);
-    CHECK(dir_entries() == before, "failures left %d files behind", dir_entries() - before);
+    CHECK(tu_dir_entries(dir) == before, "failures left %d files behind", tu_dir_entries(dir) - before);
 }
 
 static qk_status run_overlap(const char *in, const char *out, const char *preset, const char *imatrix, int no_overlap,
@@ -474,7 +460,7 @@ static void test_overlapped_output_equals_synchronous(const char *model, const c
     CHECK(st == QK_ERR_VALUE && strstr(msg, "blk.0.ffn_up_exps.weight") && strstr(msg, "expert 2") &&
               strstr(msg, "row 5,") && strstr(msg, "column 17"),
           "overlapped NaN gave %d: %s", st, msg);
-    CHECK(!exists(out1), "output exists after a NaN failure");
+    CHECK(!tu_exists(out1), "output exists after a NaN failure");
     unlink(bad);
 }
 
@@ -502,7 +488,7 @@ static void test_output_over_an_input_is_refused(const char *model, const char *
     path_in(hard, sizeof hard, "hard.gguf");
     CHECK(mkdir(sub, 0700) == 0 && symlink("model.gguf", sym) == 0 && link(model, hard) == 0,
           "cannot set up the other names of the model");
-    const int before = dir_entries();
+    const int before = tu_dir_entries(dir);
 
     const char *outs[] = {model, dotdot, sym, hard, imatrix};
     const char *what[] = {"the same path", "dir/../model.gguf", "a symlink", "a hard link", "the imatrix"};
@@ -511,7 +497,7 @@ static void test_output_over_an_input_is_refused(const char *model, const char *
         if (refused_as_same_file(&p, what[k]))
             CHECK(strstr(qk_last_error(ctx), k == 4 ? "imatrix" : "input model"), "%s: message '%s'", what[k],
                   qk_last_error(ctx));
-        CHECK(dir_entries() == before, "%s: %d files appeared", what[k], dir_entries() - before);
+        CHECK(tu_dir_entries(dir) == before, "%s: %d files appeared", what[k], tu_dir_entries(dir) - before);
     }
     qk_model_quantize_params p = params_for(model, sym, "Q8_0", NULL, 0);
     p.dry_run = 1;
@@ -539,13 +525,13 @@ static void test_output_over_an_input_is_refused(const char *model, const char *
     qk_model_quantize_result_free(&r);
     qk_gguf_split_name(part2, sizeof part2, prefix, 2, parts);
     qk_gguf_split_name(part3, sizeof part3, prefix, 3, parts);
-    const int with_parts = dir_entries();
+    const int with_parts = tu_dir_entries(dir);
     p = params_for(part2, sp, "COPY", NULL, 0);
     p.keep_split = 1; /* sp.gguf -> sp-0000k-of-0000N.gguf: the input's own parts */
     refused_as_same_file(&p, "--keep-split onto the split input");
     p = params_for(part2, part3, "Q8_0", NULL, 0); /* one output, named as the input's third part */
     refused_as_same_file(&p, "a part of the split input");
-    CHECK(dir_entries() == with_parts, "split input: %d files appeared", dir_entries() - with_parts);
+    CHECK(tu_dir_entries(dir) == with_parts, "split input: %d files appeared", tu_dir_entries(dir) - with_parts);
     for (int k = 1; k <= parts; k++) {
         char part[320];
         qk_gguf_split_name(part, sizeof part, prefix, k, parts);
@@ -568,7 +554,7 @@ static void test_dry_run_writes_nothing(const char *model, const char *imatrix) 
     p.dry_run = 1;
     qk_model_quantize_result dry, real;
     CHECK(qk_model_quantize_run(ctx, &p, &dry) == QK_OK, "dry run: %s", qk_last_error(ctx));
-    CHECK(!exists(out), "a dry run wrote the output");
+    CHECK(!tu_exists(out), "a dry run wrote the output");
     p.dry_run = 0;
     p.measure_error = 1;
     CHECK(qk_model_quantize_run(ctx, &p, &real) == QK_OK, "IQ2_XXS: %s", qk_last_error(ctx));
@@ -607,7 +593,7 @@ int main(void) {
 
     unlink(model);
     unlink(imatrix);
-    CHECK(dir_entries() == 0, "%d files left in %s", dir_entries(), dir);
+    CHECK(tu_dir_entries(dir) == 0, "%d files left in %s", tu_dir_entries(dir), dir);
     rmdir(dir);
     qk_context_destroy(ctx);
     return tu_finish();

@@ -3,12 +3,14 @@
 #ifndef QK_TEST_UTIL_H
 #define QK_TEST_UTIL_H
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static int tu_passed, tu_failed;
@@ -87,6 +89,21 @@ static inline void *tu_read_file(const char *dir, const char *name, size_t *len)
     fclose(f);
     *len = (size_t)n;
     return p;
+}
+
+/* Entries of folder `dir`, not counting hidden ones: what a failed run must not have added to. */
+static inline int tu_dir_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (e->d_name[0] != '.') n++;
+    if (d) closedir(d);
+    return n;
+}
+
+static inline int tu_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
 }
 
 #endif
