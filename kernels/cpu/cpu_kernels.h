@@ -32,6 +32,20 @@ typedef void (*qk_cpu_quant_fn)(const float *src, void *dst, int64_t n, const fl
 QK_FORMATS(QK_CPU_FORMAT)
 #undef QK_CPU_FORMAT
 
+/* The row functions of a format whose block code ignores importance weights:
+ * qk_dequant_block_<T>(block, values) and qk_quant_block_<T>(values, block), QK values and
+ * BYTES bytes per block, applied block after block. */
+#define QK_CPU_ROWS_WITHOUT_IMATRIX(T, QK, BYTES)                                                                      \
+    void qk_cpu_dequant_##T(const void *src, float *dst, int64_t n) {                                                  \
+        const uint8_t *b = (const uint8_t *)src;                                                                       \
+        for (int64_t i = 0; i < n / (QK); i++) qk_dequant_block_##T(b + i * (BYTES), dst + i * (QK));                  \
+    }                                                                                                                  \
+    void qk_cpu_quant_##T(const float *src, void *dst, int64_t n, const float *qw) {                                   \
+        (void)qw;                                                                                                      \
+        uint8_t *b = (uint8_t *)dst;                                                                                   \
+        for (int64_t i = 0; i < n / (QK); i++) qk_quant_block_##T(src + i * (QK), b + i * (BYTES));                    \
+    }
+
 #ifdef __cplusplus
 }
 #endif
