@@ -252,6 +252,16 @@ QK_API qk_status qk_dequantize(qk_context *ctx, const qk_dequantize_desc *desc);
  *
  * A plain matrix is n_expert = 1 (a shared expert, a dense layer): ids may then be left empty
  * and every slot uses it. */
+/* How exactly a MoE call multiplies (qk_moe_desc.precision). */
+typedef enum qk_moe_precision {
+    /* The device's fastest kernels: on CUDA, up to a few tokens per expert, the activations are
+     * quantized to 8 bits (per 32 values) and multiplied with integer dot products; relative
+     * error of Y at most 1e-2 against a float64 reference (DESIGN.md). */
+    QK_MOE_PRECISION_DEFAULT = 0,
+    /* Activations kept as given (f32, or f16 on the tensor cores): relative error at most 2e-3. */
+    QK_MOE_PRECISION_EXACT = 1,
+} qk_moe_precision;
+
 typedef struct qk_moe_desc {
     size_t struct_size;     /* sizeof(qk_moe_desc): set by qk_moe_default_desc */
     qk_type type;           /* the weights' type */
@@ -262,11 +272,12 @@ typedef struct qk_moe_desc {
     qk_mem w;       /* n_expert * m * qk_type_row_bytes(type, k) bytes */
     qk_mem w_up;    /* qk_moe_gate_up only: the up projection, same type and shape as w (the gate) */
     qk_mem x;
-    qk_mem ids;       /* int32 [n_tokens][n_used], each in [0, n_expert); may be empty if n_expert = 1 */
-    qk_mem router;    /* qk_moe_weighted_sum only: f32 [n_tokens][n_used], the router's weights */
-    qk_mem y;         /* f32 [n_tokens][n_used][m]; for qk_moe_weighted_sum [n_tokens][m] */
-    qk_mem workspace; /* scratch of qk_moe_workspace_size bytes on the device; a synchronous call
-                         allocates it itself when this is empty */
+    qk_mem ids;                 /* int32 [n_tokens][n_used], each in [0, n_expert); may be empty if n_expert = 1 */
+    qk_mem router;              /* qk_moe_weighted_sum only: f32 [n_tokens][n_used], the router's weights */
+    qk_mem y;                   /* f32 [n_tokens][n_used][m]; for qk_moe_weighted_sum [n_tokens][m] */
+    qk_mem workspace;           /* scratch of qk_moe_workspace_size bytes on the device; a synchronous call
+                                   allocates it itself when this is empty */
+    qk_moe_precision precision; /* QK_MOE_PRECISION_DEFAULT unless the caller needs the exact path */
 } qk_moe_desc;
 
 QK_API qk_moe_desc qk_moe_default_desc(void);

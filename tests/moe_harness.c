@@ -31,6 +31,8 @@ static void *alloc_or_exit(size_t bytes) {
 void moe_harness_init(moe_harness *h, qk_context *dev, qk_context *cpu, uint64_t seed) {
     memset(h, 0, sizeof *h);
     h->dev = dev, h->cpu = cpu, h->seed = seed, h->rng.s = seed;
+    h->precision = QK_MOE_PRECISION_DEFAULT;
+    h->tolerance_quantized = MOE_TOLERANCE;
     h->gauss = alloc_or_exit(GAUSS_TABLE * sizeof(float));
     for (int i = 0; i < GAUSS_TABLE; i++) h->gauss[i] = tu_gauss(&h->rng);
 }
@@ -362,10 +364,14 @@ double moe_check(moe_harness *h, const moe_inputs *in, const moe_weights *w, con
         }
     }
     const double rel = ref2 > 0 ? sqrt(err2 / ref2) : (err2 > 0 ? INFINITY : 0);
-    if (!(rel <= MOE_TOLERANCE)) {
+    qk_type_info ti;
+    qk_type_get_info(w->pool->type, &ti);
+    const double tolerance =
+        ti.is_quantized && h->precision == QK_MOE_PRECISION_DEFAULT ? h->tolerance_quantized : MOE_TOLERANCE;
+    if (!(rel <= tolerance)) {
         where(c, worst_o, worst_r, at, sizeof at);
         fail(h, "%s %s %s: relative error %.3g > %g; worst at %s: y = %.9g, reference %.9g", label, type, name, rel,
-             MOE_TOLERANCE, at, worst_y, worst_ref);
+             tolerance, at, worst_y, worst_ref);
     }
     return rel;
 }
@@ -526,6 +532,7 @@ static void run_group(moe_harness *h, moe_level level, const qk_type_info *ti, p
         moe_inputs_make(h, &c, &in);
         float *y = tu_poisoned(in.y_bytes);
         qk_moe_desc d = moe_desc_for(&in, &w, y);
+        d.precision = h->precision;
         d.w = qk_buf(buf, 0, w.bytes);
         if (c.call == MOE_GATE_UP) d.w_up = qk_buf(buf, w.bytes, w.bytes);
         qk_status st = moe_run(h->dev, c.call, &d);

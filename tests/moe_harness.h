@@ -17,6 +17,9 @@
 
 /* The relative L2 error every path must meet (DESIGN.md: activations not quantized to 8 bits). */
 #define MOE_TOLERANCE 2e-3
+/* ... and the paths that quantize the activations to 8 bits (CUDA's dot path, at
+ * QK_MOE_PRECISION_DEFAULT, for quantized weights). */
+#define MOE_TOLERANCE_8BIT 1e-2
 /* Multiply-adds of float64 reference per checked call (moe_check): the matrix's, and everything. */
 #define MOE_CHECK_BUDGET ((int64_t)1 << 24)
 #define MOE_CHECK_ALL    INT64_MAX
@@ -47,7 +50,10 @@ typedef struct moe_harness {
     uint64_t seed;
     tu_rng rng;
     int failures;
-    float *gauss; /* a table of standard normal values, drawn from quickly for large inputs */
+    qk_moe_precision precision; /* of every call the matrix makes (moe_harness_init: DEFAULT) */
+    double tolerance_quantized; /* the bound for quantized weights at DEFAULT precision: MOE_TOLERANCE
+                                   unless the device quantizes activations (MOE_TOLERANCE_8BIT) */
+    float *gauss;               /* a table of standard normal values, drawn from quickly for large inputs */
 } moe_harness;
 
 /* Both contexts may be the same CPU context. The seed is the caller's (tu_seed()). */
@@ -109,9 +115,9 @@ qk_status moe_run(qk_context *ctx, moe_call call, const qk_moe_desc *d);
 
 /* Checks y (poisoned before the call) against the float64 reference: no element still holds the
  * poison, every element is finite, and ||y - ref|| / ||ref|| over the checked outputs is at most
- * MOE_TOLERANCE. Outputs are checked in full up to `budget` multiply-adds, else every output row
- * (slot, or token for the weighted sum) at a few random rows. A slot whose id is outside
- * [0, n_expert) must be NaN (its token, for the weighted sum), as the asynchronous calls promise.
+ * MOE_TOLERANCE (h->tolerance_quantized for quantized weights at DEFAULT precision). Outputs are checked in full up to
+ * `budget` multiply-adds, else every output row (slot, or token for the weighted sum) at a few random rows. A slot
+ * whose id is outside [0, n_expert) must be NaN (its token, for the weighted sum), as the asynchronous calls promise.
  * Failures name type, case, token, slot and row. Returns the relative error. */
 double moe_check(moe_harness *h, const moe_inputs *in, const moe_weights *w, const float *y, int64_t budget,
                  const char *label);

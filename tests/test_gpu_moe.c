@@ -374,7 +374,18 @@ int main(int argc, char **argv) {
                                 : small ? "small cases only (a CPU driver); set QK_TEST_LARGE=1 for all"
                                         : "model shapes at a few token counts; set "
                                           "QK_TEST_LARGE=1 for every token count");
+    /* CUDA's kernels for few tokens quantize the activations to 8 bits unless asked not to: the
+     * matrix at the default precision meets that path's bound, and its small cases again at the
+     * exact precision meet the exact one */
+    if (di.kind == QK_DEVICE_CUDA) h.tolerance_quantized = MOE_TOLERANCE_8BIT;
+    printf("precision: default (quantized weights within %g)\n", h.tolerance_quantized);
     moe_run_matrix(&h, large ? MOE_LEVEL_FULL : small ? MOE_LEVEL_UNIT : MOE_LEVEL_GPU);
+    if (di.kind == QK_DEVICE_CUDA) {
+        printf("precision: exact (within %g)\n", MOE_TOLERANCE);
+        h.precision = QK_MOE_PRECISION_EXACT;
+        moe_run_matrix(&h, MOE_LEVEL_UNIT);
+        h.precision = QK_MOE_PRECISION_DEFAULT;
+    }
     test_operands_at_unaligned_offsets_in_one_buffer();
     test_backend_id_out_of_range_gives_nan();
 #ifdef QK_HAVE_CUDA

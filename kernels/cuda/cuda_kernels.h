@@ -40,6 +40,7 @@ int qk_cuda_find_nonfinite(int src_type, const void *src, int64_t rows, int64_t 
 enum { QK_CUDA_MOE_MATMUL = 0, QK_CUDA_MOE_GATE_UP = 1, QK_CUDA_MOE_WEIGHTED_SUM = 2 };
 typedef struct qk_cuda_moe_args {
     int kind, type, x_type, x_per_slot;
+    int exact; /* 1: no 8-bit activations (the dot path is not taken) */
     int64_t n_expert, m, k, n_tokens, n_used;
     const void *w, *w_up, *x;
     const int32_t *ids;
@@ -48,16 +49,20 @@ typedef struct qk_cuda_moe_args {
     void *workspace;
 } qk_cuda_moe_args;
 
-enum { QK_CUDA_MOE_VEC = 0, QK_CUDA_MOE_TILED = 1 };
+/* VEC: f32 dot products of decoded weights; DOT: 8-bit activations and integer dot products (the
+ * vector path of the quantized types unless exact); TILED: tensor cores, for many tokens. */
+enum { QK_CUDA_MOE_VEC = 0, QK_CUDA_MOE_TILED = 1, QK_CUDA_MOE_DOT = 2 };
 
 /* Which kernel runs (moe_plan.cu's table of thresholds), where its scratch lies in the workspace
  * (byte offsets) and its size: the tiled path's grouping, f16 activations and (weighted sum)
- * per-slot products; the vector path's per-slot products of a weighted sum. */
+ * per-slot products; the vector paths' per-slot products of a weighted sum; the dot path's 8-bit
+ * activations (xq: int8 [rows of x][k]; xm: float4 per 32 values: scale, sum of the first 16
+ * values, of the last 16). */
 typedef struct qk_cuda_moe_plan {
-    int path;      /* QK_CUDA_MOE_VEC or QK_CUDA_MOE_TILED */
+    int path;      /* QK_CUDA_MOE_VEC, _TILED or _DOT */
     int bn;        /* tiled: slots per tile, 32 or 64 */
     int max_tiles; /* tiled: an upper bound of the tiles the routing can need */
-    size_t counts, tiles, n_tiles, sorted, xh, partial, bytes;
+    size_t counts, tiles, n_tiles, sorted, xh, xq, xm, partial, bytes;
     size_t bytes_any; /* the most any of the three kinds needs with these shapes (the weighted sum's) */
 } qk_cuda_moe_plan;
 

@@ -8,50 +8,44 @@
 #include <pthread.h>
 
 #include "codec_kernels.cuh"
+#include "decode_traits.cuh"
 #include "iq_grid.h"
 #include "iquants_block.h"
 #include "iquants_grid_block.h"
 #include "iquants_iq1_block.h"
 #include "iquants_iq4_block.h"
-#include "moe_kernels.cuh"
 
 /* Per device (a __constant__ variable has one instance per device): the grid structs, their
  * pointers into that device's memory. */
 __constant__ qk_iq_grid qk_iq_grids_dev[QK_IQ_GRID_COUNT];
 
 /* Block code on lattice map GRID: the traits pass this device's copy of it. */
-#define IQ_GRID_TRAITS(T, GRID, BLOCK_BYTES)                                                                           \
-    struct T##_traits : qk_cuda::traits_defaults {                                                                     \
-        static constexpr int QK = QKC_QK_K, BYTES = BLOCK_BYTES;                                                       \
+#define IQ_GRID_TRAITS(T, GRID)                                                                                        \
+    struct T##_traits : qk_cuda::traits_defaults, qk_cuda::T##_dec {                                                   \
         __device__ static void quant(const float *x, const float *qw, float, uint8_t *b) {                             \
             const qk_iq_grid g = qk_iq_grids_dev[GRID];                                                                \
             qk_quant_block_##T(&g, x, qw, b);                                                                          \
         }                                                                                                              \
-        __device__ static void dequant_part(const uint8_t *b, int p, float *y) { qk_dequant_part_##T(b, p, y); }       \
     };
 
 namespace {
-IQ_GRID_TRAITS(iq2_xxs, QK_IQ_GRID_2BIT_256, QK_BYTES_iq2_xxs)
-IQ_GRID_TRAITS(iq2_xs, QK_IQ_GRID_2BIT_512, QK_BYTES_iq2_xs)
-IQ_GRID_TRAITS(iq2_s, QK_IQ_GRID_2BIT_1024, QK_BYTES_iq2_s)
-IQ_GRID_TRAITS(iq3_xxs, QK_IQ_GRID_3BIT_256, QK_BYTES_iq3_xxs)
-IQ_GRID_TRAITS(iq3_s, QK_IQ_GRID_3BIT_512, QK_BYTES_iq3_s)
-IQ_GRID_TRAITS(iq1_s, QK_IQ_GRID_1BIT_2048, QK_BYTES_iq1_s)
-IQ_GRID_TRAITS(iq1_m, QK_IQ_GRID_1BIT_2048, QK_BYTES_iq1_m)
+IQ_GRID_TRAITS(iq2_xxs, QK_IQ_GRID_2BIT_256)
+IQ_GRID_TRAITS(iq2_xs, QK_IQ_GRID_2BIT_512)
+IQ_GRID_TRAITS(iq2_s, QK_IQ_GRID_2BIT_1024)
+IQ_GRID_TRAITS(iq3_xxs, QK_IQ_GRID_3BIT_256)
+IQ_GRID_TRAITS(iq3_s, QK_IQ_GRID_3BIT_512)
+IQ_GRID_TRAITS(iq1_s, QK_IQ_GRID_1BIT_2048)
+IQ_GRID_TRAITS(iq1_m, QK_IQ_GRID_1BIT_2048)
 /* The IQ4 types read no grid. */
-struct iq4_nl_traits : qk_cuda::traits_defaults {
-    static constexpr int QK = QKC_QK4_NL, BYTES = QK_BYTES_iq4_nl;
+struct iq4_nl_traits : qk_cuda::traits_defaults, qk_cuda::iq4_nl_dec {
     __device__ static void quant(const float *x, const float *qw, float, uint8_t *b) {
         qk_quant_block_iq4_nl(x, qw, b);
     }
-    __device__ static void dequant(const uint8_t *b, float *y) { qk_dequant_block_iq4_nl(b, y); }
 };
-struct iq4_xs_traits : qk_cuda::traits_defaults {
-    static constexpr int QK = QKC_QK_K, BYTES = QK_BYTES_iq4_xs;
+struct iq4_xs_traits : qk_cuda::traits_defaults, qk_cuda::iq4_xs_dec {
     __device__ static void quant(const float *x, const float *qw, float, uint8_t *b) {
         qk_quant_block_iq4_xs(x, qw, b);
     }
-    __device__ static void dequant_part(const uint8_t *b, int p, float *y) { qk_dequant_part_iq4_xs(b, p, y); }
 };
 } // namespace
 
@@ -64,16 +58,6 @@ QK_CUDA_CODEC(iq1_s, iq1_s_traits)
 QK_CUDA_CODEC(iq1_m, iq1_m_traits)
 QK_CUDA_CODEC(iq4_nl, iq4_nl_traits)
 QK_CUDA_CODEC(iq4_xs, iq4_xs_traits)
-
-QK_CUDA_MOE(iq2_xxs, iq2_xxs_traits)
-QK_CUDA_MOE(iq2_xs, iq2_xs_traits)
-QK_CUDA_MOE(iq2_s, iq2_s_traits)
-QK_CUDA_MOE(iq3_xxs, iq3_xxs_traits)
-QK_CUDA_MOE(iq3_s, iq3_s_traits)
-QK_CUDA_MOE(iq1_s, iq1_s_traits)
-QK_CUDA_MOE(iq1_m, iq1_m_traits)
-QK_CUDA_MOE(iq4_nl, iq4_nl_traits)
-QK_CUDA_MOE(iq4_xs, iq4_xs_traits)
 
 /* ---- the lattice maps on the devices ---------------------------------------------------- */
 

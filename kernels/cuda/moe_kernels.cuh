@@ -1,22 +1,27 @@
-/* The expert-batched matmul (qkern.h: qk_moe_matmul and its fused forms), parameterised by the
- * codec traits of codec_kernels.cuh: the weights are decoded by the same part decoders as the
- * CPU reference's (32 values at a time), so no format knowledge lives here.
+/* The expert-batched matmul (qkern.h: qk_moe_matmul and its fused forms), parameterised by a
+ * type's decode traits (decode_traits.cuh: the CPU reference's part decoders, 32 values at a
+ * time) and its 8-bit part decoder (dot_i8.h), so no format knowledge lives here.
  *
- * Two paths (moe_plan.cu chooses, from one table):
- *   - moe_vec_kernel, for few tokens per expert (token generation): each slot reads its
- *     expert's rows once; a lane decodes whole blocks of a row (L lanes share a row, by the row
- *     length) and the dot products accumulate in f32. The weighted sum is every slot's product
- *     into the workspace, then the ordered sum (moe_route.cu).
+ * Three paths (moe_plan.cu chooses, from one table):
+ *   - moe_dot_kernel, for few tokens per expert (token generation) at the default precision: the
+ *     activations quantized to 8 bits once per call (moe_route.cu), each slot reads its expert's
+ *     rows once, straight from global memory, and multiplies them as 8-bit codes with dp4a,
+ *     scaling per 16 values. The weighted sum is every slot's product into the workspace, then
+ *     the ordered sum (moe_route.cu).
+ *   - moe_vec_kernel, the same in f32 (the exact precision, the float weights, weights at an
+ *     address the dot path cannot load from): a lane decodes whole blocks of a row (L lanes
+ *     share a row, by the row length) and the dot products accumulate in f32.
  *   - moe_tiled_kernel, for many (prompt processing): slots grouped by expert on the GPU
  *     (moe_route.cu), a CUDA block computes a 128-row (gate/up: 64) x BN-slot tile of one expert
  *     on the tensor cores (mma.sync m16n8k16, f16 in, f32 accumulate). Per step of 256 values it copies the
  *     packed weights (16-byte words, cp.async) and the slots' activations (f16) into shared
  *     memory (double-buffered), decodes the weights into f16 there, and multiplies.
- * Neither allocates or synchronizes: scratch is the caller's workspace (moe_plan.cu lays it out). */
+ * None allocates or synchronizes: scratch is the caller's workspace (moe_plan.cu lays it out). */
 #ifndef QK_MOE_KERNELS_CUH
 #define QK_MOE_KERNELS_CUH
 
 #include "codec_kernels.cuh"
+#include "dot_i8.h"
 #include "moe_launch.h"
 
 namespace qk_cuda {
@@ -213,6 +218,92 @@ __global__ void __launch_bounds__(VEC_WARPS * 32) moe_vec_kernel(qk_cuda_moe_arg
     }
 }
 
+/* ---- the dot path ---------------------------------------------------------------------------- */
+
+/* A type's 8-bit part decoder (dot_i8.h), or none (the plain types). */
+struct no_dot {
+    static constexpr bool EXISTS = false, OFFSET = false;
+    __device__ static void part(const uint8_t *, int, qk_part_i8 *) {}
+};
+
+constexpr int DOT_WARPS = 4;
+
+/* Lanes per row: the row's 32-value parts are strided over them, 32 / L rows per warp. */
+inline int dot_lanes(int64_t k) {
+    int l = 1;
+    while (l < 32 && 2 * l <= k / 32) l *= 2;
+    return l;
+}
+
+/* grid: (row groups of DOT_WARPS * 32 / L rows, slots, grid-stride). Lane (g, u) of a warp takes row
+ * g of the warp's rows and its parts u, u + L, ...: per part it decodes the weights to 8-bit codes
+ * (straight from global memory: a warp's lanes together read whole rows, every byte once), takes
+ * four dp4a per half against the slot's 8-bit activations (xq, xm: qk_cuda_moe_quantize_x), and
+ * scales the two integer sums; the L lanes of a row then add their sums in a fixed order. */
+template <class T, class D, int KIND>
+__global__ void __launch_bounds__(DOT_WARPS * 32)
+    moe_dot_kernel(qk_cuda_moe_args a, const int8_t *xq, const float4 *xm, float *y, int L) {
+    constexpr bool GATE_UP = KIND == QK_CUDA_MOE_GATE_UP;
+    constexpr int NW = GATE_UP ? 2 : 1, PARTS = T::QK / 32;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / L, u = lane % L;
+    const int64_t row = ((int64_t)blockIdx.x * DOT_WARPS + warp) * (32 / L) + g;
+    const int64_t parts = a.k / 32, row_bytes = a.k / T::QK * T::BYTES;
+    const int64_t units = a.n_tokens * a.n_used;
+    for (int64_t slot = blockIdx.y; slot < units; slot += gridDim.y) {
+        const int64_t e = a.ids ? a.ids[slot] : 0;
+        if (e < 0 || e >= a.n_expert) { /* never read through a bad id */
+            if (u == 0 && row < a.m) y[slot * a.m + row] = __int_as_float(0x7fc00000);
+            continue;
+        }
+        const int64_t xrow = a.x_per_slot ? slot : slot / a.n_used;
+        const int8_t *xr = xq + xrow * a.k;
+        const float4 *xmr = xm + xrow * parts;
+        const uint8_t *wr[NW];
+        wr[0] = static_cast<const uint8_t *>(a.w) + (e * a.m + row) * row_bytes;
+        if constexpr (GATE_UP) wr[NW - 1] = static_cast<const uint8_t *>(a.w_up) + (e * a.m + row) * row_bytes;
+        if (slot == blockIdx.y) {
+            /* Launched early (programmatic dependent launch): while the activations are being
+             * quantized, the rows move into L2; then wait for the quantized activations. */
+            if (row < a.m)
+#pragma unroll
+                for (int t = 0; t < NW; t++)
+                    for (int64_t off = (int64_t)u * 128; off < row_bytes; off += (int64_t)L * 128)
+                        prefetch_l2(wr[t] + off);
+            wait_for_prerequisite_grid();
+        }
+        float acc[NW];
+#pragma unroll
+        for (int t = 0; t < NW; t++) acc[t] = 0.0f;
+        if (row < a.m) {
+#pragma unroll 2
+            for (int64_t P = u; P < parts; P += L) {
+                const int4 x0 = reinterpret_cast<const int4 *>(xr + P * 32)[0];
+                const int4 x1 = reinterpret_cast<const int4 *>(xr + P * 32)[1];
+                const float4 xs = xmr[P];
+#pragma unroll
+                for (int t = 0; t < NW; t++) {
+                    qk_part_i8 r;
+                    D::part(wr[t] + P / PARTS * T::BYTES, (int)(P % PARTS), &r);
+                    int s0 = __dp4a((int)r.q[0], x0.x, 0);
+                    s0 = __dp4a((int)r.q[1], x0.y, s0);
+                    s0 = __dp4a((int)r.q[2], x0.z, s0);
+                    s0 = __dp4a((int)r.q[3], x0.w, s0);
+                    int s1 = __dp4a((int)r.q[4], x1.x, 0);
+                    s1 = __dp4a((int)r.q[5], x1.y, s1);
+                    s1 = __dp4a((int)r.q[6], x1.z, s1);
+                    s1 = __dp4a((int)r.q[7], x1.w, s1);
+                    acc[t] = fmaf(xs.x, r.s[0] * (float)s0 + r.s[1] * (float)s1, acc[t]);
+                    if constexpr (D::OFFSET) acc[t] += r.o[0] * xs.y + r.o[1] * xs.z;
+                }
+            }
+        }
+#pragma unroll
+        for (int t = 0; t < NW; t++)
+            for (int o = L / 2; o > 0; o >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
+        if (u == 0 && row < a.m) y[slot * a.m + row] = GATE_UP ? silu(acc[0]) * acc[NW - 1] : acc[0];
+    }
+}
+
 /* ---- the tiled path ------------------------------------------------------------------------- */
 
 constexpr int TILE_K = 256, HALF_K = 128;
@@ -398,6 +489,26 @@ __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1))
 
 /* ---- launch ----------------------------------------------------------------------------------- */
 
+template <class T, class D, int KIND>
+int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, cudaStream_t s) {
+    const int L = dot_lanes(a.k);
+    const int64_t units = a.n_tokens * a.n_used, rows_per_cta = (int64_t)DOT_WARPS * (32 / L);
+    const dim3 grid((unsigned)((a.m + rows_per_cta - 1) / rows_per_cta), (unsigned)(units < 65535 ? units : 65535));
+    const uint8_t *ws = static_cast<const uint8_t *>(a.workspace);
+    /* launched as a programmatic dependent of qk_cuda_moe_quantize_x's kernel, just before it */
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = dim3(DOT_WARPS * 32);
+    config.stream = s;
+    cudaLaunchAttribute early;
+    early.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    early.val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = &early;
+    config.numAttrs = 1;
+    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND>, a, reinterpret_cast<const int8_t *>(ws + p.xq),
+                                   reinterpret_cast<const float4 *>(ws + p.xm), y, L);
+}
+
 template <class T, int KIND> int launch_vec(const qk_cuda_moe_args &a, cudaStream_t s) {
     const vec_layout l = vec_layout_for<T>(a.k, KIND == QK_CUDA_MOE_GATE_UP ? 2 : 1);
     const int64_t units = a.n_tokens * a.n_used;
@@ -440,16 +551,35 @@ int launch_tiled_kernel(const qk_cuda_moe_args &a, const moe_route &r, float *ou
     return (int)cudaGetLastError();
 }
 
-template <class T> int launch_moe(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *plan, cudaStream_t s) {
+/* The dot path reads the weights with loads of QK_I8_ALIGN(bytes of a block): weights placed at a
+ * smaller alignment take the vector path instead. */
+template <class T> bool dot_aligned(const qk_cuda_moe_args &a) {
+    const uintptr_t mask = (uintptr_t)QK_I8_ALIGN(T::BYTES) - 1;
+    return !(reinterpret_cast<uintptr_t>(a.w) & mask) &&
+           !(a.kind == QK_CUDA_MOE_GATE_UP && (reinterpret_cast<uintptr_t>(a.w_up) & mask));
+}
+
+template <class T, class D> int launch_moe(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *plan, cudaStream_t s) {
     using B = moe_block<T>;
     if (a->k % B::QK) return (int)cudaErrorInvalidValue;
-    if (plan->path == QK_CUDA_MOE_VEC) {
+    float *partial = reinterpret_cast<float *>(static_cast<uint8_t *>(a->workspace) + plan->partial);
+    if constexpr (D::EXISTS) {
+        if (plan->path == QK_CUDA_MOE_DOT && dot_aligned<T>(*a)) {
+            int err = qk_cuda_moe_quantize_x(a, plan, s);
+            if (err) return err;
+            if (a->kind == QK_CUDA_MOE_GATE_UP) return launch_dot<T, D, QK_CUDA_MOE_GATE_UP>(*a, *plan, a->y, s);
+            if (a->kind == QK_CUDA_MOE_MATMUL) return launch_dot<T, D, QK_CUDA_MOE_MATMUL>(*a, *plan, a->y, s);
+            err = launch_dot<T, D, QK_CUDA_MOE_MATMUL>(*a, *plan, partial, s);
+            return err ? err : qk_cuda_moe_weighted_sum(a, partial, s);
+        }
+    }
+    if (plan->path != QK_CUDA_MOE_TILED) {
         if (a->kind == QK_CUDA_MOE_GATE_UP) return launch_vec<T, QK_CUDA_MOE_GATE_UP>(*a, s);
         if (a->kind == QK_CUDA_MOE_MATMUL) return launch_vec<T, QK_CUDA_MOE_MATMUL>(*a, s);
         /* the weighted sum: every slot's product in parallel into the workspace, then the
          * ordered sum (a token's slots in one block would leave most of the GPU idle) */
         qk_cuda_moe_args per_slot = *a;
-        per_slot.y = reinterpret_cast<float *>(static_cast<uint8_t *>(a->workspace) + plan->partial);
+        per_slot.y = partial;
         const int err = launch_vec<T, QK_CUDA_MOE_MATMUL>(per_slot, s);
         return err ? err : qk_cuda_moe_weighted_sum(a, per_slot.y, s);
     }
@@ -474,10 +604,24 @@ template <class T> int launch_moe(const qk_cuda_moe_args *a, const qk_cuda_moe_p
 
 } // namespace qk_cuda
 
-/* Defines the launcher qk_cuda_moe_<name> for traits T, and its per-device setup. */
+/* Defines the launcher qk_cuda_moe_<name> for decode traits T (decode_traits.cuh) with the 8-bit
+ * part decoder qk_part_i8_<name> (dot_i8_<family>.h), and its per-device setup. */
 #define QK_CUDA_MOE(name, T)                                                                                           \
+    namespace {                                                                                                        \
+    struct name##_i8 {                                                                                                 \
+        static constexpr bool EXISTS = true, OFFSET = QK_I8_OFFSET_##name != 0;                                        \
+        __device__ static void part(const uint8_t *b, int p, qk_part_i8 *r) { qk_part_i8_##name(b, p, r); }            \
+    };                                                                                                                 \
+    }                                                                                                                  \
     int qk_cuda_moe_##name(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s) {                     \
-        return qk_cuda::launch_moe<T>(a, p, s);                                                                        \
+        return qk_cuda::launch_moe<T, name##_i8>(a, p, s);                                                             \
+    }                                                                                                                  \
+    int qk_cuda_moe_init_##name(void) { return qk_cuda::init_moe<T>(); }
+
+/* The same for the plain types (F32, F16, BF16), which take the f32 vector path only. */
+#define QK_CUDA_MOE_PLAIN(name, T)                                                                                     \
+    int qk_cuda_moe_##name(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s) {                     \
+        return qk_cuda::launch_moe<T, qk_cuda::no_dot>(a, p, s);                                                       \
     }                                                                                                                  \
     int qk_cuda_moe_init_##name(void) { return qk_cuda::init_moe<T>(); }
 

@@ -27,8 +27,33 @@ typedef struct moe_route {
 int qk_cuda_moe_prepare(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, moe_route *r, float **out,
                         cudaStream_t s);
 
+/* The dot path's first step: the activations quantized to 8 bits into the workspace (plan's xq,
+ * xm), 32 values at a time: scale d = max |x| / 127, codes round(x / d), and the exact f32 sums of
+ * each half of 16 values (for the formats whose weights carry an offset). */
+int qk_cuda_moe_quantize_x(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s);
+
 /* y[t] = sum over s in order of router[t][s] * partial[t][s]. */
 int qk_cuda_moe_weighted_sum(const qk_cuda_moe_args *a, const float *partial, cudaStream_t s);
+
+namespace qk_cuda {
+
+__device__ inline void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
+/* Programmatic dependent launch (sm_90): the kernel launched after this one, with the attribute
+ * cudaLaunchAttributeProgrammaticStreamSerialization, may start before this one ends; it waits
+ * for this one's results in wait_for_prerequisite_grid. */
+__device__ inline void allow_dependent_launch() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ inline void wait_for_prerequisite_grid() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+} // namespace qk_cuda
 
 typedef int (*qk_cuda_moe_launcher)(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s);
 

@@ -2,6 +2,8 @@
  * kernels are chosen by operation, type and shape; the thresholds are data, tuned by
  * measurement, bench/results). */
 #include <limits.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "moe_launch.h"
 #include "qkern.h"
@@ -60,6 +62,22 @@ const threshold &threshold_of(int type) {
 
 size_t align_up(size_t n) { return (n + 255) & ~(size_t)255; }
 
+bool plain_type(int t) { return t == QK_TYPE_F32 || t == QK_TYPE_F16 || t == QK_TYPE_BF16; }
+
+/* QK_MOE_PATH=vec|dot|tiled forces a path where the type and precision allow it: for measuring
+ * the thresholds below (bench/), never needed for correct results. Read once. */
+int forced_path() {
+    static const int path = [] {
+        const char *v = getenv("QK_MOE_PATH");
+        if (!v) return -1;
+        if (!strcmp(v, "vec")) return (int)QK_CUDA_MOE_VEC;
+        if (!strcmp(v, "dot")) return (int)QK_CUDA_MOE_DOT;
+        if (!strcmp(v, "tiled")) return (int)QK_CUDA_MOE_TILED;
+        return -1;
+    }();
+    return path;
+}
+
 } // namespace
 
 /* The path and the layout do not depend on the kind; the weighted sum only adds its per-slot
@@ -69,11 +87,28 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     const threshold &t = threshold_of(a->type);
     const int64_t slots = a->n_tokens * a->n_used;
     const size_t partial = align_up((size_t)(slots * a->m) * sizeof(float));
-    if (a->n_tokens <= (int64_t)t.vec_max_tokens) { /* scratch: the weighted sum's per-slot products */
+    const bool plain = plain_type(a->type), dot_ok = !plain && !a->exact;
+    int path =
+        a->n_tokens <= (int64_t)t.vec_max_tokens ? (dot_ok ? QK_CUDA_MOE_DOT : QK_CUDA_MOE_VEC) : QK_CUDA_MOE_TILED;
+    const int forced = forced_path();
+    if (forced == QK_CUDA_MOE_VEC || (forced == QK_CUDA_MOE_DOT && dot_ok) || (forced == QK_CUDA_MOE_TILED && !plain))
+        path = forced;
+    if (path == QK_CUDA_MOE_VEC) { /* scratch: the weighted sum's per-slot products */
         p.path = QK_CUDA_MOE_VEC;
         p.partial = 0;
         p.bytes_any = partial;
         if (a->kind == QK_CUDA_MOE_WEIGHTED_SUM) p.bytes = partial;
+        return p;
+    }
+    const int64_t x_rows = a->x_per_slot ? slots : a->n_tokens;
+    if (path == QK_CUDA_MOE_DOT) { /* the 8-bit activations, and the weighted sum's per-slot products */
+        size_t at = 0;
+        p.path = QK_CUDA_MOE_DOT;
+        p.xq = at, at += align_up((size_t)(x_rows * a->k));
+        p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
+        p.partial = at;
+        p.bytes_any = at + partial;
+        p.bytes = a->kind == QK_CUDA_MOE_WEIGHTED_SUM ? at + partial : at;
         return p;
     }
     const int64_t touched = a->n_expert < slots ? a->n_expert : slots;
@@ -81,7 +116,6 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     p.bn = slots >= (int64_t)t.bn64_min_tokens_per_expert * touched ? 64 : 32;
     const int64_t tiles = touched + slots / p.bn + 1;
     p.max_tiles = tiles > (1 << 30) ? (1 << 30) : (int)tiles;
-    const int64_t x_rows = a->x_per_slot ? slots : a->n_tokens;
     size_t at = 0;
     p.counts = at, at += align_up(2 * (size_t)a->n_expert * sizeof(int));
     p.tiles = at, at += align_up((size_t)p.max_tiles * sizeof(int4));

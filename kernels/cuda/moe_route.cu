@@ -61,6 +61,23 @@ __global__ void to_half_kernel(const void *x, int x_type, int64_t n, __half *xh)
         xh[i] = __float2half_rn(qk_cuda::load_value(x, x_type, i));
 }
 
+/* A warp per 32 values: lane i holds value i. */
+__global__ void quantize_x_kernel(const void *x, int x_type, int64_t groups, int8_t *xq, float4 *xm) {
+    const int lane = threadIdx.x % 32;
+    qk_cuda::allow_dependent_launch(); /* the dot kernel starts early and waits for these */
+    for (int64_t g = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; g < groups;
+         g += (int64_t)gridDim.x * blockDim.x / 32) {
+        const float v = qk_cuda::load_value(x, x_type, g * 32 + lane);
+        float amax = fabsf(v), half = v;
+        for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        for (int o = 8; o > 0; o >>= 1) half += __shfl_xor_sync(0xffffffffu, half, o);
+        const float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        xq[g * 32 + lane] = (int8_t)__float2int_rn(v * inv);
+        const float other = __shfl_sync(0xffffffffu, half, 16);
+        if (lane == 0) xm[g] = make_float4(d, half, other, 0.0f);
+    }
+}
+
 __global__ void weighted_sum_kernel(const float *partial, const float *router, int64_t n_tokens, int64_t n_used,
                                     int64_t m, float *y) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n_tokens * m;
@@ -96,6 +113,14 @@ int qk_cuda_moe_prepare(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, mo
     r->n_tiles = n_tiles;
     r->sorted = sorted;
     r->xh = xh;
+    return (int)cudaGetLastError();
+}
+
+int qk_cuda_moe_quantize_x(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s) {
+    uint8_t *ws = static_cast<uint8_t *>(a->workspace);
+    const int64_t groups = (a->x_per_slot ? a->n_tokens * a->n_used : a->n_tokens) * a->k / 32;
+    quantize_x_kernel<<<qk_cuda::grid_for(groups, 8), 256, 0, s>>>(
+        a->x, a->x_type, groups, reinterpret_cast<int8_t *>(ws + p->xq), reinterpret_cast<float4 *>(ws + p->xm));
     return (int)cudaGetLastError();
 }
 

@@ -45,6 +45,7 @@ typedef struct qk_moe_args {
     qk_type type, x_type;
     int64_t n_expert, m, k, n_tokens, n_used;
     int x_per_slot;
+    int exact;            /* qk_moe_desc.precision is QK_MOE_PRECISION_EXACT: no 8-bit activations */
     const void *w, *w_up; /* w_up: QK_MOE_GATE_UP only */
     const void *x;
     const int32_t *ids;  /* NULL: every slot uses expert 0 (n_expert is 1) */

@@ -85,6 +85,9 @@ static qk_status check_moe(qk_context *ctx, const qk_moe_desc *d, qk_moe_kind ki
                        f->name, f->block_elems);
     if (d->x_per_slot != 0 && d->x_per_slot != 1)
         return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: x_per_slot is %d, must be 0 or 1", what, d->x_per_slot);
+    if (d->precision != QK_MOE_PRECISION_DEFAULT && d->precision != QK_MOE_PRECISION_EXACT)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "%s: precision is %d, must be QK_MOE_PRECISION_DEFAULT or _EXACT", what,
+                       (int)d->precision);
     const size_t slots = (size_t)(d->n_tokens * d->n_used);
     const size_t x_rows = d->x_per_slot ? slots : (size_t)d->n_tokens;
     const size_t y_rows = kind == QK_MOE_WEIGHTED_SUM ? (size_t)d->n_tokens : slots;
@@ -107,6 +110,7 @@ static qk_status check_moe(qk_context *ctx, const qk_moe_desc *d, qk_moe_kind ki
     a->n_tokens = d->n_tokens;
     a->n_used = d->n_used;
     a->x_per_slot = d->x_per_slot;
+    a->exact = d->precision == QK_MOE_PRECISION_EXACT;
     a->async = async;
     return QK_OK;
 }

@@ -297,6 +297,7 @@ static void cuda_moe_plan_of(void *state, const qk_moe_args *a, qk_moe_plan *pla
                                 .type = (int)a->type,
                                 .x_type = (int)a->x_type,
                                 .x_per_slot = a->x_per_slot,
+                                .exact = a->exact,
                                 .n_expert = a->n_expert,
                                 .m = a->m,
                                 .k = a->k,

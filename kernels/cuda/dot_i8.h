@@ -1,0 +1,92 @@
+/* Weights as 8-bit integers, for the MoE matmul's integer dot products (moe_kernels.cuh: the
+ * vector path multiplies them with activations quantized to 8 bits, four products per dp4a).
+ *
+ * Every quantized format decodes a 32-value part of a block (part p of a 256-value block, the
+ * whole block of a 32-value one) to 32 signed 8-bit integers q_i and, per half of 16 values, a
+ * scale s and an offset o, such that the value the format's dequantizer gives is
+ *
+ *     w_i = s[i / 16] * q_i + o[i / 16]        (in real numbers; in f32 to within a few ulp)
+ *
+ * The integers are the format's own codes with its integer parts folded in (Q4_0's nibble - 8,
+ * Q3_K's 3-bit value - 4, an I-quant's lattice point with its signs, MXFP4's E2M1 value times 2,
+ * IQ1's delta times 8), so that all the floating point of a part is four numbers. Per format,
+ * dot_i8_<family>.h defines
+ *
+ *     static inline QK_HD void qk_part_i8_<codec>(const uint8_t *b, int p, qk_part_i8 *r);
+ *     #define QK_I8_OFFSET_<codec> 0 or 1   (1 if o can be non-zero; 0 lets the kernel skip it)
+ *
+ * b is the block (aligned as the block size allows: a row starts where the caller put it, which
+ * the kernel checks against QK_I8_ALIGN), p the part. The text is the common subset of C11 and
+ * CUDA (qk_hd.h): tests/test_dot_i8.c runs it on the host against the CPU dequantizers. */
+#ifndef QK_DOT_I8_H
+#define QK_DOT_I8_H
+
+#include "qk_float.h"
+
+typedef struct qk_part_i8 {
+    uint32_t q[8]; /* q_i = (int8_t)(q[i / 4] >> 8 * (i % 4)): four codes per word, little-endian */
+    float s[2], o[2];
+} qk_part_i8;
+
+/* The alignment every block start of a row has when the row starts 4-byte aligned: the blocks
+ * of an odd size (MXFP4's 17 bytes) only 1, of an even one 2, of a multiple of 4 bytes 4. The
+ * kernels read weights through qk_ld32_a<QK_I8_ALIGN(bytes)>. */
+#define QK_I8_ALIGN(block_bytes) ((block_bytes) % 4 == 0 ? 4 : (block_bytes) % 2 == 0 ? 2 : 1)
+
+/* 32 bits at p, little-endian, p 4-byte aligned. */
+static inline QK_HD uint32_t qk_ld32_a4(const uint8_t *p) {
+#ifdef __CUDA_ARCH__
+    return *(const uint32_t *)p;
+#else
+    return qk_rd32(p);
+#endif
+}
+
+/* 32 bits at p, p 2-byte aligned (two 16-bit loads on the device). */
+static inline QK_HD uint32_t qk_ld32_a2(const uint8_t *p) {
+#ifdef __CUDA_ARCH__
+    const uint16_t *h = (const uint16_t *)p;
+    return (uint32_t)h[0] | (uint32_t)h[1] << 16;
+#else
+    return qk_rd32(p);
+#endif
+}
+
+/* 32 bits at p, any alignment. */
+static inline QK_HD uint32_t qk_ld32_a1(const uint8_t *p) { return qk_rd32(p); }
+
+/* Per byte, a - b modulo 256 (no borrow between bytes). */
+static inline QK_HD uint32_t qk_sub4(uint32_t a, uint32_t b) {
+#ifdef __CUDA_ARCH__
+    return __vsub4(a, b);
+#else
+    return ((a | 0x80808080u) - (b & 0x7f7f7f7fu)) ^ ((a ^ ~b) & 0x80808080u);
+#endif
+}
+
+/* Per byte, a + b modulo 256. */
+static inline QK_HD uint32_t qk_add4(uint32_t a, uint32_t b) {
+#ifdef __CUDA_ARCH__
+    return __vadd4(a, b);
+#else
+    return ((a & 0x7f7f7f7fu) + (b & 0x7f7f7f7fu)) ^ ((a ^ b) & 0x80808080u);
+#endif
+}
+
+/* Bytes of g negated where bit k of the 8 sign bits s is set (k = byte index of g's 64 bits):
+ * the I-quants' lattice magnitudes with their signs, as two words of four codes. */
+static inline QK_HD void qk_apply_signs8(uint64_t g, uint32_t s, uint32_t *lo, uint32_t *hi) {
+    uint32_t m0 = 0, m1 = 0;
+    for (int k = 0; k < 4; k++) {
+        m0 |= (uint32_t)(0u - ((s >> k) & 1u)) & (0xffu << 8 * k);
+        m1 |= (uint32_t)(0u - ((s >> (k + 4)) & 1u)) & (0xffu << 8 * k);
+    }
+    /* (x ^ m) - m negates the bytes where m is 0xff and keeps the others */
+    *lo = qk_sub4((uint32_t)g ^ m0, m0);
+    *hi = qk_sub4((uint32_t)(g >> 32) ^ m1, m1);
+}
+
+/* The signed code i of a part (for tests and reference code). */
+static inline QK_HD int qk_part_i8_code(const qk_part_i8 *r, int i) { return (int8_t)(r->q[i / 4] >> 8 * (i % 4)); }
+
+#endif
