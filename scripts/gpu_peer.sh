@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: qkern's MoE matmul beside its peers on the same card, into one
+# JSONL (bench/results fields): qkern_bench_moe (backend "cuda"), ggml's MUL_MAT_ID timed by
+# bench/peer/bench-mmid-cold (backend "ggml-cuda", peer_commit: the llama.cpp it was built from)
+# and torch's bf16 grouped GEMM (backend "torch-bf16"), with the same shape, type and tokens
+# strings; then the side-by-side table (bench/peer/compare.py). Optionally the GPU tests first.
+#
+# usage: bash scripts/gpu_peer.sh BUILD GGML
+#   BUILD  a folder with carry.tar.xz from scripts/gpu_build.sh (unpacked here)
+#   GGML   a folder with ggml-carry.tar.xz (bench/peer/pack_ggml.sh, built ahead on any machine
+#          with the CUDA toolkit), or with bench-mmid-cold already in it, or a llama.cpp source
+#          tree (its ggml/ is built here: a few minutes on 16 cores)
+#   env:   OUT (results folder), QK_PEER_TYPES (comma list of type names; default every type),
+#          QK_PEER_TOKENS (largest token count, default 2048), QK_PEER_TESTS=1 (run the CUDA GPU
+#          tests first), QK_PEER_COMMIT (the peer's commit when GGML has no PEER_COMMIT file)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=$1 ggml=$2
+out=${OUT:-out}
+mkdir -p "$out"
+libs="$build/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib"
+[ -f "$build/carry.tar.xz" ] && xz -dc "$build/carry.tar.xz" | tar -xf -
+device=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+commit=$(cat "$build/COMMIT")
+results="$out/moe-peer.jsonl"
+: >"$results"
+types=${QK_PEER_TYPES:-all} max=${QK_PEER_TOKENS:-2048}
+{
+  echo "date: $(date -u +%FT%TZ)  qkern: $commit"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv
+} | tee "$out/device.txt"
+
+if [ "${QK_PEER_TESTS:-0}" = 1 ]; then
+  echo "== GPU tests"
+  {
+    LD_LIBRARY_PATH=$libs "$build/tests/test_gpu_equivalence" cuda:0
+    LD_LIBRARY_PATH=$libs "$build/tests/test_gpu_moe" cuda:0
+  } >"$out/cuda_tests.log" 2>&1
+  echo "exit: $?" >>"$out/cuda_tests.log"
+  grep -E "cases|FAIL|exit:" "$out/cuda_tests.log" | head -60
+fi
+
+echo "== ggml"
+if [ -f "$ggml/ggml-carry.tar.xz" ]; then xz -dc "$ggml/ggml-carry.tar.xz" | tar -C "$ggml" -xf -; fi
+if [ ! -x "$ggml/bench-mmid-cold" ]; then
+  bash bench/peer/build_ggml_cuda.sh "$ggml" "$out/ggml-build" >"$out/ggml-build.log" 2>&1 || {
+    tail -20 "$out/ggml-build.log"
+    exit 1
+  }
+  ggml="$out/ggml-build"
+fi
+peer_commit=${QK_PEER_COMMIT:-$(cat "$ggml/PEER_COMMIT" 2>/dev/null || echo unknown)}
+ggml_libs=$(find "$ggml" -name 'libggml*.so*' -printf '%h\n' | sort -u | tr '\n' ':')
+LD_LIBRARY_PATH="$ggml_libs$libs" BENCH_JSONL="$results" BENCH_PEER_COMMIT="$peer_commit" BENCH_DEVICE="$device" \
+  "$ggml/bench-mmid-cold" CUDA0 "qwen3.5-35b-a3b" "$types" "$max" >"$out/ggml.txt" 2>&1
+tail -3 "$out/ggml.txt"
+
+echo "== qkern"
+filter="BM_moe/matmul_"
+if [ "$types" != all ]; then
+  # `qkern types` prints a table: | NAME | id | ...
+  ids=$(LD_LIBRARY_PATH=$libs "$build/cli/qkern" types | python3 -c '
+import sys
+want = {t.strip().upper() for t in sys.argv[1].split(",")}
+cells = [[c.strip() for c in l.split("|")[1:3]] for l in sys.stdin if l.startswith("|")]
+print("|".join(i for n, i in cells if n.upper() in want and i.isdigit()))' "$types")
+  filter="BM_moe/matmul_.*/type:($ids)/"
+fi
+LD_LIBRARY_PATH=$libs "$build/bench/qkern_bench_moe" --benchmark_filter="$filter" --benchmark_min_time=0.05s \
+  --benchmark_out="$out/qkern-moe.json" --benchmark_out_format=json >"$out/qkern.txt" 2>&1
+python3 bench/to_jsonl.py "$out/qkern-moe.json" "$device" "$commit" "$results" >/dev/null
+python3 - "$out/qkern-moe.json" "$results" "$max" <<'PY'
+# drop qkern's rows above the largest token count asked for, so that both sides cover the same cells
+import json, sys
+max_tokens = int(sys.argv[3])
+rows = [json.loads(l) for l in open(sys.argv[2])]
+with open(sys.argv[2], "w") as f:
+    for r in rows:
+        if r.get("backend") != "cuda" or (r.get("tokens") or 0) <= max_tokens:
+            f.write(json.dumps(r) + "\n")
+PY
+
+echo "== torch"
+tokens=$(python3 -c "import sys; print(','.join(t for t in '1,8,32,128,512,2048'.split(',') if int(t) <= int(sys.argv[1])))" "$max")
+python3 bench/peer/torch_grouped_mm.py --jsonl "$results" --device-name "$device" --tokens "$tokens" >"$out/torch.txt" 2>&1
+tail -3 "$out/torch.txt"
+
+python3 bench/peer/compare.py "$results" | tee "$out/compare.md" | tail -40
