@@ -37,7 +37,7 @@ static inline QK_HD qk_iq4_tab qk_iq4_tab_words(void) {
  * between the two, then the bytes are sorted into low-nibble and high-nibble words. */
 static inline QK_HD void qk_iq4_levels(const qk_iq4_tab *t, uint32_t w, uint32_t *lo, uint32_t *hi) {
     const uint32_t upper = 0x32103210u | ((w & 0x88888888u) >> 1);
-    const uint32_t s = w & 0x77777777u; /* __byte_perm masks each selector otherwise */
+    const uint32_t s = w & 0x77777777u; /* once here, so that __byte_perm's own masking folds away */
     uint32_t v[2];
     for (int i = 0; i < 2; i++) {
         const uint32_t a = qk_byte_perm(t->w[0], t->w[1], s >> 16 * i);

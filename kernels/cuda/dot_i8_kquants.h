@@ -24,8 +24,9 @@ static inline QK_HD uint32_t qk_kq_ld16_a2(const uint8_t *p) {
 /* The eight words at p (2-byte aligned) shifted right by sh < 8, their top sh bits unspecified:
  * for codes masked out of the low bits of each byte. On the device nine aligned 32-bit loads
  * from p rounded down to 4 and one funnel shift per word, where qk_ld32_a2 takes sixteen 16-bit
- * loads and a shift. Each aligned word holds a byte of the 32 at p; the others it holds lie in
- * the same block (or are the 2 bytes before it) as long as the 32 bytes do not end the block. */
+ * loads and a shift. Each aligned word holds a byte of the 32 at p, and its other bytes lie in
+ * the block as long as the 32 bytes do not end it, or are the 2 bytes before a block at 2 mod 4
+ * (inside the allocation, which is 4-byte aligned). */
 static inline QK_HD void qk_kq_ld32x8_a2_shr(const uint8_t *p, unsigned sh, uint32_t *w) {
 #ifdef __CUDA_ARCH__
     const unsigned mis = (unsigned)((uintptr_t)p & 3u);

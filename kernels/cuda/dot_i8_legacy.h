@@ -34,7 +34,7 @@ static inline QK_HD void qk_part_i8_q4_0(const uint8_t *b, int p, qk_part_i8 *r)
         r->q[k] = qk_leg_minus(w & 0x0f0f0f0fu, 8);
         r->q[4 + k] = qk_leg_minus((w >> 4) & 0x0f0f0f0fu, 8);
     }
-    r->s[0] = r->s[1] = qk_fp16_to_f32((uint16_t)qk_ld32_a2(b + QK_LEG_OFF_D));
+    r->s[0] = r->s[1] = qk_i8_half((uint32_t)qk_ld32_a2(b + QK_LEG_OFF_D));
     r->o[0] = r->o[1] = 0.0f;
 }
 
@@ -49,22 +49,24 @@ static inline QK_HD void qk_part_i8_q4_1(const uint8_t *b, int p, qk_part_i8 *r)
         r->q[4 + k] = (w >> 4) & 0x0f0f0f0fu;
     }
     const uint32_t dm = qk_ld32_a4(b + QK_LEG_OFF_D); /* d, then m */
-    r->s[0] = r->s[1] = qk_fp16_to_f32((uint16_t)dm);
-    r->o[0] = r->o[1] = qk_fp16_to_f32((uint16_t)(dm >> 16));
+    r->s[0] = r->s[1] = qk_i8_half((uint32_t)dm);
+    r->o[0] = r->o[1] = qk_i8_half((uint32_t)(dm >> 16));
 }
 
 #define QK_I8_OFFSET_q5_0 0
 
+/* The code minus 16 is the nibble where its high bit is set and the nibble + 0xf0 where it is
+ * clear: the clear bits, spread to 0x10 and times 15, added in one multiply-add. */
 static inline QK_HD void qk_part_i8_q5_0(const uint8_t *b, int p, qk_part_i8 *r) {
     (void)p;
     const qk_legacy_layout t = qk_layout_q5_0();
-    const uint32_t qh = qk_ld32_a2(b + t.off_qh);
+    const uint32_t clear = ~qk_ld32_a2(b + t.off_qh);
     for (int k = 0; k < 4; k++) {
         const uint32_t w = qk_ld32_a2(b + t.off_qs + 4 * k);
-        r->q[k] = qk_leg_minus((w & 0x0f0f0f0fu) | qk_leg_high_bits(qh, 4 * k), 16);
-        r->q[4 + k] = qk_leg_minus(((w >> 4) & 0x0f0f0f0fu) | qk_leg_high_bits(qh, 16 + 4 * k), 16);
+        r->q[k] = qk_leg_high_bits(clear, 4 * k) * 15u + (w & 0x0f0f0f0fu);
+        r->q[4 + k] = qk_leg_high_bits(clear, 16 + 4 * k) * 15u + ((w >> 4) & 0x0f0f0f0fu);
     }
-    r->s[0] = r->s[1] = qk_fp16_to_f32((uint16_t)qk_ld32_a2(b + QK_LEG_OFF_D));
+    r->s[0] = r->s[1] = qk_i8_half((uint32_t)qk_ld32_a2(b + QK_LEG_OFF_D));
     r->o[0] = r->o[1] = 0.0f;
 }
 
@@ -80,8 +82,8 @@ static inline QK_HD void qk_part_i8_q5_1(const uint8_t *b, int p, qk_part_i8 *r)
         r->q[4 + k] = ((w >> 4) & 0x0f0f0f0fu) | qk_leg_high_bits(qh, 16 + 4 * k);
     }
     const uint32_t dm = qk_ld32_a4(b + QK_LEG_OFF_D); /* d, then m */
-    r->s[0] = r->s[1] = qk_fp16_to_f32((uint16_t)dm);
-    r->o[0] = r->o[1] = qk_fp16_to_f32((uint16_t)(dm >> 16));
+    r->s[0] = r->s[1] = qk_i8_half((uint32_t)dm);
+    r->o[0] = r->o[1] = qk_i8_half((uint32_t)(dm >> 16));
 }
 
 #define QK_I8_OFFSET_q8_0 0
@@ -89,7 +91,7 @@ static inline QK_HD void qk_part_i8_q5_1(const uint8_t *b, int p, qk_part_i8 *r)
 static inline QK_HD void qk_part_i8_q8_0(const uint8_t *b, int p, qk_part_i8 *r) {
     (void)p;
     for (int k = 0; k < 8; k++) r->q[k] = qk_ld32_a2(b + QK_Q8_0_OFF_QS + 4 * k);
-    r->s[0] = r->s[1] = qk_fp16_to_f32((uint16_t)qk_ld32_a2(b + QK_LEG_OFF_D));
+    r->s[0] = r->s[1] = qk_i8_half((uint32_t)qk_ld32_a2(b + QK_LEG_OFF_D));
     r->o[0] = r->o[1] = 0.0f;
 }
 

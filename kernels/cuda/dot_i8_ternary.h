@@ -15,7 +15,7 @@ static inline QK_HD uint32_t qk_tern_minus1(uint32_t x) { return (x + 0x7f7f7f7f
 
 /* The fp16 d that ends a block: a 32-bit read ending with it, so as not to read past the block. */
 static inline QK_HD float qk_tern_last_d(const uint8_t *b, int off) {
-    return qk_fp16_to_f32((uint16_t)(qk_ld32_a2(b + off - 2) >> 16));
+    return qk_i8_half((uint32_t)(qk_ld32_a2(b + off - 2) >> 16));
 }
 
 /* ---- TQ1_0: five trits per byte, base-3 fixed point -------------------------------------- */
@@ -72,7 +72,7 @@ static inline QK_HD void qk_part_i8_tq2_0(const uint8_t *b, int p, qk_part_i8 *r
 static inline QK_HD void qk_part_i8_q1_0(const uint8_t *b, int p, qk_part_i8 *r) {
     const uint32_t clear = ~qk_ld32_a2(b + QK_Q1_0_QS + 4 * p);
     for (int k = 0; k < 8; k++) r->q[k] = (((clear >> 4 * k) & 15u) * 0x00408102u & 0x02020202u) * 0x7fu + 0x01010101u;
-    r->s[0] = r->s[1] = qk_fp16_to_f32((uint16_t)qk_ld32_a2(b + QK_Q1_0_D));
+    r->s[0] = r->s[1] = qk_i8_half((uint32_t)qk_ld32_a2(b + QK_Q1_0_D));
     r->o[0] = r->o[1] = 0.0f;
 }
 
@@ -92,7 +92,7 @@ static inline QK_HD void qk_part_i8_q2_0(const uint8_t *b, int p, qk_part_i8 *r)
             r->q[4 * h + j] = qk_tern_minus1(t * 0x41u & 0x03030303u);
         }
     }
-    r->s[0] = r->s[1] = qk_fp16_to_f32((uint16_t)qk_ld32_a2(b + QK_Q2_0_D));
+    r->s[0] = r->s[1] = qk_i8_half((uint32_t)qk_ld32_a2(b + QK_Q2_0_D));
     r->o[0] = r->o[1] = 0.0f;
 }
 

@@ -235,72 +235,120 @@ inline int dot_lanes(int64_t k) {
     return l;
 }
 
-/* grid: (row groups of DOT_WARPS * 32 / L rows, slots, grid-stride). Lane (g, u) of a warp takes row
- * g of the warp's rows and its parts u, u + L, ...: per part it decodes the weights to 8-bit codes
- * (straight from global memory: a warp's lanes together read whole rows, every byte once), takes
- * four dp4a per half against the slot's 8-bit activations (xq, xm: qk_cuda_moe_quantize_x), and
- * scales the two integer sums; the L lanes of a row then add their sums in a fixed order. */
-template <class T, class D, int KIND>
+/* Part P of a row, decoded (r), times part P of a slot's 8-bit activations (x: the row of xq, xs:
+ * its xm entry): four dp4a per half, the halves' integer sums scaled by the weights' and the
+ * activations' scales, plus the offsets times the activations' exact half sums. */
+template <class D> __device__ inline float part_dot(const qk_part_i8 &r, const int8_t *x, float4 xs) {
+    const int4 x0 = reinterpret_cast<const int4 *>(x)[0], x1 = reinterpret_cast<const int4 *>(x)[1];
+    int s0 = __dp4a((int)r.q[0], x0.x, 0);
+    s0 = __dp4a((int)r.q[1], x0.y, s0);
+    s0 = __dp4a((int)r.q[2], x0.z, s0);
+    s0 = __dp4a((int)r.q[3], x0.w, s0);
+    int s1 = __dp4a((int)r.q[4], x1.x, 0);
+    s1 = __dp4a((int)r.q[5], x1.y, s1);
+    s1 = __dp4a((int)r.q[6], x1.z, s1);
+    s1 = __dp4a((int)r.q[7], x1.w, s1);
+    float v = xs.x * (r.s[0] * (float)s0 + r.s[1] * (float)s1);
+    if constexpr (D::OFFSET) v += r.o[0] * xs.y + r.o[1] * xs.z;
+    return v;
+}
+
+/* grid: (row groups of DOT_WARPS * 32 / L rows, work items, grid-stride). A work item is one
+ * expert and S slots of it at most: with S = 1, slot blockIdx.y (every slot its own item, no
+ * grouping step); with S > 1, a tile of the grouping (moe_route.cu, r.tiles), so that the rows of
+ * an expert chosen by several slots are read and decoded once for all of them.
+ *
+ * Lane (g, u) of a warp takes row g of the warp's rows and its parts u, u + L, ...: per part it
+ * decodes the weights to 8-bit codes (straight from global memory: a warp's lanes together read
+ * whole rows, every byte once) and takes the part's dot product with each slot's 8-bit
+ * activations (xq, xm: qk_cuda_moe_quantize_x); the L lanes of a row then add their sums in a
+ * fixed order. Launched as a programmatic dependent of the quantize kernel: the first item's rows
+ * are prefetched into L2 while the activations are quantized. */
+template <class T, class D, int KIND, int S>
 __global__ void __launch_bounds__(DOT_WARPS * 32)
-    moe_dot_kernel(qk_cuda_moe_args a, const int8_t *xq, const float4 *xm, float *y, int L) {
+    moe_dot_kernel(qk_cuda_moe_args a, moe_route rt, const int8_t *xq, const float4 *xm, float *y, int L) {
     constexpr bool GATE_UP = KIND == QK_CUDA_MOE_GATE_UP;
     constexpr int NW = GATE_UP ? 2 : 1, PARTS = T::QK / 32;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / L, u = lane % L;
     const int64_t row = ((int64_t)blockIdx.x * DOT_WARPS + warp) * (32 / L) + g;
     const int64_t parts = a.k / 32, row_bytes = a.k / T::QK * T::BYTES;
-    const int64_t units = a.n_tokens * a.n_used;
-    for (int64_t slot = blockIdx.y; slot < units; slot += gridDim.y) {
-        const int64_t e = a.ids ? a.ids[slot] : 0;
-        if (e < 0 || e >= a.n_expert) { /* never read through a bad id */
-            if (u == 0 && row < a.m) y[slot * a.m + row] = __int_as_float(0x7fc00000);
+    const uint8_t *w[NW];
+    w[0] = static_cast<const uint8_t *>(a.w);
+    if constexpr (GATE_UP) w[NW - 1] = static_cast<const uint8_t *>(a.w_up);
+
+    /* work item i: its expert (-1 for a bad id: never read through it), first slot, slot count */
+    auto item = [&](int64_t i, int64_t *e, int *first, int *count) {
+        if constexpr (S == 1) {
+            *e = a.ids ? a.ids[i] : 0;
+            if (*e < 0 || *e >= a.n_expert) *e = -1;
+            *first = (int)i, *count = 1;
+        } else {
+            const int4 t = rt.tiles[i];
+            *e = t.x, *first = t.y, *count = t.z;
+        }
+    };
+    const int64_t items = S == 1 ? a.n_tokens * a.n_used : *rt.n_tiles;
+    if (blockIdx.y < items && row < a.m) {
+        int64_t e;
+        int first, count;
+        item(blockIdx.y, &e, &first, &count);
+        if (e >= 0)
+#pragma unroll
+            for (int t = 0; t < NW; t++)
+                for (int64_t off = (int64_t)u * 128; off < row_bytes; off += (int64_t)L * 128)
+                    prefetch_l2(w[t] + (e * a.m + row) * row_bytes + off);
+    }
+    wait_for_prerequisite_grid();
+
+    for (int64_t i = blockIdx.y; i < items; i += gridDim.y) {
+        int64_t e;
+        int first, count;
+        item(i, &e, &first, &count);
+        if (e < 0) { /* S == 1 only: the grouping already set a bad id's outputs to NaN */
+            if (u == 0 && row < a.m) y[i * a.m + row] = __int_as_float(0x7fc00000);
             continue;
         }
-        const int64_t xrow = a.x_per_slot ? slot : slot / a.n_used;
-        const int8_t *xr = xq + xrow * a.k;
-        const float4 *xmr = xm + xrow * parts;
-        const uint8_t *wr[NW];
-        wr[0] = static_cast<const uint8_t *>(a.w) + (e * a.m + row) * row_bytes;
-        if constexpr (GATE_UP) wr[NW - 1] = static_cast<const uint8_t *>(a.w_up) + (e * a.m + row) * row_bytes;
-        if (slot == blockIdx.y) {
-            /* Launched early (programmatic dependent launch): while the activations are being
-             * quantized, the rows move into L2; then wait for the quantized activations. */
-            if (row < a.m)
+        /* the slots' activation rows */
+        const int8_t *xr[S];
+        const float4 *xmr[S];
 #pragma unroll
-                for (int t = 0; t < NW; t++)
-                    for (int64_t off = (int64_t)u * 128; off < row_bytes; off += (int64_t)L * 128)
-                        prefetch_l2(wr[t] + off);
-            wait_for_prerequisite_grid();
+        for (int j = 0; j < S; j++) {
+            const int64_t slot = S == 1 ? first : rt.sorted[first + (j < count ? j : 0)];
+            const int64_t xrow = a.x_per_slot ? slot : slot / a.n_used;
+            xr[j] = xq + xrow * a.k;
+            xmr[j] = xm + xrow * parts;
         }
-        float acc[NW];
+        float acc[NW][S];
 #pragma unroll
-        for (int t = 0; t < NW; t++) acc[t] = 0.0f;
+        for (int t = 0; t < NW; t++)
+#pragma unroll
+            for (int j = 0; j < S; j++) acc[t][j] = 0.0f;
         if (row < a.m) {
+            const uint8_t *wr[NW];
+#pragma unroll
+            for (int t = 0; t < NW; t++) wr[t] = w[t] + (e * a.m + row) * row_bytes;
 #pragma unroll 2
             for (int64_t P = u; P < parts; P += L) {
-                const int4 x0 = reinterpret_cast<const int4 *>(xr + P * 32)[0];
-                const int4 x1 = reinterpret_cast<const int4 *>(xr + P * 32)[1];
-                const float4 xs = xmr[P];
 #pragma unroll
                 for (int t = 0; t < NW; t++) {
                     qk_part_i8 r;
                     D::part(wr[t] + P / PARTS * T::BYTES, (int)(P % PARTS), &r);
-                    int s0 = __dp4a((int)r.q[0], x0.x, 0);
-                    s0 = __dp4a((int)r.q[1], x0.y, s0);
-                    s0 = __dp4a((int)r.q[2], x0.z, s0);
-                    s0 = __dp4a((int)r.q[3], x0.w, s0);
-                    int s1 = __dp4a((int)r.q[4], x1.x, 0);
-                    s1 = __dp4a((int)r.q[5], x1.y, s1);
-                    s1 = __dp4a((int)r.q[6], x1.z, s1);
-                    s1 = __dp4a((int)r.q[7], x1.w, s1);
-                    acc[t] = fmaf(xs.x, r.s[0] * (float)s0 + r.s[1] * (float)s1, acc[t]);
-                    if constexpr (D::OFFSET) acc[t] += r.o[0] * xs.y + r.o[1] * xs.z;
+#pragma unroll
+                    for (int j = 0; j < S; j++)
+                        if (j < count) acc[t][j] += part_dot<D>(r, xr[j] + P * 32, xmr[j][P]);
                 }
             }
         }
 #pragma unroll
-        for (int t = 0; t < NW; t++)
-            for (int o = L / 2; o > 0; o >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
-        if (u == 0 && row < a.m) y[slot * a.m + row] = GATE_UP ? silu(acc[0]) * acc[NW - 1] : acc[0];
+        for (int j = 0; j < S; j++) {
+#pragma unroll
+            for (int t = 0; t < NW; t++)
+                for (int o = L / 2; o > 0; o >>= 1) acc[t][j] += __shfl_xor_sync(0xffffffffu, acc[t][j], o);
+            if (j < count && u == 0 && row < a.m) {
+                const int64_t slot = S == 1 ? first : rt.sorted[first + j];
+                y[slot * a.m + row] = GATE_UP ? silu(acc[0][j]) * acc[NW - 1][j] : acc[0][j];
+            }
+        }
     }
 }
 
@@ -489,15 +537,15 @@ __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1))
 
 /* ---- launch ----------------------------------------------------------------------------------- */
 
-template <class T, class D, int KIND>
-int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, cudaStream_t s) {
+template <class T, class D, int KIND, int S>
+int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, const moe_route &rt, float *y, cudaStream_t s) {
     const int L = dot_lanes(a.k);
-    const int64_t units = a.n_tokens * a.n_used, rows_per_cta = (int64_t)DOT_WARPS * (32 / L);
-    const dim3 grid((unsigned)((a.m + rows_per_cta - 1) / rows_per_cta), (unsigned)(units < 65535 ? units : 65535));
+    const int64_t items = S == 1 ? a.n_tokens * a.n_used : p.max_tiles, rows_per_cta = (int64_t)DOT_WARPS * (32 / L);
     const uint8_t *ws = static_cast<const uint8_t *>(a.workspace);
     /* launched as a programmatic dependent of qk_cuda_moe_quantize_x's kernel, just before it */
     cudaLaunchConfig_t config = {};
-    config.gridDim = grid;
+    config.gridDim =
+        dim3((unsigned)((a.m + rows_per_cta - 1) / rows_per_cta), (unsigned)(items < 65535 ? items : 65535));
     config.blockDim = dim3(DOT_WARPS * 32);
     config.stream = s;
     cudaLaunchAttribute early;
@@ -505,8 +553,18 @@ int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, c
     early.val.programmaticStreamSerializationAllowed = 1;
     config.attrs = &early;
     config.numAttrs = 1;
-    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND>, a, reinterpret_cast<const int8_t *>(ws + p.xq),
+    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND, S>, a, rt,
+                                   reinterpret_cast<const int8_t *>(ws + p.xq),
                                    reinterpret_cast<const float4 *>(ws + p.xm), y, L);
+}
+
+/* The dot path: per slot (plan bn 1) or grouped by expert, QK_CUDA_MOE_DOT_GROUP slots at most
+ * per item. */
+template <class T, class D, int KIND>
+int launch_dot_kind(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, const moe_route &rt, float *y,
+                    cudaStream_t s) {
+    return p.bn == 1 ? launch_dot<T, D, KIND, 1>(a, p, rt, y, s)
+                     : launch_dot<T, D, KIND, QK_CUDA_MOE_DOT_GROUP>(a, p, rt, y, s);
 }
 
 template <class T, int KIND> int launch_vec(const qk_cuda_moe_args &a, cudaStream_t s) {
@@ -565,12 +623,16 @@ template <class T, class D> int launch_moe(const qk_cuda_moe_args *a, const qk_c
     float *partial = reinterpret_cast<float *>(static_cast<uint8_t *>(a->workspace) + plan->partial);
     if constexpr (D::EXISTS) {
         if (plan->path == QK_CUDA_MOE_DOT && dot_aligned<T>(*a)) {
-            int err = qk_cuda_moe_quantize_x(a, plan, s);
+            moe_route rt = {};
+            float *out = a->kind == QK_CUDA_MOE_WEIGHTED_SUM ? partial : a->y;
+            int err = plan->bn > 1 ? qk_cuda_moe_group(a, plan, &rt, out, s) : 0;
+            if (!err) err = qk_cuda_moe_quantize_x(a, plan, s); /* last: the dot kernel depends on it early */
             if (err) return err;
-            if (a->kind == QK_CUDA_MOE_GATE_UP) return launch_dot<T, D, QK_CUDA_MOE_GATE_UP>(*a, *plan, a->y, s);
-            if (a->kind == QK_CUDA_MOE_MATMUL) return launch_dot<T, D, QK_CUDA_MOE_MATMUL>(*a, *plan, a->y, s);
-            err = launch_dot<T, D, QK_CUDA_MOE_MATMUL>(*a, *plan, partial, s);
-            return err ? err : qk_cuda_moe_weighted_sum(a, partial, s);
+            if (a->kind == QK_CUDA_MOE_GATE_UP)
+                return launch_dot_kind<T, D, QK_CUDA_MOE_GATE_UP>(*a, *plan, rt, out, s);
+            err = launch_dot_kind<T, D, QK_CUDA_MOE_MATMUL>(*a, *plan, rt, out, s);
+            if (err || a->kind == QK_CUDA_MOE_MATMUL) return err;
+            return qk_cuda_moe_weighted_sum(a, partial, s);
         }
     }
     if (plan->path != QK_CUDA_MOE_TILED) {

@@ -10,9 +10,9 @@
 
 namespace {
 
-/* A row per type where it differs from the first (every type). vec_max_tokens: up to this
- * many tokens the vector kernel runs (each slot reads its expert's rows; with so few tokens per
- * expert a tile would be mostly empty and its grouping steps cost more than they save).
+/* A row per type where it differs from the first (every type). vec_max_tokens: at the exact
+ * precision (and for the float weights), up to this many tokens the vector kernel runs (each slot reads its expert's
+ * rows; with so few tokens per expert a tile would be mostly empty and its grouping steps cost more than they save).
  * bn64_min_tokens_per_expert: the tiled kernel takes 64 slots per tile from this mean number
  * of slots per expert the routing touches, 32 below it. */
 struct threshold {
@@ -54,28 +54,49 @@ constexpr threshold thresholds[] = {
     {QK_TYPE_BF16, INT_MAX, 0},
 };
 
-const threshold &threshold_of(int type) {
-    for (const threshold &t : thresholds)
+/* The dot path's (8-bit activations: the default precision, quantized weights), the same way:
+ * every slot its own work item up to per_slot_max_tokens, slots grouped by expert (each
+ * expert's rows read once for all its slots, at the cost of the grouping step) up to max_tokens,
+ * the tiled kernel above. First guesses, to be tuned by measurement (QK_MOE_PATH). */
+struct dot_threshold {
+    int type; /* -1: the default */
+    int per_slot_max_tokens;
+    int max_tokens;
+};
+
+constexpr dot_threshold dot_thresholds[] = {
+    {-1, 4, 128},
+};
+
+template <class R, size_t N> const R &row_of(const R (&table)[N], int type) {
+    for (const R &t : table)
         if (t.type == type) return t;
-    return thresholds[0];
+    return table[0];
 }
 
 size_t align_up(size_t n) { return (n + 255) & ~(size_t)255; }
 
 bool plain_type(int t) { return t == QK_TYPE_F32 || t == QK_TYPE_F16 || t == QK_TYPE_BF16; }
 
-/* QK_MOE_PATH=vec|dot|tiled forces a path where the type and precision allow it: for measuring
- * the thresholds below (bench/), never needed for correct results. Read once. */
-int forced_path() {
-    static const int path = [] {
+/* QK_MOE_PATH=vec|dot|dot1|dot8|tiled forces a path where the type and precision allow it (dot1:
+ * the dot path per slot, dot8: grouped): for measuring the thresholds above (bench/), never needed
+ * for correct results. Read once. */
+struct forced {
+    int path = -1, bn = 0;
+};
+forced forced_path() {
+    static const forced f = [] {
+        forced r;
         const char *v = getenv("QK_MOE_PATH");
-        if (!v) return -1;
-        if (!strcmp(v, "vec")) return (int)QK_CUDA_MOE_VEC;
-        if (!strcmp(v, "dot")) return (int)QK_CUDA_MOE_DOT;
-        if (!strcmp(v, "tiled")) return (int)QK_CUDA_MOE_TILED;
-        return -1;
+        if (!v) return r;
+        if (!strcmp(v, "vec")) r.path = QK_CUDA_MOE_VEC;
+        if (!strncmp(v, "dot", 3)) r.path = QK_CUDA_MOE_DOT;
+        if (!strcmp(v, "dot1")) r.bn = 1;
+        if (!strcmp(v, "dot8")) r.bn = QK_CUDA_MOE_DOT_GROUP;
+        if (!strcmp(v, "tiled")) r.path = QK_CUDA_MOE_TILED;
+        return r;
     }();
-    return path;
+    return f;
 }
 
 } // namespace
@@ -84,15 +105,16 @@ int forced_path() {
  * products at the end, so its size is the most any kind needs (bytes_any). */
 extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     qk_cuda_moe_plan p = {};
-    const threshold &t = threshold_of(a->type);
+    const threshold &t = row_of(thresholds, a->type);
+    const dot_threshold &dt = row_of(dot_thresholds, a->type);
     const int64_t slots = a->n_tokens * a->n_used;
     const size_t partial = align_up((size_t)(slots * a->m) * sizeof(float));
     const bool plain = plain_type(a->type), dot_ok = !plain && !a->exact;
     int path =
         a->n_tokens <= (int64_t)t.vec_max_tokens ? (dot_ok ? QK_CUDA_MOE_DOT : QK_CUDA_MOE_VEC) : QK_CUDA_MOE_TILED;
-    const int forced = forced_path();
-    if (forced == QK_CUDA_MOE_VEC || (forced == QK_CUDA_MOE_DOT && dot_ok) || (forced == QK_CUDA_MOE_TILED && !plain))
-        path = forced;
+    const forced f = forced_path();
+    if (f.path == QK_CUDA_MOE_VEC || (f.path == QK_CUDA_MOE_DOT && dot_ok) || (f.path == QK_CUDA_MOE_TILED && !plain))
+        path = f.path;
     if (path == QK_CUDA_MOE_VEC) { /* scratch: the weighted sum's per-slot products */
         p.path = QK_CUDA_MOE_VEC;
         p.partial = 0;
@@ -101,9 +123,22 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         return p;
     }
     const int64_t x_rows = a->x_per_slot ? slots : a->n_tokens;
-    if (path == QK_CUDA_MOE_DOT) { /* the 8-bit activations, and the weighted sum's per-slot products */
+    const int64_t touched = a->n_expert < slots ? a->n_expert : slots;
+    if (path == QK_CUDA_MOE_DOT) {
+        /* the 8-bit activations, the grouping when slots share experts, the weighted sum's
+         * per-slot products */
         size_t at = 0;
         p.path = QK_CUDA_MOE_DOT;
+        p.bn = a->n_tokens <= (int64_t)dt.per_slot_max_tokens ? 1 : QK_CUDA_MOE_DOT_GROUP;
+        if (f.bn) p.bn = f.bn;
+        if (p.bn > 1) {
+            const int64_t tiles = touched + slots / p.bn + 1;
+            p.max_tiles = tiles > (1 << 30) ? (1 << 30) : (int)tiles;
+            p.counts = at, at += align_up(2 * (size_t)a->n_expert * sizeof(int));
+            p.tiles = at, at += align_up((size_t)p.max_tiles * sizeof(int4));
+            p.n_tiles = at, at += align_up(sizeof(int));
+            p.sorted = at, at += align_up((size_t)slots * sizeof(int));
+        }
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;
@@ -111,7 +146,6 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         p.bytes = a->kind == QK_CUDA_MOE_WEIGHTED_SUM ? at + partial : at;
         return p;
     }
-    const int64_t touched = a->n_expert < slots ? a->n_expert : slots;
     p.path = QK_CUDA_MOE_TILED;
     p.bn = slots >= (int64_t)t.bn64_min_tokens_per_expert * touched ? 64 : 32;
     const int64_t tiles = touched + slots / p.bn + 1;
