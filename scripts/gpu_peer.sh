@@ -12,7 +12,9 @@
 #          tree (its ggml/ is built here: a few minutes on 16 cores)
 #   env:   OUT (results folder), QK_PEER_TYPES (comma list of type names; default every type),
 #          QK_PEER_TOKENS (largest token count, default 2048), QK_PEER_TESTS=1 (run the CUDA GPU
-#          tests first), QK_PEER_COMMIT (the peer's commit when GGML has no PEER_COMMIT file)
+#          tests first), QK_PEER_MODELS=1 (then `qkern bench tg` and `pp` on Qwen3.5-35B-A3B and
+#          397B-A17B, Q4_K and IQ2_XXS, appended to the JSONL), QK_PEER_COMMIT (the peer's commit
+#          when GGML has no PEER_COMMIT file)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=$1 ggml=$2
@@ -24,11 +26,13 @@ device=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 commit=$(cat "$build/COMMIT")
 results="$out/moe-peer.jsonl"
 : >"$results"
+# at most a few files come back from the device: the JSONL, the table, the test log and one log of the rest
+log="$out/peer.log" work=$(mktemp -d)
 types=${QK_PEER_TYPES:-all} max=${QK_PEER_TOKENS:-2048}
 {
   echo "date: $(date -u +%FT%TZ)  qkern: $commit"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv
-} | tee "$out/device.txt"
+} | tee "$log"
 
 if [ "${QK_PEER_TESTS:-0}" = 1 ]; then
   echo "== GPU tests"
@@ -43,17 +47,18 @@ fi
 echo "== ggml"
 if [ -f "$ggml/ggml-carry.tar.xz" ]; then xz -dc "$ggml/ggml-carry.tar.xz" | tar -C "$ggml" -xf -; fi
 if [ ! -x "$ggml/bench-mmid-cold" ]; then
-  bash bench/peer/build_ggml_cuda.sh "$ggml" "$out/ggml-build" >"$out/ggml-build.log" 2>&1 || {
-    tail -20 "$out/ggml-build.log"
+  bash bench/peer/build_ggml_cuda.sh "$ggml" "$work/ggml-build" >>"$log" 2>&1 || {
+    tail -20 "$log"
     exit 1
   }
-  ggml="$out/ggml-build"
+  ggml="$work/ggml-build"
 fi
 peer_commit=${QK_PEER_COMMIT:-$(cat "$ggml/PEER_COMMIT" 2>/dev/null || echo unknown)}
 ggml_libs=$(find "$ggml" -name 'libggml*.so*' -printf '%h\n' | sort -u | tr '\n' ':')
 LD_LIBRARY_PATH="$ggml_libs$libs" BENCH_JSONL="$results" BENCH_PEER_COMMIT="$peer_commit" BENCH_DEVICE="$device" \
-  "$ggml/bench-mmid-cold" CUDA0 "qwen3.5-35b-a3b" "$types" "$max" >"$out/ggml.txt" 2>&1
-tail -3 "$out/ggml.txt"
+  "$ggml/bench-mmid-cold" CUDA0 "qwen3.5-35b-a3b" "$types" "$max" >"$work/ggml.txt" 2>&1
+cat "$work/ggml.txt" >>"$log"
+tail -3 "$work/ggml.txt"
 
 echo "== qkern"
 filter="BM_moe/matmul_"
@@ -67,9 +72,9 @@ print("|".join(i for n, i in cells if n.upper() in want and i.isdigit()))' "$typ
   filter="BM_moe/matmul_.*/type:($ids)/"
 fi
 LD_LIBRARY_PATH=$libs "$build/bench/qkern_bench_moe" --benchmark_filter="$filter" --benchmark_min_time=0.05s \
-  --benchmark_out="$out/qkern-moe.json" --benchmark_out_format=json >"$out/qkern.txt" 2>&1
-python3 bench/to_jsonl.py "$out/qkern-moe.json" "$device" "$commit" "$results" >/dev/null
-python3 - "$out/qkern-moe.json" "$results" "$max" <<'PY'
+  --benchmark_out="$work/qkern-moe.json" --benchmark_out_format=json >>"$log" 2>&1
+python3 bench/to_jsonl.py "$work/qkern-moe.json" "$device" "$commit" "$results" >/dev/null
+python3 - "$work/qkern-moe.json" "$results" "$max" <<'PY'
 # drop qkern's rows above the largest token count asked for, so that both sides cover the same cells
 import json, sys
 max_tokens = int(sys.argv[3])
@@ -82,7 +87,24 @@ PY
 
 echo "== torch"
 tokens=$(python3 -c "import sys; print(','.join(t for t in '1,8,32,128,512,2048'.split(',') if int(t) <= int(sys.argv[1])))" "$max")
-python3 bench/peer/torch_grouped_mm.py --jsonl "$results" --device-name "$device" --tokens "$tokens" >"$out/torch.txt" 2>&1
-tail -3 "$out/torch.txt"
+python3 bench/peer/torch_grouped_mm.py --jsonl "$results" --device-name "$device" --tokens "$tokens" >"$work/torch.txt" 2>&1
+cat "$work/torch.txt" >>"$log"
+tail -3 "$work/torch.txt"
+
+if [ "${QK_PEER_MODELS:-0}" = 1 ]; then
+  echo "== whole models (qkern bench)"
+  for model in qwen3.5-35b-a3b qwen3.5-397b-a17b; do
+    for what in tg pp; do
+      LD_LIBRARY_PATH=$libs "$build/cli/qkern" bench "$what" -m "$model" -t Q4_K,IQ2_XXS --routing uniform \
+        --device cuda:0 -r 3 --commit "$commit" --format json >"$work/model.json" 2>>"$log" &&
+        python3 -c 'import json, sys
+doc = json.load(open(sys.argv[1]))
+rows = doc if isinstance(doc, list) else doc.get("results", doc.get("rows", [doc]))
+with open(sys.argv[2], "a") as f:
+    for r in rows: f.write(json.dumps(r) + "\n")
+    print("\n".join(json.dumps(r)[:300] for r in rows))' "$work/model.json" "$results"
+    done
+  done
+fi
 
 python3 bench/peer/compare.py "$results" | tee "$out/compare.md" | tail -40

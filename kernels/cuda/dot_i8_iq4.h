@@ -72,7 +72,7 @@ static inline QK_HD void qk_part_i8_iq4_nl(const uint8_t *b, int p, qk_part_i8 *
     uint32_t w[4];
     qk_iq4nl_ld_qs(b, w);
     for (int k = 0; k < 4; k++) qk_iq4_levels(&t, w[k], &r->q[k], &r->q[4 + k]);
-    r->s[0] = r->s[1] = qk_fp16_to_f32((uint16_t)qk_ld32_a2(b + QK_IQ4NL_D));
+    r->s[0] = r->s[1] = qk_i8_half(qk_ld32_a2(b + QK_IQ4NL_D));
     r->o[0] = r->o[1] = 0.0f;
 }
 
@@ -84,7 +84,7 @@ static inline QK_HD void qk_part_i8_iq4_xs(const uint8_t *b, int p, qk_part_i8 *
     for (int k = 0; k < 4; k++) qk_iq4_levels(&t, qk_ld32_a4(qs + 4 * k), &r->q[k], &r->q[4 + k]);
     const uint32_t dh = qk_ld32_a4(b + QK_IQ4XS_D); /* d, then the high scale bits */
     const uint32_t ls = ((qk_ld32_a4(b + QK_IQ4XS_SCL) >> 4 * p) & 15u) | ((dh >> (16 + 2 * p)) & 3u) << 4;
-    r->s[0] = r->s[1] = qk_fp16_to_f32((uint16_t)dh) * (float)((int)ls - 32);
+    r->s[0] = r->s[1] = qk_i8_half(dh) * (float)((int)ls - 32);
     r->o[0] = r->o[1] = 0.0f;
 }
 

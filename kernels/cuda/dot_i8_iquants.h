@@ -36,9 +36,9 @@ static inline QK_HD float qk_iq_fp16(uint32_t h) {
     return qk_bits_f32((h & 0x7c00u) == 0x7c00u ? u | 0x7f800000u : u) * 0x1p112f;
 }
 
-/* Sign bits to 0x01 per byte to negate, for lattice words of four magnitudes in 1..127. Bit j of
- * a 7-bit x lands alone at bit j + 7k of x * 0x204081 (k = 0..3: no two terms meet, no carries),
- * so bits 8k and 8k + 4 hold x's bits k and k + 4. */
+/* Sign bits become 0x01 in the bytes to negate of a word of four lattice magnitudes (1..127). Bit j
+ * of a 7-bit x lands alone at bit j + 7k of x * 0x204081 (k = 0..3: no two terms meet, so no
+ * carries): the product's bits 8k and 8k + 4 are x's bits k and k + 4. */
 #define QK_IQ_SPREAD 0x00204081u
 #define QK_IQ_BYTE1  0x01010101u
 
@@ -147,9 +147,10 @@ static inline QK_HD void qk_part_i8_iq3_s(const uint8_t *b, int p, qk_part_i8 *r
     qk_iq_one_scale(r, d * (float)(1 + 2 * sc));
 }
 
-/* IQ1: a GPU grid entry holds G + 1 in {0, 1, 2} per nibble (elements 0-3 low nibbles, 4-7 high).
- * bias is 0x80 + 8 * delta - 8 per byte, so G8 + bias stays within a byte and ^ 0x80 makes it
- * 8 * (G + delta) in two's complement. */
+/* IQ1 from the GPU grid (half the bytes of the signed one): an entry holds G + 1 in {0, 1, 2} per
+ * nibble, elements 0-3 in the low nibbles, 4-7 in the high ones. bias is 0x80 + 8 * delta - 8 per
+ * byte, so 8 * (G + 1) + bias stays inside its byte (0x77..0x89) and ^ 0x80 leaves 8 * (G + delta)
+ * in two's complement. */
 static inline QK_HD void qk_iq1_put8(uint32_t g, uint32_t bias, uint32_t *q) {
     q[0] = (((g << 3) & 0x78787878u) + bias) ^ 0x80808080u;
     q[1] = (((g >> 1) & 0x78787878u) + bias) ^ 0x80808080u;

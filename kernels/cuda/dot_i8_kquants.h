@@ -51,7 +51,7 @@ static inline QK_HD void qk_part_i8_q2_k(const uint8_t *b, int p, qk_part_i8 *r)
     for (int k = 0; k < 8; k++) r->q[k] = (qk_ld32_a4(qs + 4 * k) >> sh) & 0x03030303u;
     const uint32_t dd = qk_ld32_a4(b + QK_Q2K_D); /* d, then dmin */
     const uint32_t sc = qk_ld32_a4(b + QK_Q2K_SCALES + 4 * (u / 2)) >> 16 * (u % 2);
-    const float d = qk_fp16_to_f32((uint16_t)dd), dmin = qk_fp16_to_f32((uint16_t)(dd >> 16));
+    const float d = qk_i8_half(dd), dmin = qk_i8_half(dd >> 16);
     for (int h = 0; h < 2; h++) {
         const uint32_t s = sc >> 8 * h;
         r->s[h] = d * (float)(s & 15u);
@@ -81,7 +81,7 @@ static inline QK_HD void qk_part_i8_q3_k(const uint8_t *b, int p, qk_part_i8 *r)
     const uint32_t lo4 = (qk_kq_ld16_a2(b + QK_Q3K_SCALES + 2 * (u % 4)) >> 4 * (u / 4)) & 0x0f0fu;
     const uint32_t hi2 = (qk_kq_ld16_a2(b + QK_Q3K_SCALES + 8 + 2 * (u % 2)) >> 2 * (u / 2)) & 0x0303u;
     const uint32_t sc = lo4 | hi2 << 4;
-    const float d = qk_fp16_to_f32((uint16_t)qk_kq_ld16_a2(b + QK_Q3K_D));
+    const float d = qk_i8_half(qk_kq_ld16_a2(b + QK_Q3K_D));
     r->s[0] = d * (float)((int)(sc & 63u) - 32);
     r->s[1] = d * (float)((int)(sc >> 8) - 32);
     r->o[0] = r->o[1] = 0.0f;
@@ -109,8 +109,8 @@ static inline QK_HD void qk_part_i8_q4_k(const uint8_t *b, int p, qk_part_i8 *r)
     const uint32_t dd = qk_ld32_a4(b + QK_Q4K_D); /* d, then dmin */
     uint32_t sc, mn;
     qk_kq_scale_min6_i8(b + QK_Q4K_SCALES, u, &sc, &mn);
-    r->s[0] = r->s[1] = qk_fp16_to_f32((uint16_t)dd) * (float)sc;
-    r->o[0] = r->o[1] = -(qk_fp16_to_f32((uint16_t)(dd >> 16)) * (float)mn);
+    r->s[0] = r->s[1] = qk_i8_half(dd) * (float)sc;
+    r->o[0] = r->o[1] = -(qk_i8_half(dd >> 16) * (float)mn);
 }
 
 #define QK_I8_OFFSET_q5_k 1
@@ -126,8 +126,8 @@ static inline QK_HD void qk_part_i8_q5_k(const uint8_t *b, int p, qk_part_i8 *r)
     const uint32_t dd = qk_ld32_a4(b + QK_Q5K_D);
     uint32_t sc, mn;
     qk_kq_scale_min6_i8(b + QK_Q5K_SCALES, u, &sc, &mn);
-    r->s[0] = r->s[1] = qk_fp16_to_f32((uint16_t)dd) * (float)sc;
-    r->o[0] = r->o[1] = -(qk_fp16_to_f32((uint16_t)(dd >> 16)) * (float)mn);
+    r->s[0] = r->s[1] = qk_i8_half(dd) * (float)sc;
+    r->o[0] = r->o[1] = -(qk_i8_half(dd >> 16) * (float)mn);
 }
 
 /* ---- Q6_K: 4 low bits + 2 high bits, int8 scale per 16 --------------------------------- */
@@ -152,7 +152,7 @@ static inline QK_HD void qk_part_i8_q6_k(const uint8_t *b, int p, qk_part_i8 *r)
         r->q[k] = (lo + (hi << 4) + 0x60606060u) ^ 0x80808080u;
     }
     const uint32_t sc = qk_kq_ld16_a2(b + QK_Q6K_SCALES + 2 * u);
-    const float d = qk_fp16_to_f32((uint16_t)qk_kq_ld16_a2(b + QK_Q6K_D));
+    const float d = qk_i8_half(qk_kq_ld16_a2(b + QK_Q6K_D));
     r->s[0] = d * (float)(int8_t)(uint8_t)sc;
     r->s[1] = d * (float)(int8_t)(uint8_t)(sc >> 8);
     r->o[0] = r->o[1] = 0.0f;
