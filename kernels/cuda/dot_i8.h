@@ -65,6 +65,16 @@ static inline QK_HD uint32_t qk_ld32_a2(const uint8_t *p) {
 #endif
 }
 
+/* 16 bits at p, little-endian, p 2-byte aligned: a block's last 16-bit field, where a 32-bit
+ * read would leave the block. */
+static inline QK_HD uint32_t qk_ld16_a2(const uint8_t *p) {
+#ifdef __CUDA_ARCH__
+    return *(const uint16_t *)p;
+#else
+    return qk_rd16(p);
+#endif
+}
+
 /* 32 bits at p, any alignment. */
 static inline QK_HD uint32_t qk_ld32_a1(const uint8_t *p) { return qk_rd32(p); }
 

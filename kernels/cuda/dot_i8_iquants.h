@@ -19,23 +19,6 @@
 #define QK_I8_OFFSET_iq1_s   0
 #define QK_I8_OFFSET_iq1_m   0
 
-/* 16 bits at p, p 2-byte aligned: one load on the device (a 32-bit one could pass the block's end). */
-static inline QK_HD uint32_t qk_iq_ld16_a2(const uint8_t *p) {
-#ifdef __CUDA_ARCH__
-    return *(const uint16_t *)p;
-#else
-    return qk_rd16(p);
-#endif
-}
-
-/* qk_fp16_to_f32 without its branches (they cost a part ~15 device instructions): the fp16 bits
- * moved into an f32's, rescaled by 2^112, exactly, subnormals included as long as f32 denormals are
- * kept (-ftz=false, nvcc's default); inf and NaN get the f32 exponent of all ones. */
-static inline QK_HD float qk_iq_fp16(uint32_t h) {
-    const uint32_t u = ((h & 0x7fffu) << 13) | ((h & 0x8000u) << 16);
-    return qk_bits_f32((h & 0x7c00u) == 0x7c00u ? u | 0x7f800000u : u) * 0x1p112f;
-}
-
 /* Sign bits become 0x01 in the bytes to negate of a word of four lattice magnitudes (1..127). Bit j
  * of a 7-bit x lands alone at bit j + 7k of x * 0x204081 (k = 0..3: no two terms meet, so no
  * carries): the product's bits 8k and 8k + 4 are x's bits k and k + 4. */
@@ -86,7 +69,7 @@ static inline QK_HD void qk_part_i8_iq2_xxs(const uint8_t *b, int p, qk_part_i8 
     const uint32_t idx = qk_ld32_a2(c), aux = qk_ld32_a2(c + 4);
     for (int l = 0; l < 4; l++)
         qk_iq_put_ksigned(QK_TAB(qk_iq2xxs_grid)[(idx >> 8 * l) & 255], (aux >> 7 * l) & 127, r->q + 2 * l);
-    const float d = qk_iq_fp16(qk_iq_ld16_a2(b));
+    const float d = qk_i8_half(qk_ld16_a2(b));
     qk_iq_one_scale(r, d * (0.5f + (float)(aux >> 28)) * 0.25f);
 }
 
@@ -97,7 +80,7 @@ static inline QK_HD void qk_part_i8_iq2_xs(const uint8_t *b, int p, qk_part_i8 *
         const uint32_t v = w[l / 2] >> 16 * (l % 2); /* grid index in bits 0-8, sign index 9-15 */
         qk_iq_put_ksigned(QK_TAB(qk_iq2xs_grid)[v & 511], (v >> 9) & 127, r->q + 2 * l);
     }
-    const float d = qk_iq_fp16(qk_iq_ld16_a2(b));
+    const float d = qk_i8_half(qk_ld16_a2(b));
     const uint32_t sc = b[QK_IQ2XS_SCALES + p];
     r->s[0] = d * (0.5f + (float)(sc & 15)) * 0.25f;
     r->s[1] = d * (0.5f + (float)(sc >> 4)) * 0.25f;
@@ -111,7 +94,7 @@ static inline QK_HD void qk_part_i8_iq2_s(const uint8_t *b, int p, qk_part_i8 *r
         const uint64_t g = QK_TAB(qk_iq2s_grid)[((qs >> 8 * l) & 255) | ((qh << (8 - 2 * l)) & 0x300)];
         qk_iq_put_signed8((uint32_t)g, (uint32_t)(g >> 32), signs >> 8 * l, r->q + 2 * l);
     }
-    const float d = qk_iq_fp16(qk_iq_ld16_a2(b));
+    const float d = qk_i8_half(qk_ld16_a2(b));
     r->s[0] = d * (0.5f + (float)(sc & 15)) * 0.25f;
     r->s[1] = d * (0.5f + (float)(sc >> 4)) * 0.25f;
     r->o[0] = r->o[1] = 0.0f;
@@ -128,7 +111,7 @@ static inline QK_HD void qk_part_i8_iq3_xxs(const uint8_t *b, int p, qk_part_i8 
             (uint64_t)QK_TAB(qk_iq3xxs_grid)[ix & 255] | (uint64_t)QK_TAB(qk_iq3xxs_grid)[(ix >> 8) & 255] << 32;
         qk_iq_put_ksigned(g, (aux >> 7 * l) & 127, r->q + 2 * l);
     }
-    const float d = qk_iq_fp16(qk_iq_ld16_a2(b));
+    const float d = qk_i8_half(qk_ld16_a2(b));
     qk_iq_one_scale(r, d * (0.5f + (float)(aux >> 28)) * 0.5f);
 }
 
@@ -142,7 +125,7 @@ static inline QK_HD void qk_part_i8_iq3_s(const uint8_t *b, int p, qk_part_i8 *r
         const uint32_t g1 = QK_TAB(qk_iq3s_grid)[((ix >> 8) & 255) | ((h << 7) & 256)];
         qk_iq_put_signed8(g0, g1, signs >> 8 * l, r->q + 2 * l);
     }
-    const float d = qk_iq_fp16(qk_iq_ld16_a2(b));
+    const float d = qk_i8_half(qk_ld16_a2(b));
     const uint32_t sc = (uint32_t)(b[QK_IQ3S_SCALES + p / 2] >> 4 * (p % 2)) & 15;
     qk_iq_one_scale(r, d * (float)(1 + 2 * sc));
 }
@@ -160,17 +143,17 @@ static inline QK_HD void qk_iq1_put8(uint32_t g, uint32_t bias, uint32_t *q) {
 static inline QK_HD uint32_t qk_iq1_bias(uint32_t neg) { return 0x79797979u - (neg & 1) * 0x02020202u; }
 
 static inline QK_HD void qk_part_i8_iq1_s(const uint8_t *b, int p, qk_part_i8 *r) {
-    const uint32_t qs = qk_ld32_a2(b + QK_IQ1S_QS + 4 * p), h = qk_iq_ld16_a2(b + QK_IQ1S_QH + 2 * p);
+    const uint32_t qs = qk_ld32_a2(b + QK_IQ1S_QS + 4 * p), h = qk_ld16_a2(b + QK_IQ1S_QH + 2 * p);
     const uint32_t bias = qk_iq1_bias(h >> 15);
     for (int l = 0; l < 4; l++)
         qk_iq1_put8(QK_TAB(qk_iq1s_grid_gpu)[((qs >> 8 * l) & 255) | (((h >> 3 * l) << 8) & 0x700)], bias,
                     r->q + 2 * l);
-    const float d = qk_iq_fp16(qk_iq_ld16_a2(b + QK_IQ1S_D));
+    const float d = qk_i8_half(qk_ld16_a2(b + QK_IQ1S_D));
     qk_iq_one_scale(r, d * (float)(2 * ((h >> 12) & 7) + 1) * 0.125f);
 }
 
 static inline QK_HD void qk_part_i8_iq1_m(const uint8_t *b, int p, qk_part_i8 *r) {
-    const uint32_t qs = qk_ld32_a4(b + QK_IQ1M_QS + 4 * p), qh = qk_iq_ld16_a2(b + QK_IQ1M_QH + 2 * p);
+    const uint32_t qs = qk_ld32_a4(b + QK_IQ1M_QS + 4 * p), qh = qk_ld16_a2(b + QK_IQ1M_QH + 2 * p);
     for (int l = 0; l < 4; l++) {
         const uint32_t nib = qh >> 4 * l; /* index bits 8-10, delta sign */
         qk_iq1_put8(QK_TAB(qk_iq1s_grid_gpu)[((qs >> 8 * l) & 255) | ((nib << 8) & 0x700)], qk_iq1_bias(nib >> 3),
@@ -179,7 +162,7 @@ static inline QK_HD void qk_part_i8_iq1_m(const uint8_t *b, int p, qk_part_i8 *r
     /* scale words W0 W1 | W2 W3; the super-scale's fp16 bits are their top nibbles */
     const uint32_t w01 = qk_ld32_a4(b + QK_IQ1M_SC), w23 = qk_ld32_a4(b + QK_IQ1M_SC + 4);
     const uint32_t dbits = ((w01 >> 12) & 0xf) | ((w01 >> 24) & 0xf0) | ((w23 >> 4) & 0xf00) | ((w23 >> 16) & 0xf000);
-    const float d = qk_iq_fp16(dbits);
+    const float d = qk_i8_half(dbits);
     const uint32_t w = ((p & 4) ? w23 : w01) >> (16 * ((p >> 1) & 1) + 6 * (p & 1));
     r->s[0] = d * (float)(2 * (w & 7) + 1) * 0.125f;
     r->s[1] = d * (float)(2 * ((w >> 3) & 7) + 1) * 0.125f;

@@ -11,16 +11,6 @@
 #include "dot_i8.h"
 #include "kquants_block.h"
 
-/* 16 bits at p, little-endian, p 2-byte aligned: Q3_K's and Q6_K's fp16 d is the last field of
- * the block, where a 32-bit read would leave it. */
-static inline QK_HD uint32_t qk_kq_ld16_a2(const uint8_t *p) {
-#ifdef __CUDA_ARCH__
-    return *(const uint16_t *)p;
-#else
-    return qk_rd16(p);
-#endif
-}
-
 /* The eight words at p (2-byte aligned) shifted right by sh < 8, their top sh bits unspecified:
  * for codes masked out of the low bits of each byte. On the device nine aligned 32-bit loads
  * from p rounded down to 4 and one funnel shift per word, where qk_ld32_a2 takes sixteen 16-bit
@@ -78,10 +68,10 @@ static inline QK_HD void qk_part_i8_q3_k(const uint8_t *b, int p, qk_part_i8 *r)
     }
     /* sub-blocks 2p, 2p+1: low nibbles in bytes 2p % 8 and the next (high nibbles for p >= 4),
      * top bit pairs 2 * (p / 2) of bytes 8 + 2 * (p % 2) and the next */
-    const uint32_t lo4 = (qk_kq_ld16_a2(b + QK_Q3K_SCALES + 2 * (u % 4)) >> 4 * (u / 4)) & 0x0f0fu;
-    const uint32_t hi2 = (qk_kq_ld16_a2(b + QK_Q3K_SCALES + 8 + 2 * (u % 2)) >> 2 * (u / 2)) & 0x0303u;
+    const uint32_t lo4 = (qk_ld16_a2(b + QK_Q3K_SCALES + 2 * (u % 4)) >> 4 * (u / 4)) & 0x0f0fu;
+    const uint32_t hi2 = (qk_ld16_a2(b + QK_Q3K_SCALES + 8 + 2 * (u % 2)) >> 2 * (u / 2)) & 0x0303u;
     const uint32_t sc = lo4 | hi2 << 4;
-    const float d = qk_i8_half(qk_kq_ld16_a2(b + QK_Q3K_D));
+    const float d = qk_i8_half(qk_ld16_a2(b + QK_Q3K_D));
     r->s[0] = d * (float)((int)(sc & 63u) - 32);
     r->s[1] = d * (float)((int)(sc >> 8) - 32);
     r->o[0] = r->o[1] = 0.0f;
@@ -151,8 +141,8 @@ static inline QK_HD void qk_part_i8_q6_k(const uint8_t *b, int p, qk_part_i8 *r)
          * bit 7 of that is adding 0x80 modulo 256 */
         r->q[k] = (lo + (hi << 4) + 0x60606060u) ^ 0x80808080u;
     }
-    const uint32_t sc = qk_kq_ld16_a2(b + QK_Q6K_SCALES + 2 * u);
-    const float d = qk_i8_half(qk_kq_ld16_a2(b + QK_Q6K_D));
+    const uint32_t sc = qk_ld16_a2(b + QK_Q6K_SCALES + 2 * u);
+    const float d = qk_i8_half(qk_ld16_a2(b + QK_Q6K_D));
     r->s[0] = d * (float)(int8_t)(uint8_t)sc;
     r->s[1] = d * (float)(int8_t)(uint8_t)(sc >> 8);
     r->o[0] = r->o[1] = 0.0f;
