@@ -226,7 +226,8 @@ struct no_dot {
     __device__ static void part(const uint8_t *, int, qk_part_i8 *) {}
 };
 
-constexpr int DOT_WARPS = 4;
+/* DOT_ROWS rows per lane group: each activation part loaded serves that many rows. */
+constexpr int DOT_WARPS = 4, DOT_ROWS = 2;
 
 /* Lanes per row: the row's 32-value parts are strided over them, 32 / L rows per warp. */
 inline int dot_lanes(int64_t k) {
@@ -235,42 +236,53 @@ inline int dot_lanes(int64_t k) {
     return l;
 }
 
-/* Part P of a row, decoded (r), times part P of a slot's 8-bit activations (x: the row of xq, xs:
- * its xm entry): four dp4a per half, the halves' integer sums scaled by the weights' and the
- * activations' scales, plus the offsets times the activations' exact half sums. */
-template <class D> __device__ inline float part_dot(const qk_part_i8 &r, const int8_t *x, float4 xs) {
-    const int4 x0 = reinterpret_cast<const int4 *>(x)[0], x1 = reinterpret_cast<const int4 *>(x)[1];
-    int s0 = __dp4a((int)r.q[0], x0.x, 0);
-    s0 = __dp4a((int)r.q[1], x0.y, s0);
-    s0 = __dp4a((int)r.q[2], x0.z, s0);
-    s0 = __dp4a((int)r.q[3], x0.w, s0);
-    int s1 = __dp4a((int)r.q[4], x1.x, 0);
-    s1 = __dp4a((int)r.q[5], x1.y, s1);
-    s1 = __dp4a((int)r.q[6], x1.z, s1);
-    s1 = __dp4a((int)r.q[7], x1.w, s1);
-    float v = xs.x * (r.s[0] * (float)s0 + r.s[1] * (float)s1);
-    if constexpr (D::OFFSET) v += r.o[0] * xs.y + r.o[1] * xs.z;
+/* Part P of a slot's 8-bit activations: codes x0 (values 0-15), x1 (16-31), and xs: scale, sums of
+ * the two halves (qk_cuda_moe_quantize_x). */
+struct x_part {
+    int4 x0, x1;
+    float4 xs;
+    __device__ void load(const int8_t *x, const float4 *xm, int64_t P) {
+        x0 = reinterpret_cast<const int4 *>(x + P * 32)[0];
+        x1 = reinterpret_cast<const int4 *>(x + P * 32)[1];
+        xs = xm[P];
+    }
+};
+
+/* A decoded weight part (r) times an activation part: four dp4a per half, the halves' integer
+ * sums scaled by the weights' and the activations' scales, plus the offsets times the
+ * activations' exact half sums. */
+template <class D> __device__ inline float part_dot(const qk_part_i8 &r, const x_part &x) {
+    int s0 = __dp4a((int)r.q[0], x.x0.x, 0);
+    s0 = __dp4a((int)r.q[1], x.x0.y, s0);
+    s0 = __dp4a((int)r.q[2], x.x0.z, s0);
+    s0 = __dp4a((int)r.q[3], x.x0.w, s0);
+    int s1 = __dp4a((int)r.q[4], x.x1.x, 0);
+    s1 = __dp4a((int)r.q[5], x.x1.y, s1);
+    s1 = __dp4a((int)r.q[6], x.x1.z, s1);
+    s1 = __dp4a((int)r.q[7], x.x1.w, s1);
+    float v = x.xs.x * (r.s[0] * (float)s0 + r.s[1] * (float)s1);
+    if constexpr (D::OFFSET) v += r.o[0] * x.xs.y + r.o[1] * x.xs.z;
     return v;
 }
 
-/* grid: (row groups of DOT_WARPS * 32 / L rows, work items, grid-stride). A work item is one
- * expert and S slots of it at most: with S = 1, slot blockIdx.y (every slot its own item, no
- * grouping step); with S > 1, a tile of the grouping (moe_route.cu, r.tiles), so that the rows of
+/* grid: (row groups of DOT_WARPS * 32 / L * DOT_ROWS rows, work items, grid-stride). A work item is
+ * one expert and S slots of it at most: with S = 1, slot blockIdx.y (every slot its own item, no
+ * grouping step); with S > 1, a tile of the grouping (moe_route.cu, rt.tiles), so that the rows of
  * an expert chosen by several slots are read and decoded once for all of them.
  *
- * Lane (g, u) of a warp takes row g of the warp's rows and its parts u, u + L, ...: per part it
- * decodes the weights to 8-bit codes (straight from global memory: a warp's lanes together read
- * whole rows, every byte once) and takes the part's dot product with each slot's 8-bit
- * activations (xq, xm: qk_cuda_moe_quantize_x); the L lanes of a row then add their sums in a
- * fixed order. Launched as a programmatic dependent of the quantize kernel: the first item's rows
- * are prefetched into L2 while the activations are quantized. */
+ * Lane (g, u) of a warp takes DOT_ROWS rows (the g-th group of the warp's) and their parts u,
+ * u + L, ...: per part it decodes the weights of each row to 8-bit codes (straight from global
+ * memory: a warp's lanes together read whole rows, every byte once), then for each slot loads the
+ * part's activations once and takes their dot product with every row's; the L lanes of a row then
+ * add their sums in a fixed order. Launched as a programmatic dependent of the quantize kernel:
+ * the first item's rows are prefetched into L2 while the activations are quantized. */
 template <class T, class D, int KIND, int S>
 __global__ void __launch_bounds__(DOT_WARPS * 32)
     moe_dot_kernel(qk_cuda_moe_args a, moe_route rt, const int8_t *xq, const float4 *xm, float *y, int L) {
     constexpr bool GATE_UP = KIND == QK_CUDA_MOE_GATE_UP;
-    constexpr int NW = GATE_UP ? 2 : 1, PARTS = T::QK / 32;
+    constexpr int NW = GATE_UP ? 2 : 1, PARTS = T::QK / 32, R = DOT_ROWS;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / L, u = lane % L;
-    const int64_t row = ((int64_t)blockIdx.x * DOT_WARPS + warp) * (32 / L) + g;
+    const int64_t row0 = (((int64_t)blockIdx.x * DOT_WARPS + warp) * (32 / L) + g) * R;
     const int64_t parts = a.k / 32, row_bytes = a.k / T::QK * T::BYTES;
     const uint8_t *w[NW];
     w[0] = static_cast<const uint8_t *>(a.w);
@@ -288,15 +300,17 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
         }
     };
     const int64_t items = S == 1 ? a.n_tokens * a.n_used : *rt.n_tiles;
-    if (blockIdx.y < items && row < a.m) {
+    if (blockIdx.y < items) {
         int64_t e;
         int first, count;
         item(blockIdx.y, &e, &first, &count);
-        if (e >= 0)
+        for (int rr = 0; rr < R && e >= 0; rr++) {
+            if (row0 + rr >= a.m) break;
 #pragma unroll
             for (int t = 0; t < NW; t++)
                 for (int64_t off = (int64_t)u * 128; off < row_bytes; off += (int64_t)L * 128)
-                    prefetch_l2(w[t] + (e * a.m + row) * row_bytes + off);
+                    prefetch_l2(w[t] + (e * a.m + row0 + rr) * row_bytes + off);
+        }
     }
     wait_for_prerequisite_grid();
 
@@ -305,7 +319,8 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
         int first, count;
         item(i, &e, &first, &count);
         if (e < 0) { /* S == 1 only: the grouping already set a bad id's outputs to NaN */
-            if (u == 0 && row < a.m) y[i * a.m + row] = __int_as_float(0x7fc00000);
+            for (int rr = 0; rr < R; rr++)
+                if (u == 0 && row0 + rr < a.m) y[i * a.m + row0 + rr] = __int_as_float(0x7fc00000);
             continue;
         }
         /* the slots' activation rows */
@@ -318,35 +333,51 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
             xr[j] = xq + xrow * a.k;
             xmr[j] = xm + xrow * parts;
         }
-        float acc[NW][S];
+        float acc[NW][R][S];
 #pragma unroll
         for (int t = 0; t < NW; t++)
 #pragma unroll
-            for (int j = 0; j < S; j++) acc[t][j] = 0.0f;
-        if (row < a.m) {
-            const uint8_t *wr[NW];
+            for (int rr = 0; rr < R; rr++)
 #pragma unroll
-            for (int t = 0; t < NW; t++) wr[t] = w[t] + (e * a.m + row) * row_bytes;
-#pragma unroll 2
+                for (int j = 0; j < S; j++) acc[t][rr][j] = 0.0f;
+        /* rows past m decode the last row again (their sums are not written) */
+        const uint8_t *wr[NW][R];
+#pragma unroll
+        for (int t = 0; t < NW; t++)
+#pragma unroll
+            for (int rr = 0; rr < R; rr++)
+                wr[t][rr] = w[t] + (e * a.m + (row0 + rr < a.m ? row0 + rr : a.m - 1)) * row_bytes;
+        if (row0 < a.m) {
             for (int64_t P = u; P < parts; P += L) {
+                qk_part_i8 r[NW][R];
 #pragma unroll
-                for (int t = 0; t < NW; t++) {
-                    qk_part_i8 r;
-                    D::part(wr[t] + P / PARTS * T::BYTES, (int)(P % PARTS), &r);
+                for (int t = 0; t < NW; t++)
 #pragma unroll
-                    for (int j = 0; j < S; j++)
-                        if (j < count) acc[t][j] += part_dot<D>(r, xr[j] + P * 32, xmr[j][P]);
+                    for (int rr = 0; rr < R; rr++)
+                        D::part(wr[t][rr] + P / PARTS * T::BYTES, (int)(P % PARTS), &r[t][rr]);
+#pragma unroll
+                for (int j = 0; j < S; j++) {
+                    if (j >= count) break;
+                    x_part x;
+                    x.load(xr[j], xmr[j], P);
+#pragma unroll
+                    for (int t = 0; t < NW; t++)
+#pragma unroll
+                        for (int rr = 0; rr < R; rr++) acc[t][rr][j] += part_dot<D>(r[t][rr], x);
                 }
             }
         }
 #pragma unroll
         for (int j = 0; j < S; j++) {
 #pragma unroll
-            for (int t = 0; t < NW; t++)
-                for (int o = L / 2; o > 0; o >>= 1) acc[t][j] += __shfl_xor_sync(0xffffffffu, acc[t][j], o);
-            if (j < count && u == 0 && row < a.m) {
-                const int64_t slot = S == 1 ? first : rt.sorted[first + j];
-                y[slot * a.m + row] = GATE_UP ? silu(acc[0][j]) * acc[NW - 1][j] : acc[0][j];
+            for (int rr = 0; rr < R; rr++) {
+#pragma unroll
+                for (int t = 0; t < NW; t++)
+                    for (int o = L / 2; o > 0; o >>= 1) acc[t][rr][j] += __shfl_xor_sync(0xffffffffu, acc[t][rr][j], o);
+                if (j < count && u == 0 && row0 + rr < a.m) {
+                    const int64_t slot = S == 1 ? first : rt.sorted[first + j];
+                    y[slot * a.m + row0 + rr] = GATE_UP ? silu(acc[0][rr][j]) * acc[NW - 1][rr][j] : acc[0][rr][j];
+                }
             }
         }
     }
@@ -540,7 +571,8 @@ __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1))
 template <class T, class D, int KIND, int S>
 int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, const moe_route &rt, float *y, cudaStream_t s) {
     const int L = dot_lanes(a.k);
-    const int64_t items = S == 1 ? a.n_tokens * a.n_used : p.max_tiles, rows_per_cta = (int64_t)DOT_WARPS * (32 / L);
+    const int64_t items = S == 1 ? a.n_tokens * a.n_used : p.max_tiles;
+    const int64_t rows_per_cta = (int64_t)DOT_WARPS * (32 / L) * DOT_ROWS;
     const uint8_t *ws = static_cast<const uint8_t *>(a.workspace);
     /* launched as a programmatic dependent of qk_cuda_moe_quantize_x's kernel, just before it */
     cudaLaunchConfig_t config = {};
