@@ -37,11 +37,11 @@ types=${QK_PEER_TYPES:-all} max=${QK_PEER_TOKENS:-2048}
 if [ "${QK_PEER_TESTS:-0}" = 1 ]; then
   echo "== GPU tests"
   {
-    LD_LIBRARY_PATH=$libs "$build/tests/test_gpu_equivalence" cuda:0
-    LD_LIBRARY_PATH=$libs "$build/tests/test_gpu_moe" cuda:0
+    LD_LIBRARY_PATH=$libs timeout 300 "$build/tests/test_gpu_equivalence" cuda:0
+    LD_LIBRARY_PATH=$libs timeout 300 "$build/tests/test_gpu_moe" cuda:0
   } >"$out/cuda_tests.log" 2>&1
   echo "exit: $?" >>"$out/cuda_tests.log"
-  grep -E "cases|FAIL|exit:" "$out/cuda_tests.log" | head -60
+  grep -E "cases|FAIL|passed|exit:|precision" "$out/cuda_tests.log" | head -80
 fi
 
 echo "== ggml"
