@@ -19,8 +19,10 @@
  *           Y where that backend implements quantize, dequantize and the MoE matmul of the type
  *
  * Adding a format: its row here, its block code (kernels/cpu/<source>_block.h, shared with
- * CUDA, and the row functions and CUDA traits of its family), its GLSL code
- * (shaders/formats/<source>.glsl) and its golden vectors (tests/data/golden). Nothing else.
+ * CUDA, and the row functions and CUDA traits of its family), its 8-bit part decoder
+ * (kernels/cuda/dot_i8_<family>.h: the MoE dot path; without it tests/test_dot_i8.c does not
+ * compile), its GLSL code (shaders/formats/<source>.glsl) and its golden vectors
+ * (tests/data/golden). Nothing else.
  * Keep one row per line: the shader generator reads the lines. */
 #ifndef QKERN_FORMATS_H
 #define QKERN_FORMATS_H
