@@ -71,7 +71,7 @@ cells = [[c.strip() for c in l.split("|")[1:3]] for l in sys.stdin if l.startswi
 print("|".join(i for n, i in cells if n.upper() in want and i.isdigit()))' "$types")
   filter="BM_moe/matmul_.*/type:($ids)/"
 fi
-LD_LIBRARY_PATH=$libs "$build/bench/qkern_bench_moe" --benchmark_filter="$filter" --benchmark_min_time=0.05s \
+LD_LIBRARY_PATH=$libs "$build/bench/qkern_bench_moe" --benchmark_filter="$filter" --benchmark_min_time=0.05 \
   --benchmark_out="$work/qkern-moe.json" --benchmark_out_format=json >>"$log" 2>&1
 python3 bench/to_jsonl.py "$work/qkern-moe.json" "$device" "$commit" "$results" >/dev/null
 python3 - "$work/qkern-moe.json" "$results" "$max" <<'PY'

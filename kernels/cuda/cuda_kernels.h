@@ -57,8 +57,8 @@ enum { QK_CUDA_MOE_DOT_GROUP = 8 };
 /* Which kernel runs (moe_plan.cu's table of thresholds), where its scratch lies in the workspace
  * (byte offsets) and its size: the tiled path's grouping, f16 activations and (weighted sum)
  * per-slot products; the vector paths' per-slot products of a weighted sum; the dot path's 8-bit
- * activations (xq: int8 [rows of x][k]; xm: float4 per 32 values: scale, sum of the first 16
- * values, of the last 16). */
+ * activations (xq: int8 [rows of x][k]; xm: float4 per 32 values: the scale d, d times the sum of
+ * the first 16 codes, of the last 16). */
 typedef struct qk_cuda_moe_plan {
     int path;      /* QK_CUDA_MOE_VEC, _TILED or _DOT */
     int bn;        /* tiled: slots per tile, 32 or 64; dot: slots per work item, 1 (no grouping) or

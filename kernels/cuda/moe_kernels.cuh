@@ -250,7 +250,7 @@ struct x_part {
 
 /* A decoded weight part (r) times an activation part: four dp4a per half, the halves' integer
  * sums scaled by the weights' and the activations' scales, plus the offsets times the
- * activations' exact half sums. */
+ * activations' half sums. */
 template <class D> __device__ inline float part_dot(const qk_part_i8 &r, const x_part &x) {
     int s0 = __dp4a((int)r.q[0], x.x0.x, 0);
     s0 = __dp4a((int)r.q[1], x.x0.y, s0);

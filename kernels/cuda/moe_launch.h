@@ -32,8 +32,8 @@ int qk_cuda_moe_prepare(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, mo
                         cudaStream_t s);
 
 /* The dot path's first step: the activations quantized to 8 bits into the workspace (plan's xq,
- * xm), 32 values at a time: scale d = max |x| / 127, codes round(x / d), and the exact f32 sums of
- * each half of 16 values (for the formats whose weights carry an offset). */
+ * xm), 32 values at a time: scale d = max |x| / 127, codes round(x / d), and d times the sum of
+ * each half's 16 codes (for the formats whose weights carry an offset). */
 int qk_cuda_moe_quantize_x(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s);
 
 /* y[t] = sum over s in order of router[t][s] * partial[t][s]. */
