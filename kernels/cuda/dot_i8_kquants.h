@@ -88,6 +88,15 @@ static inline QK_HD void qk_kq_scale_min6_i8(const uint8_t *S, unsigned j, uint3
     *mn = j < 4 ? m & 63u : ((c >> 4) & 15u) | ((m >> 2) & 0x30u);
 }
 
+/* Q4_K's and Q5_K's scale and offset of part u: d * scale, -dmin * min (D: d then dmin, fp16). */
+static inline QK_HD void qk_kq_part_scale_min(const uint8_t *D, const uint8_t *S, unsigned u, qk_part_i8 *r) {
+    const uint32_t dd = qk_ld32_a4(D);
+    uint32_t sc, mn;
+    qk_kq_scale_min6_i8(S, u, &sc, &mn);
+    r->s[0] = r->s[1] = qk_i8_half(dd) * (float)sc;
+    r->o[0] = r->o[1] = -(qk_i8_half(dd >> 16) * (float)mn);
+}
+
 #define QK_I8_OFFSET_q4_k 1
 
 static inline QK_HD void qk_part_i8_q4_k(const uint8_t *b, int p, qk_part_i8 *r) {
@@ -96,11 +105,7 @@ static inline QK_HD void qk_part_i8_q4_k(const uint8_t *b, int p, qk_part_i8 *r)
     const uint8_t *qs = b + QK_Q4K_QS + 32 * (u / 2);
     const unsigned sh = 4 * (u % 2);
     for (int k = 0; k < 8; k++) r->q[k] = (qk_ld32_a4(qs + 4 * k) >> sh) & 0x0f0f0f0fu;
-    const uint32_t dd = qk_ld32_a4(b + QK_Q4K_D); /* d, then dmin */
-    uint32_t sc, mn;
-    qk_kq_scale_min6_i8(b + QK_Q4K_SCALES, u, &sc, &mn);
-    r->s[0] = r->s[1] = qk_i8_half(dd) * (float)sc;
-    r->o[0] = r->o[1] = -(qk_i8_half(dd >> 16) * (float)mn);
+    qk_kq_part_scale_min(b + QK_Q4K_D, b + QK_Q4K_SCALES, u, r);
 }
 
 #define QK_I8_OFFSET_q5_k 1
@@ -113,11 +118,7 @@ static inline QK_HD void qk_part_i8_q5_k(const uint8_t *b, int p, qk_part_i8 *r)
         const uint32_t hb = (qk_ld32_a4(b + QK_Q5K_QH + 4 * k) >> u) & 0x01010101u;
         r->q[k] = ((qk_ld32_a4(qs + 4 * k) >> sh) & 0x0f0f0f0fu) + (hb << 4);
     }
-    const uint32_t dd = qk_ld32_a4(b + QK_Q5K_D);
-    uint32_t sc, mn;
-    qk_kq_scale_min6_i8(b + QK_Q5K_SCALES, u, &sc, &mn);
-    r->s[0] = r->s[1] = qk_i8_half(dd) * (float)sc;
-    r->o[0] = r->o[1] = -(qk_i8_half(dd >> 16) * (float)mn);
+    qk_kq_part_scale_min(b + QK_Q5K_D, b + QK_Q5K_SCALES, u, r);
 }
 
 /* ---- Q6_K: 4 low bits + 2 high bits, int8 scale per 16 --------------------------------- */
