@@ -73,7 +73,9 @@ print("|".join(i for n, i in cells if n.upper() in want and i.isdigit()))' "$typ
 fi
 LD_LIBRARY_PATH=$libs "$build/bench/qkern_bench_moe" --benchmark_filter="$filter" --benchmark_min_time=0.05 \
   --benchmark_out="$work/qkern-moe.json" --benchmark_out_format=json >>"$log" 2>&1
-python3 bench/to_jsonl.py "$work/qkern-moe.json" "$device" "$commit" "$results" >/dev/null
+# to_jsonl.py writes its output file anew: into its own file, then appended beside the peers' rows
+python3 bench/to_jsonl.py "$work/qkern-moe.json" "$device" "$commit" "$work/qkern.jsonl" >/dev/null &&
+  cat "$work/qkern.jsonl" >>"$results"
 python3 - "$work/qkern-moe.json" "$results" "$max" <<'PY'
 # drop qkern's rows above the largest token count asked for, so that both sides cover the same cells
 import json, sys
