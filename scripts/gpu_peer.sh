@@ -100,8 +100,7 @@ if [ "${QK_PEER_MODELS:-0}" = 1 ]; then
       LD_LIBRARY_PATH=$libs "$build/cli/qkern" bench "$what" -m "$model" -t Q4_K,IQ2_XXS --routing uniform \
         --device cuda:0 -r 3 --commit "$commit" --format json >"$work/model.json" 2>>"$log" &&
         python3 -c 'import json, sys
-doc = json.load(open(sys.argv[1]))
-rows = doc if isinstance(doc, list) else doc.get("results", doc.get("rows", [doc]))
+rows = json.load(open(sys.argv[1]))  # qkern bench --format json: a list of records
 with open(sys.argv[2], "a") as f:
     for r in rows: f.write(json.dumps(r) + "\n")
     print("\n".join(json.dumps(r)[:300] for r in rows))' "$work/model.json" "$results"

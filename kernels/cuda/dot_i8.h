@@ -78,37 +78,6 @@ static inline QK_HD uint32_t qk_ld16_a2(const uint8_t *p) {
 /* 32 bits at p, any alignment. */
 static inline QK_HD uint32_t qk_ld32_a1(const uint8_t *p) { return qk_rd32(p); }
 
-/* Per byte, a - b modulo 256 (no borrow between bytes). */
-static inline QK_HD uint32_t qk_sub4(uint32_t a, uint32_t b) {
-#ifdef __CUDA_ARCH__
-    return __vsub4(a, b);
-#else
-    return ((a | 0x80808080u) - (b & 0x7f7f7f7fu)) ^ ((a ^ ~b) & 0x80808080u);
-#endif
-}
-
-/* Per byte, a + b modulo 256. */
-static inline QK_HD uint32_t qk_add4(uint32_t a, uint32_t b) {
-#ifdef __CUDA_ARCH__
-    return __vadd4(a, b);
-#else
-    return ((a & 0x7f7f7f7fu) + (b & 0x7f7f7f7fu)) ^ ((a ^ b) & 0x80808080u);
-#endif
-}
-
-/* Bytes of g negated where bit k of the 8 sign bits s is set (k = byte index of g's 64 bits):
- * the I-quants' lattice magnitudes with their signs, as two words of four codes. */
-static inline QK_HD void qk_apply_signs8(uint64_t g, uint32_t s, uint32_t *lo, uint32_t *hi) {
-    uint32_t m0 = 0, m1 = 0;
-    for (int k = 0; k < 4; k++) {
-        m0 |= (uint32_t)(0u - ((s >> k) & 1u)) & (0xffu << 8 * k);
-        m1 |= (uint32_t)(0u - ((s >> (k + 4)) & 1u)) & (0xffu << 8 * k);
-    }
-    /* (x ^ m) - m negates the bytes where m is 0xff and keeps the others */
-    *lo = qk_sub4((uint32_t)g ^ m0, m0);
-    *hi = qk_sub4((uint32_t)(g >> 32) ^ m1, m1);
-}
-
 /* The signed code i of a part (for tests and reference code). */
 static inline QK_HD int qk_part_i8_code(const qk_part_i8 *r, int i) { return (int8_t)(r->q[i / 4] >> 8 * (i % 4)); }
 

@@ -222,8 +222,7 @@ __global__ void __launch_bounds__(VEC_WARPS * 32) moe_vec_kernel(qk_cuda_moe_arg
 
 /* A type's 8-bit part decoder (dot_i8.h), or none (the plain types). */
 struct no_dot {
-    static constexpr bool EXISTS = false, OFFSET = false;
-    __device__ static void part(const uint8_t *, int, qk_part_i8 *) {}
+    static constexpr bool EXISTS = false;
 };
 
 /* DOT_ROWS rows per lane group: each activation part loaded serves that many rows. */

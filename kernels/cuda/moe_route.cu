@@ -100,12 +100,14 @@ __global__ void weighted_sum_kernel(const float *partial, const float *router, i
 int qk_cuda_moe_group(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, moe_route *r, float *out, cudaStream_t s) {
     uint8_t *ws = static_cast<uint8_t *>(a->workspace);
     int *counts = reinterpret_cast<int *>(ws + p->counts);
-    r->tiles = reinterpret_cast<int4 *>(ws + p->tiles);
-    r->n_tiles = reinterpret_cast<int *>(ws + p->n_tiles);
-    r->sorted = reinterpret_cast<int *>(ws + p->sorted);
+    int4 *tiles = reinterpret_cast<int4 *>(ws + p->tiles);
+    int *n_tiles = reinterpret_cast<int *>(ws + p->n_tiles);
+    int *sorted = reinterpret_cast<int *>(ws + p->sorted);
     route_kernel<<<1, ROUTE_THREADS, 0, s>>>(a->ids, (int)(a->n_tokens * a->n_used), (int)a->n_expert, p->bn, (int)a->m,
-                                             counts, counts + a->n_expert, const_cast<int4 *>(r->tiles),
-                                             const_cast<int *>(r->n_tiles), const_cast<int *>(r->sorted), out);
+                                             counts, counts + a->n_expert, tiles, n_tiles, sorted, out);
+    r->tiles = tiles;
+    r->n_tiles = n_tiles;
+    r->sorted = sorted;
     return (int)cudaGetLastError();
 }
 
