@@ -14,7 +14,9 @@
 #          QK_PEER_TOKENS (largest token count, default 2048), QK_PEER_TESTS=1 (run the CUDA GPU
 #          tests first), QK_PEER_MODELS=1 (then `qkern bench tg` and `pp` on Qwen3.5-35B-A3B and
 #          397B-A17B, Q4_K and IQ2_XXS, appended to the JSONL), QK_PEER_COMMIT (the peer's commit
-#          when GGML has no PEER_COMMIT file)
+#          when GGML has no PEER_COMMIT file), QK_PEER_PATHS (comma list of QK_MOE_PATH values,
+#          e.g. dot1,dot8,tiled: qkern's MoE benchmark again with each path forced, into
+#          sweep.jsonl and the table sweep.md, for tuning moe_plan.cu's thresholds)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=$1 ggml=$2
@@ -86,6 +88,21 @@ with open(sys.argv[2], "w") as f:
         if r.get("backend") != "cuda" or (r.get("tokens") or 0) <= max_tokens:
             f.write(json.dumps(r) + "\n")
 PY
+
+if [ -n "${QK_PEER_PATHS:-}" ]; then
+  echo "== qkern per path"
+  : >"$out/sweep.jsonl"
+  for path in ${QK_PEER_PATHS//,/ }; do
+    QK_MOE_PATH=$path LD_LIBRARY_PATH=$libs "$build/bench/qkern_bench_moe" --benchmark_filter="$filter" \
+      --benchmark_min_time=0.05 --benchmark_out="$work/sweep.json" --benchmark_out_format=json >>"$log" 2>&1
+    python3 bench/to_jsonl.py "$work/sweep.json" "$device" "$commit" "$work/sweep1.jsonl" >/dev/null &&
+      python3 -c 'import json, sys
+with open(sys.argv[2], "a") as f:
+    for l in open(sys.argv[1]):
+        r = json.loads(l); r["path"] = sys.argv[3]; f.write(json.dumps(r) + "\n")' "$work/sweep1.jsonl" "$out/sweep.jsonl" "$path"
+  done
+  python3 bench/peer/compare.py --paths "$out/sweep.jsonl" "$results" >"$out/sweep.md" && tail -5 "$out/sweep.md"
+fi
 
 echo "== torch"
 tokens=$(python3 -c "import sys; print(','.join(t for t in '1,8,32,128,512,2048'.split(',') if int(t) <= int(sys.argv[1])))" "$max")

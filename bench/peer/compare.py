@@ -6,13 +6,46 @@ ceiling, measured in the same run). Then per (shape, tokens) the geometric mean 
 the types both ran, with its range, and the cells that miss issue 15's first bar (qkern <= ggml
 everywhere, <= 0.8x ggml from 128 tokens).
 
-usage: compare.py RESULTS.jsonl [...]"""
+With --paths, the tuning table of a QK_PEER_PATHS sweep instead: per (shape, type, tokens), qkern's
+time with each forced path (the records' `path`), with the default choice and ggml's beside them,
+and the fastest path.
+
+usage: compare.py RESULTS.jsonl [...]
+       compare.py --paths SWEEP.jsonl [RESULTS.jsonl ...]"""
 import json
 import math
 import sys
 
 
+def paths_table(rows):
+    cells, paths = {}, []
+    for r in rows:
+        if r["backend"] == "cuda" and r.get("variant") != "matmul":
+            continue
+        key = (r["shape"], r["type"], r["tokens"])
+        name = r.get("path") or ("default" if r["backend"] == "cuda" else r["backend"])
+        if name not in paths:
+            paths.append(name)
+        cells.setdefault(key, {})[name] = r["value"]
+    mine = [p for p in paths if p not in ("ggml-cuda", "torch-bf16")]
+    print("| shape | type | tokens | " + " | ".join(f"{p} us" for p in paths if p != "torch-bf16") + " | fastest | fastest/ggml |")
+    print("|---|---|---:|" + "---:|" * (len([p for p in paths if p != "torch-bf16"]) + 2))
+    for key in sorted(cells, key=lambda k: (k[0], k[1], k[2] or 0)):
+        c = cells[key]
+        timed = {p: c[p] for p in mine if p in c and p != "default"}
+        if not timed:
+            continue
+        best = min(timed, key=timed.get)
+        g = c.get("ggml-cuda")
+        vals = " | ".join("" if c.get(p) is None else f"{c[p]:.1f}" for p in paths if p != "torch-bf16")
+        print(f"| {key[0].split()[1]} | {key[1]} | {key[2]} | {vals} | {best} | "
+              f"{'' if not g else f'{timed[best] / g:.2f}'} |")
+    return 0
+
+
 def main():
+    if sys.argv[1] == "--paths":
+        return paths_table([json.loads(l) for f in sys.argv[2:] for l in open(f) if l.strip()])
     rows = [json.loads(l) for f in sys.argv[1:] for l in open(f) if l.strip()]
     qk, peer, torch = {}, {}, {}
     for r in rows:
