@@ -15,7 +15,8 @@
  *     (moe_route.cu), a CUDA block computes a 128-row (gate/up: 64) x BN-slot tile of one expert
  *     on the tensor cores (mma.sync m16n8k16, f16 in, f32 accumulate). Per step of 256 values it copies the
  *     packed weights (16-byte words, cp.async) and the slots' activations (f16) into shared
- *     memory (double-buffered), decodes the weights into f16 there, and multiplies.
+ *     memory (double-buffered), decodes the weights into f16 there (through the type's 8-bit
+ *     decoder: half the instructions of the f32 one), and multiplies.
  * None allocates or synchronizes: scratch is the caller's workspace (moe_plan.cu lays it out). */
 #ifndef QK_MOE_KERNELS_CUH
 #define QK_MOE_KERNELS_CUH
@@ -423,9 +424,39 @@ __device__ inline void mma16816(float *d, const unsigned *a, unsigned b0, unsign
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/* Signed 8-bit code i of word q as f32, exactly: the code + 128 as the low byte of 2^23's
+ * mantissa, 2^23 + 128 taken off (two instructions, full rate; the conversion instruction runs
+ * at a quarter of it). */
+__device__ inline float code_f32(uint32_t q_xor80, int i) {
+    return __int_as_float((int)__byte_perm(q_xor80, 0x4B000000u, 0x7650u | (unsigned)i)) - 8388736.0f;
+}
+
+/* Part p of the block at b as 32 f16 values at dst (16 half2): through the type's 8-bit
+ * decoder where it has one (D), each value s * q + o in f32 rounded once to f16 (the f32 decode
+ * gives the same value to within a few ulp before that rounding, at about twice the
+ * instructions); the f32 decode otherwise. */
+template <class B, class D> __device__ inline void decode_half(const uint8_t *b, int p, __half2 *dst) {
+    if constexpr (D::EXISTS) {
+        qk_part_i8 r;
+        D::part(b, p, &r);
+#pragma unroll
+        for (int w = 0; w < 8; w++) {
+            const uint32_t q = r.q[w] ^ 0x80808080u;
+            const float s = r.s[w / 4], o = D::OFFSET ? r.o[w / 4] : 0.0f;
+            dst[2 * w] = __floats2half2_rn(fmaf(s, code_f32(q, 0), o), fmaf(s, code_f32(q, 1), o));
+            dst[2 * w + 1] = __floats2half2_rn(fmaf(s, code_f32(q, 2), o), fmaf(s, code_f32(q, 3), o));
+        }
+    } else {
+        float v[32];
+        B::decode(b, p, v);
+#pragma unroll
+        for (int j = 0; j < 16; j++) dst[j] = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
+    }
+}
+
 /* grid: (ceil(m / 64), tiles, grid-stride); each tile is one expert's run of at most BN slots
  * (moe_route.cu). Writes y[slot][row] (for the weighted sum, the per-slot scratch). */
-template <class T, int BN, bool GATE_UP>
+template <class T, class D, int BN, bool GATE_UP>
 __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1))
     moe_tiled_kernel(qk_cuda_moe_args a, moe_route r, float *out) {
     using B = moe_block<T>;
@@ -505,10 +536,7 @@ __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1))
                         const uint8_t *src = wbase[ti] + rr * row_bytes + seg_off;
                         const uint8_t *row = packed_now + (ti * TILE_M + rr) * S::PACKED_STRIDE +
                                              (reinterpret_cast<uintptr_t>(src) & 15);
-                        float v[32];
-                        B::decode(row + p / B::PARTS * B::BYTES, p % B::PARTS, v);
-#pragma unroll
-                        for (int j = 0; j < 16; j++) dst[j] = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
+                        decode_half<B, D>(row + p / B::PARTS * B::BYTES, p % B::PARTS, dst);
                     } else {
 #pragma unroll
                         for (int j = 0; j < 16; j++) dst[j] = __floats2half2_rn(0.0f, 0.0f);
@@ -609,8 +637,8 @@ template <class T, int KIND> int launch_vec(const qk_cuda_moe_args &a, cudaStrea
 
 /* Lets a tiled kernel have its shared memory (over the default 48 KiB): once per device, at
  * context creation, because the call is not allowed while a caller captures a CUDA graph. */
-template <class T, int BN, bool GATE_UP> cudaError_t allow_smem() {
-    return cudaFuncSetAttribute(moe_tiled_kernel<T, BN, GATE_UP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+template <class T, class D, int BN, bool GATE_UP> cudaError_t allow_smem() {
+    return cudaFuncSetAttribute(moe_tiled_kernel<T, D, BN, GATE_UP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 (int)tile_smem < T, BN, GATE_UP ? 2 : 1 > ::BYTES);
 }
 
@@ -619,25 +647,41 @@ template <class T, int KIND> cudaError_t allow_vec_smem() {
                                 (int)vec_smem_max<T>(KIND == QK_CUDA_MOE_GATE_UP ? 2 : 1));
 }
 
-template <class T> int init_moe() {
+template <class T, class D> cudaError_t allow_tiled_smem() {
+    cudaError_t err = allow_smem<T, D, 32, false>();
+    if (err == cudaSuccess) err = allow_smem<T, D, 32, true>();
+    if (err == cudaSuccess) err = allow_smem<T, D, 64, false>();
+    if (err == cudaSuccess) err = allow_smem<T, D, 64, true>();
+    return err;
+}
+
+template <class T, class D> int init_moe() {
     cudaError_t err = allow_vec_smem<T, QK_CUDA_MOE_MATMUL>();
     if (err == cudaSuccess) err = allow_vec_smem<T, QK_CUDA_MOE_GATE_UP>();
     if constexpr (!moe_block<T>::PLAIN) { /* the plain types take the vector path only (moe_plan.cu) */
-        if (err == cudaSuccess) err = allow_smem<T, 32, false>();
-        if (err == cudaSuccess) err = allow_smem<T, 32, true>();
-        if (err == cudaSuccess) err = allow_smem<T, 64, false>();
-        if (err == cudaSuccess) err = allow_smem<T, 64, true>();
+        if (err == cudaSuccess) err = allow_tiled_smem<T, D>();
+        if (err == cudaSuccess) err = allow_tiled_smem<T, no_dot>();
     }
     return (int)err;
 }
 
-template <class T, int BN, bool GATE_UP>
+template <class T, class D, int BN, bool GATE_UP>
 int launch_tiled_kernel(const qk_cuda_moe_args &a, const moe_route &r, float *out, int max_tiles, cudaStream_t s) {
     constexpr size_t smem = tile_smem < T, BN, GATE_UP ? 2 : 1 > ::BYTES;
     constexpr int TILE_M = tile_m(GATE_UP ? 2 : 1);
     const dim3 grid((unsigned)((a.m + TILE_M - 1) / TILE_M), (unsigned)(max_tiles < 65535 ? max_tiles : 65535));
-    moe_tiled_kernel<T, BN, GATE_UP><<<grid, tile_threads(GATE_UP ? 2 : 1), smem, s>>>(a, r, out);
+    moe_tiled_kernel<T, D, BN, GATE_UP><<<grid, tile_threads(GATE_UP ? 2 : 1), smem, s>>>(a, r, out);
     return (int)cudaGetLastError();
+}
+
+template <class T, class D>
+int launch_tiled(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, const moe_route &r, float *out, cudaStream_t s) {
+    const bool gate_up = a.kind == QK_CUDA_MOE_GATE_UP;
+    if (p.bn == 32)
+        return gate_up ? launch_tiled_kernel<T, D, 32, true>(a, r, out, p.max_tiles, s)
+                       : launch_tiled_kernel<T, D, 32, false>(a, r, out, p.max_tiles, s);
+    return gate_up ? launch_tiled_kernel<T, D, 64, true>(a, r, out, p.max_tiles, s)
+                   : launch_tiled_kernel<T, D, 64, false>(a, r, out, p.max_tiles, s);
 }
 
 /* The dot path reads the weights with loads of QK_I8_ALIGN(bytes of a block): weights placed at a
@@ -683,13 +727,9 @@ template <class T, class D> int launch_moe(const qk_cuda_moe_args *a, const qk_c
         float *out = nullptr;
         int err = qk_cuda_moe_prepare(a, plan, &r, &out, s);
         if (err) return err;
-        const bool gate_up = a->kind == QK_CUDA_MOE_GATE_UP;
-        if (plan->bn == 32)
-            err = gate_up ? launch_tiled_kernel<T, 32, true>(*a, r, out, plan->max_tiles, s)
-                          : launch_tiled_kernel<T, 32, false>(*a, r, out, plan->max_tiles, s);
-        else
-            err = gate_up ? launch_tiled_kernel<T, 64, true>(*a, r, out, plan->max_tiles, s)
-                          : launch_tiled_kernel<T, 64, false>(*a, r, out, plan->max_tiles, s);
+        /* the 8-bit decoder reads the shared copy at the weights' own alignment */
+        err = D::EXISTS && dot_aligned<T>(*a) ? launch_tiled<T, D>(*a, *plan, r, out, s)
+                                              : launch_tiled<T, no_dot>(*a, *plan, r, out, s);
         if (err || a->kind != QK_CUDA_MOE_WEIGHTED_SUM) return err;
         return qk_cuda_moe_weighted_sum(a, out, s);
     }
@@ -709,13 +749,13 @@ template <class T, class D> int launch_moe(const qk_cuda_moe_args *a, const qk_c
     int qk_cuda_moe_##name(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s) {                     \
         return qk_cuda::launch_moe<T, name##_i8>(a, p, s);                                                             \
     }                                                                                                                  \
-    int qk_cuda_moe_init_##name(void) { return qk_cuda::init_moe<T>(); }
+    int qk_cuda_moe_init_##name(void) { return qk_cuda::init_moe<T, name##_i8>(); }
 
 /* The same for the plain types (F32, F16, BF16), which take the f32 vector path only. */
 #define QK_CUDA_MOE_PLAIN(name, T)                                                                                     \
     int qk_cuda_moe_##name(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s) {                     \
         return qk_cuda::launch_moe<T, qk_cuda::no_dot>(a, p, s);                                                       \
     }                                                                                                                  \
-    int qk_cuda_moe_init_##name(void) { return qk_cuda::init_moe<T>(); }
+    int qk_cuda_moe_init_##name(void) { return qk_cuda::init_moe<T, qk_cuda::no_dot>(); }
 
 #endif
