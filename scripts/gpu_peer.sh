@@ -15,7 +15,7 @@
 #          tests first), QK_PEER_MODELS=1 (then `qkern bench tg` and `pp` on Qwen3.5-35B-A3B and
 #          397B-A17B, Q4_K and IQ2_XXS, appended to the JSONL), QK_PEER_COMMIT (the peer's commit
 #          when GGML has no PEER_COMMIT file), QK_PEER_PATHS (comma list of QK_MOE_PATH values,
-#          e.g. dot1,dot8,tiled: qkern's MoE benchmark again with each path forced, into
+#          e.g. dot,tiled: qkern's MoE benchmark again with each path forced, into
 #          sweep.jsonl and the table sweep.md, for tuning moe_plan.cu's thresholds)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -93,9 +93,9 @@ if [ -n "${QK_PEER_PATHS:-}" ]; then
   echo "== qkern per path"
   : >"$out/sweep.jsonl"
   for path in ${QK_PEER_PATHS//,/ }; do
-    # the dot path's per-slot form at 2048 tokens reads every expert hundreds of times: left out
+    # the dot path at 2048 tokens reads every expert dozens of times: left out
     sfilter=$filter
-    [ "$path" = tiled ] || sfilter="$filter.*tokens:(1|8|32|128|512)/"
+    [ "$path" != dot ] || sfilter="$filter.*tokens:(1|8|32|128|512)/"
     QK_MOE_PATH=$path LD_LIBRARY_PATH=$libs "$build/bench/qkern_bench_moe" --benchmark_filter="$sfilter" \
       --benchmark_min_time=0.05 --benchmark_out="$work/sweep.json" --benchmark_out_format=json >>"$log" 2>&1
     python3 bench/to_jsonl.py "$work/sweep.json" "$device" "$commit" "$work/sweep1.jsonl" >/dev/null &&

@@ -52,7 +52,6 @@ typedef struct qk_cuda_moe_args {
 /* VEC: f32 dot products of decoded weights; DOT: 8-bit activations and integer dot products (the
  * vector path of the quantized types unless exact); TILED: tensor cores, for many tokens. */
 enum { QK_CUDA_MOE_VEC = 0, QK_CUDA_MOE_TILED = 1, QK_CUDA_MOE_DOT = 2 };
-enum { QK_CUDA_MOE_DOT_GROUP = 8 };
 
 /* Which kernel runs (moe_plan.cu's table of thresholds), where its scratch lies in the workspace
  * (byte offsets) and its size: the tiled path's grouping, f16 activations and (weighted sum)
@@ -61,8 +60,7 @@ enum { QK_CUDA_MOE_DOT_GROUP = 8 };
  * the first 16 codes, of the last 16). */
 typedef struct qk_cuda_moe_plan {
     int path;      /* QK_CUDA_MOE_VEC, _TILED or _DOT */
-    int bn;        /* tiled: slots per tile, 32 or 64; dot: slots per work item, 1 (no grouping) or
-                      QK_CUDA_MOE_DOT_GROUP */
+    int bn;        /* tiled: slots per tile, 32 or 64; dot: 1 (every slot its own work item) */
     int max_tiles; /* tiled: an upper bound of the tiles the routing can need */
     size_t counts, tiles, n_tiles, sorted, xh, xq, xm, partial, bytes;
     size_t bytes_any; /* the most any of the three kinds needs with these shapes (the weighted sum's) */

@@ -265,20 +265,20 @@ template <class D> __device__ inline float part_dot(const qk_part_i8 &r, const x
     return v;
 }
 
-/* grid: (row groups of DOT_WARPS * 32 / L * DOT_ROWS rows, work items, grid-stride). A work item is
- * one expert and S slots of it at most: with S = 1, slot blockIdx.y (every slot its own item, no
- * grouping step); with S > 1, a tile of the grouping (moe_route.cu, rt.tiles), so that the rows of
- * an expert chosen by several slots are read and decoded once for all of them.
+/* grid: (row groups of DOT_WARPS * 32 / L * DOT_ROWS rows, slots, grid-stride): every slot is its
+ * own work item. Slots that chose the same expert read its rows each (measured, bench/results
+ * 2026-12-06: grouping slots by expert first cost more than it saved up to 128 tokens, the
+ * repeated reads being served by L2, and from there the tiled kernel is faster).
  *
  * Lane (g, u) of a warp takes DOT_ROWS rows (the g-th group of the warp's) and their parts u,
  * u + L, ...: per part it decodes the weights of each row to 8-bit codes (straight from global
- * memory: a warp's lanes together read whole rows, every byte once), then for each slot loads the
- * part's activations once and takes their dot product with every row's; the L lanes of a row then
- * add their sums in a fixed order. Launched as a programmatic dependent of the quantize kernel:
- * the first item's rows are prefetched into L2 while the activations are quantized. */
-template <class T, class D, int KIND, int S>
+ * memory: a warp's lanes together read whole rows, every byte once) and takes the dot product with
+ * the slot's activations, loaded once for all the rows; the L lanes of a row then add their sums
+ * in a fixed order. Launched as a programmatic dependent of the quantize kernel: the first slot's
+ * rows are prefetched into L2 while the activations are quantized. */
+template <class T, class D, int KIND>
 __global__ void __launch_bounds__(DOT_WARPS * 32)
-    moe_dot_kernel(qk_cuda_moe_args a, moe_route rt, const int8_t *xq, const float4 *xm, float *y, int L) {
+    moe_dot_kernel(qk_cuda_moe_args a, const int8_t *xq, const float4 *xm, float *y, int L) {
     constexpr bool GATE_UP = KIND == QK_CUDA_MOE_GATE_UP;
     constexpr int NW = GATE_UP ? 2 : 1, PARTS = T::QK / 32, R = DOT_ROWS;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / L, u = lane % L;
@@ -288,22 +288,14 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
     w[0] = static_cast<const uint8_t *>(a.w);
     if constexpr (GATE_UP) w[NW - 1] = static_cast<const uint8_t *>(a.w_up);
 
-    /* work item i: its expert (-1 for a bad id: never read through it), first slot, slot count */
-    auto item = [&](int64_t i, int64_t *e, int *first, int *count) {
-        if constexpr (S == 1) {
-            *e = a.ids ? a.ids[i] : 0;
-            if (*e < 0 || *e >= a.n_expert) *e = -1;
-            *first = (int)i, *count = 1;
-        } else {
-            const int4 t = rt.tiles[i];
-            *e = t.x, *first = t.y, *count = t.z;
-        }
+    /* the expert of slot i, -1 for a bad id (never read through) */
+    auto expert = [&](int64_t i) -> int64_t {
+        const int64_t e = a.ids ? a.ids[i] : 0;
+        return e < 0 || e >= a.n_expert ? -1 : e;
     };
-    const int64_t items = S == 1 ? a.n_tokens * a.n_used : *rt.n_tiles;
-    if (blockIdx.y < items) {
-        int64_t e;
-        int first, count;
-        item(blockIdx.y, &e, &first, &count);
+    const int64_t slots = a.n_tokens * a.n_used;
+    if (blockIdx.y < slots) {
+        const int64_t e = expert(blockIdx.y);
         for (int rr = 0; rr < R && e >= 0; rr++) {
             if (row0 + rr >= a.m) break;
 #pragma unroll
@@ -314,32 +306,21 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
     }
     wait_for_prerequisite_grid();
 
-    for (int64_t i = blockIdx.y; i < items; i += gridDim.y) {
-        int64_t e;
-        int first, count;
-        item(i, &e, &first, &count);
-        if (e < 0) { /* S == 1 only: the grouping already set a bad id's outputs to NaN */
+    for (int64_t i = blockIdx.y; i < slots; i += gridDim.y) {
+        const int64_t e = expert(i);
+        if (e < 0) {
             for (int rr = 0; rr < R; rr++)
                 if (u == 0 && row0 + rr < a.m) y[i * a.m + row0 + rr] = __int_as_float(0x7fc00000);
             continue;
         }
-        /* the slots' activation rows */
-        const int8_t *xr[S];
-        const float4 *xmr[S];
-#pragma unroll
-        for (int j = 0; j < S; j++) {
-            const int64_t slot = S == 1 ? first : rt.sorted[first + (j < count ? j : 0)];
-            const int64_t xrow = a.x_per_slot ? slot : slot / a.n_used;
-            xr[j] = xq + xrow * a.k;
-            xmr[j] = xm + xrow * parts;
-        }
-        float acc[NW][R][S];
+        const int64_t xrow = a.x_per_slot ? i : i / a.n_used;
+        const int8_t *xr = xq + xrow * a.k;
+        const float4 *xmr = xm + xrow * parts;
+        float acc[NW][R];
 #pragma unroll
         for (int t = 0; t < NW; t++)
 #pragma unroll
-            for (int rr = 0; rr < R; rr++)
-#pragma unroll
-                for (int j = 0; j < S; j++) acc[t][rr][j] = 0.0f;
+            for (int rr = 0; rr < R; rr++) acc[t][rr] = 0.0f;
         /* rows past m decode the last row again (their sums are not written) */
         const uint8_t *wr[NW][R];
 #pragma unroll
@@ -355,30 +336,21 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
 #pragma unroll
                     for (int rr = 0; rr < R; rr++)
                         D::part(wr[t][rr] + P / PARTS * T::BYTES, (int)(P % PARTS), &r[t][rr]);
+                x_part x;
+                x.load(xr, xmr, P);
 #pragma unroll
-                for (int j = 0; j < S; j++) {
-                    if (j >= count) break;
-                    x_part x;
-                    x.load(xr[j], xmr[j], P);
+                for (int t = 0; t < NW; t++)
 #pragma unroll
-                    for (int t = 0; t < NW; t++)
-#pragma unroll
-                        for (int rr = 0; rr < R; rr++) acc[t][rr][j] += part_dot<D>(r[t][rr], x);
-                }
+                    for (int rr = 0; rr < R; rr++) acc[t][rr] += part_dot<D>(r[t][rr], x);
             }
         }
 #pragma unroll
-        for (int j = 0; j < S; j++) {
+        for (int rr = 0; rr < R; rr++) {
 #pragma unroll
-            for (int rr = 0; rr < R; rr++) {
-#pragma unroll
-                for (int t = 0; t < NW; t++)
-                    for (int o = L / 2; o > 0; o >>= 1) acc[t][rr][j] += __shfl_xor_sync(0xffffffffu, acc[t][rr][j], o);
-                if (j < count && u == 0 && row0 + rr < a.m) {
-                    const int64_t slot = S == 1 ? first : rt.sorted[first + j];
-                    y[slot * a.m + row0 + rr] = GATE_UP ? silu(acc[0][rr][j]) * acc[NW - 1][rr][j] : acc[0][rr][j];
-                }
-            }
+            for (int t = 0; t < NW; t++)
+                for (int o = L / 2; o > 0; o >>= 1) acc[t][rr] += __shfl_xor_sync(0xffffffffu, acc[t][rr], o);
+            if (u == 0 && row0 + rr < a.m)
+                y[i * a.m + row0 + rr] = GATE_UP ? silu(acc[0][rr]) * acc[NW - 1][rr] : acc[0][rr];
         }
     }
 }
@@ -595,16 +567,16 @@ __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1))
 
 /* ---- launch ----------------------------------------------------------------------------------- */
 
-template <class T, class D, int KIND, int S>
-int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, const moe_route &rt, float *y, cudaStream_t s) {
+template <class T, class D, int KIND>
+int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, cudaStream_t s) {
     const int L = dot_lanes(a.k);
-    const int64_t items = S == 1 ? a.n_tokens * a.n_used : p.max_tiles;
+    const int64_t slots = a.n_tokens * a.n_used;
     const int64_t rows_per_cta = (int64_t)DOT_WARPS * (32 / L) * DOT_ROWS;
     const uint8_t *ws = static_cast<const uint8_t *>(a.workspace);
     /* launched as a programmatic dependent of qk_cuda_moe_quantize_x's kernel, just before it */
     cudaLaunchConfig_t config = {};
     config.gridDim =
-        dim3((unsigned)((a.m + rows_per_cta - 1) / rows_per_cta), (unsigned)(items < 65535 ? items : 65535));
+        dim3((unsigned)((a.m + rows_per_cta - 1) / rows_per_cta), (unsigned)(slots < 65535 ? slots : 65535));
     config.blockDim = dim3(DOT_WARPS * 32);
     config.stream = s;
     cudaLaunchAttribute early;
@@ -612,18 +584,8 @@ int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, const moe_r
     early.val.programmaticStreamSerializationAllowed = 1;
     config.attrs = &early;
     config.numAttrs = 1;
-    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND, S>, a, rt,
-                                   reinterpret_cast<const int8_t *>(ws + p.xq),
+    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND>, a, reinterpret_cast<const int8_t *>(ws + p.xq),
                                    reinterpret_cast<const float4 *>(ws + p.xm), y, L);
-}
-
-/* The dot path: per slot (plan bn 1) or grouped by expert, QK_CUDA_MOE_DOT_GROUP slots at most
- * per item. */
-template <class T, class D, int KIND>
-int launch_dot_kind(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, const moe_route &rt, float *y,
-                    cudaStream_t s) {
-    return p.bn == 1 ? launch_dot<T, D, KIND, 1>(a, p, rt, y, s)
-                     : launch_dot<T, D, KIND, QK_CUDA_MOE_DOT_GROUP>(a, p, rt, y, s);
 }
 
 template <class T, int KIND> int launch_vec(const qk_cuda_moe_args &a, cudaStream_t s) {
@@ -698,14 +660,11 @@ template <class T, class D> int launch_moe(const qk_cuda_moe_args *a, const qk_c
     float *partial = reinterpret_cast<float *>(static_cast<uint8_t *>(a->workspace) + plan->partial);
     if constexpr (D::EXISTS) {
         if (plan->path == QK_CUDA_MOE_DOT && dot_aligned<T>(*a)) {
-            moe_route rt = {};
             float *out = a->kind == QK_CUDA_MOE_WEIGHTED_SUM ? partial : a->y;
-            int err = plan->bn > 1 ? qk_cuda_moe_group(a, plan, &rt, out, s) : 0;
-            if (!err) err = qk_cuda_moe_quantize_x(a, plan, s); /* last: the dot kernel depends on it early */
+            int err = qk_cuda_moe_quantize_x(a, plan, s); /* just before: the dot kernel depends on it early */
             if (err) return err;
-            if (a->kind == QK_CUDA_MOE_GATE_UP)
-                return launch_dot_kind<T, D, QK_CUDA_MOE_GATE_UP>(*a, *plan, rt, out, s);
-            err = launch_dot_kind<T, D, QK_CUDA_MOE_MATMUL>(*a, *plan, rt, out, s);
+            if (a->kind == QK_CUDA_MOE_GATE_UP) return launch_dot<T, D, QK_CUDA_MOE_GATE_UP>(*a, *plan, out, s);
+            err = launch_dot<T, D, QK_CUDA_MOE_MATMUL>(*a, *plan, out, s);
             if (err || a->kind == QK_CUDA_MOE_MATMUL) return err;
             return qk_cuda_moe_weighted_sum(a, partial, s);
         }

@@ -21,13 +21,9 @@ typedef struct moe_route {
     const __half *xh;   /* the activations in f16, [rows of x][k] */
 } moe_route;
 
-/* Groups the slots by expert on stream s and cuts the groups into tiles of at most p->bn slots;
- * sets the outputs (in `out`) of slots with an out-of-range id to NaN. Fills r's tiles, n_tiles
- * and sorted. */
-int qk_cuda_moe_group(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, moe_route *r, float *out, cudaStream_t s);
-
-/* The tiled path's first steps on stream s: qk_cuda_moe_group, then the activations converted to
- * f16. *out is where the tiled kernel writes: y, or the per-slot scratch of the weighted sum. */
+/* The tiled path's first steps on stream s: the slots grouped by expert and cut into tiles of at
+ * most p->bn slots (the outputs, in `out`, of slots with an out-of-range id set to NaN), then the
+ * activations converted to f16. *out is where the tiled kernel writes: y, or the per-slot scratch of the weighted sum. */
 int qk_cuda_moe_prepare(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, moe_route *r, float **out,
                         cudaStream_t s);
 

@@ -54,18 +54,17 @@ constexpr threshold thresholds[] = {
     {QK_TYPE_BF16, INT_MAX, 0},
 };
 
-/* The dot path's (8-bit activations: the default precision, quantized weights), the same way:
- * every slot its own work item up to per_slot_max_tokens, slots grouped by expert (each
- * expert's rows read once for all its slots, at the cost of the grouping step) up to max_tokens,
- * the tiled kernel above. First guesses, to be tuned by measurement (QK_MOE_PATH). */
+/* The dot path's (8-bit activations: the default precision, quantized weights): up to max_tokens
+ * tokens, the tiled kernel above. From the H100 run at 6334de0 (bench/results/2026-12-06-cuda-h100-*):
+ * on both Qwen3.5-35B-A3B shapes and every type the dot path was the faster at 32 tokens (by
+ * 1.3x to 3x) and the tiled kernel at 128; interpolated, they cross between 52 and 81 tokens. */
 struct dot_threshold {
     int type; /* -1: the default */
-    int per_slot_max_tokens;
     int max_tokens;
 };
 
 constexpr dot_threshold dot_thresholds[] = {
-    {-1, 4, 128},
+    {-1, 64},
 };
 
 template <class R, size_t N> const R &row_of(const R (&table)[N], int type) {
@@ -78,23 +77,17 @@ size_t align_up(size_t n) { return (n + 255) & ~(size_t)255; }
 
 bool plain_type(int t) { return t == QK_TYPE_F32 || t == QK_TYPE_F16 || t == QK_TYPE_BF16; }
 
-/* QK_MOE_PATH=vec|dot|dot1|dot8|tiled forces a path where the type and precision allow it (dot1:
- * the dot path per slot, dot8: grouped): for measuring the thresholds above (bench/), never needed
- * for correct results. Read once. */
-struct forced {
-    int path = -1, bn = 0;
-};
-forced forced_path() {
-    static const forced f = [] {
-        forced r;
+/* QK_MOE_PATH=vec|dot|tiled forces a path where the type and precision allow it: for measuring
+ * the thresholds above (bench/, scripts/gpu_peer.sh's QK_PEER_PATHS), never needed for correct
+ * results. Read once. */
+int forced_path() {
+    static const int f = [] {
         const char *v = getenv("QK_MOE_PATH");
-        if (!v) return r;
-        if (!strcmp(v, "vec")) r.path = QK_CUDA_MOE_VEC;
-        if (!strncmp(v, "dot", 3)) r.path = QK_CUDA_MOE_DOT;
-        if (!strcmp(v, "dot1")) r.bn = 1;
-        if (!strcmp(v, "dot8")) r.bn = QK_CUDA_MOE_DOT_GROUP;
-        if (!strcmp(v, "tiled")) r.path = QK_CUDA_MOE_TILED;
-        return r;
+        if (!v) return -1;
+        if (!strcmp(v, "vec")) return (int)QK_CUDA_MOE_VEC;
+        if (!strcmp(v, "dot")) return (int)QK_CUDA_MOE_DOT;
+        if (!strcmp(v, "tiled")) return (int)QK_CUDA_MOE_TILED;
+        return -1;
     }();
     return f;
 }
@@ -110,11 +103,10 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     const int64_t slots = a->n_tokens * a->n_used;
     const size_t partial = align_up((size_t)(slots * a->m) * sizeof(float));
     const bool plain = plain_type(a->type), dot_ok = !plain && !a->exact;
-    int path =
-        a->n_tokens <= (int64_t)t.vec_max_tokens ? (dot_ok ? QK_CUDA_MOE_DOT : QK_CUDA_MOE_VEC) : QK_CUDA_MOE_TILED;
-    const forced f = forced_path();
-    if (f.path == QK_CUDA_MOE_VEC || (f.path == QK_CUDA_MOE_DOT && dot_ok) || (f.path == QK_CUDA_MOE_TILED && !plain))
-        path = f.path;
+    int path = dot_ok ? (a->n_tokens <= (int64_t)dt.max_tokens ? QK_CUDA_MOE_DOT : QK_CUDA_MOE_TILED)
+                      : (a->n_tokens <= (int64_t)t.vec_max_tokens ? QK_CUDA_MOE_VEC : QK_CUDA_MOE_TILED);
+    const int f = forced_path();
+    if (f == QK_CUDA_MOE_VEC || (f == QK_CUDA_MOE_DOT && dot_ok) || (f == QK_CUDA_MOE_TILED && !plain)) path = f;
     if (path == QK_CUDA_MOE_VEC) { /* scratch: the weighted sum's per-slot products */
         p.path = QK_CUDA_MOE_VEC;
         p.partial = 0;
@@ -125,20 +117,10 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     const int64_t x_rows = a->x_per_slot ? slots : a->n_tokens;
     const int64_t touched = a->n_expert < slots ? a->n_expert : slots;
     if (path == QK_CUDA_MOE_DOT) {
-        /* the 8-bit activations, the grouping when slots share experts, the weighted sum's
-         * per-slot products */
+        /* the 8-bit activations, the weighted sum's per-slot products */
         size_t at = 0;
         p.path = QK_CUDA_MOE_DOT;
-        p.bn = a->n_tokens <= (int64_t)dt.per_slot_max_tokens ? 1 : QK_CUDA_MOE_DOT_GROUP;
-        if (f.bn) p.bn = f.bn;
-        if (p.bn > 1) {
-            const int64_t tiles = touched + slots / p.bn + 1;
-            p.max_tiles = tiles > (1 << 30) ? (1 << 30) : (int)tiles;
-            p.counts = at, at += align_up(2 * (size_t)a->n_expert * sizeof(int));
-            p.tiles = at, at += align_up((size_t)p.max_tiles * sizeof(int4));
-            p.n_tiles = at, at += align_up(sizeof(int));
-            p.sorted = at, at += align_up((size_t)slots * sizeof(int));
-        }
+        p.bn = 1;
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;

@@ -97,7 +97,10 @@ __global__ void weighted_sum_kernel(const float *partial, const float *router, i
 
 } // namespace
 
-int qk_cuda_moe_group(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, moe_route *r, float *out, cudaStream_t s) {
+namespace {
+
+/* fills r's tiles, n_tiles and sorted */
+int group(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, moe_route *r, float *out, cudaStream_t s) {
     uint8_t *ws = static_cast<uint8_t *>(a->workspace);
     int *counts = reinterpret_cast<int *>(ws + p->counts);
     int4 *tiles = reinterpret_cast<int4 *>(ws + p->tiles);
@@ -111,11 +114,13 @@ int qk_cuda_moe_group(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, moe_
     return (int)cudaGetLastError();
 }
 
+} // namespace
+
 int qk_cuda_moe_prepare(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, moe_route *r, float **out,
                         cudaStream_t s) {
     uint8_t *ws = static_cast<uint8_t *>(a->workspace);
     *out = a->kind == QK_CUDA_MOE_WEIGHTED_SUM ? reinterpret_cast<float *>(ws + p->partial) : a->y;
-    int err = qk_cuda_moe_group(a, p, r, *out, s);
+    int err = group(a, p, r, *out, s);
     if (err) return err;
     const int64_t n = (a->x_per_slot ? a->n_tokens * a->n_used : a->n_tokens) * a->k;
     const __half *xh = reinterpret_cast<const __half *>(a->x);
