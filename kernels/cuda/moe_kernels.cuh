@@ -358,10 +358,15 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
 /* ---- the tiled path ------------------------------------------------------------------------- */
 
 constexpr int TILE_K = 256, HALF_K = 128;
-/* Weight rows per tile: 128 (eight warps, each 32 rows x half the slots) where shared memory
- * allows, 64 for gate/up, whose two weight tensors double the tile's buffers. */
+/* Weight rows per tile: 128 where shared memory allows, 64 for gate/up, whose two weight tensors
+ * double the tile's buffers. */
 __host__ __device__ constexpr int tile_m(int nw) { return nw == 2 ? 64 : 128; }
-__host__ __device__ constexpr int tile_threads(int nw) { return tile_m(nw) * 2; }
+/* Threads per tile: warps of 32 rows, two across the slots; four across for gate/up's 64-slot
+ * tiles, whose shared memory (two weight tensors, 64 slots' activations double-buffered) lets only
+ * one tile run on an SM: with two warps across, that would be four warps an SM. */
+__host__ __device__ constexpr int tile_threads(int nw, int bn) {
+    return tile_m(nw) / 32 * (nw == 2 && bn == 64 ? 4 : 2) * 32;
+}
 constexpr int A_STRIDE = HALF_K + 8; /* halves per decoded row: 272 bytes, ldmatrix without bank conflicts */
 constexpr int B_STRIDE = TILE_K + 8; /* halves per activation row: 528 bytes */
 
@@ -426,15 +431,17 @@ template <class B, class D> __device__ inline void decode_half(const uint8_t *b,
     }
 }
 
-/* grid: (ceil(m / 64), tiles, grid-stride); each tile is one expert's run of at most BN slots
+/* grid: (ceil(m / TILE_M), tiles, grid-stride); each tile is one expert's run of at most BN slots
  * (moe_route.cu). Writes y[slot][row] (for the weighted sum, the per-slot scratch). */
 template <class T, class D, int BN, bool GATE_UP>
-__global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1))
+__global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1, BN))
     moe_tiled_kernel(qk_cuda_moe_args a, moe_route r, float *out) {
     using B = moe_block<T>;
     using S = tile_shape<T>;
-    constexpr int NW = GATE_UP ? 2 : 1, NT = BN / 16; /* n8 tiles per warp: the warp takes BN/2 columns */
-    constexpr int TILE_M = tile_m(NW), TILE_THREADS = tile_threads(NW), WM = TILE_M / 32;
+    constexpr int NW = GATE_UP ? 2 : 1, TILE_M = tile_m(NW), TILE_THREADS = tile_threads(NW, BN);
+    /* WM x WN warps, each 32 rows x CW slots: NT n8 tiles */
+    constexpr int WM = TILE_M / 32, WN = TILE_THREADS / 32 / WM, CW = BN / WN, NT = CW / 8;
+    static_assert(NT % 2 == 0, "the activations are loaded two n8 tiles at a time");
     using M = tile_smem<T, BN, NW>;
     extern __shared__ __align__(16) uint8_t smem[];
     uint8_t *packed = smem;
@@ -520,7 +527,7 @@ __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1))
                     unsigned bf[NT][2];
 #pragma unroll
                     for (int nt = 0; nt < NT; nt += 2) {
-                        const int n = wn * (BN / 2) + nt * 8 + (lane % 8) + (lane / 16) * 8;
+                        const int n = wn * CW + nt * 8 + (lane % 8) + (lane / 16) * 8;
                         const int kc = h * HALF_K + kk * 16 + (lane / 8) % 2 * 8;
                         unsigned q[4];
                         ldmatrix_x4(q, bt_now + n * B_STRIDE + kc);
@@ -554,7 +561,7 @@ __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1))
 #pragma unroll
                 for (int i = 0; i < 4; i++) {
                     const int rr = wm * 32 + mt * 16 + lane / 4 + (i / 2) * 8;
-                    const int c = wn * (BN / 2) + nt * 8 + (lane % 4) * 2 + i % 2;
+                    const int c = wn * CW + nt * 8 + (lane % 4) * 2 + i % 2;
                     if (rr >= rows || slots[c] < 0) continue;
                     float v = acc[mt][nt][i];
                     if constexpr (GATE_UP) v = silu(v) * accu[mt][nt][i];
@@ -632,7 +639,7 @@ int launch_tiled_kernel(const qk_cuda_moe_args &a, const moe_route &r, float *ou
     constexpr size_t smem = tile_smem < T, BN, GATE_UP ? 2 : 1 > ::BYTES;
     constexpr int TILE_M = tile_m(GATE_UP ? 2 : 1);
     const dim3 grid((unsigned)((a.m + TILE_M - 1) / TILE_M), (unsigned)(max_tiles < 65535 ? max_tiles : 65535));
-    moe_tiled_kernel<T, D, BN, GATE_UP><<<grid, tile_threads(GATE_UP ? 2 : 1), smem, s>>>(a, r, out);
+    moe_tiled_kernel<T, D, BN, GATE_UP><<<grid, tile_threads(GATE_UP ? 2 : 1, BN), smem, s>>>(a, r, out);
     return (int)cudaGetLastError();
 }
 
