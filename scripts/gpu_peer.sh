@@ -16,7 +16,9 @@
 #          397B-A17B, Q4_K and IQ2_XXS, appended to the JSONL), QK_PEER_COMMIT (the peer's commit
 #          when GGML has no PEER_COMMIT file), QK_PEER_PATHS (comma list of QK_MOE_PATH values,
 #          e.g. dot,tiled: qkern's MoE benchmark again with each path forced, into
-#          sweep.jsonl and the table sweep.md, for tuning moe_plan.cu's thresholds)
+#          sweep.jsonl and the table sweep.md, for tuning moe_plan.cu's thresholds),
+#          QK_PEER_PROFILE ("FILTER=KERNEL_REGEX;..." : Nsight Compute on one kernel of each
+#          benchmark row, scripts/gpu_profile.sh, into ncu-N.txt)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=$1 ggml=$2
@@ -125,6 +127,17 @@ with open(sys.argv[2], "a") as f:
     for r in rows: f.write(json.dumps(r) + "\n")
     print("\n".join(json.dumps(r)[:300] for r in rows))' "$work/model.json" "$results"
     done
+  done
+fi
+
+if [ -n "${QK_PEER_PROFILE:-}" ]; then
+  echo "== Nsight Compute"
+  n=0
+  IFS=';' read -ra profiles <<<"$QK_PEER_PROFILE"
+  for p in "${profiles[@]}"; do
+    n=$((n + 1))
+    { echo "# $p"; timeout 120 bash scripts/gpu_profile.sh "${p%%=*}" "${p#*=}" "$build"; } >"$out/ncu-$n.txt" 2>&1
+    grep -E "Duration|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per" "$out/ncu-$n.txt" | head -8
   done
 fi
 
