@@ -1,7 +1,6 @@
 /* qkern quantize: llama-quantize's command line (positional IN OUT TYPE [THREADS] and its
- * options), plus --device, --dry-run, --report, --split-max-size. */
+ * options, misuse exiting 1 as there), plus --device, --report, --split-max-size, --quiet. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,15 +8,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "safe_output.h"
 
 #define MAX_LIST 256
-
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
 
 static void usage(FILE *f) {
     fprintf(
@@ -35,13 +28,18 @@ static void usage(FILE *f) {
            "  --pure                      no mixture rules: every quantizable tensor gets TYPE's default\n"
            "  --leave-output-tensor       keep output.weight as it is\n"
            "  --allow-requantize          accept already-quantized inputs (quality suffers)\n"
-           "  --keep-split                write one output file per input file\n"
+           "  --tensor-type-file FILE     REGEX=T items separated by spaces or newlines, as --tensor-type\n"
+           "  --prune-layers L0,L1,...    leave these blocks out; the later ones are renumbered\n"
+           "  --override-kv KEY=T:V       set metadata KEY in the output; T is int, float, bool or str (repeatable)\n"
+           "  --keep-split                write one output file per input file (OUT-0000k-of-0000N.gguf)\n"
+           "  --dry-run                   print the per-tensor plan and totals; write nothing\n"
+           "  --max-buffer-size MiB       input bytes per step, at most (qkern's step is 64 MiB or less anyway)\n"
+           "  THREADS                     cpu worker threads; 0 (or less): all cores\n"
            "qkern options:\n"
            "  --split-max-size N[K|M|G]   split the output into files of at most N bytes\n"
            "  --device D                  cpu, cuda:N, vulkan:N (default: the best present)\n"
-           "  --dry-run                   print the per-tensor plan and totals; write nothing\n"
            "  --report FILE.json          per tensor: type, bytes, weighted RMSE, time\n"
-           "  --quiet                     no progress output\n\n"
+           "  --quiet                     no progress output, no notes, no fallback warnings\n\n"
            "TYPE (preset, or its llama_ftype number):\n");
     for (size_t i = 0; i < qk_preset_count(); i++) {
         const qk_preset *ft = qk_preset_at(i);
@@ -55,12 +53,15 @@ typedef struct options {
     const char *imatrix, *device, *report;
     const char *include[MAX_LIST], *exclude[MAX_LIST];
     size_t n_include, n_exclude;
-    qk_tensor_type_override overrides[MAX_LIST];
-    char *override_patterns[MAX_LIST];
-    size_t n_overrides;
+    qk_tensor_type_override *overrides; /* --tensor-type and --tensor-type-file, in order */
+    size_t n_overrides, cap_overrides;
+    const char *kv[MAX_LIST]; /* --override-kv texts, checked by the library */
+    size_t n_kv;
+    int *prune; /* --prune-layers, sorted, no repeats */
+    size_t n_prune;
     int pure, leave_output, allow_requantize, keep_split, dry_run, quiet;
     int output_type, embd_type;
-    uint64_t split_max;
+    uint64_t split_max, max_buffer;
 } options;
 
 static int parse_type(const char *opt, const char *v, int *out) {
@@ -90,22 +91,74 @@ static int parse_size(const char *opt, const char *v, uint64_t *out) {
     return 1;
 }
 
-static int add_override(options *o, const char *v) {
+static int add_override(options *o, const char *opt, const char *v) {
     const char *eq = strrchr(v, '=');
     if (!eq || eq == v || !eq[1]) {
-        fprintf(stderr, "qkern: --tensor-type: '%s' is not REGEX=TYPE\n", v);
-        return 0;
-    }
-    if (o->n_overrides == MAX_LIST) {
-        fprintf(stderr, "qkern: --tensor-type: more than %d patterns\n", MAX_LIST);
+        fprintf(stderr, "qkern: %s: '%s' is not REGEX=TYPE\n", opt, v);
         return 0;
     }
     int type;
-    if (!parse_type("--tensor-type", eq + 1, &type)) return 0;
+    if (!parse_type(opt, eq + 1, &type)) return 0;
+    if (o->n_overrides == o->cap_overrides) {
+        size_t cap = o->cap_overrides ? 2 * o->cap_overrides : 16;
+        qk_tensor_type_override *grown = realloc(o->overrides, cap * sizeof *grown);
+        if (!grown) return fprintf(stderr, "qkern: %s: out of memory\n", opt), 0;
+        o->overrides = grown;
+        o->cap_overrides = cap;
+    }
     char *pat = strndup(v, (size_t)(eq - v));
-    if (!pat) return 0;
-    o->override_patterns[o->n_overrides] = pat;
+    if (!pat) return fprintf(stderr, "qkern: %s: out of memory\n", opt), 0;
     o->overrides[o->n_overrides++] = (qk_tensor_type_override){pat, (qk_type)type};
+    return 1;
+}
+
+/* llama-quantize's --tensor-type-file: REGEX=TYPE items separated by white space. */
+static int add_override_file(options *o, const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "qkern: --tensor-type-file %s: %s\n", path, strerror(errno));
+        return 0;
+    }
+    char item[4096];
+    int ok = 1;
+    while (ok && fscanf(f, "%4095s", item) == 1) ok = add_override(o, "--tensor-type-file", item);
+    if (ok && ferror(f)) {
+        fprintf(stderr, "qkern: --tensor-type-file %s: %s\n", path, strerror(errno));
+        ok = 0;
+    }
+    fclose(f);
+    return ok;
+}
+
+static int cmp_int(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* --prune-layers L0,L1,...: block numbers >= 0, kept sorted without repeats as llama-quantize does. */
+static int parse_prune(options *o, const char *v) {
+    size_t n = 1;
+    for (const char *c = v; *c; c++) n += *c == ',';
+    int *ids = realloc(o->prune, (o->n_prune + n) * sizeof *ids);
+    if (!ids) return fprintf(stderr, "qkern: --prune-layers: out of memory\n"), 0;
+    o->prune = ids;
+    for (const char *c = v;; c++) {
+        char *end;
+        errno = 0;
+        long id = strtol(c, &end, 10);
+        if (end == c || (*end && *end != ',') || errno || id < 0 || id > 1000000) {
+            fprintf(stderr, "qkern: --prune-layers: '%s' is not a list of layer numbers like 0,5,7\n", v);
+            return 0;
+        }
+        ids[o->n_prune++] = (int)id;
+        if (!*end) break;
+        c = end;
+    }
+    qsort(ids, o->n_prune, sizeof *ids, cmp_int);
+    size_t u = 0;
+    for (size_t i = 0; i < o->n_prune; i++)
+        if (!u || ids[u - 1] != ids[i]) ids[u++] = ids[i];
+    o->n_prune = u;
     return 1;
 }
 
@@ -113,7 +166,8 @@ static int add_override(options *o, const char *v) {
 static int parse(int argc, char **argv, options *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (a[0] != '-' || !a[1]) {
+        /* as in llama-quantize, only "--" starts an option: a THREADS of -1 is positional */
+        if (strncmp(a, "--", 2) != 0 && strcmp(a, "-h") != 0) {
             if (o->n_pos == 4) {
                 fprintf(stderr, "qkern: too many arguments ('%s')\n", a);
                 return 0;
@@ -163,13 +217,27 @@ static int parse(int argc, char **argv, options *o) {
         } else if (!strcmp(name, "--token-embedding-type")) {
             if (!parse_type(name, val, &o->embd_type)) return 0;
         } else if (!strcmp(name, "--tensor-type")) {
-            if (!add_override(o, val)) return 0;
+            if (!add_override(o, name, val)) return 0;
+        } else if (!strcmp(name, "--tensor-type-file")) {
+            if (!add_override_file(o, val)) return 0;
+        } else if (!strcmp(name, "--prune-layers")) {
+            if (!parse_prune(o, val)) return 0;
+        } else if (!strcmp(name, "--override-kv")) {
+            if (o->n_kv == MAX_LIST) return fprintf(stderr, "qkern: --override-kv: more than %d\n", MAX_LIST), 0;
+            o->kv[o->n_kv++] = val;
+        } else if (!strcmp(name, "--max-buffer-size")) {
+            long long mib;
+            if (!cli_parse_int(name, val, 1, 1 << 30, &mib)) return 0;
+            o->max_buffer = (uint64_t)mib << 20;
         } else if (!strcmp(name, "--split-max-size")) {
             if (!parse_size(name, val, &o->split_max)) return 0;
         } else if (!strcmp(name, "--device")) {
             o->device = val;
         } else if (!strcmp(name, "--report")) {
             o->report = val;
+        } else if (!strcmp(name, "--target-bpw") || !strcmp(name, "--target-size") || !strcmp(name, "--state-file")) {
+            fprintf(stderr, "qkern: quantize: %s is not yet supported\n", name);
+            return 0;
         } else {
             fprintf(stderr, "qkern: quantize: unknown option '%s' (qkern quantize --help)\n", name);
             return 0;
@@ -215,7 +283,18 @@ static int positional(const options *o, const char **in, const char **out, const
         fprintf(stderr, "qkern: too many arguments after TYPE\n");
         return 0;
     }
-    if (o->n_pos == type_at + 2 && !cli_parse_int("THREADS", o->pos[type_at + 1], 1, 4096, threads)) return 0;
+    /* llama-quantize: 0 or less is all cores */
+    if (o->n_pos == type_at + 2) {
+        const char *v = o->pos[type_at + 1];
+        char *end;
+        errno = 0;
+        *threads = strtoll(v, &end, 10);
+        if (end == v || *end || errno || *threads > 4096) {
+            fprintf(stderr, "qkern: THREADS: '%s' is not a thread count (up to 4096; 0: all cores)\n", v);
+            return 0;
+        }
+        if (*threads < 0) *threads = 0;
+    }
     if (type_at == 1) {
         /* llama-quantize's default name, in the input's folder */
         const char *slash = strrchr(*in, '/');
@@ -247,16 +326,40 @@ static void print_plan(const qk_model_result *r) {
     cli_totals_free(tot);
 }
 
-static void print_summary(const qk_model_totals *r, const char *out, int dry) {
+/* llama-quantize's warnings: a line per tensor whose type had to fall back, and a count. */
+static void print_fallbacks(const qk_model_result *r) {
+    const size_t n = qk_model_result_count(r);
+    size_t n_fallback = 0;
+    for (size_t i = 0; i < n; i++) {
+        const qk_model_tensor *t = qk_model_result_tensor(r, i);
+        if (t->reason != QK_PLAN_FALLBACK) continue;
+        n_fallback++;
+        qk_type_info want;
+        int block = qk_type_get_info((int)t->planned_type, &want) == QK_OK ? want.block_elems : 0;
+        fprintf(
+            stderr,
+            "qkern: warning: %-36s - ncols %6lld not divisible by %3d (required for type %s) %s-> falling back to %s\n",
+            t->name, (long long)t->ne[0], block, qk_type_name(t->planned_type),
+            t->type == QK_TYPE_F16 ? "(must use F16 due to unusual shape) " : "", qk_type_name(t->type));
+    }
+    if (n_fallback)
+        fprintf(stderr, "qkern: warning: %zu of %zu tensor(s) required fallback quantization\n", n_fallback,
+                qk_model_result_totals(r)->in_tensors);
+}
+
+static void print_summary(const qk_model_totals *r, const char *out, int dry, int keep_split) {
     double in_mib = (double)r->in_bytes / 1048576.0, out_mib = (double)r->out_bytes / 1048576.0;
     double w = r->in_weights ? (double)r->in_weights : 1.0;
     printf("%s%zu tensors, %.3g M weights: %.2f MiB (%.4f bpw) -> %.2f MiB (%.4f bpw)%s", dry ? "plan: " : "",
            r->n_tensors, (double)r->in_weights / 1e6, in_mib, 8.0 * (double)r->in_bytes / w, out_mib,
            8.0 * (double)r->out_bytes / w, dry ? "\n" : "");
-    if (!dry)
-        printf(" in %.2f s (%.1f M weights/s) -> %s%s\n", r->seconds,
-               (double)r->quantized_weights / 1e6 / (r->seconds > 0 ? r->seconds : 1), out,
-               r->n_splits > 1 ? " (split)" : "");
+    if (!dry) {
+        printf(" in %.2f s (%.1f M weights/s) -> %s", r->seconds,
+               (double)r->quantized_weights / 1e6 / (r->seconds > 0 ? r->seconds : 1), out);
+        if (r->n_splits > 1 || keep_split)
+            printf(" as %d part(s), named ...-%05d-of-%05d.gguf", r->n_splits, 1, r->n_splits);
+        printf("\n");
+    }
 }
 
 typedef struct progress_state {
@@ -281,18 +384,10 @@ static void on_progress(void *user, const qk_model_progress *p) {
     }
 }
 
-static int write_report(const char *path, const qk_model_result *res, const char *in, const char *out,
+/* Writes the report into f (from safe_output_open), closes it and renames it to `path`. */
+static int write_report(FILE *f, const char *path, const qk_model_result *res, const char *in, const char *out,
                         const qk_preset *ft, const char *device) {
     const qk_model_totals *r = qk_model_result_totals(res);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f) {
-        if (fd >= 0) close(fd), unlink(tmp);
-        fprintf(stderr, "qkern: --report %s: %s\n", path, strerror(errno));
-        return 0;
-    }
     fprintf(f, "{\n  \"input\": \"%s\",\n  \"output\": \"%s\",\n  \"preset\": \"%s\",\n  \"file_type\": %d,\n", in, out,
             ft->name, ft->id);
     fprintf(f, "  \"device\": \"%s\",\n  \"seconds\": %.6f,\n  \"in_bytes\": %llu,\n  \"out_bytes\": %llu,\n", device,
@@ -314,32 +409,21 @@ static int write_report(const char *path, const qk_model_result *res, const char
                 i + 1 < r->n_tensors ? "," : "");
     }
     fprintf(f, "  ]\n}\n");
-    int ok = !ferror(f) && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        fprintf(stderr, "qkern: --report %s: %s\n", path, strerror(errno));
-        unlink(tmp);
-        return 0;
-    }
-    return 1;
-}
-
-static int cancelled(void *user) {
-    (void)user;
-    return interrupted != 0;
+    return safe_output_commit(f, "--report", path);
 }
 
 int cmd_quantize(int argc, char **argv) {
     options o;
     memset(&o, 0, sizeof o);
     o.output_type = o.embd_type = -1;
-    int rc = 2, pr = parse(argc, argv, &o);
+    int rc = 1, pr = parse(argc, argv, &o); /* misuse exits 1, as llama-quantize's does */
     const char *in = NULL, *out = NULL;
     const qk_preset *ft = NULL;
     long long threads = 0;
     char default_out[4096];
     qk_context *ctx = NULL;
     qk_model_result *res = NULL;
+    FILE *report = NULL;
     if (pr < 0) {
         usage(stdout);
         rc = 0;
@@ -348,10 +432,16 @@ int cmd_quantize(int argc, char **argv) {
     if (!pr || !positional(&o, &in, &out, &ft, &threads, default_out, sizeof default_out)) goto done;
 
     qk_context_params cp = cli_context_params(o.device, (int)threads); /* NULL: the best device present */
-    if (qk_context_create(&cp, &ctx) != QK_OK) {
+    /* partial outputs removed on a signal, until the report is in place too */
+    safe_output_install();
+    int made = qk_context_create(&cp, &ctx) == QK_OK;
+    safe_output_arm();
+    if (!made) {
         rc = cli_fail(o.device ? o.device : "device", NULL);
         goto done;
     }
+    /* made first: a report that cannot be written stops the run before any output exists */
+    if (o.report && !(report = safe_output_open("--report", o.report))) goto done;
 
     qk_model_quantize_desc q = qk_model_quantize_default_desc();
     q.input = in;
@@ -369,43 +459,46 @@ int cmd_quantize(int argc, char **argv) {
     q.n_include = o.n_include;
     q.exclude_weights = o.exclude;
     q.n_exclude = o.n_exclude;
+    q.kv_overrides = o.kv;
+    q.n_kv_overrides = o.n_kv;
+    q.prune_layers = o.prune;
+    q.n_prune_layers = o.n_prune;
     q.keep_split = o.keep_split;
     q.split_max_bytes = o.split_max;
+    if (o.max_buffer) q.chunk_bytes = o.max_buffer < 64u << 20 ? (size_t)o.max_buffer : (size_t)64 << 20;
     q.dry_run = o.dry_run;
     q.measure_error = o.report != NULL;
-    q.cancel = cancelled;
     progress_state ps = {isatty(STDERR_FILENO), -1.0};
     if (!o.quiet && !o.dry_run) {
         q.progress = on_progress;
         q.user = &ps;
     }
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
     qk_status st = qk_model_quantize(ctx, &q, &res);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
     if (st != QK_OK) {
         if (ps.tty && q.progress) fprintf(stderr, "\r\033[K");
         fprintf(stderr, "qkern: quantize %s: %s%s\n", in, qk_last_error(ctx), o.dry_run ? "" : " (no output written)");
-        rc = interrupted ? 130 : 1;
+        rc = 1;
         goto done;
     }
     const char *notes = qk_model_result_notes(res);
     if (notes[0] && !o.quiet) fputs(notes, stderr);
+    if (!o.quiet) print_fallbacks(res);
     if (o.dry_run) print_plan(res);
-    print_summary(qk_model_result_totals(res), out, o.dry_run);
+    print_summary(qk_model_result_totals(res), out, o.dry_run, o.keep_split);
     rc = 0;
-    if (o.report) {
+    if (report) {
         qk_device_info di;
         const char *dev = qk_context_device(ctx, &di) == QK_OK ? di.name : "?";
-        if (!write_report(o.report, res, in, out, ft, dev)) rc = 1;
+        if (!write_report(report, o.report, res, in, out, ft, dev)) rc = 1;
+        report = NULL;
     }
 done:
+    safe_output_discard(report);
+    safe_output_restore();
     qk_model_result_free(res);
     qk_context_destroy(ctx);
-    for (size_t i = 0; i < o.n_overrides; i++) free(o.override_patterns[i]);
+    for (size_t i = 0; i < o.n_overrides; i++) free((char *)o.overrides[i].pattern);
+    free(o.overrides);
+    free(o.prune);
     return rc;
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "qk_git_commit.h"
 
 static const struct {
     const char *name;
@@ -22,7 +23,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: qkern COMMAND [OPTIONS]   (qkern COMMAND --help for its options)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "  %-10s %s\n", "version", "print the library version");
+    fprintf(f, "  %-10s %s\n", "version", "print the version, the git commit built from and the backends built in");
 }
 
 static void print_notice(void *user, const char *line) {
@@ -65,7 +66,11 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
-        printf("qkern %s\n", qk_version_string());
+        if (argc > 2) {
+            fprintf(stderr, "usage: qkern version\n");
+            return 2;
+        }
+        printf("qkern %s\ncommit: %s\nbackends: %s\n", qk_version_string(), QK_GIT_COMMIT, QK_BUILD_BACKENDS);
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

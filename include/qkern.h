@@ -403,7 +403,9 @@ typedef struct qk_model_quantize_desc {
     size_t n_exclude;                   /* (include and exclude exclude each other) */
 
     /* output layout */
-    int keep_split;           /* 1: one output file per input file */
+    int keep_split;           /* 1: one output file per input file, as llama-quantize's --keep-split
+                                 writes them: OUT-0000k-of-0000N.gguf even for one part, each part's
+                                 tensors in the input's order, the model's metadata in the first */
     uint64_t split_max_bytes; /* >0: start a new output file before one would exceed this */
 
     int dry_run;        /* 1: plan only; the result lists every tensor, nothing is written */
@@ -416,6 +418,18 @@ typedef struct qk_model_quantize_desc {
      * be NULL. Safe to back with a flag a signal handler sets. */
     int (*cancel)(void *user);
     void *user;
+
+    /* llama-quantize's --override-kv: n_kv_overrides texts "KEY=TYPE:VALUE", TYPE int, float, bool
+     * (true/false) or str (at most 127 bytes), set in the output's metadata after the input's
+     * pairs, as llama-quantize writes them (int as UINT32 of |VALUE|, float as FLOAT32). A
+     * malformed one fails with QK_ERR_INVALID_ARG before any file is read. */
+    const char *const *kv_overrides;
+    size_t n_kv_overrides;
+    /* llama-quantize's --prune-layers: n_prune_layers block numbers (>= 0) left out of the output;
+     * the blocks after the first pruned one are renumbered down and <arch>.block_count says how
+     * many are left. Imatrix entries are found under the tensors' input names. */
+    const int *prune_layers;
+    size_t n_prune_layers;
 } qk_model_quantize_desc;
 
 QK_API qk_model_quantize_desc qk_model_quantize_default_desc(void);
@@ -436,6 +450,7 @@ typedef struct qk_model_tensor {
      * imatrix (uniform weights without one): sqrt(sum w (x - q)^2 / sum w), and the same relative
      * to sqrt(sum w x^2 / sum w). Negative when not measured. */
     double rmse, rel_rmse;
+    qk_type planned_type; /* reason QK_PLAN_FALLBACK: the type chosen before the fallback; else type */
 } qk_model_tensor;
 
 /* The totals of a result. */
@@ -448,6 +463,7 @@ typedef struct qk_model_totals {
     uint64_t out_file_bytes;      /* of all output files, headers included */
     double seconds;
     int imatrix_entries; /* entries of the imatrix file after the filters, or -1 without one */
+    size_t in_tensors;   /* tensors of the input: n_tensors plus those pruned (prune_layers) */
 } qk_model_totals;
 
 typedef struct qk_model_result qk_model_result;
@@ -619,6 +635,16 @@ QK_API qk_status qk_gguf_writer_write(qk_gguf_writer *w, const void *data, size_
 QK_API qk_status qk_gguf_writer_finish(qk_gguf_writer *w);
 /* Removes the temporary file; the writer can only be freed afterwards. */
 QK_API void qk_gguf_writer_abort(qk_gguf_writer *w);
+/* Removes the temporary file of every writer in this process that has begun and not yet
+ * renamed its file into place (qk_model_quantize's outputs included); returns how many.
+ * Async-signal-safe: meant for a handler of SIGINT, SIGTERM and the like that then ends the
+ * process; the writers' files are gone, so they must not be used again. A writer blocks signals
+ * while it creates and records its file, so a signal handled on that thread finds it; block the
+ * handled signals around qk_context_create too, so that the backends' threads leave them to
+ * the threads that write. The temporary is
+ * PATH.tmp.qkern, exclusively locked while written: a second writer of the same PATH fails at
+ * begin with QK_ERR_IO ("already being written by another process"). */
+QK_API int qk_remove_partial_outputs(void);
 
 /* ---- writing importance matrices ---------------------------------------------------------- */
 

@@ -1,15 +1,23 @@
 /* The GGUF writer (GGUF.md §1-§3): metadata and tensor infos are collected first, then the
- * file is streamed through one large buffer into PATH.tmp.XXXXXX and renamed into place only
- * once complete and synced, so a reader never sees a partial model under the target name. */
+ * file is streamed through one large buffer into PATH.tmp.qkern and renamed into place only
+ * once complete and synced, so a reader never sees a partial model under the target name.
+ * The temporary has a fixed name and is held under an exclusive flock from creation to rename:
+ * a second writer of the same PATH fails at once instead of both "succeeding", and a temporary
+ * left by a killed run is taken over (truncated) by the next, not piled up. */
 #include "gguf.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +28,8 @@
 /* Metadata arrives in many small pieces and tensor data in multi-MB chunks: pieces are
  * gathered here, chunks at least this large go straight to the file. */
 #define WBUF_BYTES (4u << 20)
+
+#define TEMP_SUFFIX ".tmp.qkern"
 
 enum wstate { W_COLLECT, W_WRITING, W_CLOSED, W_DONE, W_FAILED };
 
@@ -33,7 +43,8 @@ struct qk_gguf_writer {
     qk_gguf_names names;
     enum wstate state;
     char *path, *tmp;
-    int fd;
+    int fd;   /* the temporary, open and locked from begin to commit */
+    int live; /* its slot in the table qk_remove_partial_outputs reads, or -1 */
     unsigned char *buf;
     size_t buf_len;
     uint64_t written; /* bytes accepted into the file, buffered or not */
@@ -55,6 +66,7 @@ qk_status qk_gguf_writer_create(qk_gguf_writer **out) {
     w->version = QK_GGUF_VERSION;
     w->alignment = QK_GGUF_DEFAULT_ALIGNMENT;
     w->fd = -1;
+    w->live = -1;
     qk_gguf_names_init(&w->names, writer_tensor_name, w);
     *out = w;
     return QK_OK;
@@ -62,11 +74,62 @@ qk_status qk_gguf_writer_create(qk_gguf_writer **out) {
 
 /* ---- the temporary file ------------------------------------------------------------------ */
 
+/* The temporaries this process holds, for qk_remove_partial_outputs in a signal handler: it can
+ * take no lock and call no allocator, so slots are static, claimed with a compare-and-swap, and
+ * hold a copy of the name and the file's identity. The handler removes a name only while it
+ * still is that file, so a slot read while it is being reused, or a name that another process
+ * took over after our rename, is left alone. Beyond LIVE_SLOTS open temporaries the extra ones
+ * are removed by the writer's own error paths only. */
+#define LIVE_SLOTS 256
+enum { SLOT_FREE, SLOT_FILLING, SLOT_LIVE };
+static struct live_temp {
+    atomic_int state;
+    dev_t dev;
+    ino_t ino;
+    char path[PATH_MAX];
+} live[LIVE_SLOTS];
+
+static int live_add(const char *path, const struct stat *st) {
+    size_t len = strlen(path);
+    if (len >= PATH_MAX) return -1;
+    for (int i = 0; i < LIVE_SLOTS; i++) {
+        int expect = SLOT_FREE;
+        if (!atomic_compare_exchange_strong(&live[i].state, &expect, SLOT_FILLING)) continue;
+        memcpy(live[i].path, path, len + 1);
+        live[i].dev = st->st_dev;
+        live[i].ino = st->st_ino;
+        atomic_store(&live[i].state, SLOT_LIVE);
+        return i;
+    }
+    return -1;
+}
+
+static void live_remove(int slot) {
+    if (slot >= 0) atomic_store(&live[slot].state, SLOT_FREE);
+}
+
+int qk_remove_partial_outputs(void) {
+    int removed = 0;
+    for (int i = 0; i < LIVE_SLOTS; i++) {
+        if (atomic_load(&live[i].state) != SLOT_LIVE) continue;
+        struct stat st;
+        if (stat(live[i].path, &st) == 0 && st.st_dev == live[i].dev && st.st_ino == live[i].ino &&
+            unlink(live[i].path) == 0)
+            removed++;
+    }
+    return removed;
+}
+
 void qk_gguf_writer_abort(qk_gguf_writer *w) {
     if (!w) return;
-    if (w->fd >= 0) close(w->fd);
+    if (w->fd >= 0) {
+        /* removed while still locked: once closed, the name may already be another writer's */
+        if (w->tmp) unlink(w->tmp);
+        close(w->fd);
+    }
+    live_remove(w->live);
+    w->live = -1;
     w->fd = -1;
-    if (w->tmp) unlink(w->tmp);
     free(w->tmp);
     w->tmp = NULL;
     free(w->buf);
@@ -81,7 +144,9 @@ static qk_status fail_file(qk_gguf_writer *w, qk_status s) {
 }
 
 static qk_status io_error(qk_gguf_writer *w, const char *what, int err) {
-    qk_status s = qk_fail(NULL, QK_ERR_IO, "%s: %s %s: %s", wname(w), what, w->tmp ? w->tmp : "", strerror(err));
+    int full = err == ENOSPC || err == EFBIG || err == EDQUOT;
+    qk_status s = qk_fail(NULL, QK_ERR_IO, "%s: %s %s: %s%s", wname(w), what, w->tmp ? w->tmp : "", strerror(err),
+                          full ? " (the partial file was removed)" : "");
     return fail_file(w, s);
 }
 
@@ -492,6 +557,39 @@ static qk_status write_header(qk_gguf_writer *w) {
     return s;
 }
 
+/* Opens (creating if need be) and exclusively locks the temporary `tmp`, retrying while the
+ * name is renamed or removed under us by the writer that held it; 0 or an errno (EWOULDBLOCK:
+ * another writer holds it). O_NOFOLLOW: a link planted under the name is refused. */
+static int open_locked(const char *tmp, int *fd_out, struct stat *st) {
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
+        if (fd < 0) return errno;
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int e = errno;
+            /* a file system without locks (some FUSE ones) still gets its file, unguarded */
+            int unlockable = e == ENOLCK || e == EOPNOTSUPP || e == ENOSYS || e == EINVAL;
+            if (unlockable && fstat(fd, st) == 0) {
+                *fd_out = fd;
+                return 0;
+            }
+            close(fd);
+            return e;
+        }
+        struct stat named;
+        if (fstat(fd, st) != 0) {
+            int e = errno;
+            close(fd);
+            return e;
+        }
+        if (stat(tmp, &named) == 0 && named.st_dev == st->st_dev && named.st_ino == st->st_ino) {
+            *fd_out = fd;
+            return 0;
+        }
+        close(fd); /* we locked a file that has since been renamed into place or removed */
+    }
+    return EWOULDBLOCK;
+}
+
 qk_status qk_gguf_writer_begin(qk_gguf_writer *w, const char *path) {
     qk_status s = need_collecting(w, "beginning the file");
     if (s != QK_OK) return s;
@@ -501,7 +599,7 @@ qk_status qk_gguf_writer_begin(qk_gguf_writer *w, const char *path) {
     size_t len = strlen(path);
     free(w->path);
     w->path = malloc(len + 1);
-    w->tmp = malloc(len + sizeof ".tmp.XXXXXX");
+    w->tmp = malloc(len + sizeof TEMP_SUFFIX);
     w->buf = malloc(WBUF_BYTES);
     if (!w->path || !w->tmp || !w->buf) {
         s = qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
@@ -509,15 +607,27 @@ qk_status qk_gguf_writer_begin(qk_gguf_writer *w, const char *path) {
     }
     memcpy(w->path, path, len + 1);
     memcpy(w->tmp, path, len);
-    memcpy(w->tmp + len, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    w->fd = mkostemp(w->tmp, O_CLOEXEC);
-    if (w->fd < 0) {
-        int e = errno;
-        s = qk_fail(NULL, QK_ERR_IO, "%s: cannot create the temporary file %s: %s", path, w->tmp, strerror(e));
-        free(w->tmp); /* nothing was created */
+    memcpy(w->tmp + len, TEMP_SUFFIX, sizeof TEMP_SUFFIX);
+    /* A signal that comes while the file exists but is not yet in the table waits until it is
+     * (on this thread; qk_remove_partial_outputs' note says how a program keeps it here). */
+    struct stat st;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int e = open_locked(w->tmp, &w->fd, &st);
+    if (!e) w->live = live_add(w->tmp, &st);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e) {
+        if (e == EWOULDBLOCK)
+            s = qk_fail(NULL, QK_ERR_IO, "%s: already being written by another process (its temporary %s is locked)",
+                        path, w->tmp);
+        else
+            s = qk_fail(NULL, QK_ERR_IO, "%s: cannot create the temporary file %s: %s", path, w->tmp, strerror(e));
+        free(w->tmp); /* not ours: nothing to remove */
         w->tmp = NULL;
         return fail_file(w, s);
     }
+    if (ftruncate(w->fd, 0) != 0) return io_error(w, "cannot truncate", errno);
     if (fchmod(w->fd, file_mode()) != 0) return io_error(w, "cannot set the permissions of", errno);
     w->state = W_WRITING;
     if ((s = write_header(w)) != QK_OK) return s;
@@ -564,9 +674,7 @@ qk_status qk_gguf_writer_close(qk_gguf_writer *w) {
         return fail_file(w, qk_fail(NULL, QK_ERR_IO, "%s: wrote %" PRIu64 " bytes, the layout says %" PRIu64, wname(w),
                                     w->written, qk_gguf_writer_file_bytes(w)));
     if (fsync(w->fd) != 0) return io_error(w, "cannot sync", errno);
-    int fd = w->fd;
-    w->fd = -1;
-    if (close(fd) != 0) return io_error(w, "cannot close", errno);
+    /* the file stays open, and locked, until commit renames it */
     free(w->buf);
     w->buf = NULL;
     w->state = W_CLOSED;
@@ -591,6 +699,11 @@ qk_status qk_gguf_writer_commit(qk_gguf_writer *w) {
     if (w->state != W_CLOSED)
         return qk_fail(NULL, QK_ERR_INVALID_ARG, "%s: commit needs a closed, complete file", wname(w));
     if (rename(w->tmp, w->path) != 0) return io_error(w, "cannot rename into place", errno);
+    live_remove(w->live);
+    w->live = -1;
+    /* synced already: close cannot lose data, and the file is in place */
+    (void)close(w->fd);
+    w->fd = -1;
     free(w->tmp);
     w->tmp = NULL;
     w->state = W_DONE;
