@@ -111,6 +111,16 @@ static qk_status check_files(qk_context *ctx, const qk_model_quantize_desc *d) {
     if (d->keep_split && d->split_max_bytes)
         return qk_fail(ctx, QK_ERR_INVALID_ARG,
                        "qk_model_quantize: keep_split and split_max_bytes cannot be used together");
+    if ((d->n_kv_overrides && !d->kv_overrides) || (d->n_prune_layers && !d->prune_layers))
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: kv override / prune counts without their arrays");
+    for (size_t i = 0; i < d->n_kv_overrides; i++) {
+        qk_status st = qk_model_check_kv_override(ctx, d->kv_overrides[i]);
+        if (st != QK_OK) return st;
+    }
+    for (size_t i = 0; i < d->n_prune_layers; i++)
+        if (d->prune_layers[i] < 0)
+            return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: prune layer %d is negative",
+                           d->prune_layers[i]);
     return QK_OK;
 }
 
@@ -121,8 +131,8 @@ static qk_model_result *result_new(void) { return calloc(1, sizeof(qk_model_resu
 static void result_close(qk_model_result *r) {
     const qk_model_quantize_result *q = &r->r;
     r->totals =
-        (qk_model_totals){q->n_tensors,         q->n_splits,       q->in_bytes, q->out_bytes,      q->in_weights,
-                          q->quantized_weights, q->out_file_bytes, q->seconds,  q->imatrix_entries};
+        (qk_model_totals){q->n_tensors,         q->n_splits,       q->in_bytes, q->out_bytes,       q->in_weights,
+                          q->quantized_weights, q->out_file_bytes, q->seconds,  q->imatrix_entries, q->in_tensors};
 }
 
 size_t qk_model_result_count(const qk_model_result *r) { return r ? r->r.n_tensors : 0; }
@@ -159,6 +169,10 @@ qk_status qk_model_quantize(qk_context *ctx, const qk_model_quantize_desc *d, qk
     p.n_include = d->n_include;
     p.exclude_weights = d->exclude_weights;
     p.n_exclude = d->n_exclude;
+    p.kv_overrides = d->kv_overrides;
+    p.n_kv_overrides = d->n_kv_overrides;
+    p.prune_layers = d->prune_layers;
+    p.n_prune_layers = d->n_prune_layers;
     p.keep_split = d->keep_split;
     p.split_max_bytes = d->split_max_bytes;
     p.dry_run = d->dry_run;
@@ -210,6 +224,7 @@ qk_status qk_model_plan(const qk_model_quantize_desc *recipe, const qk_model_pla
     assert(r->r.n_tensors == n);
     r->r.n_splits = 1;
     r->r.imatrix_entries = -1;
+    r->r.in_tensors = n;
     free(e);
     result_close(r);
     *result = r;

@@ -1,6 +1,9 @@
 #include "model_quantize.h"
 
 #include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,20 +57,136 @@ static void add_note(qk_model_quantize_result *res, const char *fmt, const char 
     snprintf(res->notes + used, sizeof res->notes - used, fmt, arg);
 }
 
+/* ---- --override-kv ------------------------------------------------------------------------ */
+
+/* One "KEY=TYPE:VALUE" (llama.cpp's string_parse_kv_override): llama.cpp's limits on key and
+ * string lengths; a number that does not parse is refused here, where llama.cpp reads 0. */
+typedef struct kv_override {
+    char key[128];
+    enum { KV_INT, KV_FLOAT, KV_BOOL, KV_STR } type;
+    int64_t i;
+    double f;
+    int b;
+    const char *s;
+} kv_override;
+
+static qk_status parse_kv_override(qk_context *ctx, const char *text, kv_override *o) {
+    const char *eq = text ? strchr(text, '=') : NULL;
+    if (!eq || eq == text || eq - text >= (ptrdiff_t)sizeof o->key)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "--override-kv '%s' is not KEY=TYPE:VALUE (KEY of 1 to 127 bytes)",
+                       text ? text : "(null)");
+    memcpy(o->key, text, (size_t)(eq - text));
+    o->key[eq - text] = 0;
+    const char *v = eq + 1, *num;
+    char *end;
+    errno = 0;
+    if (!strncmp(v, "int:", 4)) {
+        o->type = KV_INT;
+        num = v + 4;
+        o->i = strtoll(num, &end, 10);
+    } else if (!strncmp(v, "float:", 6)) {
+        o->type = KV_FLOAT;
+        num = v + 6;
+        o->f = strtod(num, &end);
+    } else if (!strncmp(v, "bool:", 5)) {
+        o->type = KV_BOOL;
+        o->b = !strcmp(v + 5, "true");
+        if (!o->b && strcmp(v + 5, "false"))
+            return qk_fail(ctx, QK_ERR_INVALID_ARG, "--override-kv '%s': a bool is true or false", text);
+        return QK_OK;
+    } else if (!strncmp(v, "str:", 4)) {
+        o->type = KV_STR;
+        o->s = v + 4;
+        if (strlen(o->s) > 127)
+            return qk_fail(ctx, QK_ERR_INVALID_ARG, "--override-kv '%s': a string value is at most 127 bytes", text);
+        return QK_OK;
+    } else {
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "--override-kv '%s': TYPE is int, float, bool or str", text);
+    }
+    if (end == num || *end || errno || (o->type == KV_INT && o->i == INT64_MIN))
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "--override-kv '%s': '%s' is not a%s number", text, num,
+                       o->type == KV_INT ? "n integer" : "");
+    return QK_OK;
+}
+
+qk_status qk_model_check_kv_override(qk_context *ctx, const char *text) {
+    kv_override o;
+    return parse_kv_override(ctx, text, &o);
+}
+
 /* ---- model facts for the mixture rules ---------------------------------------------------- */
 
-static void read_model_facts(const qk_gguf *in, char *arch, size_t arch_len, qk_plan_model *m) {
+/* An integer the rules read: llama.cpp's loader sees the --override-kv value instead of the file's. */
+static int64_t model_int(const qk_gguf *in, const qk_model_quantize_params *p, const char *key) {
+    int64_t v = qk_gguf_get_int(in, key, 0);
+    for (size_t i = 0; i < p->n_kv_overrides; i++) {
+        kv_override o;
+        if (parse_kv_override(NULL, p->kv_overrides[i], &o) == QK_OK && o.type == KV_INT && !strcmp(o.key, key))
+            v = o.i;
+    }
+    return v;
+}
+
+static void read_model_facts(const qk_gguf *in, const qk_model_quantize_params *p, char *arch, size_t arch_len,
+                             qk_plan_model *m) {
     char key[256];
     if (!qk_gguf_get_string(in, "general.architecture", arch, arch_len)) arch[0] = 0;
     m->arch = arch;
 #define ARCH_INT(field, suffix)                                                                                        \
     snprintf(key, sizeof key, "%s." suffix, arch);                                                                     \
-    m->field = qk_gguf_get_int(in, key, 0)
+    m->field = model_int(in, p, key)
     ARCH_INT(n_layer, "block_count");
     ARCH_INT(n_head, "attention.head_count");
     ARCH_INT(n_head_kv, "attention.head_count_kv");
     ARCH_INT(n_expert, "expert_count");
 #undef ARCH_INT
+}
+
+/* ---- --prune-layers ------------------------------------------------------------------------ */
+
+/* The block number of the first "blk.N." anywhere in a name (llama.cpp searches for it), with
+ * where its digits are; -1 if none. */
+static long name_block(const char *name, size_t *at, size_t *len) {
+    for (const char *p = strstr(name, "blk."); p; p = strstr(p + 1, "blk.")) {
+        const char *d = p + 4, *e = d;
+        while (isdigit((unsigned char)*e)) e++;
+        if (e == d || *e != '.' || e - d > 9) continue;
+        *at = (size_t)(d - name);
+        *len = (size_t)(e - d);
+        return strtol(d, NULL, 10);
+    }
+    return -1;
+}
+
+static int cmp_long(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+static int is_pruned(const qk_model_quantize_params *p, long b) {
+    for (size_t i = 0; i < p->n_prune_layers; i++)
+        if (p->prune_layers[i] == b) return 1;
+    return 0;
+}
+
+/* llama-quantize's renumbering: blocks below the first pruned one keep their number, the
+ * others that stay are numbered on from there in order. new_no[k] is -1 for a pruned block;
+ * returns the blocks left. */
+static long renumber_blocks(const qk_model_quantize_params *p, const long *blocks, size_t n, long *new_no) {
+    long first = LONG_MAX, next = 0;
+    for (size_t i = 0; i < p->n_prune_layers; i++)
+        if (p->prune_layers[i] < first) first = p->prune_layers[i];
+    for (size_t k = 0; k < n; k++) {
+        if (is_pruned(p, blocks[k])) {
+            new_no[k] = -1;
+        } else if (blocks[k] < first) {
+            new_no[k] = blocks[k];
+            next = blocks[k] + 1;
+        } else {
+            new_no[k] = next++;
+        }
+    }
+    return next;
 }
 
 /* ---- imatrix matching (GGUF.md §6) ------------------------------------------------------------ */
@@ -78,7 +197,8 @@ static int is_token_embedding(const char *name) {
 
 /* Finds and checks each converted tensor's imatrix entry; fills `found` (NULL where none). */
 static qk_status match_imatrix(qk_context *ctx, const qk_imatrix *im, const qk_plan_options *opt, qk_model_tensor *ts,
-                               size_t n, const qk_imatrix_entry **found, qk_model_quantize_result *res) {
+                               const char *const *in_names, size_t n, const qk_imatrix_entry **found,
+                               qk_model_quantize_result *res) {
     size_t matched = 0, candidates = 0;
     for (size_t i = 0; i < n; i++) {
         qk_model_tensor *t = &ts[i];
@@ -86,7 +206,7 @@ static qk_status match_imatrix(qk_context *ctx, const qk_imatrix *im, const qk_p
         const qk_format *f = qk_format_of(t->type);
         if (!t->converted || f->family == QK_FAMILY_FLOAT) continue;
         candidates++;
-        const qk_imatrix_entry *e = im ? qk_imatrix_find(im, t->name) : NULL;
+        const qk_imatrix_entry *e = im ? qk_imatrix_find(im, in_names[i]) : NULL;
         if (e) {
             int64_t want = t->ne[0] * t->ne[2];
             if (e->n_mat * e->cols != want) {
@@ -124,9 +244,10 @@ static qk_status match_imatrix(qk_context *ctx, const qk_imatrix *im, const qk_p
 /* ---- output layout ------------------------------------------------------------------------ */
 
 /* The name of output part k (0-based) of `parts`: OUT itself, or, as llama-quantize names split
- * output, out.gguf (or out-00001-of-0000M.gguf) -> out-0000k-of-0000N.gguf. */
-static void output_part_path(char *path, size_t len, const char *output, int parts, int k) {
-    if (parts == 1) {
+ * output, out.gguf (or out-00001-of-0000M.gguf) -> out-0000k-of-0000N.gguf; with --keep-split
+ * llama-quantize uses the split name even for one part. */
+static void output_part_path(char *path, size_t len, const char *output, int keep_split, int parts, int k) {
+    if (parts == 1 && !keep_split) {
         snprintf(path, len, "%s", output);
         return;
     }
@@ -182,7 +303,7 @@ static qk_status check_output_not_input(qk_context *ctx, const qk_model_quantize
     char out[4200], in[4200];
     qk_status st = QK_OK;
     for (int k = 0; k < out_parts && st == QK_OK; k++) {
-        output_part_path(out, sizeof out, p->output, out_parts, k);
+        output_part_path(out, sizeof out, p->output, p->keep_split, out_parts, k);
         for (int j = 0; j < in_parts && st == QK_OK; j++) {
             if (split_in)
                 qk_gguf_split_name(in, sizeof in, in_prefix, j + 1, in_parts);
@@ -201,8 +322,25 @@ static qk_status check_output_not_input(qk_context *ctx, const qk_model_quantize
     return st;
 }
 
+static qk_status set_kv_override(qk_gguf_writer *w, const kv_override *o) {
+    switch (o->type) {
+    case KV_INT: return qk_gguf_writer_set_u32(w, o->key, (uint32_t)llabs((long long)o->i));
+    case KV_FLOAT: {
+        float f = (float)o->f;
+        return qk_gguf_writer_set_kv(w, o->key, QK_GGUF_FLOAT32, &f, sizeof f);
+    }
+    case KV_BOOL: {
+        uint8_t b = (uint8_t)o->b;
+        return qk_gguf_writer_set_kv(w, o->key, QK_GGUF_BOOL, &b, 1);
+    }
+    case KV_STR: return qk_gguf_writer_set_string(w, o->key, o->s);
+    }
+    return QK_ERR_INVALID_ARG;
+}
+
+/* block_count: the blocks left after --prune-layers, or -1 (unchanged). */
 static qk_status setup_metadata(qk_context *ctx, qk_gguf_writer *w, const qk_gguf *in,
-                                const qk_model_quantize_params *p, const qk_imatrix *im, int any_converted) {
+                                const qk_model_quantize_params *p, const qk_imatrix *im, long block_count) {
     size_t nkv = qk_gguf_kv_count(in);
     qk_status st = QK_OK;
     for (size_t i = 0; i < nkv && st == QK_OK; i++) {
@@ -210,10 +348,20 @@ static qk_status setup_metadata(qk_context *ctx, qk_gguf_writer *w, const qk_ggu
         if (!strncmp(kv->key, "split.", 6)) continue;
         st = qk_gguf_writer_copy_kv(w, kv);
     }
-    if (st == QK_OK && (any_converted || !qk_gguf_find_kv(in, "general.quantization_version")))
-        st = qk_gguf_writer_set_u32(w, "general.quantization_version", QK_QUANT_VERSION);
+    /* set as llama-quantize sets them, even where nothing is converted: a set pair moves to the end */
+    if (st == QK_OK) st = qk_gguf_writer_set_u32(w, "general.quantization_version", QK_QUANT_VERSION);
     if (st == QK_OK && !p->plan.ftype->only_copy)
         st = qk_gguf_writer_set_u32(w, "general.file_type", (uint32_t)p->plan.ftype->id);
+    const qk_gguf_kv *ft = qk_gguf_find_kv(in, "general.file_type");
+    int64_t in_ft;
+    if (st == QK_OK && p->plan.ftype->only_copy && ft && qk_gguf_kv_int(ft, &in_ft) == QK_OK)
+        st = qk_gguf_writer_set_u32(w, "general.file_type", (uint32_t)in_ft); /* COPY keeps the input's */
+    for (size_t i = 0; i < p->n_kv_overrides && st == QK_OK; i++) {
+        kv_override o;
+        st = parse_kv_override(ctx, p->kv_overrides[i], &o);
+        if (st) return st;
+        st = set_kv_override(w, &o);
+    }
     if (st == QK_OK && im) {
         char buf[128];
         snprintf(buf, sizeof buf, "%s", p->imatrix_path);
@@ -225,6 +373,12 @@ static qk_status setup_metadata(qk_context *ctx, qk_gguf_writer *w, const qk_ggu
         if (st == QK_OK) st = qk_gguf_writer_set_u32(w, "quantize.imatrix.entries_count", (uint32_t)im->n_entries);
         if (st == QK_OK && im->chunk_count > 0)
             st = qk_gguf_writer_set_u32(w, "quantize.imatrix.chunks_count", (uint32_t)im->chunk_count);
+    }
+    if (st == QK_OK && block_count >= 0) {
+        char arch[128], key[160];
+        if (!qk_gguf_get_string(in, "general.architecture", arch, sizeof arch)) arch[0] = 0;
+        snprintf(key, sizeof key, "%s.block_count", arch);
+        st = qk_gguf_writer_set_u32(w, key, (uint32_t)block_count);
     }
     return st == QK_OK ? QK_OK : forward_error(ctx, st);
 }
@@ -588,6 +742,10 @@ typedef struct run {
     qk_gguf *in;
     qk_imatrix *im;
     qk_plan_tensor *pt;
+    size_t *src_index;                     /* pt[i] is the input's tensor src_index[i] */
+    char (*renamed)[QK_GGUF_MAX_NAME + 1]; /* pt names after --prune-layers renumbering */
+    const char **in_names;                 /* result row i's name in the input (imatrix lookup) */
+    long block_count;                      /* blocks left after --prune-layers, or -1 */
     qk_plan_entry *pe;
     size_t *src_split;
     const qk_imatrix_entry **ie;
@@ -607,6 +765,9 @@ static void run_free(run *r) {
     free(r->src_split);
     free(r->pe);
     free(r->pt);
+    free(r->src_index);
+    free(r->renamed);
+    free(r->in_names);
     qk_imatrix_free(r->im);
     qk_gguf_close(r->in);
 }
@@ -622,6 +783,7 @@ void qk_model_result_add_row(qk_model_quantize_result *res, const qk_plan_tensor
     t->src_bytes = qk_type_row_bytes(t->src_type, t->ne[0]) * rows;
     t->bytes = qk_type_row_bytes(t->type, t->ne[0]) * rows;
     t->reason = e->reason;
+    t->planned_type = e->planned;
     t->converted = t->type != t->src_type;
     assert(t->converted == e->quantize);
     t->rmse = t->rel_rmse = -1.0;
@@ -632,34 +794,79 @@ void qk_model_result_add_row(qk_model_quantize_result *res, const qk_plan_tensor
     if (t->converted) res->quantized_weights += elems;
 }
 
+/* The tensors that stay (all, without --prune-layers) into r->pt, renumbered; returns how many. */
+static qk_status select_tensors(qk_context *ctx, run *r, const qk_model_quantize_params *p, size_t *kept) {
+    const size_t n_in = qk_gguf_tensor_count(r->in);
+    long *blocks = calloc(n_in ? n_in : 1, sizeof *blocks), *new_no = calloc(n_in ? n_in : 1, sizeof *new_no);
+    if (!blocks || !new_no) {
+        free(blocks);
+        free(new_no);
+        return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory planning %zu tensors", n_in);
+    }
+    size_t n_blocks = 0, at, len;
+    for (size_t i = 0; p->n_prune_layers && i < n_in; i++) {
+        long b = name_block(qk_gguf_tensor_at(r->in, i)->name, &at, &len);
+        if (b >= 0) blocks[n_blocks++] = b;
+    }
+    qsort(blocks, n_blocks, sizeof *blocks, cmp_long);
+    size_t u = 0;
+    for (size_t k = 0; k < n_blocks; k++)
+        if (!u || blocks[u - 1] != blocks[k]) blocks[u++] = blocks[k];
+    r->block_count = p->n_prune_layers ? renumber_blocks(p, blocks, u, new_no) : -1;
+    size_t n = 0;
+    for (size_t i = 0; i < n_in; i++) {
+        const qk_gguf_tensor *t = qk_gguf_tensor_at(r->in, i);
+        const char *name = t->name;
+        long b = p->n_prune_layers ? name_block(name, &at, &len) : -1;
+        if (b >= 0) {
+            const long *hit = bsearch(&b, blocks, u, sizeof *blocks, cmp_long);
+            long nb = new_no[hit - blocks];
+            if (nb < 0) continue;
+            snprintf(r->renamed[n], sizeof r->renamed[n], "%.*s%ld%s", (int)at, name, nb, name + at + len);
+            name = r->renamed[n];
+        }
+        r->src_index[n] = i;
+        r->pt[n++] = (qk_plan_tensor){name, t->type, t->n_dims, {t->ne[0], t->ne[1], t->ne[2], t->ne[3]}};
+    }
+    free(blocks);
+    free(new_no);
+    *kept = n;
+    return QK_OK;
+}
+
 static qk_status plan_model(qk_context *ctx, run *r, const qk_model_quantize_params *p, qk_model_quantize_result *res) {
     size_t n = qk_gguf_tensor_count(r->in);
     r->pt = calloc(n ? n : 1, sizeof *r->pt);
     r->pe = calloc(n ? n : 1, sizeof *r->pe);
     r->src_split = calloc(n ? n : 1, sizeof *r->src_split);
     r->ie = calloc(n ? n : 1, sizeof *r->ie);
+    r->src_index = calloc(n ? n : 1, sizeof *r->src_index);
+    r->renamed = calloc(n ? n : 1, sizeof *r->renamed);
+    r->in_names = calloc(n ? n : 1, sizeof *r->in_names);
     res->tensors = calloc(n ? n : 1, sizeof *res->tensors);
-    if (!r->pt || !r->pe || !r->src_split || !r->ie || !res->tensors)
+    if (!r->pt || !r->pe || !r->src_split || !r->ie || !r->src_index || !r->renamed || !r->in_names || !res->tensors)
         return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory planning %zu tensors", n);
-    for (size_t i = 0; i < n; i++) {
-        const qk_gguf_tensor *t = qk_gguf_tensor_at(r->in, i);
-        r->pt[i] = (qk_plan_tensor){t->name, t->type, t->n_dims, {t->ne[0], t->ne[1], t->ne[2], t->ne[3]}};
-    }
+    res->in_tensors = n;
+    qk_status st = select_tensors(ctx, r, p, &n);
+    if (st) return st;
     char arch[128];
     qk_plan_model model;
-    read_model_facts(r->in, arch, sizeof arch, &model);
+    read_model_facts(r->in, p, arch, sizeof arch, &model);
     qk_plan_options opt = p->plan;
     opt.has_imatrix = r->im != NULL;
-    qk_status st = qk_plan_build(&model, &opt, r->pt, n, r->pe);
+    opt.input_order = p->keep_split; /* llama-quantize keeps each part's tensors in their order */
+    st = qk_plan_build(&model, &opt, r->pt, n, r->pe);
     if (st) return forward_error(ctx, st);
 
     for (size_t i = 0; i < n; i++) {
         qk_model_result_add_row(res, &r->pt[r->pe[i].tensor], &r->pe[i]);
+        r->pe[i].tensor = r->src_index[r->pe[i].tensor]; /* from here on: the input's index */
         const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
         assert(res->tensors[i].src_bytes == src->bytes); /* the reader's size is the format's */
         r->src_split[i] = (size_t)src->split;
+        r->in_names[i] = src->name;
     }
-    st = match_imatrix(ctx, r->im, &opt, res->tensors, n, r->ie, res);
+    st = match_imatrix(ctx, r->im, &opt, res->tensors, r->in_names, n, r->ie, res);
     if (st) return st;
     res->n_splits = assign_splits(res->tensors, r->src_split, n, p);
     return QK_OK;
@@ -667,15 +874,15 @@ static qk_status plan_model(qk_context *ctx, run *r, const qk_model_quantize_par
 
 static qk_status open_outputs(qk_context *ctx, run *r, const qk_model_quantize_params *p,
                               qk_model_quantize_result *res) {
-    int parts = res->n_splits, any_converted = 0;
-    for (size_t i = 0; i < res->n_tensors; i++) any_converted |= res->tensors[i].converted;
+    int parts = res->n_splits;
     r->w = calloc((size_t)parts, sizeof *r->w);
     if (!r->w) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory");
     for (int k = 0; k < parts; k++) {
         qk_status st = qk_gguf_writer_create(&r->w[k]);
         if (st) return forward_error(ctx, st);
         r->n_w = k + 1;
-        st = setup_metadata(ctx, r->w[k], r->in, p, r->im, any_converted);
+        /* llama-quantize's --keep-split parts after the first carry only the split keys */
+        st = k == 0 || !p->keep_split ? setup_metadata(ctx, r->w[k], r->in, p, r->im, r->block_count) : QK_OK;
         if (st) return st;
         if (parts > 1) {
             st = qk_gguf_writer_set_u16(r->w[k], "split.no", (uint16_t)k);
@@ -692,7 +899,7 @@ static qk_status open_outputs(qk_context *ctx, run *r, const qk_model_quantize_p
     res->out_file_bytes = 0;
     for (int k = 0; k < parts; k++) {
         char path[4200];
-        output_part_path(path, sizeof path, p->output, parts, k);
+        output_part_path(path, sizeof path, p->output, p->keep_split, parts, k);
         qk_status st = qk_gguf_writer_begin(r->w[k], path);
         if (st) return forward_error(ctx, st);
         res->out_file_bytes += qk_gguf_writer_file_bytes(r->w[k]);

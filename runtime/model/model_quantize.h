@@ -25,6 +25,10 @@ typedef struct qk_model_quantize_params {
     size_t n_include;
     const char *const *exclude_weights; /* --exclude-weights substrings */
     size_t n_exclude;
+    const char *const *kv_overrides; /* --override-kv "KEY=TYPE:VALUE" texts */
+    size_t n_kv_overrides;
+    const int *prune_layers; /* --prune-layers block numbers */
+    size_t n_prune_layers;
     int keep_split;                /* one output part per input part */
     uint64_t split_max_bytes;      /* start a new output part before it would exceed this; 0: no */
     int dry_run;                   /* plan only: fill the result, write nothing */
@@ -49,6 +53,7 @@ typedef struct qk_model_quantize_result {
     uint64_t out_file_bytes;      /* of all output files, headers included */
     double seconds;
     int imatrix_entries; /* entries in the imatrix file (after filters), or -1 */
+    size_t in_tensors;   /* tensors of the input, pruned ones included */
     char notes[1024];    /* informational lines ('\n'-separated), e.g. tensors quantized
                             without imatrix data */
 } qk_model_quantize_result;
@@ -62,6 +67,9 @@ void qk_model_quantize_params_init(qk_model_quantize_params *p);
  * refused with QK_ERR_INVALID_ARG before anything is created. */
 qk_status qk_model_quantize_run(qk_context *ctx, const qk_model_quantize_params *p, qk_model_quantize_result *res);
 void qk_model_quantize_result_free(qk_model_quantize_result *res);
+
+/* Checks one --override-kv text ("KEY=TYPE:VALUE"); QK_ERR_INVALID_ARG with the reason on ctx. */
+qk_status qk_model_check_kv_override(qk_context *ctx, const char *text);
 
 /* Fills row i of a result from the plan: the input tensor `src` (name, type, shape), the plan
  * entry's type and reason, the byte counts, and adds it to the totals. rmse and rel_rmse are set

@@ -14,9 +14,11 @@
 #include <string.h>
 #include <strings.h>
 
-/* llama-quantize's list minus the types qkern lacks (Q1_0, Q2_0, NVFP4); size hints are
- * llama-quantize's Llama-3-8B / Mistral-7B measurements. */
+/* llama-quantize's list, in its order (its llama_ftype NVFP4 has no preset there, so none here);
+ * size hints are llama-quantize's Llama-3-8B / Mistral-7B measurements. */
 static const qk_ftype presets[] = {
+    {"Q1_0", QK_FT_Q1_0, QK_TYPE_Q1_0, "1.125 bpw", NULL, 0},
+    {"Q2_0", QK_FT_Q2_0, QK_TYPE_Q2_0, "2.25 bpw (group 64)", NULL, 0},
     {"Q4_0", QK_FT_Q4_0, QK_TYPE_Q4_0, "4.34G, +0.4685 ppl @ Llama-3-8B", NULL, 0},
     {"Q4_1", QK_FT_Q4_1, QK_TYPE_Q4_1, "4.78G, +0.4511 ppl @ Llama-3-8B", NULL, 0},
     {"MXFP4_MOE", QK_FT_MXFP4_MOE, QK_TYPE_MXFP4, "MXFP4 experts, Q8_0 elsewhere", NULL, 0},
@@ -169,7 +171,12 @@ static int order_cmp(const void *pa, const void *pb) {
     return strcmp(a->name, b->name);
 }
 
-static qk_status sorted_order(const qk_plan_tensor *tensors, size_t n, order_key **out) {
+static int index_cmp(const void *pa, const void *pb) {
+    const order_key *a = pa, *b = pb;
+    return (a->index > b->index) - (a->index < b->index);
+}
+
+static qk_status sorted_order(const qk_plan_tensor *tensors, size_t n, int input_order, order_key **out) {
     order_key *keys = malloc((n ? n : 1) * sizeof *keys);
     if (!keys) return qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "plan: no memory to order %zu tensors", n);
     for (size_t i = 0; i < n; i++) {
@@ -185,6 +192,7 @@ static qk_status sorted_order(const qk_plan_tensor *tensors, size_t n, order_key
             free(keys);
             return s;
         }
+    if (input_order) qsort(keys, n, sizeof *keys, index_cmp);
     *out = keys;
     return QK_OK;
 }
@@ -275,13 +283,17 @@ static qk_status forced_fits(const qk_plan_tensor *t, qk_type type, const char *
 static qk_status choose_type(qk_plan_state *st, const patterns *pats, const qk_plan_tensor *t, qk_plan_entry *e) {
     const qk_plan_options *opt = st->opt;
     const qk_type def = opt->ftype->default_type;
-    if (!qk_plan_allows_quantization(opt, t)) {
+    if (!qk_plan_allows_quantization(opt, st->model->arch, t)) {
         e->type = t->type;
         e->reason = QK_PLAN_KEEP;
         return QK_OK;
     }
     qk_plan_cat cat = qk_plan_category(t->name);
-    if (opt->token_embedding_type >= 0 && cat == QK_CAT_TOKEN_EMBD) {
+    /* per_layer_token_embd is a large table of its own: a --tensor-type naming it wins */
+    int named = 0;
+    if (strcmp(t->name, "per_layer_token_embd.weight") == 0)
+        for (size_t i = 0; i < pats->n && !named; i++) named = regexec(&pats->re[i], t->name, 0, NULL, 0) == 0;
+    if (opt->token_embedding_type >= 0 && cat == QK_CAT_TOKEN_EMBD && !named) {
         e->type = (qk_type)opt->token_embedding_type;
         e->reason = QK_PLAN_OUTPUT;
         return forced_fits(t, e->type, "--token-embedding-type");
@@ -315,7 +327,7 @@ static qk_status choose_type(qk_plan_state *st, const patterns *pats, const qk_p
         else if (type != def)
             e->reason = QK_PLAN_MIXTURE;
     }
-    qk_type chosen = e->type;
+    qk_type chosen = e->planned = e->type;
     qk_status s = qk_plan_fallback(t, &e->type);
     if (s != QK_OK) return s;
     if (e->type != chosen) e->reason = QK_PLAN_FALLBACK;
@@ -341,7 +353,7 @@ qk_status qk_plan_build(const qk_plan_model *model, const qk_plan_options *opt, 
     qk_status s = check_args(model, opt, tensors, n, entries);
     if (s != QK_OK) return s;
     order_key *keys = NULL;
-    s = sorted_order(tensors, n, &keys);
+    s = sorted_order(tensors, n, opt->input_order, &keys);
     if (s != QK_OK) return s;
     patterns pats;
     s = patterns_compile(opt, &pats);
@@ -363,6 +375,7 @@ qk_status qk_plan_build(const qk_plan_model *model, const qk_plan_options *opt, 
         qk_plan_entry *e = &entries[k];
         e->tensor = keys[k].index;
         s = choose_type(&st, &pats, &tensors[e->tensor], e);
+        if (e->reason != QK_PLAN_FALLBACK) e->planned = e->type;
         e->quantize = e->type != tensors[e->tensor].type;
     }
     for (size_t k = 0; k < n && s == QK_OK; k++)

@@ -42,6 +42,8 @@ typedef struct qk_plan_options {
     int token_embedding_type;          /* --token-embedding-type, or -1 */
     const qk_plan_override *overrides; /* --tensor-type, first match wins */
     size_t n_overrides;
+    int input_order; /* 1: process (and write) tensors in the input's order, as llama-quantize
+                        does with --keep-split, rather than by layer and name */
 } qk_plan_options;
 
 /* One tensor of the input model (qkern.h's qk_tensor_shape). */
@@ -51,7 +53,8 @@ typedef struct qk_plan_entry {
     size_t tensor; /* index into the input array */
     qk_type type;  /* the type it is written as */
     qk_plan_reason reason;
-    int quantize; /* 1 if its data are converted (type differs from the input's) */
+    qk_type planned; /* QK_PLAN_FALLBACK: the type chosen before the fallback; else `type` */
+    int quantize;    /* 1 if its data are converted (type differs from the input's) */
 } qk_plan_entry;
 
 /* Plans a model: `entries` (n of them) receives the tensors in llama-quantize's processing

@@ -81,7 +81,27 @@ static const char *const never_quantized[] = {
     "mm.a.code_embd",
 };
 
-int qk_plan_allows_quantization(const qk_plan_options *opt, const qk_plan_tensor *t) {
+/* GLM-5-next's hyper-connection, indexer and small state tensors stay as they are. */
+static const char *const never_quantized_glm5_next[] = {
+    "hc_",
+    "indexer.attn_q_b",
+    "indexer.attn_k",
+    "indexer.proj",
+    "indexer_compressor_gate",
+    "indexer_compressor_ape",
+    "ssm_f_a.weight",
+    "ssm_f_b.weight",
+    "ssm_g_a.weight",
+    "ssm_g_b.weight",
+    "ssm_beta.weight",
+    "attn_kv_a_mqa.weight",
+    "attn_k_b.weight",
+    "attn_v_b.weight",
+};
+
+static int is_glm5_next(const char *arch) { return arch && strcmp(arch, "glm5-next") == 0; }
+
+int qk_plan_allows_quantization(const qk_plan_options *opt, const char *arch, const qk_plan_tensor *t) {
     if (opt->ftype->only_copy) return 0;
     if (qk_plan_effective_dims(t) < 2) return 0;
     const char *name = t->name;
@@ -92,6 +112,9 @@ int qk_plan_allows_quantization(const qk_plan_options *opt, const qk_plan_tensor
     if (strcmp(name, "position_embd.weight") == 0 || strcmp(name, "token_types.weight") == 0) return 0;
     for (size_t i = 0; i < sizeof never_quantized / sizeof never_quantized[0]; i++)
         if (has(name, never_quantized[i])) return 0;
+    for (size_t i = 0; is_glm5_next(arch) && i < sizeof never_quantized_glm5_next / sizeof never_quantized_glm5_next[0];
+         i++)
+        if (has(name, never_quantized_glm5_next[i])) return 0;
     return 1;
 }
 
@@ -185,7 +208,7 @@ static qk_type token_embd_rule(const qk_plan_state *st, qk_type type) {
     int ft = st->ftype;
     if (FT_IN(ft, QK_FT_IQ2_XXS, QK_FT_IQ2_XS, QK_FT_IQ1_S, QK_FT_IQ1_M)) return QK_TYPE_Q2_K;
     if (FT_IN(ft, QK_FT_IQ2_S, QK_FT_IQ2_M, QK_FT_IQ3_XXS)) return QK_TYPE_IQ3_S;
-    if (FT_IN(ft, QK_FT_TQ1_0, QK_FT_TQ2_0)) return QK_TYPE_Q4_K;
+    if (FT_IN(ft, QK_FT_TQ1_0, QK_FT_TQ2_0, QK_FT_Q2_0)) return QK_TYPE_Q4_K;
     return type;
 }
 
@@ -315,6 +338,12 @@ static qk_status ffn_gate_up_rule(qk_plan_state *st, const char *name, int *runn
 
 qk_status qk_plan_mixture(qk_plan_state *st, const qk_plan_tensor *t, qk_plan_cat cat, qk_type *type) {
     int ft = st->ftype;
+    /* GLM-5-next's q projections and next-token head stay at Q8_0 or above */
+    if (is_glm5_next(st->model->arch) &&
+        (has(t->name, "attn_q_a") || has(t->name, "attn_q_b") || has(t->name, "nextn.eh_proj"))) {
+        if (qk_format_of(*type)->family != QK_FAMILY_FLOAT) *type = QK_TYPE_Q8_0;
+        return QK_OK;
+    }
     /* a tied token embedding is also the output projection, so it follows the output rules */
     if (cat == QK_CAT_OUTPUT || (st->tied_embeddings && cat == QK_CAT_TOKEN_EMBD)) {
         *type = output_rule(st, t, *type);
@@ -367,6 +396,7 @@ qk_status qk_plan_fallback(const qk_plan_tensor *t, qk_type *type) {
     case QK_TYPE_IQ3_XXS:
     case QK_TYPE_IQ3_S:
     case QK_TYPE_IQ4_XS: fb = QK_TYPE_IQ4_NL; break;
+    case QK_TYPE_Q2_0:
     case QK_TYPE_Q2_K:
     case QK_TYPE_Q3_K:
     case QK_TYPE_TQ1_0:
@@ -375,6 +405,11 @@ qk_status qk_plan_fallback(const qk_plan_tensor *t, qk_type *type) {
     case QK_TYPE_Q5_K: fb = QK_TYPE_Q5_1; break;
     case QK_TYPE_Q6_K: fb = QK_TYPE_Q8_0; break;
     default:
+        /* a 32-block type has no smaller block to step down to: F16 below, as llama.cpp does */
+        if (f->block_elems <= 32) {
+            fb = *type;
+            break;
+        }
         return qk_fail(NULL, QK_ERR_SHAPE,
                        "tensor %s: ne[0] = %lld is not a multiple of %s's block of %d, and %s has no fallback type",
                        t->name, (long long)ne0, f->name, f->block_elems, f->name);

@@ -41,6 +41,8 @@ enum {
     QK_FT_TQ1_0 = 36,
     QK_FT_TQ2_0 = 37,
     QK_FT_MXFP4_MOE = 38,
+    QK_FT_Q1_0 = 40,
+    QK_FT_Q2_0 = 41,
 };
 
 typedef enum qk_plan_cat {
@@ -77,13 +79,14 @@ int qk_plan_cat_is_attn_v(qk_plan_cat c);
 int qk_plan_parse_layer(const char *name, int *layer);
 /* ggml_n_dims: dimensions up to the last one larger than 1. */
 int qk_plan_effective_dims(const qk_plan_tensor *t);
-/* §11.2: may this tensor be converted at all. */
-int qk_plan_allows_quantization(const qk_plan_options *opt, const qk_plan_tensor *t);
+/* §11.2: may this tensor be converted at all (arch: general.architecture, or NULL). */
+int qk_plan_allows_quantization(const qk_plan_options *opt, const char *arch, const qk_plan_tensor *t);
 /* Fills the model facts and zeroes the counters. */
 void qk_plan_state_init(qk_plan_state *st, const qk_plan_model *model, const qk_plan_options *opt);
 /* §11.4: the mixture rules, starting from *type (the default type); advances the counters. */
 qk_status qk_plan_mixture(qk_plan_state *st, const qk_plan_tensor *t, qk_plan_cat cat, qk_type *type);
-/* §11.3 step 5: a type whose block divides ne[0]. */
+/* §11.3 step 5: a type whose block divides ne[0]; a 32-block type that does not fit (and a
+ * fallback that does not) becomes F16. */
 qk_status qk_plan_fallback(const qk_plan_tensor *t, qk_type *type);
 
 #endif

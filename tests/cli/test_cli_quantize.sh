@@ -39,11 +39,12 @@ check "dry run prints bpw" grep -q "bpw" <<<"$plan"
 plan=$("$qkern" quantize --dry-run --tensor-type 'BLK\.\d\.ffn_down_exps=q8_0' "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M)
 check "--tensor-type with \\d" test "$(grep -c 'ffn_down_exps.*Q8_0.*override' <<<"$plan")" -eq 4
 
-# usage errors: exit 2
+# usage errors: exit 1, as llama-quantize's (tests/cli/parity_llama_quantize.sh checks each case)
 "$qkern" quantize "$dir/m.gguf" "$dir/x.gguf" NOT_A_TYPE 2>/dev/null
-check "unknown type exits 2" test $? -eq 2
+check "unknown type exits 1" test $? -eq 1
 "$qkern" quantize --tensor-type 'attn=Q9_Z' "$dir/m.gguf" "$dir/x.gguf" Q4_K_M 2>/dev/null
-check "unknown --tensor-type type exits 2" test $? -eq 2
+check "unknown --tensor-type type exits 1" test $? -eq 1
+check "usage errors: no output" no_output_left "$dir/x.gguf"
 
 # bad input: truncated model, one line on stderr, exit 1, nothing written
 head -c 100000 "$dir/m.gguf" >"$dir/trunc.gguf"
