@@ -3,7 +3,9 @@
 #include "cli.h"
 #include "synth_model.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -50,6 +52,63 @@ int bench_check_format(const char *cmd, const char *fmt) {
     if (!strcmp(fmt, "md") || !strcmp(fmt, "csv") || !strcmp(fmt, "json")) return 1;
     fprintf(stderr, "%s: --format must be md, csv or json, not '%s'\n", cmd, fmt);
     return 0;
+}
+
+/* One whole number at *s, advancing it; 0 if there is none or it overflows. */
+static int take_number(const char **s, long long *v) {
+    char *end;
+    if (**s < '0' || **s > '9') return 0;
+    errno = 0;
+    *v = strtoll(*s, &end, 10);
+    *s = end;
+    return errno == 0;
+}
+
+int bench_parse_list(const char *cmd, const char *opt, const char *s, long long lo, long long hi, long long *out,
+                     size_t cap, size_t *n) {
+    const char *p = s;
+    do {
+        long long first, last, step = 1;
+        char op = '+';
+        int ok = take_number(&p, &first);
+        last = first;
+        if (ok && *p == '-') {
+            p++;
+            ok = take_number(&p, &last);
+            if (ok && (*p == '+' || *p == '*')) {
+                op = *p++;
+                ok = take_number(&p, &step);
+            }
+        }
+        if (!ok || (*p && *p != ',')) {
+            fprintf(stderr, "%s: %s: '%s' is not N, FIRST-LAST, FIRST-LAST+STEP or FIRST-LAST*MULT (comma-separated)\n",
+                    cmd, opt, s);
+            return 0;
+        }
+        for (long long v = first; v <= last;) {
+            if (v < lo || v > hi) {
+                fprintf(stderr, "%s: %s: %lld is out of range [%lld, %lld]\n", cmd, opt, v, lo, hi);
+                return 0;
+            }
+            if (*n == cap) {
+                fprintf(stderr, "%s: %s: more than %zu values\n", cmd, opt, cap);
+                return 0;
+            }
+            out[(*n)++] = v;
+            long long next = step > hi ? hi + 1 : op == '+' ? v + step : v * step; /* no overflow: v <= hi */
+            if (next <= v) { /* a step of 0, or a factor of 0 or 1: the range would never end */
+                fprintf(stderr, "%s: %s: the range '%s' does not grow\n", cmd, opt, s);
+                return 0;
+            }
+            v = next;
+        }
+    } while (*p++ == ',');
+    return 1;
+}
+
+int bench_is_list(const char *s) {
+    if (*s < '0' || *s > '9') return 0;
+    return s[strspn(s, "0123456789,-+*")] == 0;
 }
 
 void bench_print_shape_names(FILE *f) {

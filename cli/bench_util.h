@@ -20,6 +20,15 @@ void bench_date(char *buf, size_t len);
 void bench_json_string(FILE *f, const char *s);
 /* 1 if fmt is md, csv or json; otherwise prints why on stderr (prefixed with cmd) and returns 0. */
 int bench_check_format(const char *cmd, const char *fmt);
+/* Appends the values of a llama-bench list to out[*n] (capacity cap): items separated by ',',
+ * each N, FIRST-LAST (step 1), FIRST-LAST+STEP or FIRST-LAST*MULT, all whole numbers in
+ * [lo, hi]. Returns 0 and prints why on stderr (prefixed with cmd and opt) on a bad item, a
+ * range that does not grow, or more than cap values. */
+int bench_parse_list(const char *cmd, const char *opt, const char *s, long long lo, long long hi, long long *out,
+                     size_t cap, size_t *n);
+/* 1 if s is written in that syntax (digits and , - + * only, a digit first): tells a thread
+ * count list from the type list that `-t` used to take. */
+int bench_is_list(const char *s);
 /* The named model shapes (synth_model.h), comma-separated, for a usage text. */
 void bench_print_shape_names(FILE *f);
 /* A context on `device` (NULL: the best present) that is opened by its name, so that an

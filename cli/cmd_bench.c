@@ -19,7 +19,8 @@
 #define DEFAULT_PRESET "Q4_K_M"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: qkern bench SUBCOMMAND [OPTIONS]   (qkern bench SUBCOMMAND --help)\n\n"
+    fprintf(f, "usage: qkern bench SUBCOMMAND [OPTIONS]   (qkern bench SUBCOMMAND --help)\n"
+               "       qkern bench -m MODEL [-p N] [-n N] ...  pp and tg as llama-bench runs them (qkern bench -h)\n\n"
                "subcommands:\n"
                "  quantize   kernel time to quantize every weight tensor of a real model shape, per preset\n"
                "  pp         prompt processing through the MoE FFN layers of a model shape: tokens/s per type\n"
@@ -27,8 +28,8 @@ static void usage(FILE *f) {
 }
 
 static void usage_quantize(FILE *f) {
-    fprintf(f, "usage: qkern bench quantize --shape NAME [--preset P[,P...]] [--device D] [--format md|csv|json]\n"
-               "                            [--limit-layers N] [--threads N]\n"
+    fprintf(f, "usage: qkern bench quantize --shape NAME [--preset P[,P...]] [-dev D] [-o md|csv|json]\n"
+               "                            [--limit-layers N] [-t N]\n"
                "  Plans every tensor of a published model's layout with llama-quantize's rules for each preset\n"
                "  (as with an imatrix), then times qk_quantize on the device from BF16 already in device memory:\n"
                "  no disk, no upload in the time. An expert stack is one call, each expert with its own random\n"
@@ -39,11 +40,11 @@ static void usage_quantize(FILE *f) {
     bench_print_shape_names(f);
     fprintf(f, "\n"
                "  --preset        comma-separated llama-quantize presets (default " DEFAULT_PRESET ")\n"
-               "  --device        cpu, cuda:N, vulkan:N (default: the best present)\n"
-               "  --format        md (default), csv or json\n"
+               "  -dev, --device  cpu, cuda:N, vulkan:N (default: the best present)\n"
+               "  -o, --format    md (default), csv or json\n"
                "  --limit-layers  a quick projection: outside the first N blocks, time a 2-D tensor whose call\n"
                "                  was not timed at full size on N/n_layer of its rows and scale it\n"
-               "  --threads       cpu worker threads (default: all cores)\n");
+               "  -t, --threads   cpu worker threads (default: all cores)\n");
 }
 
 /* ---- the work: one entry per distinct quantize call ------------------------------------------ */
@@ -318,18 +319,17 @@ static int bench_quantize(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage_quantize(stdout);
             return 0;
-        } else if (!strcmp(a, "--limit-layers") || !strcmp(a, "--threads")) {
-            if (!cli_parse_int(a, v, !strcmp(a, "--threads") ? 0 : 1, 4096,
-                               !strcmp(a, "--threads") ? &threads : &limit))
-                return 2;
+        } else if (!strcmp(a, "--limit-layers") || !strcmp(a, "--threads") || !strcmp(a, "-t")) {
+            const int thr = strcmp(a, "--limit-layers") != 0;
+            if (!cli_parse_int(a, v, thr ? 0 : 1, 4096, thr ? &threads : &limit)) return 2;
             i++;
-        } else if ((!strcmp(a, "--shape") || !strcmp(a, "--preset") || !strcmp(a, "--device") ||
-                    !strcmp(a, "--format")) &&
+        } else if ((!strcmp(a, "--shape") || !strcmp(a, "--preset") || !strcmp(a, "--device") || !strcmp(a, "-dev") ||
+                    !strcmp(a, "--format") || !strcmp(a, "-o")) &&
                    v) {
-            *(!strcmp(a, "--shape")    ? &shape_name
-              : !strcmp(a, "--preset") ? &presets
-              : !strcmp(a, "--device") ? &device
-                                       : &format) = v;
+            *(!strcmp(a, "--shape")                          ? &shape_name
+              : !strcmp(a, "--preset")                       ? &presets
+              : !strcmp(a, "--device") || !strcmp(a, "-dev") ? &device
+                                                             : &format) = v;
             i++;
         } else {
             fprintf(stderr, "qkern bench quantize: unknown or incomplete argument '%s' (qkern bench quantize --help)\n",
@@ -460,13 +460,14 @@ done:
 }
 
 int cmd_bench(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    if (argc < 2 || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "quantize")) return bench_quantize(argc - 1, argv + 1);
     if (!strcmp(argv[1], "pp") || !strcmp(argv[1], "tg"))
-        return cmd_bench_moe(argc - 1, argv + 1, !strcmp(argv[1], "tg"));
+        return cmd_bench_moe(argc - 1, argv + 1, !strcmp(argv[1], "tg") ? BENCH_MOE_TG : BENCH_MOE_PP);
+    if (argv[1][0] == '-') return cmd_bench_moe(argc, argv, BENCH_MOE_BOTH); /* llama-bench's way: -p and -n */
     fprintf(stderr, "qkern bench: unknown subcommand '%s'\n", argv[1]);
     usage(stderr);
     return 2;

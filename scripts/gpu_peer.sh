@@ -119,7 +119,7 @@ if [ "${QK_PEER_MODELS:-0}" = 1 ]; then
   echo "== whole models (qkern bench)"
   for model in qwen3.5-35b-a3b qwen3.5-397b-a17b; do
     for what in tg pp; do
-      LD_LIBRARY_PATH=$libs timeout 150 "$build/cli/qkern" bench "$what" -m "$model" -t Q4_K,IQ2_XXS --routing uniform \
+      LD_LIBRARY_PATH=$libs timeout 150 "$build/cli/qkern" bench "$what" -m "$model" -q Q4_K,IQ2_XXS --routing uniform \
         --device cuda:0 -r 3 --commit "$commit" --format json >"$work/model.json" 2>>"$log" &&
         python3 -c 'import json, sys
 rows = json.load(open(sys.argv[1]))  # qkern bench --format json: a list of records

@@ -88,7 +88,7 @@ if want pptg; then
   types=${QK_PPTG_TYPES:-Q4_K,Q8_0,IQ4_XS,IQ2_XXS,MXFP4}
   for m in ${QK_PPTG_SHAPES:-qwen3.5-35b-a3b qwen3-30b-a3b qwen3.5-122b-a10b qwen3.5-397b-a17b}; do
     for t in tg pp; do
-      "$q" bench $t -m "$m" -t "$types" -r 3 --commit "$C" --format json >"$out/$t-$m.json" 2>"$out/$t-$m.err" ||
+      "$q" bench $t -m "$m" -q "$types" -r 3 --commit "$C" --format json >"$out/$t-$m.json" 2>"$out/$t-$m.err" ||
         tail -3 "$out/$t-$m.err"
     done
   done

@@ -3,6 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <dirent.h>
+#include <unistd.h>
+#endif
 
 #include "internal.h"
 #include "invariants.h"
@@ -61,11 +65,35 @@ qk_context_params qk_context_default_params(void) {
 
 static int is_automatic(const char *spec) { return !spec || !*spec || !strcmp(spec, "auto"); }
 
+/* Whether the host shows user space a GPU: a DRM render node, an NVIDIA device or WSL's GPU
+ * channel. Without one, the automatic choice does not probe a backend that can list software
+ * devices: probing loads every driver (mesa's lavapipe brings LLVM, tens of MB resident) only to
+ * pass the emulated device over for the cpu. Naming the device ("vulkan:0") still opens it. */
+static int host_shows_a_gpu(void) {
+#ifdef __linux__
+    if (!access("/dev/nvidia0", F_OK) || !access("/dev/dxg", F_OK)) return 1;
+    DIR *d = opendir("/dev/dri");
+    int found = 0;
+    for (struct dirent *e; d && !found && (e = readdir(d));) found = !strncmp(e->d_name, "renderD", 7);
+    if (d) closedir(d);
+    return found;
+#else
+    return 1;
+#endif
+}
+
 /* Parses "name" or "name:N" into a backend and index. */
 static qk_status resolve_device(const char *spec, const qk_backend **out, int *index) {
     if (is_automatic(spec)) { /* the first real device */
-        for (int i = 0; locate(i, out, index); i++)
-            if (!(*out)->is_software || !(*out)->is_software(*index)) return QK_OK;
+        const int gpu = host_shows_a_gpu();
+        for (int b = 0; b < N_BACKENDS; b++) {
+            if (registry[b]->is_software && !gpu) continue;
+            for (int i = 0; i < registry[b]->device_count(); i++)
+                if (!registry[b]->is_software || !registry[b]->is_software(i)) {
+                    *out = registry[b], *index = i;
+                    return QK_OK;
+                }
+        }
         return qk_fail(NULL, QK_ERR_NO_DEVICE, "no device available");
     }
     const char *colon = strchr(spec, ':');
