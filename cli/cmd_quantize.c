@@ -39,7 +39,15 @@ static void usage(FILE *f) {
            "  --split-max-size N[K|M|G]   split the output into files of at most N bytes\n"
            "  --device D                  cpu, cuda:N, vulkan:N (default: the best present)\n"
            "  --report FILE.json          per tensor: type, bytes, weighted RMSE, time\n"
-           "  --quiet                     no progress output, no notes, no fallback warnings\n\n"
+           "  --quiet                     no progress output, no notes, no fallback warnings\n"
+           "size targets (instead of the preset's mixture; TYPE still pins what it copies and names the file type):\n"
+           "  --target-bpw B              tensor data of at most B bits per weight, at the least total\n"
+           "                              importance-weighted error measured per tensor and candidate type\n"
+           "  --target-size N[K|M|G]      tensor data of at most N bytes (metadata excluded; K = 1024)\n"
+           "  --target-types T1,T2,...    candidate types (default Q2_K..Q6_K, IQ2_XXS..IQ4_XS, Q8_0, MXFP4;\n"
+           "                              those needing imatrix data only with it)\n"
+           "  --state-file F              keep the measured errors in F; a later run with the same model,\n"
+           "                              imatrix and candidates reads them instead of measuring\n\n"
            "TYPE (preset, or its llama_ftype number):\n");
     for (size_t i = 0; i < qk_preset_count(); i++) {
         const qk_preset *ft = qk_preset_at(i);
@@ -62,6 +70,11 @@ typedef struct options {
     int pure, leave_output, allow_requantize, keep_split, dry_run, quiet;
     int output_type, embd_type;
     uint64_t split_max, max_buffer;
+    double target_bpw;
+    uint64_t target_size;
+    int target_types[64];
+    size_t n_target_types;
+    const char *state_file;
 } options;
 
 static int parse_type(const char *opt, const char *v, int *out) {
@@ -89,6 +102,34 @@ static int parse_size(const char *opt, const char *v, uint64_t *out) {
     }
     *out = n * mul;
     return 1;
+}
+
+/* --target-types Q4_K,Q6_K,...: quantized types by name. */
+static int parse_type_list(options *o, const char *v) {
+    char item[32];
+    for (const char *c = v;;) {
+        size_t len = strcspn(c, ",");
+        if (len == 0 || len >= sizeof item) {
+            fprintf(stderr, "qkern: --target-types: '%s' is not a list of types like Q4_K,Q6_K,IQ4_XS\n", v);
+            return 0;
+        }
+        memcpy(item, c, len);
+        item[len] = 0;
+        int type;
+        if (!parse_type("--target-types", item, &type)) return 0;
+        qk_type_info info;
+        if (qk_type_get_info(type, &info) != QK_OK || info.block_elems == 1) {
+            fprintf(stderr, "qkern: --target-types: %s is not a quantized type\n", item);
+            return 0;
+        }
+        if (o->n_target_types == sizeof o->target_types / sizeof o->target_types[0]) {
+            fprintf(stderr, "qkern: --target-types: too many types\n");
+            return 0;
+        }
+        o->target_types[o->n_target_types++] = type;
+        if (!c[len]) return 1;
+        c += len + 1;
+    }
 }
 
 static int add_override(options *o, const char *opt, const char *v) {
@@ -235,9 +276,20 @@ static int parse(int argc, char **argv, options *o) {
             o->device = val;
         } else if (!strcmp(name, "--report")) {
             o->report = val;
-        } else if (!strcmp(name, "--target-bpw") || !strcmp(name, "--target-size") || !strcmp(name, "--state-file")) {
-            fprintf(stderr, "qkern: quantize: %s is not yet supported\n", name);
-            return 0;
+        } else if (!strcmp(name, "--target-bpw")) {
+            char *end;
+            errno = 0;
+            o->target_bpw = strtod(val, &end);
+            if (end == val || *end || errno || !(o->target_bpw > 0 && o->target_bpw <= 64)) {
+                fprintf(stderr, "qkern: --target-bpw: '%s' is not a bits-per-weight value like 4.5\n", val);
+                return 0;
+            }
+        } else if (!strcmp(name, "--target-size")) {
+            if (!parse_size(name, val, &o->target_size)) return 0;
+        } else if (!strcmp(name, "--target-types")) {
+            if (!parse_type_list(o, val)) return 0;
+        } else if (!strcmp(name, "--state-file")) {
+            o->state_file = val;
         } else {
             fprintf(stderr, "qkern: quantize: unknown option '%s' (qkern quantize --help)\n", name);
             return 0;
@@ -245,6 +297,14 @@ static int parse(int argc, char **argv, options *o) {
     }
     if (o->n_include && o->n_exclude) {
         fprintf(stderr, "qkern: --include-weights and --exclude-weights cannot be used together\n");
+        return 0;
+    }
+    if (o->target_bpw > 0 && o->target_size) {
+        fprintf(stderr, "qkern: --target-bpw and --target-size cannot be used together\n");
+        return 0;
+    }
+    if ((o->n_target_types || o->state_file) && !(o->target_bpw > 0) && !o->target_size) {
+        fprintf(stderr, "qkern: --target-types and --state-file need --target-bpw or --target-size\n");
         return 0;
     }
     if (o->keep_split && o->split_max) {
@@ -305,15 +365,17 @@ static int positional(const options *o, const char **in, const char **out, const
     return 1;
 }
 
-static void print_plan(const qk_model_result *r) {
-    printf("%-40s %-22s %-8s    %-8s %12s  %s\n", "tensor", "shape", "from", "to", "bytes", "why");
+static void print_plan(const qk_model_result *r, int target) {
+    printf("%-40s %-22s %-8s    %-8s %12s  %s%s\n", "tensor", "shape", "from", "to", "bytes",
+           target ? "   error  " : "", "why");
     const size_t n = qk_model_result_count(r);
     for (size_t i = 0; i < n; i++) {
         const qk_model_tensor *t = qk_model_result_tensor(r, i);
-        char shape[64];
+        char shape[64], err[32] = "";
         cli_shape(shape, sizeof shape, t->n_dims, t->ne);
-        printf("%-40s %-22s %-8s -> %-8s %12llu  %s%s\n", t->name, shape, qk_type_name(t->src_type),
-               qk_type_name(t->type), (unsigned long long)t->bytes, qk_plan_reason_name(t->reason),
+        if (target) snprintf(err, sizeof err, "%10.4g  ", t->target_error);
+        printf("%-40s %-22s %-8s -> %-8s %12llu  %s%s%s\n", t->name, shape, qk_type_name(t->src_type),
+               qk_type_name(t->type), (unsigned long long)t->bytes, err, qk_plan_reason_name(t->reason),
                t->imatrix ? ", imatrix" : "");
     }
     cli_totals *tot = cli_totals_new();
@@ -345,6 +407,19 @@ static void print_fallbacks(const qk_model_result *r) {
     if (n_fallback)
         fprintf(stderr, "qkern: warning: %zu of %zu tensor(s) required fallback quantization\n", n_fallback,
                 qk_model_result_totals(r)->in_tensors);
+}
+
+/* The size target's outcome: budget, predicted size, the chosen mixture's error and the
+ * preset's from the same measurements. */
+static void print_target(const qk_model_totals *r, const qk_preset *ft) {
+    const double w = r->in_weights ? (double)r->in_weights : 1.0;
+    printf("target: %.4f bpw (%llu bytes of tensor data; metadata excluded), reachable %.4f to %.4f bpw\n",
+           8.0 * (double)r->target_budget / w, (unsigned long long)r->target_budget,
+           8.0 * (double)r->target_min_bytes / w, 8.0 * (double)r->target_max_bytes / w);
+    printf("target: chosen mixture %llu bytes, %.4f bpw, total weighted error %.6g", (unsigned long long)r->out_bytes,
+           8.0 * (double)r->out_bytes / w, r->target_error);
+    if (r->preset_error >= 0) printf("; %s's own mixture: %.6g", ft->name, r->preset_error);
+    printf("\ntarget: error matrix %s\n", r->matrix_from_state ? "read from the state file" : "measured");
 }
 
 static void print_summary(const qk_model_totals *r, const char *out, int dry, int keep_split) {
@@ -468,6 +543,11 @@ int cmd_quantize(int argc, char **argv) {
     if (o.max_buffer) q.chunk_bytes = o.max_buffer < 64u << 20 ? (size_t)o.max_buffer : (size_t)64 << 20;
     q.dry_run = o.dry_run;
     q.measure_error = o.report != NULL;
+    q.target_bpw = o.target_bpw;
+    q.target_bytes = o.target_size;
+    q.target_types = o.n_target_types ? o.target_types : NULL;
+    q.n_target_types = o.n_target_types;
+    q.state_file = o.state_file;
     progress_state ps = {isatty(STDERR_FILENO), -1.0};
     if (!o.quiet && !o.dry_run) {
         q.progress = on_progress;
@@ -483,7 +563,9 @@ int cmd_quantize(int argc, char **argv) {
     const char *notes = qk_model_result_notes(res);
     if (notes[0] && !o.quiet) fputs(notes, stderr);
     if (!o.quiet) print_fallbacks(res);
-    if (o.dry_run) print_plan(res);
+    const int target = o.target_bpw > 0 || o.target_size;
+    if (o.dry_run) print_plan(res, target);
+    if (target) print_target(qk_model_result_totals(res), ft);
     print_summary(qk_model_result_totals(res), out, o.dry_run, o.keep_split);
     rc = 0;
     if (report) {

@@ -430,6 +430,22 @@ typedef struct qk_model_quantize_desc {
      * many are left. Imatrix entries are found under the tensors' input names. */
     const int *prune_layers;
     size_t n_prune_layers;
+
+    /* A size target instead of the preset's mixture: every tensor the preset converts and the
+     * recipe does not pin gets the candidate type that minimises the model's total
+     * importance-weighted error sum w (x - q)^2 within the size (tensor data only, metadata
+     * excluded). Pinned, keeping their planned type: overrides matches, output_tensor_type,
+     * token_embedding_type and tensors the preset copies. At most one of the two is > 0; a
+     * target outside the reachable range fails with QK_ERR_INVALID_ARG naming the range in bpw. */
+    double target_bpw;       /* tensor data bits per weight of all tensors, at most */
+    uint64_t target_bytes;   /* tensor data bytes, at most */
+    const int *target_types; /* candidate qk_types (n_target_types), or NULL: Q2_K..Q6_K,
+                                IQ2_XXS..IQ4_XS (those needing imatrix data only with it), Q8_0, MXFP4 */
+    size_t n_target_types;
+    /* The measured errors, kept between runs: read when it was made for the same tensor data,
+     * imatrix data and candidates (then nothing is measured), refused with QK_ERR_INVALID_ARG
+     * when it was not, written when absent. NULL: none. */
+    const char *state_file;
 } qk_model_quantize_desc;
 
 QK_API qk_model_quantize_desc qk_model_quantize_default_desc(void);
@@ -451,6 +467,9 @@ typedef struct qk_model_tensor {
      * to sqrt(sum w x^2 / sum w). Negative when not measured. */
     double rmse, rel_rmse;
     qk_type planned_type; /* reason QK_PLAN_FALLBACK: the type chosen before the fallback; else type */
+    /* With a size target: the chosen type's sum w (x - q)^2 over the whole tensor (0 for a pinned
+     * tensor, which the target does not measure); negative otherwise. */
+    double target_error;
 } qk_model_tensor;
 
 /* The totals of a result. */
@@ -464,6 +483,14 @@ typedef struct qk_model_totals {
     double seconds;
     int imatrix_entries; /* entries of the imatrix file after the filters, or -1 without one */
     size_t in_tensors;   /* tensors of the input: n_tensors plus those pruned (prune_layers) */
+    /* With a size target (else all 0): the budget in tensor data bytes, the range of totals
+     * reachable with the candidates, the chosen mixture's total error, the preset's own mixture's
+     * total error from the same measurements (negative where a preset type was no candidate),
+     * the seconds spent measuring, and 1 when the errors came from the state file instead. */
+    uint64_t target_budget, target_min_bytes, target_max_bytes;
+    double target_error, preset_error;
+    double matrix_seconds;
+    int matrix_from_state;
 } qk_model_totals;
 
 typedef struct qk_model_result qk_model_result;

@@ -111,6 +111,19 @@ static qk_status check_files(qk_context *ctx, const qk_model_quantize_desc *d) {
     if (d->keep_split && d->split_max_bytes)
         return qk_fail(ctx, QK_ERR_INVALID_ARG,
                        "qk_model_quantize: keep_split and split_max_bytes cannot be used together");
+    if (d->target_bpw < 0 || !(d->target_bpw == d->target_bpw) || (d->target_bpw > 0 && d->target_bytes))
+        return qk_fail(ctx, QK_ERR_INVALID_ARG,
+                       "qk_model_quantize: target_bpw must be >= 0, and not with target_bytes");
+    if (d->n_target_types && !d->target_types)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: %zu target types but no array", d->n_target_types);
+    if ((d->n_target_types || d->state_file) && !(d->target_bpw > 0) && !d->target_bytes)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: target_types and state_file need a size target");
+    for (size_t i = 0; i < d->n_target_types; i++) {
+        qk_type_info info;
+        if (qk_type_get_info(d->target_types[i], &info) != QK_OK || info.block_elems == 1)
+            return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: target type %d is not a quantized type",
+                           d->target_types[i]);
+    }
     if ((d->n_kv_overrides && !d->kv_overrides) || (d->n_prune_layers && !d->prune_layers))
         return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: kv override / prune counts without their arrays");
     for (size_t i = 0; i < d->n_kv_overrides; i++) {
@@ -130,9 +143,11 @@ static qk_model_result *result_new(void) { return calloc(1, sizeof(qk_model_resu
 
 static void result_close(qk_model_result *r) {
     const qk_model_quantize_result *q = &r->r;
-    r->totals =
-        (qk_model_totals){q->n_tensors,         q->n_splits,       q->in_bytes, q->out_bytes,       q->in_weights,
-                          q->quantized_weights, q->out_file_bytes, q->seconds,  q->imatrix_entries, q->in_tensors};
+    r->totals = (qk_model_totals){q->n_tensors,        q->n_splits,          q->in_bytes,       q->out_bytes,
+                                  q->in_weights,       q->quantized_weights, q->out_file_bytes, q->seconds,
+                                  q->imatrix_entries,  q->in_tensors,        q->target_budget,  q->target_min_bytes,
+                                  q->target_max_bytes, q->target_error,      q->preset_error,   q->matrix_seconds,
+                                  q->matrix_from_state};
 }
 
 size_t qk_model_result_count(const qk_model_result *r) { return r ? r->r.n_tensors : 0; }
@@ -178,6 +193,11 @@ qk_status qk_model_quantize(qk_context *ctx, const qk_model_quantize_desc *d, qk
     p.dry_run = d->dry_run;
     p.measure_error = d->measure_error;
     p.chunk_bytes = d->chunk_bytes;
+    p.target_bpw = d->target_bpw;
+    p.target_bytes = d->target_bytes;
+    p.target_types = d->target_types;
+    p.n_target_types = d->n_target_types;
+    p.state_file = d->state_file;
     p.cancel_fn = d->cancel;
     p.progress = d->progress;
     p.user = d->user;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "formats.h"
 #include "imatrix.h"
 #include "internal.h"
+#include "target.h"
 
 #define QK_QUANT_VERSION    2 /* GGML_QNT_VERSION */
 #define DEFAULT_CHUNK_BYTES ((size_t)64 << 20)
@@ -596,19 +598,23 @@ static qk_quantize_desc step_desc(const qk_model_tensor *t, const step *sp, cons
     q.cols = t->ne[0];
     q.src = qk_host((void *)src, (size_t)sp->rows * qk_type_row_bytes(src_type, q.cols));
     q.dst = qk_host(dst, (size_t)sp->rows * qk_type_row_bytes(t->type, q.cols));
-    q.imatrix = sp->imatrix;
-    q.imatrix_len = sp->imatrix_len;
+    if (qk_format_of(t->type)->uses_imatrix) { /* the error matrix weighs every type's error by it */
+        q.imatrix = sp->imatrix;
+        q.imatrix_len = sp->imatrix_len;
+    }
     return q;
 }
 
-/* A step's output is ready: measure it against `src` (its input as read), write it, count it. */
+/* A step's output is ready: measure it against `src` (its input as read), write it, count it.
+ * Without a writer (the error matrix of a size target) it is only measured. */
 static qk_status finish_step(stream_state *s, qk_gguf_writer *w, size_t i, const qk_model_tensor *t, const step *sp,
                              const void *src, const void *dst) {
     const size_t src_bytes = (size_t)sp->rows * qk_type_row_bytes(t->src_type, t->ne[0]);
     const size_t dst_bytes = (size_t)sp->rows * qk_type_row_bytes(t->type, t->ne[0]);
     qk_status st;
-    if (s->p->measure_error && (st = measure(s, t, src, src_bytes, dst, dst_bytes, sp)))
+    if ((s->p->measure_error || !w) && (st = measure(s, t, src, src_bytes, dst, dst_bytes, sp)))
         return tensor_error(s->ctx, st, t->name, expert_of(t, sp));
+    if (!w) return QK_OK;
     if ((st = qk_gguf_writer_write(w, dst, dst_bytes))) return forward_error(s->ctx, st);
     s->bytes_done += src_bytes;
     report(s, i, t->name, 0);
@@ -786,7 +792,7 @@ void qk_model_result_add_row(qk_model_quantize_result *res, const qk_plan_tensor
     t->planned_type = e->planned;
     t->converted = t->type != t->src_type;
     assert(t->converted == e->quantize);
-    t->rmse = t->rel_rmse = -1.0;
+    t->rmse = t->rel_rmse = t->target_error = -1.0;
     uint64_t elems = (uint64_t)t->ne[0] * rows;
     res->in_bytes += t->src_bytes;
     res->out_bytes += t->bytes;
@@ -870,6 +876,214 @@ static qk_status plan_model(qk_context *ctx, run *r, const qk_model_quantize_par
     if (st) return st;
     res->n_splits = assign_splits(res->tensors, r->src_split, n, p);
     return QK_OK;
+}
+
+/* ---- size targets ---------------------------------------------------------------------------- */
+
+/* What a size target may not change: the user's overrides and output/token-embedding types,
+ * tensors the preset copies, and already-quantized inputs without --allow-requantize. The
+ * preset's own output rules are not pins: the target chooses there too. */
+static int target_pinned(const qk_model_quantize_params *p, const qk_model_tensor *t) {
+    if (t->reason == QK_PLAN_KEEP || t->reason == QK_PLAN_OVERRIDE) return 1;
+    if (t->reason == QK_PLAN_OUTPUT)
+        return is_token_embedding(t->name) ? p->plan.token_embedding_type >= 0
+                                           : p->plan.output_tensor_type >= 0 || p->plan.leave_output_tensor;
+    return qk_format_of(t->src_type)->family != QK_FAMILY_FLOAT && !p->plan.allow_requantize;
+}
+
+/* Tensor i's imatrix entry, whatever the planned type (the target weighs every candidate's
+ * error by it); NULL where there is none or its size is wrong (match_imatrix refused that
+ * already, except for the token embedding, whose entry it ignores). */
+static const qk_imatrix_entry *target_entry(const run *r, const qk_model_tensor *t, size_t i) {
+    const qk_imatrix_entry *e = r->im ? qk_imatrix_find(r->im, r->in_names[i]) : NULL;
+    return e && e->n_mat * e->cols == t->ne[0] * t->ne[2] ? e : NULL;
+}
+
+/* The state file's key: what the errors depend on. The whole of each measured tensor's data
+ * is hashed, not a sample: a fine-tune may change a few rows, and reading the data once costs
+ * little beside quantizing it a dozen times. The imatrix counts by the values used (after
+ * --include/--exclude-weights), not by its file name. */
+static uint64_t target_key(const run *r, const qk_model_quantize_result *res, const qk_target_row *rows,
+                           const qk_imatrix_entry *const *entries) {
+    static const char version[] = "qkern target matrix 1: sum w (x - q)^2, sensitivity 1";
+    uint64_t h = qk_target_hash(QK_TARGET_HASH_SEED, version, sizeof version);
+    for (size_t i = 0; i < res->n_tensors; i++) {
+        const qk_model_tensor *t = &res->tensors[i];
+        h = qk_target_hash(h, t->name, strlen(t->name));
+        int32_t head[2] = {(int32_t)t->src_type, rows[i].pinned};
+        h = qk_target_hash(h, head, sizeof head);
+        h = qk_target_hash(h, t->ne, sizeof t->ne);
+        if (rows[i].pinned) continue;
+        const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
+        h = qk_target_hash(h, src->data, (size_t)src->bytes);
+        qk_gguf_release_tensor(r->in, r->pe[i].tensor);
+        const qk_imatrix_entry *e = entries[i];
+        if (e)
+            h = qk_target_hash(h, e->values, (size_t)(e->n_mat * e->cols) * sizeof(float));
+        else
+            h = qk_target_hash(h, "no imatrix", 10);
+    }
+    return h;
+}
+
+/* Every candidate of every free tensor: the whole tensor quantized and dequantized on the
+ * context's device through the data pass's own steps (convert_tensor without a writer). */
+static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize_params *p,
+                                const qk_model_quantize_result *res, qk_target_row *rows,
+                                const qk_imatrix_entry *const *entries) {
+    stream_state *s = &r->s;
+    s->ctx = ctx;
+    s->p = p;
+    s->chunk_bytes = p->chunk_bytes ? p->chunk_bytes : DEFAULT_CHUNK_BYTES;
+    size_t widest = 0;
+    for (size_t i = 0; i < res->n_tensors; i++)
+        if (!rows[i].pinned && (size_t)res->tensors[i].ne[0] * sizeof(float) > widest)
+            widest = (size_t)res->tensors[i].ne[0] * sizeof(float);
+    const size_t buf_bytes = widest > s->chunk_bytes ? widest : s->chunk_bytes;
+    s->dst = malloc(buf_bytes);
+    s->src_f32 = malloc(buf_bytes);
+    s->check = malloc(buf_bytes);
+    qk_status st = QK_OK;
+    if (!s->dst || !s->src_f32 || !s->check)
+        st = qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory for %zu-byte staging buffers", buf_bytes);
+    for (size_t i = 0; st == QK_OK && i < res->n_tensors; i++) {
+        const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
+        for (int k = 0; st == QK_OK && !rows[i].pinned && k < rows[i].n; k++) {
+            qk_model_tensor t = res->tensors[i];
+            t.type = (qk_type)rows[i].opt[k].type;
+            t.converted = 1;
+            s->acc = (error_sums){0, 0, 0};
+            st = convert_tensor(s, NULL, src, &t, entries[i], i);
+            /* error = sensitivity x sum_i w_i (x_i - q_i)^2, w_i the imatrix's mean x^2 of the
+             * column (per expert), 1 where the tensor has no entry; sensitivity 1 for now. A
+             * per-tensor factor (how much the model's output moves per unit of it) goes here, and
+             * would also put tensors without an entry (token_embd, often output) on the scale
+             * of those with one, which w = 1 does not. */
+            rows[i].opt[k].error = 1.0 * s->acc.err;
+        }
+        qk_gguf_release_tensor(r->in, r->pe[i].tensor);
+    }
+    s->acc = (error_sums){0, 0, 0};
+    free(s->dst);
+    free(s->src_f32);
+    free(s->check);
+    s->dst = s->src_f32 = NULL;
+    s->check = NULL;
+    return st;
+}
+
+static void target_note(qk_model_quantize_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void target_note(qk_model_quantize_result *res, const char *fmt, ...) {
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    add_note(res, "%s\n", line);
+}
+
+/* Replaces the preset's types of the free tensors by the mixture of least total error within
+ * the target: the error matrix (measured, or read from the state file), the allocator, then
+ * the result's rows, imatrix entries and output parts as if planned so. */
+static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_params *p,
+                              qk_model_quantize_result *res) {
+    const size_t n = res->n_tensors;
+    int types[QK_TARGET_MAX_OPTIONS];
+    size_t n_types = p->target_types ? p->n_target_types : qk_target_default_types(types, QK_TARGET_MAX_OPTIONS);
+    const int *cand = p->target_types ? p->target_types : types;
+    qk_target_row *rows = calloc(n ? n : 1, sizeof *rows);
+    const qk_imatrix_entry **entries = calloc(n ? n : 1, sizeof *entries);
+    int *choice = calloc(n ? n : 1, sizeof *choice);
+    qk_status st = QK_OK;
+    if (!rows || !entries || !choice) {
+        st = qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory for the error matrix of %zu tensors", n);
+        goto done;
+    }
+    size_t n_free = 0, n_options = 0;
+    for (size_t i = 0; i < n; i++) {
+        const qk_model_tensor *t = &res->tensors[i];
+        entries[i] = target_entry(r, t, i);
+        qk_plan_options opt = p->plan;
+        opt.has_imatrix = r->im != NULL;
+        /* a tensor no candidate fits keeps the plan's type, as a pinned one does */
+        if (!target_pinned(p, t) && qk_target_candidates(&rows[i], cand, n_types, &opt, t->name, t->ne[0],
+                                                         t->ne[1] * t->ne[2] * t->ne[3], entries[i] != NULL)) {
+            n_free++;
+            n_options += (size_t)rows[i].n;
+            continue;
+        }
+        rows[i].pinned = 1;
+        rows[i].n = 1;
+        rows[i].opt[0] = (qk_alloc_option){(int)t->type, t->bytes, 0.0};
+    }
+    const uint64_t key = target_key(r, res, rows, entries);
+    int found = 0;
+    if (p->state_file && (st = qk_target_state_load(p->state_file, key, rows, n, &found))) {
+        forward_error(ctx, st);
+        goto done;
+    }
+    const double t0 = now_seconds();
+    if (!found && (st = measure_matrix(ctx, r, p, res, rows, entries))) goto done;
+    res->matrix_seconds = found ? 0.0 : now_seconds() - t0;
+    res->matrix_from_state = found;
+    if (found)
+        target_note(res, "size target: error matrix read from %s (%zu tensors, %zu options): nothing measured",
+                    p->state_file, n_free, n_options);
+    else
+        target_note(res, "size target: error matrix measured: %zu tensors, %zu options in %.2f s", n_free, n_options,
+                    res->matrix_seconds);
+    if (!found && p->state_file) {
+        if ((st = qk_target_state_save(p->state_file, key, rows, n))) {
+            forward_error(ctx, st);
+            goto done;
+        }
+        target_note(res, "size target: error matrix written to %s", p->state_file);
+    }
+
+    qk_target_result tr;
+    if ((st = qk_target_choose(rows, n, res->in_weights, p->target_bpw, p->target_bytes, choice, &tr))) {
+        forward_error(ctx, st);
+        goto done;
+    }
+    res->target_budget = tr.budget;
+    res->target_min_bytes = tr.min_bytes;
+    res->target_max_bytes = tr.max_bytes;
+    res->target_error = tr.error;
+    res->preset_error = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        qk_model_tensor *t = &res->tensors[i];
+        int hit = -1;
+        for (int k = 0; k < rows[i].n; k++)
+            if (rows[i].opt[k].type == (int)t->type) hit = k;
+        if (rows[i].pinned) hit = 0;
+        if (hit < 0 || res->preset_error < 0)
+            res->preset_error = -1.0;
+        else
+            res->preset_error += rows[i].opt[hit].error;
+        const qk_alloc_option *o = &rows[i].opt[choice[i]];
+        t->target_error = o->error;
+        if (rows[i].pinned) continue;
+        const uint64_t elems = (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+        res->out_bytes = res->out_bytes - t->bytes + o->bytes;
+        if (t->converted) res->quantized_weights -= elems;
+        t->type = t->planned_type = (qk_type)o->type;
+        t->bytes = o->bytes;
+        t->converted = t->type != t->src_type;
+        if (t->converted) res->quantized_weights += elems;
+        if (t->reason == QK_PLAN_FALLBACK) t->reason = QK_PLAN_MIXTURE;
+        r->ie[i] = qk_format_of(t->type)->uses_imatrix ? entries[i] : NULL;
+        t->imatrix = r->ie[i] != NULL;
+        r->pe[i].type = t->type;
+        r->pe[i].planned = t->type;
+        r->pe[i].quantize = t->converted;
+    }
+    assert(res->out_bytes == tr.bytes);
+    res->n_splits = assign_splits(res->tensors, r->src_split, n, p);
+done:
+    free(rows);
+    free(entries);
+    free(choice);
+    return st;
 }
 
 static qk_status open_outputs(qk_context *ctx, run *r, const qk_model_quantize_params *p,
@@ -989,6 +1203,12 @@ qk_status qk_model_quantize_run(qk_context *ctx, const qk_model_quantize_params 
     }
     st = plan_model(ctx, &r, p, res);
     if (st == QK_OK && p->output) st = check_output_not_input(ctx, p, res->n_splits);
+    if (st == QK_OK && (p->target_bpw > 0 || p->target_bytes)) {
+        const int planned_splits = res->n_splits;
+        st = apply_target(ctx, &r, p, res);
+        if (st == QK_OK && p->output && res->n_splits != planned_splits)
+            st = check_output_not_input(ctx, p, res->n_splits);
+    }
     if (st || p->dry_run) goto done;
     st = open_outputs(ctx, &r, p, res);
     if (st) goto done;

@@ -29,14 +29,19 @@ typedef struct qk_model_quantize_params {
     size_t n_kv_overrides;
     const int *prune_layers; /* --prune-layers block numbers */
     size_t n_prune_layers;
-    int keep_split;                /* one output part per input part */
-    uint64_t split_max_bytes;      /* start a new output part before it would exceed this; 0: no */
-    int dry_run;                   /* plan only: fill the result, write nothing */
-    int measure_error;             /* fill rmse/rel_rmse (costs a dequantize pass) */
-    size_t chunk_bytes;            /* input bytes per step; 0: 64 MiB */
-    int no_overlap;                /* 1: every step read, converted and written before the next,
-                                      even where the device could overlap them (same output;
-                                      for tests and measurements) */
+    int keep_split;           /* one output part per input part */
+    uint64_t split_max_bytes; /* start a new output part before it would exceed this; 0: no */
+    int dry_run;              /* plan only: fill the result, write nothing */
+    int measure_error;        /* fill rmse/rel_rmse (costs a dequantize pass) */
+    size_t chunk_bytes;       /* input bytes per step; 0: 64 MiB */
+    int no_overlap;           /* 1: every step read, converted and written before the next,
+                                 even where the device could overlap them (same output;
+                                 for tests and measurements) */
+    double target_bpw;        /* > 0: a size target in bits per weight (qkern.h's desc) */
+    uint64_t target_bytes;    /* > 0: a size target in tensor data bytes */
+    const int *target_types;  /* candidates, or NULL: qk_target_default_types */
+    size_t n_target_types;
+    const char *state_file;        /* the error matrix's file, or NULL */
     volatile sig_atomic_t *cancel; /* polled between chunks; non-zero aborts with QK_ERR_IO */
     int (*cancel_fn)(void *user);  /* the same, asked of the caller; NULL: never */
     void (*progress)(void *user, const qk_model_progress *p);
@@ -54,8 +59,12 @@ typedef struct qk_model_quantize_result {
     double seconds;
     int imatrix_entries; /* entries in the imatrix file (after filters), or -1 */
     size_t in_tensors;   /* tensors of the input, pruned ones included */
-    char notes[1024];    /* informational lines ('\n'-separated), e.g. tensors quantized
-                            without imatrix data */
+    /* a size target's outcome (qkern.h's qk_model_totals), else 0 */
+    uint64_t target_budget, target_min_bytes, target_max_bytes;
+    double target_error, preset_error, matrix_seconds;
+    int matrix_from_state;
+    char notes[1024]; /* informational lines ('\n'-separated), e.g. tensors quantized
+                         without imatrix data */
 } qk_model_quantize_result;
 
 void qk_model_quantize_params_init(qk_model_quantize_params *p);

@@ -180,10 +180,11 @@ same "--max-buffer-size 0" 1 --max-buffer-size 0 m.gguf o.gguf Q4_0
 same "IQ1_S without imatrix" 1 m.gguf o.gguf IQ1_S
 same "output is the input" 1 m.gguf m.gguf Q4_0
 same "missing imatrix file" 1 --imatrix nothere.gguf m.gguf o.gguf Q4_0
-for opt in --target-bpw --target-size --state-file; do
-  same "$opt (next issue)" 1 $opt 4 m.gguf o.gguf Q4_0
-  check "$opt: says not yet supported" grep -q 'not yet supported' "$q_err"
-done
+# qkern's own options (this llama-quantize has none of them: an unknown option exits 1 there),
+# each misused
+same "--target-bpw not a number" 1 --target-bpw x m.gguf o.gguf Q4_0
+same "--state-file without a target" 1 --state-file s.bin m.gguf o.gguf Q4_0
+same "--target-size out of reach" 1 --target-size 4 m.gguf o.gguf Q4_0
 
 echo "$n_same argument lists$([ -n "$llama" ] && echo ", each through both tools" || echo ", qkern only")"
 finish

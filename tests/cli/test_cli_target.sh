@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# qkern quantize --target-bpw / --target-size on a generated model: the output's bpw meets the
+# target, the chosen mixture beats the preset's at the preset's own size (measured on the written
+# files, not predicted), the state file skips the measuring and refuses what is not its own, a
+# target out of reach names the range, and the output bytes do not vary between runs.
+# Usage: test_cli_target.sh QKERN_BINARY
+set -u
+qkern=$1
+. "$(dirname "$0")/harness.sh"
+bpw_of() { # tensor data bpw of a GGUF file, from `qkern info`'s total line
+  "$qkern" info "$1" | awk '$1 == "total" { print $NF }'
+}
+within() { # within BPW TARGET: at most TARGET and within 0.05 of it
+  python3 -c "import sys; b, t = float('$1'), float('$2'); sys.exit(0 if t - 0.05 <= b <= t else 1)" ||
+    { echo "bpw $1 for target $2"; return 1; }
+}
+
+check "generate" "$qkern" generate --size tiny --seed 7 --imatrix "$dir/im.gguf" "$dir/m.gguf" >/dev/null
+
+# with the imatrix every candidate is open (the I-quants that need it too): 2.5 is in reach
+err=$("$qkern" quantize --dry-run --imatrix "$dir/im.gguf" --state-file "$dir/st.bin" --target-bpw 4.5 \
+  "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M 2>&1 >"$dir/plan.txt")
+check "first run measures the matrix" grep -q "error matrix measured" <<<"$err"
+check "first run writes the state file" test -s "$dir/st.bin"
+check "dry run writes nothing" test ! -e "$dir/dry.gguf"
+check "dry run prints the chosen types and errors" grep -q "ffn_down_exps.*-> [A-Z0-9_]* *[0-9]* *[0-9.e+-]*  default" "$dir/plan.txt"
+check "dry run predicts the bpw" grep -q "^target: chosen mixture .* 4\.[45][0-9]* bpw" "$dir/plan.txt"
+for t in 2.5 3.5 4.5 6.0; do
+  err=$("$qkern" quantize --imatrix "$dir/im.gguf" --state-file "$dir/st.bin" --target-bpw $t \
+    "$dir/m.gguf" "$dir/t$t.gguf" Q4_K_M 2>&1 >/dev/null)
+  check "target $t reads the state file" grep -q "error matrix read from" <<<"$err"
+  b=$(bpw_of "$dir/t$t.gguf")
+  echo "target $t bpw: output $b"
+  check "target $t: output bpw $b at most the target and within 0.05" within "$b" $t
+done
+check "deterministic output" "$qkern" quantize --quiet --imatrix "$dir/im.gguf" --state-file "$dir/st.bin" \
+  --target-bpw 4.5 "$dir/m.gguf" "$dir/t4.5b.gguf" Q4_K_M
+check "same bytes twice" cmp -s "$dir/t4.5.gguf" "$dir/t4.5b.gguf"
+size=$("$qkern" quantize --quiet --dry-run --imatrix "$dir/im.gguf" --state-file "$dir/st.bin" --target-size 3M \
+  "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M | awk '/^target: chosen mixture/ { print $4 }')
+check "--target-size 3M: at most 3 MiB of tensor data ($size)" test "${size:-99999999}" -le 3145728 -a "${size:-0}" -gt 3000000
+
+# the state file is refused for another imatrix (none here), and when it is not one at all
+out=$("$qkern" quantize --dry-run --state-file "$dir/st.bin" --target-bpw 4.5 "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M 2>&1)
+check "foreign state file refused (exit 1)" test $? -eq 1
+check "foreign state file: clear message" grep -q "state file .* was made for other" <<<"$out"
+head -c 100 "$dir/m.gguf" >"$dir/junk.bin"
+out=$("$qkern" quantize --dry-run --state-file "$dir/junk.bin" --target-bpw 4.5 "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M 2>&1)
+check "junk state file refused" grep -q "is not a qkern target state file" <<<"$out"
+head -c 300 "$dir/st.bin" >"$dir/cut.bin"
+out=$("$qkern" quantize --dry-run --imatrix "$dir/im.gguf" --state-file "$dir/cut.bin" --target-bpw 4.5 "$dir/m.gguf" \
+  "$dir/dry.gguf" Q4_K_M 2>&1)
+check "state file cut short refused" grep -q "is damaged or cut short" <<<"$out"
+
+# misuse exits 1 with one line and runs nothing
+misuse() { # misuse "what" ARGS...: exit 1, a message naming the option
+  local what=$1; shift
+  "$qkern" quantize "$@" "$dir/m.gguf" "$dir/bad.gguf" Q4_K_M >/dev/null 2>"$dir/err"
+  check "$what exits 1" test $? -eq 1
+  check "$what says why" grep -q -- "--target\|--state" "$dir/err"
+  check "$what writes nothing" test ! -e "$dir/bad.gguf"
+}
+misuse "--target-bpw x" --target-bpw x
+misuse "--target-bpw with --target-size" --target-bpw 4 --target-size 4M
+misuse "--state-file without a target" --state-file "$dir/s.bin"
+misuse "--target-types with a float type" --target-bpw 4 --target-types Q4_K,F16
+misuse "--target-types unknown type" --target-bpw 4 --target-types Q4_K,Q9_K
+
+# without an imatrix the I-quants that need one are out: 2.5 bpw is out of reach
+out=$("$qkern" quantize --dry-run --state-file "$dir/st0.bin" --target-bpw 2.5 "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M 2>&1)
+check "unreachable target exits 1" test $? -eq 1
+check "unreachable target names the range in bpw" grep -q "outside the reachable range [0-9.]* to [0-9.]* bpw" <<<"$out"
+
+# At Q4_K_M's size the mixture's error is lower than Q4_K_M's, summed from both written files'
+# --report (weighted_rmse^2 x weights: without an imatrix every weight is 1, the same measure
+# the matrix uses), and the written error is the predicted one.
+check "Q4_K_M" "$qkern" quantize --quiet --report "$dir/p.json" "$dir/m.gguf" "$dir/p.gguf" Q4_K_M
+pb=$(bpw_of "$dir/p.gguf")
+xout=$("$qkern" quantize --quiet --report "$dir/x.json" --state-file "$dir/st0.bin" --target-bpw "$pb" \
+  "$dir/m.gguf" "$dir/x.gguf" Q4_K_M)
+check "mixture at Q4_K_M's bpw ($pb)" test $? -eq 0
+predicted=$(awk '/^target: chosen mixture/ { sub(/;/, "", $11); print $11 }' <<<"$xout")
+cmp_out=$(python3 - "$dir/p.json" "$dir/x.json" "${predicted:-nan}" <<'EOF'
+import json, math, sys
+def sse(path):
+    r = json.load(open(path))
+    return r["bpw"], sum(t["weighted_rmse"] ** 2 * math.prod(t["shape"]) for t in r["tensors"]
+                         if t["weighted_rmse"] is not None)
+(pb, pe), (xb, xe) = sse(sys.argv[1]), sse(sys.argv[2])
+predicted = float(sys.argv[3])
+print(f"Q4_K_M: {pb:.4f} bpw, error {pe:.6g}; mixture: {xb:.4f} bpw, error {xe:.6g} ({100 * (1 - xe / pe):.1f}% lower;"
+      f" predicted {predicted:.6g})")
+sys.exit(0 if xb <= pb and xe < pe and abs(xe - predicted) <= 1e-4 * xe else 1)
+EOF
+)
+check "the mixture's error is lower than Q4_K_M's at its bpw, and the one predicted" test $? -eq 0
+echo "$cmp_out"
+finish
