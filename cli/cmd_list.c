@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "cli.h"
 
@@ -86,19 +85,11 @@ int cmd_types(int argc, char **argv) {
     return 0;
 }
 
-/* A GPU API implemented on the CPU (mesa's lavapipe, once llvmpipe; SwiftShader): slower than
- * qkern's own cpu backend, listed last and never chosen unless named. */
-static int is_software(const qk_device_info *d) {
-    static const char *const names[] = {"llvmpipe", "lavapipe", "softpipe", "swiftshader"};
-    if (d->kind == QK_DEVICE_CPU) return 0;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        for (const char *p = d->name; *p; p++)
-            if (!strncasecmp(p, names[i], strlen(names[i]))) return 1;
-    return 0;
+/* GPUs first, then the cpu, then software devices (qk_device_is_software); the library's order
+ * within each. */
+static int device_rank(int i, const qk_device_info *d) {
+    return qk_device_is_software(i) ? 2 : d->kind == QK_DEVICE_CPU ? 1 : 0;
 }
-
-/* GPUs first, then the cpu, then software devices; the library's order within each. */
-static int device_rank(const qk_device_info *d) { return is_software(d) ? 2 : d->kind == QK_DEVICE_CPU ? 1 : 0; }
 
 int cmd_devices(int argc, char **argv) {
     (void)argv;
@@ -119,7 +110,7 @@ int cmd_devices(int argc, char **argv) {
     int ok = table_row(&t, head), any_software = 0;
     for (int rank = 0; rank < 3 && ok; rank++)
         for (int i = 0; i < n && ok; i++) {
-            if (device_rank(&d[i]) != rank) continue;
+            if (device_rank(i, &d[i]) != rank) continue;
             char mem[32], units[16];
             if (d[i].memory_bytes)
                 snprintf(mem, sizeof mem, "%.1f GiB", (double)d[i].memory_bytes / 1073741824.0);

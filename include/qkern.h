@@ -119,6 +119,9 @@ typedef struct qk_device_info {
 QK_API int qk_device_count(void);
 /* Fills *info for device i, 0 <= i < qk_device_count(); best device first. */
 QK_API qk_status qk_device_get(int i, qk_device_info *info);
+/* 1 if device i is a GPU API implemented on the CPU (mesa's lavapipe, SwiftShader): slower than
+ * the cpu backend, never chosen by "auto"; 0 otherwise, and for an i that does not exist. */
+QK_API int qk_device_is_software(int i);
 
 typedef struct qk_context qk_context;
 

@@ -55,6 +55,12 @@ qk_status qk_device_get(int i, qk_device_info *info) {
     return b->device_info(index, info);
 }
 
+int qk_device_is_software(int i) {
+    const qk_backend *b;
+    int index;
+    return locate(i, &b, &index) && b->is_software && b->is_software(index);
+}
+
 qk_context_params qk_context_default_params(void) {
     qk_context_params p = {sizeof(qk_context_params), NULL, 0, NULL, NULL};
     return p;
