@@ -53,10 +53,14 @@ void qk_model_quantize_result_free(qk_model_quantize_result *res) {
     memset(res, 0, sizeof *res);
 }
 
-static void add_note(qk_model_quantize_result *res, const char *fmt, const char *arg) {
+static void add_note(qk_model_quantize_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_note(qk_model_quantize_result *res, const char *fmt, ...) {
     size_t used = strlen(res->notes);
     if (used + 1 >= sizeof res->notes) return;
-    snprintf(res->notes + used, sizeof res->notes - used, fmt, arg);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res->notes + used, sizeof res->notes - used, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- --override-kv ------------------------------------------------------------------------ */
@@ -972,16 +976,6 @@ static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize
     return st;
 }
 
-static void target_note(qk_model_quantize_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void target_note(qk_model_quantize_result *res, const char *fmt, ...) {
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    add_note(res, "%s\n", line);
-}
-
 /* Replaces the preset's types of the free tensors by the mixture of least total error within
  * the target: the error matrix (measured, or read from the state file), the allocator, then
  * the result's rows, imatrix entries and output parts as if planned so. */
@@ -1027,17 +1021,17 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
     res->matrix_seconds = found ? 0.0 : now_seconds() - t0;
     res->matrix_from_state = found;
     if (found)
-        target_note(res, "size target: error matrix read from %s (%zu tensors, %zu options): nothing measured",
-                    p->state_file, n_free, n_options);
+        add_note(res, "size target: error matrix read from %s (%zu tensors, %zu options): nothing measured\n",
+                 p->state_file, n_free, n_options);
     else
-        target_note(res, "size target: error matrix measured: %zu tensors, %zu options in %.2f s", n_free, n_options,
-                    res->matrix_seconds);
+        add_note(res, "size target: error matrix measured: %zu tensors, %zu options in %.2f s\n", n_free, n_options,
+                 res->matrix_seconds);
     if (!found && p->state_file) {
         if ((st = qk_target_state_save(p->state_file, key, rows, n))) {
             forward_error(ctx, st);
             goto done;
         }
-        target_note(res, "size target: error matrix written to %s", p->state_file);
+        add_note(res, "size target: error matrix written to %s\n", p->state_file);
     }
 
     qk_target_result tr;
