@@ -21,10 +21,9 @@ typedef struct moe_route {
     const __half *xh;   /* the activations in f16, [rows of x][k] */
 } moe_route;
 
-/* The tiled path's first steps on stream s: the slots grouped by expert and cut into tiles of at
- * most p->bn slots (the outputs, in `out`, of slots with an out-of-range id set to NaN), then the
- * activations converted to f16. *out is where the tiled kernel writes: y, or the per-slot scratch of the weighted sum.
- */
+/* The tiled path's first steps on stream s: group the slots by expert and cut the groups into
+ * tiles, set the slots of out-of-range ids to NaN, convert the activations to f16. *out is
+ * where the tiled kernel writes: y, or the per-slot scratch of the weighted sum. */
 int qk_cuda_moe_prepare(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, moe_route *r, float **out,
                         cudaStream_t s);
 

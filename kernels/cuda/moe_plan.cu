@@ -115,12 +115,10 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         return p;
     }
     const int64_t x_rows = a->x_per_slot ? slots : a->n_tokens;
-    const int64_t touched = a->n_expert < slots ? a->n_expert : slots;
     if (path == QK_CUDA_MOE_DOT) {
         /* the 8-bit activations, the weighted sum's per-slot products */
         size_t at = 0;
         p.path = QK_CUDA_MOE_DOT;
-        p.bn = 1;
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;
@@ -129,6 +127,7 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         return p;
     }
     p.path = QK_CUDA_MOE_TILED;
+    const int64_t touched = a->n_expert < slots ? a->n_expert : slots;
     p.bn = slots >= (int64_t)t.bn64_min_tokens_per_expert * touched ? 64 : 32;
     const int64_t tiles = touched + slots / p.bn + 1;
     p.max_tiles = tiles > (1 << 30) ? (1 << 30) : (int)tiles;

@@ -97,38 +97,27 @@ __global__ void weighted_sum_kernel(const float *partial, const float *router, i
 
 } // namespace
 
-namespace {
-
-/* fills r's tiles, n_tiles and sorted */
-int group(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, moe_route *r, float *out, cudaStream_t s) {
+int qk_cuda_moe_prepare(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, moe_route *r, float **out,
+                        cudaStream_t s) {
     uint8_t *ws = static_cast<uint8_t *>(a->workspace);
     int *counts = reinterpret_cast<int *>(ws + p->counts);
     int4 *tiles = reinterpret_cast<int4 *>(ws + p->tiles);
     int *n_tiles = reinterpret_cast<int *>(ws + p->n_tiles);
     int *sorted = reinterpret_cast<int *>(ws + p->sorted);
-    route_kernel<<<1, ROUTE_THREADS, 0, s>>>(a->ids, (int)(a->n_tokens * a->n_used), (int)a->n_expert, p->bn, (int)a->m,
-                                             counts, counts + a->n_expert, tiles, n_tiles, sorted, out);
-    r->tiles = tiles;
-    r->n_tiles = n_tiles;
-    r->sorted = sorted;
-    return (int)cudaGetLastError();
-}
-
-} // namespace
-
-int qk_cuda_moe_prepare(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, moe_route *r, float **out,
-                        cudaStream_t s) {
-    uint8_t *ws = static_cast<uint8_t *>(a->workspace);
     *out = a->kind == QK_CUDA_MOE_WEIGHTED_SUM ? reinterpret_cast<float *>(ws + p->partial) : a->y;
-    int err = group(a, p, r, *out, s);
-    if (err) return err;
-    const int64_t n = (a->x_per_slot ? a->n_tokens * a->n_used : a->n_tokens) * a->k;
+    const int64_t slots = a->n_tokens * a->n_used;
+    route_kernel<<<1, ROUTE_THREADS, 0, s>>>(a->ids, (int)slots, (int)a->n_expert, p->bn, (int)a->m, counts,
+                                             counts + a->n_expert, tiles, n_tiles, sorted, *out);
+    const int64_t n = (a->x_per_slot ? slots : a->n_tokens) * a->k;
     const __half *xh = reinterpret_cast<const __half *>(a->x);
     if (a->x_type != qk_cuda::TYPE_F16 || (reinterpret_cast<uintptr_t>(a->x) & 15)) {
         __half *conv = reinterpret_cast<__half *>(ws + p->xh);
         to_half_kernel<<<qk_cuda::grid_for(n, 256), 256, 0, s>>>(a->x, a->x_type, n, conv);
         xh = conv;
     }
+    r->tiles = tiles;
+    r->n_tiles = n_tiles;
+    r->sorted = sorted;
     r->xh = xh;
     return (int)cudaGetLastError();
 }
