@@ -97,7 +97,7 @@ if [ -n "${QK_PEER_PATHS:-}" ]; then
   for path in ${QK_PEER_PATHS//,/ }; do
     # the dot path at 2048 tokens reads every expert dozens of times: left out
     sfilter=$filter
-    [ "$path" != dot ] || sfilter="$filter.*tokens:(1|8|32|128|512)/"
+    [ "${path#dot}" = "$path" ] || sfilter="$filter.*tokens:(1|8|32|128|512)/"
     QK_MOE_PATH=$path LD_LIBRARY_PATH=$libs "$build/bench/qkern_bench_moe" --benchmark_filter="$sfilter" \
       --benchmark_min_time=0.05 --benchmark_out="$work/sweep.json" --benchmark_out_format=json >>"$log" 2>&1
     python3 bench/to_jsonl.py "$work/sweep.json" "$device" "$commit" "$work/sweep1.jsonl" >/dev/null &&
