@@ -228,6 +228,24 @@ QK_API qk_quantize_desc qk_quantize_default_desc(void);
  * dst is too small. On failure nothing has been written to dst. */
 QK_API qk_status qk_quantize(qk_context *ctx, const qk_quantize_desc *desc);
 
+/* How far a quantization is from its input: over every value x (row r, column c) and its
+ * dequantized result q, with weight w = weights[(r / (rows / m)) * cols + c] (weights_len = m *
+ * cols, m dividing rows: laid out as qk_quantize_desc.imatrix; w = 1 for every value without
+ * weights). */
+typedef struct qk_quantize_error {
+    double err;    /* sum of w (x - q)^2 */
+    double signal; /* sum of w x^2 */
+    double weight; /* sum of w */
+} qk_quantize_error;
+
+/* Quantizes as qk_quantize does (desc->dst receives the blocks), then measures the blocks against
+ * desc->src into *out without another call or copy: on a GPU the blocks are decoded and the sums
+ * reduced on the device. weights is host memory and need not be desc->imatrix (a type that
+ * quantizes without an imatrix can still have its error weighed by one). The same inputs on the
+ * same device give the same sums, bit for bit; devices differ only in the order of additions. */
+QK_API qk_status qk_quantize_measure(qk_context *ctx, const qk_quantize_desc *desc, const float *weights,
+                                     int64_t weights_len, qk_quantize_error *out);
+
 typedef struct qk_dequantize_desc {
     size_t struct_size; /* sizeof(qk_dequantize_desc): set by qk_dequantize_default_desc */
     qk_type type;       /* the blocks' type */

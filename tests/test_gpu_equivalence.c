@@ -256,6 +256,40 @@ static int check_random_blocks(const qk_type_info *ti) {
 /* Operands inside one buffer at offsets that break word alignment (src at 2 mod 16, blocks at
  * an odd offset; the dequantized values word-aligned, as every backend takes them), with
  * qk_buf: the device's unaligned paths give the reference's bytes. */
+/* qk_quantize_measure on the device: the CPU's blocks, the CPU's sums but for the order of
+ * additions, and the same sums bit for bit on a second call. */
+static void check_measure(const qk_type_info *ti, int64_t rows, int64_t cols) {
+    const int64_t n = rows * cols, groups = 3;
+    const size_t qbytes = (size_t)rows * qk_type_row_bytes(ti->type, cols), sbytes = (size_t)n * 2;
+    float *x32 = malloc((size_t)n * sizeof(float)), *im = malloc((size_t)cols * sizeof(float)),
+          *wt = malloc((size_t)(cols * groups) * sizeof(float));
+    void *src = malloc(sbytes);
+    uint8_t *q_cpu = tu_poisoned(qbytes), *q_gpu = tu_poisoned(qbytes);
+    fill_source(QK_TYPE_BF16, x32, src, n);
+    for (int64_t c = 0; c < cols; c++) im[c] = (float)exp(1.5 * tu_gauss(&rng));
+    for (int64_t c = 0; c < cols * groups; c++) wt[c] = (float)exp(tu_gauss(&rng));
+    qk_quantize_desc q = qk_quantize_default_desc();
+    q.type = ti->type, q.src_type = QK_TYPE_BF16, q.rows = rows, q.cols = cols;
+    q.src = qk_host(src, sbytes);
+    q.imatrix = ti->uses_imatrix ? im : NULL, q.imatrix_len = ti->uses_imatrix ? cols : 0;
+    qk_quantize_error ec, eg, eg2;
+    q.dst = qk_host(q_cpu, qbytes);
+    CHECK(qk_quantize_measure(cpu, &q, wt, cols * groups, &ec) == QK_OK, "%s measure cpu: %s", ti->name,
+          qk_last_error(cpu));
+    q.dst = qk_host(q_gpu, qbytes);
+    CHECK(qk_quantize_measure(gpu, &q, wt, cols * groups, &eg) == QK_OK, "%s measure %s: %s", ti->name, dev_name,
+          qk_last_error(gpu));
+    CHECK(qk_quantize_measure(gpu, &q, wt, cols * groups, &eg2) == QK_OK, "%s measure %s again: %s", ti->name,
+          dev_name, qk_last_error(gpu));
+    CHECK(!memcmp(q_cpu, q_gpu, qbytes), "%s measure: the blocks differ from the CPU's", ti->name);
+    CHECK(fabs(eg.err - ec.err) <= 1e-9 * ec.err && fabs(eg.signal - ec.signal) <= 1e-9 * ec.signal &&
+              fabs(eg.weight - ec.weight) <= 1e-9 * ec.weight,
+          "%s measure %lldx%lld: %s's sums %.17g %.17g %.17g, the CPU's %.17g %.17g %.17g", ti->name, (long long)rows,
+          (long long)cols, dev_name, eg.err, eg.signal, eg.weight, ec.err, ec.signal, ec.weight);
+    CHECK(!memcmp(&eg, &eg2, sizeof eg), "%s measure: two calls on %s give different sums", ti->name, dev_name);
+    free(x32), free(im), free(wt), free(src), free(q_cpu), free(q_gpu);
+}
+
 static void check_buffer_offsets(qk_type type, int64_t rows, int64_t cols) {
     bf16_case c;
     bf16_case_make(type, rows, cols, &c);
@@ -466,6 +500,8 @@ int main(int argc, char **argv) {
             }
         }
         if (supports(QK_OP_DEQUANTIZE, ti.type)) check_random_blocks(&ti);
+        if (supports(QK_OP_QUANTIZE, ti.type) && 3072 % ti.block_elems == 0)
+            check_measure(&ti, software ? 6 : 33, software ? 512 : 3072);
         printf("%-8s %s\n", ti.name, tu_failed == before ? "identical" : "DIFFERS");
     }
     static const qk_type offsets[] = {QK_TYPE_Q8_0, QK_TYPE_Q4_0, QK_TYPE_Q5_1,  QK_TYPE_MXFP4, QK_TYPE_IQ4_NL,

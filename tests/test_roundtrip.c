@@ -1,7 +1,7 @@
 /* Every type through the public API on fresh random inputs of several shapes:
  * quantize then dequantize stays within a bound set by the type's bits per weight, every
- * output byte is written, rows are independent of threading, and f16/bf16 sources and
- * destinations agree with f32 ones. */
+ * output byte is written, rows are independent of threading, f16/bf16 sources and
+ * destinations agree with f32 ones, and qk_quantize_measure's sums are the decoded error's. */
 #include "qkern.h"
 #include "test_util.h"
 
@@ -35,6 +35,48 @@ static qk_status dequantize(qk_context *ctx, qk_type t, qk_type dst_type, const 
     d.src = qk_host((void *)src, src_bytes);
     d.dst = qk_host(dst, dst_bytes);
     return qk_dequantize(ctx, &d);
+}
+
+static int close_to(double a, double b) { return fabs(a - b) <= 1e-12 * fabs(b) + 1e-300; }
+
+/* qk_quantize_measure: the blocks qk_quantize writes (q), and the weighted sums over x and its
+ * decoded y, added here in another order: unweighted, and weighted per group of rows. */
+static void check_measure(tu_rng *rng, const qk_type_info *ti, const float *x, const float *y, int64_t rows,
+                          int64_t cols, const uint8_t *q, size_t qbytes, const float *im) {
+    const int64_t groups = rows % 3 == 0 ? 3 : 1, per = rows / groups;
+    float *wt = tu_poisoned((size_t)(cols * groups) * 4);
+    uint8_t *qm = tu_poisoned(qbytes);
+    for (int64_t i = 0; i < cols * groups; i++) wt[i] = (float)exp(tu_gauss(rng));
+    qk_quantize_desc d = qk_quantize_default_desc();
+    d.type = ti->type, d.src_type = QK_TYPE_F32, d.rows = rows, d.cols = cols;
+    d.src = qk_host((void *)x, (size_t)(rows * cols) * 4);
+    d.dst = qk_host(qm, qbytes);
+    d.imatrix = im, d.imatrix_len = im ? cols : 0;
+    for (int weighted = 0; weighted < 2; weighted++) {
+        qk_quantize_error e = {-1, -1, -1};
+        CHECK(qk_quantize_measure(ctx4, &d, weighted ? wt : NULL, weighted ? cols * groups : 0, &e) == QK_OK,
+              "%s measure: %s", ti->name, qk_last_error(ctx4));
+        CHECK(!memcmp(qm, q, qbytes), "%s measure: other blocks than qk_quantize's", ti->name);
+        double err = 0, sig = 0, wsum = 0;
+        for (int64_t c = 0; c < cols; c++)
+            for (int64_t r = 0; r < rows; r++) {
+                const double v = x[r * cols + c], dv = v - (double)y[r * cols + c],
+                             wv = weighted ? (double)wt[r / per * cols + c] : 1.0;
+                err += wv * dv * dv, sig += wv * v * v, wsum += wv;
+            }
+        CHECK(close_to(e.err, err) && close_to(e.signal, sig) && close_to(e.weight, wsum),
+              "%s %lldx%lld measure (weighted %d): %.17g %.17g %.17g, expected %.17g %.17g %.17g", ti->name,
+              (long long)rows, (long long)cols, weighted, e.err, e.signal, e.weight, err, sig, wsum);
+    }
+    /* weights that do not fit the shape, or are not finite and >= 0, are refused */
+    qk_quantize_error e;
+    CHECK(qk_quantize_measure(ctx4, &d, wt, cols + 1, &e) == QK_ERR_SHAPE, "%s: weights of cols + 1", ti->name);
+    wt[cols / 2] = -1.0f;
+    CHECK(qk_quantize_measure(ctx4, &d, wt, cols, &e) == QK_ERR_VALUE, "%s: a negative weight", ti->name);
+    wt[cols / 2] = NAN;
+    CHECK(qk_quantize_measure(ctx4, &d, wt, cols, &e) == QK_ERR_VALUE, "%s: a NaN weight", ti->name);
+    CHECK(qk_quantize_measure(ctx4, &d, NULL, 0, NULL) == QK_ERR_INVALID_ARG, "%s: out NULL", ti->name);
+    free(wt), free(qm);
 }
 
 static void test_type_shape(tu_rng *rng, const qk_type_info *ti, int64_t rows, int64_t cols) {
@@ -74,6 +116,8 @@ static void test_type_shape(tu_rng *rng, const qk_type_info *ti, int64_t rows, i
     double rel = sqrt(num / den), bound = ti->is_quantized ? margin * exp2(-ti->bits_per_weight) : 1e-2;
     CHECK(finite && rel <= bound, "%s %lldx%lld: relative rms error %.4f above %.4f (finite=%d)", name, (long long)rows,
           (long long)cols, rel, bound, finite);
+
+    check_measure(rng, ti, x, y, rows, cols, q1, qbytes, w);
 
     /* f16 source: the same bytes as quantizing the widened values */
     CHECK(quantize(ctx1, QK_TYPE_F16, QK_TYPE_F32, x, n * 4, rows, cols, h, n * 2, NULL) == QK_OK, "to f16");

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "codec_launch.h"
+#include "cuda_kernels.h"
 #include "legacy_block.h"
 #include "qk_float.h"
 
@@ -287,6 +288,51 @@ template <class T> __global__ void __launch_bounds__(THREADS) dequantize_plain_k
     }
 }
 
+/* The error of a quantization (qk_cuda_quant_error): a thread decodes one part of q (32 values,
+ * or a whole block of fewer) straight from global memory and weighs its differences from the
+ * input; the CTA adds its threads' sums in a fixed order into partial[blockIdx.x]. The products
+ * are the CPU's (double, no contraction: this file compiles with --fmad=false). */
+template <class T> __global__ void __launch_bounds__(THREADS) error_kernel(qk_cuda_eargs a) {
+    using L = tile<T>;
+    const int64_t per_row = a.cols / L::PART, n = a.rows * per_row;
+    const uint8_t *q = static_cast<const uint8_t *>(a.q);
+    double sum[3] = {0.0, 0.0, 0.0}; /* w d^2, w x^2, w */
+    for (int64_t i = (int64_t)blockIdx.x * THREADS + threadIdx.x; i < n; i += (int64_t)gridDim.x * THREADS) {
+        const int64_t r = i / per_row, c0 = i % per_row * L::PART;
+        float y[L::PART];
+        decode_part<T>(q + (r * (a.cols / T::QK) + c0 / T::QK) * T::BYTES, (int)(c0 % T::QK / L::PART), y);
+        const float *w = a.weights ? a.weights + r / a.rows_per_weights * a.cols + c0 : nullptr;
+#pragma unroll 4
+        for (int j = 0; j < L::PART; j++) {
+            const double x = load_value(a.src, a.src_type, r * a.cols + c0 + j), d = x - (double)y[j],
+                         wj = w ? (double)w[j] : 1.0;
+            sum[0] += wj * d * d;
+            sum[1] += wj * x * x;
+            sum[2] += wj;
+        }
+    }
+    __shared__ double warps[THREADS / 32][3];
+#pragma unroll
+    for (int k = 0; k < 3; k++) {
+        for (int o = 16; o > 0; o >>= 1) sum[k] += __shfl_xor_sync(0xffffffffu, sum[k], o);
+        if (threadIdx.x % 32 == 0) warps[threadIdx.x / 32][k] = sum[k];
+    }
+    __syncthreads();
+    if (threadIdx.x < 3) {
+        double t = 0.0;
+        for (int v = 0; v < THREADS / 32; v++) t += warps[v][threadIdx.x];
+        a.partial[blockIdx.x * 3 + threadIdx.x] = t;
+    }
+}
+
+/* The CTAs' sums, added in CTA order. */
+template <class T> __global__ void error_total_kernel(const double *partial, int ctas, double *sums) {
+    if (threadIdx.x >= 3) return;
+    double t = 0.0;
+    for (int c = 0; c < ctas; c++) t += partial[c * 3 + threadIdx.x];
+    sums[threadIdx.x] = t;
+}
+
 inline unsigned grid_for(int64_t items, int64_t per_cta) {
     const int64_t g = (items + per_cta - 1) / per_cta;
     return (unsigned)(g < 1 ? 1 : (g > MAX_GRID ? MAX_GRID : g));
@@ -336,6 +382,15 @@ template <class T> int launch_dequantize(const qk_cuda_dargs *a, cudaStream_t s)
     return (int)cudaGetLastError();
 }
 
+template <class T> int launch_error(const qk_cuda_eargs *a, cudaStream_t s) {
+    if (a->cols % T::QK || a->rows < 1 || a->rows_per_weights < 1) return (int)cudaErrorInvalidValue;
+    const int64_t items = a->rows * (a->cols / tile<T>::PART), need = (items + THREADS - 1) / THREADS;
+    const int ctas = (int)(need < QK_CUDA_ERROR_CTAS ? need : QK_CUDA_ERROR_CTAS);
+    error_kernel<T><<<ctas, THREADS, 0, s>>>(*a);
+    error_total_kernel<T><<<1, 32, 0, s>>>(a->partial, ctas, a->sums);
+    return (int)cudaGetLastError();
+}
+
 /* Traits defaults: no row statistic, not a closed-form 32-value encoder. */
 struct traits_defaults {
     static constexpr bool ROW_STAT = false;
@@ -344,11 +399,13 @@ struct traits_defaults {
 
 } // namespace qk_cuda
 
-/* Defines the launchers qk_cuda_quantize_<name> and qk_cuda_dequantize_<name> for traits T. */
+/* Defines the launchers qk_cuda_quantize_<name>, qk_cuda_dequantize_<name> and
+ * qk_cuda_error_<name> for traits T. */
 #define QK_CUDA_CODEC(name, T)                                                                                         \
     int qk_cuda_quantize_##name(const qk_cuda_qargs *a, cudaStream_t s) { return qk_cuda::launch_quantize<T>(a, s); }  \
     int qk_cuda_dequantize_##name(const qk_cuda_dargs *a, cudaStream_t s) {                                            \
         return qk_cuda::launch_dequantize<T>(a, s);                                                                    \
-    }
+    }                                                                                                                  \
+    int qk_cuda_error_##name(const qk_cuda_eargs *a, cudaStream_t s) { return qk_cuda::launch_error<T>(a, s); }
 
 #endif

@@ -25,14 +25,27 @@ typedef struct qk_cuda_dargs {
     int64_t rows, cols;
 } qk_cuda_dargs;
 
+/* The error of a quantization (qk_cuda_quant_error): q holds the blocks of src. */
+typedef struct qk_cuda_eargs {
+    int src_type; /* F32 0, F16 1, BF16 30 */
+    const void *src, *q;
+    int64_t rows, cols;
+    const float *weights;     /* or NULL (every weight 1): row r uses weights + (r / rows_per_weights) * cols */
+    int64_t rows_per_weights; /* >= 1 */
+    double *partial;          /* scratch: QK_CUDA_ERROR_CTAS x 3 doubles */
+    double *sums;             /* out: the three sums */
+} qk_cuda_eargs;
+
 typedef int (*qk_cuda_quant_launcher)(const qk_cuda_qargs *a, cudaStream_t s);
 typedef int (*qk_cuda_dequant_launcher)(const qk_cuda_dargs *a, cudaStream_t s);
+typedef int (*qk_cuda_error_launcher)(const qk_cuda_eargs *a, cudaStream_t s);
 
 /* Every row of the format table with a cuda column of Y has both (its family's .cu file
  * defines them with QK_CUDA_CODEC). */
 #define QK_CUDA_DECLARE_CODEC(NAME, codec, id, elems, bytes, family, source, imatrix, cpu, cuda, ...)                  \
     QK_IF_##cuda(int qk_cuda_quantize_##codec(const qk_cuda_qargs *a, cudaStream_t s);                                 \
-                 int qk_cuda_dequantize_##codec(const qk_cuda_dargs *a, cudaStream_t s);)
+                 int qk_cuda_dequantize_##codec(const qk_cuda_dargs *a, cudaStream_t s);                               \
+                 int qk_cuda_error_##codec(const qk_cuda_eargs *a, cudaStream_t s);)
 QK_FORMATS(QK_CUDA_DECLARE_CODEC)
 #undef QK_CUDA_DECLARE_CODEC
 

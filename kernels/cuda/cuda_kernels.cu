@@ -10,6 +10,7 @@ namespace {
 struct codec {
     qk_cuda_quant_launcher quant;
     qk_cuda_dequant_launcher dequant;
+    qk_cuda_error_launcher error;
     qk_cuda_moe_launcher moe;
     qk_cuda_moe_init moe_init;
 };
@@ -17,13 +18,13 @@ struct codec {
 /* One case for every row of the format table with a cuda column of Y. */
 #define CODEC(NAME, codec, id, elems, bytes, family, source, imatrix, cpu, cuda, ...)                                  \
     QK_IF_##cuda(case id                                                                                               \
-                 : return {qk_cuda_quantize_##codec, qk_cuda_dequantize_##codec, qk_cuda_moe_##codec,                  \
-                           qk_cuda_moe_init_##codec};)
+                 : return {qk_cuda_quantize_##codec, qk_cuda_dequantize_##codec, qk_cuda_error_##codec,                \
+                           qk_cuda_moe_##codec, qk_cuda_moe_init_##codec};)
 
 codec codec_of(int type) {
     switch (type) {
         QK_FORMATS(CODEC)
-    default: return {nullptr, nullptr, nullptr, nullptr};
+    default: return {nullptr, nullptr, nullptr, nullptr, nullptr};
     }
 }
 #undef CODEC
@@ -54,6 +55,17 @@ extern "C" int qk_cuda_dequantize(int type, int dst_type, const void *src, void 
     if (!plain_type(dst_type) || rows < 0 || cols <= 0) return (int)cudaErrorInvalidValue;
     const qk_cuda_dargs a = {dst_type, src, dst, rows, cols};
     return c.dequant(&a, static_cast<cudaStream_t>(stream));
+}
+
+extern "C" int qk_cuda_quant_error(int type, int src_type, const void *src, const void *q, int64_t rows, int64_t cols,
+                                   const float *weights, int64_t rows_per_weights, double *scratch, double *sums,
+                                   void *stream) {
+    const codec c = codec_of(type);
+    if (!c.error) return (int)cudaErrorNotSupported;
+    if (!plain_type(src_type) || rows < 1 || cols <= 0 || (weights && rows_per_weights < 1) || !scratch || !sums)
+        return (int)cudaErrorInvalidValue;
+    const qk_cuda_eargs a = {src_type, src, q, rows, cols, weights, weights ? rows_per_weights : 1, scratch, sums};
+    return c.error(&a, static_cast<cudaStream_t>(stream));
 }
 
 extern "C" int qk_cuda_moe_supports(int type) { return codec_of(type).moe != nullptr; }

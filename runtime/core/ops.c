@@ -231,8 +231,65 @@ static qk_status check_quantize(qk_context *ctx, const qk_quantize_desc *d, int 
     return QK_OK;
 }
 
-/* async: enqueue on `stream` (device memory only, imatrix in device memory, no NaN scan). */
-static qk_status quantize(qk_context *ctx, const qk_quantize_desc *d, int async, void *stream) {
+/* The measurement a synchronous quantize may add (qk_quantize_measure). */
+typedef struct measure_req {
+    const float *weights;
+    int64_t mats; /* groups of rows of weights (0 without) */
+    qk_quantize_error *out;
+} measure_req;
+
+/* qk_quantize_measure where the backend has no quantize_error: the blocks (in the caller's dst
+ * now) and the input widened to f32 through the context's dequantize, then added on the host in
+ * a fixed order (per row, then the rows in order). */
+static qk_status measure_on_host(qk_context *ctx, const qk_quantize_desc *d, const measure_req *m) {
+    const size_t n = (size_t)d->rows * (size_t)d->cols;
+    float *x = malloc(n * sizeof *x), *q = malloc(n * sizeof *q);
+    qk_status st = QK_OK;
+    if (!x || !q) st = qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "qk_quantize_measure: out of host memory (%zu values)", n);
+    qk_dequantize_desc dq = qk_dequantize_default_desc();
+    dq.dst_type = QK_TYPE_F32;
+    dq.rows = d->rows;
+    dq.cols = d->cols;
+    if (st == QK_OK) {
+        dq.type = d->type;
+        dq.src = d->dst;
+        dq.dst = qk_host(q, n * sizeof *q);
+        st = qk_dequantize(ctx, &dq);
+    }
+    if (st == QK_OK) {
+        dq.type = d->src_type;
+        dq.src = d->src;
+        dq.dst = qk_host(x, n * sizeof *x);
+        st = qk_dequantize(ctx, &dq);
+    }
+    qk_quantize_error e = {0, 0, 0};
+    if (st == QK_OK) qk_weighted_error(x, q, d->rows, d->cols, m->weights, m->mats ? d->rows / m->mats : 1, &e);
+    free(x);
+    free(q);
+    if (st == QK_OK) *m->out = e;
+    return st;
+}
+
+void qk_weighted_error(const float *x, const float *q, int64_t rows, int64_t cols, const float *weights,
+                       int64_t rows_per_weights, qk_quantize_error *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *w = weights ? weights + r / rows_per_weights * cols : NULL;
+        qk_quantize_error row = {0, 0, 0};
+        for (int64_t c = 0; c < cols; c++) {
+            const double v = x[r * cols + c], diff = v - (double)q[r * cols + c], wc = w ? (double)w[c] : 1.0;
+            row.err += wc * diff * diff;
+            row.signal += wc * v * v;
+            row.weight += wc;
+        }
+        out->err += row.err;
+        out->signal += row.signal;
+        out->weight += row.weight;
+    }
+}
+
+/* async: enqueue on `stream` (device memory only, imatrix in device memory, no NaN scan).
+ * m: measure the result too (synchronous only). */
+static qk_status quantize(qk_context *ctx, const qk_quantize_desc *d, int async, void *stream, const measure_req *m) {
     size_t src_bytes = 0, dst_bytes = 0;
     qk_status st = check_quantize(ctx, d, async, &src_bytes, &dst_bytes);
     qk_exec ex;
@@ -245,14 +302,38 @@ static qk_status quantize(qk_context *ctx, const qk_quantize_desc *d, int async,
     qk_quantize_args a = {d->type,  d->src_type, d->rows,    d->cols,
                           src.addr, dst.addr,    d->imatrix, d->imatrix ? d->imatrix_len / d->cols : 0,
                           async,    stream};
-    return complete(ctx, &ex, ex.backend->quantize(ctx, ex.state, &a), &src, &dst);
+    st = ex.backend->quantize(ctx, ex.state, &a);
+    const int on_device = m && ex.backend->quantize_error;
+    if (st == QK_OK && on_device) st = ex.backend->quantize_error(ctx, ex.state, &a, m->weights, m->mats, m->out);
+    st = complete(ctx, &ex, st, &src, &dst);
+    if (st == QK_OK && m && !on_device) st = measure_on_host(ctx, d, m);
+    return st;
 }
 
-qk_status qk_quantize(qk_context *ctx, const qk_quantize_desc *d) { return quantize(ctx, d, 0, NULL); }
+qk_status qk_quantize(qk_context *ctx, const qk_quantize_desc *d) { return quantize(ctx, d, 0, NULL, NULL); }
+
+qk_status qk_quantize_measure(qk_context *ctx, const qk_quantize_desc *d, const float *weights, int64_t weights_len,
+                              qk_quantize_error *out) {
+    if (!out) return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_quantize_measure: out is NULL");
+    if (!ctx || !d) return quantize(ctx, d, 0, NULL, NULL); /* its checks say which */
+    if (!weights != !weights_len || (weights && (weights_len <= 0 || d->cols <= 0 || weights_len % d->cols ||
+                                                 d->rows % (weights_len / d->cols))))
+        return qk_fail(ctx, QK_ERR_SHAPE,
+                       "qk_quantize_measure: %lld weights%s: the tensor (%lld x %lld) takes %lld, or a multiple of "
+                       "that whose factor divides the rows",
+                       (long long)weights_len, weights ? "" : " but weights is NULL", (long long)d->rows,
+                       (long long)d->cols, (long long)d->cols);
+    for (int64_t j = 0; weights && j < weights_len; j++)
+        if (!isfinite(weights[j]) || weights[j] < 0.0f)
+            return qk_fail(ctx, QK_ERR_VALUE, "qk_quantize_measure: weights[%lld] is %g: weights must be finite and >= 0",
+                           (long long)j, (double)weights[j]);
+    const measure_req m = {weights, weights ? weights_len / d->cols : 0, out};
+    return quantize(ctx, d, 0, NULL, &m);
+}
 
 qk_status qk_cuda_quantize_async(qk_context *ctx, const qk_quantize_desc *d, qk_cuda_stream stream) {
     qk_status st = qk_check_async(ctx, "qk_cuda_quantize_async");
-    return st != QK_OK ? st : quantize(ctx, d, 1, stream);
+    return st != QK_OK ? st : quantize(ctx, d, 1, stream, NULL);
 }
 
 /* Host memory only, and no staging: the backend copies from and to it on the queue. */

@@ -83,6 +83,7 @@ typedef struct cuda_state {
     float *imatrix; /* device copy of the current call's imatrix */
     size_t imatrix_cap;
     unsigned long long *first_bad; /* device scalar for the non-finite scan */
+    double *error;                 /* qk_quantize_measure: 3 sums, then the CTAs' partial sums */
     cuda_queue queues[QK_QUEUES];
 } cuda_state;
 
@@ -103,6 +104,7 @@ static void cuda_close(void *state) {
     }
     cudaFree(s->imatrix);
     cudaFree(s->first_bad);
+    cudaFree(s->error);
     if (s->stream) cudaStreamDestroy(s->stream);
     free(s);
 }
@@ -271,6 +273,26 @@ static qk_status cuda_quantize(qk_context *ctx, void *state, const qk_quantize_a
     return QK_OK;
 }
 
+/* After cuda_quantize of the same args: the blocks decoded and the sums reduced on the device;
+ * only the three sums come back. */
+static qk_status cuda_quantize_error(qk_context *ctx, void *state, const qk_quantize_args *a, const float *weights,
+                                     int64_t weights_mats, qk_quantize_error *out) {
+    cuda_state *s = state;
+    QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
+    const float *w = NULL;
+    qk_status st = upload_imatrix(ctx, s, weights, a->cols * weights_mats, &w);
+    if (st == QK_OK && !s->error) st = allocate(ctx, (3 + 3 * QK_CUDA_ERROR_CTAS) * sizeof(double), 0, (void **)&s->error);
+    if (st != QK_OK) return st;
+    double sums[3];
+    QK_CHECK_CUDA(ctx, (cudaError_t)qk_cuda_quant_error((int)a->type, (int)a->src_type, a->src, a->dst, a->rows,
+                                                        a->cols, w, w ? a->rows / weights_mats : 0, s->error + 3,
+                                                        s->error, s->stream));
+    QK_CHECK_CUDA(ctx, cudaMemcpyAsync(sums, s->error, sizeof sums, cudaMemcpyDeviceToHost, s->stream));
+    QK_CHECK_CUDA(ctx, cudaStreamSynchronize(s->stream));
+    *out = (qk_quantize_error){sums[0], sums[1], sums[2]};
+    return QK_OK;
+}
+
 static qk_status cuda_dequantize(qk_context *ctx, void *state, const qk_dequantize_args *a) {
     cuda_state *s = state;
     QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
@@ -408,6 +430,7 @@ const qk_backend qk_backend_cuda = {
     .address = cuda_address,
     .quantize = cuda_quantize,
     .dequantize = cuda_dequantize,
+    .quantize_error = cuda_quantize_error,
     .moe_plan = cuda_moe_plan_of,
     .moe = cuda_moe,
     .host_alloc = cuda_host_alloc,
