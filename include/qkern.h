@@ -471,6 +471,10 @@ typedef struct qk_model_quantize_desc {
 
 QK_API qk_model_quantize_desc qk_model_quantize_default_desc(void);
 
+/* The candidates of a size target when target_types is NULL: writes at most `max` qk_types to
+ * types, returns how many there are. */
+QK_API size_t qk_model_target_default_types(int *types, size_t max);
+
 /* One tensor of a quantization's result (also of a dry run or a plan), in output order. */
 typedef struct qk_model_tensor {
     char name[QK_GGUF_MAX_NAME + 1];

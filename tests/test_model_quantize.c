@@ -571,6 +571,57 @@ static void test_dry_run_writes_nothing(const char *model, const char *imatrix) 
     unlink(out);
 }
 
+/* A size target's run interrupted while measuring keeps the tensors measured so far in its state
+ * file, with the rest marked unmeasured; the next run measures only those, and chooses what an
+ * uninterrupted run chooses. */
+static int cancel_calls, cancel_at;
+static int cancel_after_calls(void *user) {
+    (void)user;
+    return ++cancel_calls > cancel_at;
+}
+
+static void test_interrupted_target_keeps_what_it_measured(const char *model, const char *imatrix) {
+    char out[300], state[300];
+    path_in(out, sizeof out, "target.gguf");
+    path_in(state, sizeof state, "target.state");
+    qk_model_quantize_params p = params_for(model, out, "Q4_K_M", imatrix, 0);
+    p.target_bpw = 4.0;
+    p.dry_run = 1;
+    qk_model_quantize_result whole, cut, resumed, again;
+    CHECK(qk_model_quantize_run(ctx, &p, &whole) == QK_OK, "target: %s", qk_last_error(ctx));
+
+    p.state_file = state;
+    p.cancel_fn = cancel_after_calls;
+    cancel_calls = 0;
+    cancel_at = 4; /* a few tensors in: each asks once per step */
+    CHECK(qk_model_quantize_run(ctx, &p, &cut) == QK_ERR_IO, "interrupted: %s", qk_last_error(ctx));
+    CHECK(strstr(qk_last_error(ctx), "interrupted") && strstr(qk_last_error(ctx), "measured so far are kept"),
+          "interrupted: message '%s'", qk_last_error(ctx));
+    CHECK(tu_exists(state), "no state file after an interrupted measurement");
+    CHECK(!tu_exists(out), "an interrupted run wrote the output");
+
+    p.cancel_fn = NULL;
+    CHECK(qk_model_quantize_run(ctx, &p, &resumed) == QK_OK, "resumed: %s", qk_last_error(ctx));
+    CHECK(strstr(resumed.notes, "tensors read from") && !resumed.matrix_from_state,
+          "resumed: the state file's part not read, or nothing left to measure: %s", resumed.notes);
+    CHECK(qk_model_quantize_run(ctx, &p, &again) == QK_OK && again.matrix_from_state,
+          "third run: the matrix not wholly from the state file: %s", again.notes);
+    CHECK(resumed.n_tensors == whole.n_tensors && again.n_tensors == whole.n_tensors, "tensor counts differ");
+    for (size_t i = 0; i < whole.n_tensors && i < resumed.n_tensors && i < again.n_tensors; i++)
+        CHECK(resumed.tensors[i].type == whole.tensors[i].type && again.tensors[i].type == whole.tensors[i].type,
+              "%s: %s uninterrupted, %s resumed, %s from the state file", whole.tensors[i].name,
+              qk_type_name(whole.tensors[i].type), qk_type_name(resumed.tensors[i].type),
+              qk_type_name(again.tensors[i].type));
+    CHECK(resumed.target_error == whole.target_error && again.target_error == whole.target_error,
+          "total error %.17g uninterrupted, %.17g resumed, %.17g from the state file", whole.target_error,
+          resumed.target_error, again.target_error);
+    qk_model_quantize_result_free(&whole);
+    qk_model_quantize_result_free(&cut);
+    qk_model_quantize_result_free(&resumed);
+    qk_model_quantize_result_free(&again);
+    unlink(state);
+}
+
 int main(void) {
     rng.s = tu_seed();
     snprintf(dir, sizeof dir, "/tmp/qk_model_quantize_XXXXXX");
@@ -590,6 +641,7 @@ int main(void) {
     test_overlapped_output_equals_synchronous(model, imatrix);
     test_dry_run_writes_nothing(model, imatrix);
     test_output_over_an_input_is_refused(model, imatrix);
+    test_interrupted_target_keeps_what_it_measured(model, imatrix);
 
     unlink(model);
     unlink(imatrix);

@@ -425,10 +425,6 @@ typedef struct step {
     int64_t imatrix_len, rows_per_im;
 } step;
 
-typedef struct error_sums {
-    double err, sig, w;
-} error_sums;
-
 /* A step queued on one of the device's queues (the overlapped path): its pinned buffers, and
  * what writing its output needs once it is done. */
 typedef struct slot {
@@ -455,7 +451,7 @@ typedef struct stream_state {
      * output in order. */
     slot slots[QK_QUEUES];
     uint64_t queued, completed;
-    error_sums acc;   /* of the tensor whose steps are being completed */
+    qk_quantize_error acc;   /* of the tensor whose steps are being completed */
     double last_done; /* when the previous tensor's last bytes were written */
 } stream_state;
 
@@ -517,14 +513,7 @@ static qk_status measure(stream_state *s, const qk_model_tensor *t, const void *
     qk_status st = to_f32(s, t->src_type, src, src_bytes, rows, cols, x);
     if (st == QK_OK) st = to_f32(s, t->type, out, out_bytes, rows, cols, s->check);
     if (st) return st;
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) {
-            double w = sp->imatrix ? sp->imatrix[(r / sp->rows_per_im) * cols + c] : 1.0, v = x[r * cols + c],
-                   d = v - s->check[r * cols + c];
-            s->acc.err += w * d * d;
-            s->acc.sig += w * v * v;
-            s->acc.w += w;
-        }
+    qk_weighted_error(x, s->check, rows, cols, sp->imatrix, sp->rows_per_im, &s->acc);
     return QK_OK;
 }
 
@@ -593,15 +582,14 @@ static int64_t expert_of(const qk_model_tensor *t, const step *sp) {
     return t->ne[2] * t->ne[3] > 1 ? sp->first_row / t->ne[1] : -1;
 }
 
-static qk_quantize_desc step_desc(const qk_model_tensor *t, const step *sp, const void *src, qk_type src_type,
-                                  void *dst) {
+/* A step's quantize call without its operands: src and dst are the caller's (host memory, or
+ * device buffers for the error matrix), of src_bytes() and dst_bytes(). */
+static qk_quantize_desc step_desc(const qk_model_tensor *t, const step *sp, qk_type src_type) {
     qk_quantize_desc q = qk_quantize_default_desc();
     q.type = t->type;
     q.src_type = src_type;
     q.rows = sp->rows;
     q.cols = t->ne[0];
-    q.src = qk_host((void *)src, (size_t)sp->rows * qk_type_row_bytes(src_type, q.cols));
-    q.dst = qk_host(dst, (size_t)sp->rows * qk_type_row_bytes(t->type, q.cols));
     if (qk_format_of(t->type)->uses_imatrix) { /* the error matrix weighs every type's error by it */
         q.imatrix = sp->imatrix;
         q.imatrix_len = sp->imatrix_len;
@@ -609,16 +597,17 @@ static qk_quantize_desc step_desc(const qk_model_tensor *t, const step *sp, cons
     return q;
 }
 
-/* A step's output is ready: measure it against `src` (its input as read), write it, count it.
- * Without a writer (the error matrix of a size target) it is only measured. */
+static size_t desc_src_bytes(const qk_quantize_desc *q) { return (size_t)q->rows * qk_type_row_bytes(q->src_type, q->cols); }
+static size_t desc_dst_bytes(const qk_quantize_desc *q) { return (size_t)q->rows * qk_type_row_bytes(q->type, q->cols); }
+
+/* A step's output is ready: measure it against `src` (its input as read), write it, count it. */
 static qk_status finish_step(stream_state *s, qk_gguf_writer *w, size_t i, const qk_model_tensor *t, const step *sp,
                              const void *src, const void *dst) {
     const size_t src_bytes = (size_t)sp->rows * qk_type_row_bytes(t->src_type, t->ne[0]);
     const size_t dst_bytes = (size_t)sp->rows * qk_type_row_bytes(t->type, t->ne[0]);
     qk_status st;
-    if ((s->p->measure_error || !w) && (st = measure(s, t, src, src_bytes, dst, dst_bytes, sp)))
+    if (s->p->measure_error && (st = measure(s, t, src, src_bytes, dst, dst_bytes, sp)))
         return tensor_error(s->ctx, st, t->name, expert_of(t, sp));
-    if (!w) return QK_OK;
     if ((st = qk_gguf_writer_write(w, dst, dst_bytes))) return forward_error(s->ctx, st);
     s->bytes_done += src_bytes;
     report(s, i, t->name, 0);
@@ -628,11 +617,11 @@ static qk_status finish_step(stream_state *s, qk_gguf_writer *w, size_t i, const
 /* A tensor's last bytes are written. Its time runs from its start, or from the previous
  * tensor's end where the two overlapped, so that the tensors' times add up to the pass's. */
 static void tensor_done(stream_state *s, size_t i, qk_model_tensor *t, double t0) {
-    if (s->p->measure_error && s->acc.w > 0) {
-        t->rmse = sqrt(s->acc.err / s->acc.w);
-        t->rel_rmse = s->acc.sig > 0 ? sqrt(s->acc.err / s->acc.sig) : 0.0;
+    if (s->p->measure_error && s->acc.weight > 0) {
+        t->rmse = sqrt(s->acc.err / s->acc.weight);
+        t->rel_rmse = s->acc.signal > 0 ? sqrt(s->acc.err / s->acc.signal) : 0.0;
     }
-    s->acc = (error_sums){0, 0, 0};
+    s->acc = (qk_quantize_error){0, 0, 0};
     double now = now_seconds();
     t->seconds = now - (t0 > s->last_done ? t0 : s->last_done);
     s->last_done = now;
@@ -658,7 +647,9 @@ static qk_status convert_tensor(stream_state *s, qk_gguf_writer *w, const qk_ggu
             qsrc = s->src_f32;
             qsrc_type = QK_TYPE_F32;
         }
-        qk_quantize_desc q = step_desc(t, &sp, qsrc, qsrc_type, s->dst);
+        qk_quantize_desc q = step_desc(t, &sp, qsrc_type);
+        q.src = qk_host((void *)qsrc, desc_src_bytes(&q));
+        q.dst = qk_host(s->dst, desc_dst_bytes(&q));
         st = run_quantize(s, &q);
         if (st == QK_ERR_VALUE) return locate_bad_value(s, t, qsrc, qsrc_type, sp.rows, row);
         if (st) return tensor_error(s->ctx, st, t->name, expert_of(t, &sp));
@@ -723,7 +714,9 @@ static qk_status queue_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_
         sl->t0 = t0;
         /* The read: the mapped input's page faults are taken here, beside the device's work. */
         memcpy(sl->src, src->data + (uint64_t)row * src_row, (size_t)sl->sp.rows * src_row);
-        qk_quantize_desc q = step_desc(t, &sl->sp, sl->src, t->src_type, sl->dst);
+        qk_quantize_desc q = step_desc(t, &sl->sp, t->src_type);
+        q.src = qk_host(sl->src, desc_src_bytes(&q));
+        q.dst = qk_host(sl->dst, desc_dst_bytes(&q));
         if ((st = qk_quantize_queued(s->ctx, queue, &q)))
             return tensor_error(s->ctx, st, t->name, expert_of(t, &sl->sp));
         s->queued++;
@@ -930,8 +923,16 @@ static uint64_t target_key(const run *r, const qk_model_quantize_result *res, co
     return h;
 }
 
-/* Every candidate of every free tensor: the whole tensor quantized and dequantized on the
- * context's device through the data pass's own steps (convert_tensor without a writer). */
+/* The error matrix of the tensors not yet measured (an option's error < 0; the state file may
+ * have given the others): each step of a tensor (whole experts where they fit) is read once into
+ * a device buffer, then quantized to every candidate and measured there (qk_quantize_measure:
+ * only three sums per call come back, no file is written). A tensor's errors are set once all its
+ * steps are measured, so an interruption leaves whole rows measured and the rest at -1.
+ *
+ * error = sensitivity x sum_i w_i (x_i - q_i)^2, w_i the imatrix's mean x^2 of the column (per
+ * expert), 1 where the tensor has no entry; sensitivity 1 for now. A per-tensor factor (how much
+ * the model's output moves per unit of it) goes here, and would also put tensors without an entry
+ * (token_embd, often output) on the scale of those with one, which w = 1 does not. */
 static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize_params *p,
                                 const qk_model_quantize_result *res, qk_target_row *rows,
                                 const qk_imatrix_entry *const *entries) {
@@ -939,41 +940,93 @@ static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize
     s->ctx = ctx;
     s->p = p;
     s->chunk_bytes = p->chunk_bytes ? p->chunk_bytes : DEFAULT_CHUNK_BYTES;
+    /* Per tensor, the candidate with the widest rows sets the step (rows_per_step) */
+    qk_model_tensor *wide = calloc(res->n_tensors ? res->n_tensors : 1, sizeof *wide);
     size_t widest = 0;
-    for (size_t i = 0; i < res->n_tensors; i++)
-        if (!rows[i].pinned && (size_t)res->tensors[i].ne[0] * sizeof(float) > widest)
-            widest = (size_t)res->tensors[i].ne[0] * sizeof(float);
+    for (size_t i = 0; wide && i < res->n_tensors; i++) {
+        wide[i] = res->tensors[i];
+        for (int k = 0; !rows[i].pinned && k < rows[i].n; k++)
+            if (qk_type_row_bytes(rows[i].opt[k].type, wide[i].ne[0]) > qk_type_row_bytes(wide[i].type, wide[i].ne[0]))
+                wide[i].type = (qk_type)rows[i].opt[k].type;
+        if (!rows[i].pinned && (size_t)wide[i].ne[0] * sizeof(float) > widest)
+            widest = (size_t)wide[i].ne[0] * sizeof(float);
+    }
     const size_t buf_bytes = widest > s->chunk_bytes ? widest : s->chunk_bytes;
-    s->dst = malloc(buf_bytes);
-    s->src_f32 = malloc(buf_bytes);
-    s->check = malloc(buf_bytes);
+    qk_buffer *src_buf = NULL, *dst_buf = NULL;
     qk_status st = QK_OK;
-    if (!s->dst || !s->src_f32 || !s->check)
+    if (!wide || !(s->src_f32 = malloc(buf_bytes)))
         st = qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory for %zu-byte staging buffers", buf_bytes);
+    if (st == QK_OK && ((st = qk_buffer_create(ctx, buf_bytes, &src_buf)) || (st = qk_buffer_create(ctx, buf_bytes, &dst_buf))))
+        forward_error(ctx, st);
+    double err[QK_TARGET_MAX_OPTIONS];
     for (size_t i = 0; st == QK_OK && i < res->n_tensors; i++) {
+        int todo = 0;
+        for (int k = 0; !rows[i].pinned && k < rows[i].n; k++) todo |= rows[i].opt[k].error < 0;
+        if (!todo) continue;
+        const qk_model_tensor *t = &wide[i];
         const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
-        for (int k = 0; st == QK_OK && !rows[i].pinned && k < rows[i].n; k++) {
-            qk_model_tensor t = res->tensors[i];
-            t.type = (qk_type)rows[i].opt[k].type;
-            t.converted = 1;
-            s->acc = (error_sums){0, 0, 0};
-            st = convert_tensor(s, NULL, src, &t, entries[i], i);
-            /* error = sensitivity x sum_i w_i (x_i - q_i)^2, w_i the imatrix's mean x^2 of the
-             * column (per expert), 1 where the tensor has no entry; sensitivity 1 for now. A
-             * per-tensor factor (how much the model's output moves per unit of it) goes here, and
-             * would also put tensors without an entry (token_embd, often output) on the scale
-             * of those with one, which w = 1 does not. */
-            rows[i].opt[k].error = 1.0 * s->acc.err;
+        const int64_t cols = t->ne[0], total_rows = t->ne[1] * t->ne[2] * t->ne[3], step_rows = rows_per_step(s, t);
+        const size_t src_row = qk_type_row_bytes(t->src_type, cols);
+        const int requant = qk_format_of(t->src_type)->family != QK_FAMILY_FLOAT;
+        for (int k = 0; k < rows[i].n; k++) err[k] = 0.0;
+        for (int64_t row = 0; st == QK_OK && row < total_rows;) {
+            if ((st = check_cancel(s))) break;
+            const step sp = plan_step(t, entries[i], row, step_rows);
+            const unsigned char *in = src->data + (uint64_t)row * src_row;
+            const void *data = in;
+            qk_type data_type = t->src_type;
+            if (requant) {
+                st = to_f32(s, t->src_type, in, (size_t)sp.rows * src_row, sp.rows, cols, (float *)s->src_f32);
+                if (st) {
+                    st = tensor_error(ctx, st, t->name, expert_of(t, &sp));
+                    break;
+                }
+                data = s->src_f32;
+                data_type = QK_TYPE_F32;
+            }
+            const size_t data_bytes = (size_t)sp.rows * qk_type_row_bytes(data_type, cols);
+            if ((st = qk_buffer_write(src_buf, 0, data, data_bytes))) {
+                st = tensor_error(ctx, st, t->name, expert_of(t, &sp));
+                break;
+            }
+            for (int k = 0; st == QK_OK && k < rows[i].n; k++) {
+                qk_model_tensor tk = *t;
+                tk.type = (qk_type)rows[i].opt[k].type;
+                qk_quantize_desc q = step_desc(&tk, &sp, data_type);
+                q.src = qk_buf(src_buf, 0, data_bytes);
+                q.dst = qk_buf(dst_buf, 0, desc_dst_bytes(&q));
+                qk_quantize_error e;
+                st = qk_quantize_measure(ctx, &q, sp.imatrix, sp.imatrix_len, &e);
+                if (st == QK_ERR_VALUE)
+                    st = locate_bad_value(s, t, data, data_type, sp.rows, row);
+                else if (st)
+                    st = tensor_error(ctx, st, t->name, expert_of(t, &sp));
+                else
+                    err[k] += e.err;
+            }
+            row += sp.rows;
         }
+        if (st == QK_OK)
+            for (int k = 0; k < rows[i].n; k++) rows[i].opt[k].error = 1.0 * err[k]; /* sensitivity 1 */
         qk_gguf_release_tensor(r->in, r->pe[i].tensor);
     }
-    s->acc = (error_sums){0, 0, 0};
-    free(s->dst);
+    qk_buffer_destroy(src_buf);
+    qk_buffer_destroy(dst_buf);
+    free(wide);
     free(s->src_f32);
-    free(s->check);
-    s->dst = s->src_f32 = NULL;
-    s->check = NULL;
+    s->src_f32 = NULL;
     return st;
+}
+
+/* Free tensors whose errors are all known (measured, or read from the state file). */
+static size_t measured_rows(const qk_target_row *rows, size_t n) {
+    size_t known = 0;
+    for (size_t i = 0; i < n; i++) {
+        int all = !rows[i].pinned;
+        for (int k = 0; all && k < rows[i].n; k++) all = rows[i].opt[k].error >= 0;
+        known += (size_t)all;
+    }
+    return known;
 }
 
 /* Replaces the preset's types of the free tensors by the mixture of least total error within
@@ -983,7 +1036,7 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
                               qk_model_quantize_result *res) {
     const size_t n = res->n_tensors;
     int types[QK_TARGET_MAX_OPTIONS];
-    size_t n_types = p->target_types ? p->n_target_types : qk_target_default_types(types, QK_TARGET_MAX_OPTIONS);
+    size_t n_types = p->target_types ? p->n_target_types : qk_model_target_default_types(types, QK_TARGET_MAX_OPTIONS);
     const int *cand = p->target_types ? p->target_types : types;
     qk_target_row *rows = calloc(n ? n : 1, sizeof *rows);
     const qk_imatrix_entry **entries = calloc(n ? n : 1, sizeof *entries);
@@ -1016,23 +1069,35 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
         forward_error(ctx, st);
         goto done;
     }
+    const size_t known = measured_rows(rows, n); /* from the state file */
     const double t0 = now_seconds();
-    if (!found && (st = measure_matrix(ctx, r, p, res, rows, entries))) goto done;
-    res->matrix_seconds = found ? 0.0 : now_seconds() - t0;
-    res->matrix_from_state = found;
-    if (found)
+    if (known < n_free) st = measure_matrix(ctx, r, p, res, rows, entries);
+    const size_t now_known = measured_rows(rows, n);
+    res->matrix_seconds = known < n_free ? now_seconds() - t0 : 0.0;
+    res->matrix_from_state = found && known == n_free;
+    /* Interrupted or failed, the tensors measured so far are kept for the next run */
+    if (p->state_file && now_known > known) {
+        char msg[QK_ERROR_LEN];
+        memcpy(msg, ctx->error, sizeof msg);
+        qk_status saved = qk_target_state_save(p->state_file, key, rows, n);
+        if (st == QK_OK && saved) st = forward_error(ctx, saved);
+        if (st != QK_OK && !saved)
+            snprintf(ctx->error, sizeof ctx->error, "%s (the %zu of %zu tensors measured so far are kept in %s)", msg,
+                     now_known, n_free, p->state_file);
+        else if (st != QK_OK)
+            memcpy(ctx->error, msg, sizeof msg);
+        if (st == QK_OK) add_note(res, "size target: error matrix written to %s\n", p->state_file);
+    }
+    if (st) goto done;
+    if (res->matrix_from_state)
         add_note(res, "size target: error matrix read from %s (%zu tensors, %zu options): nothing measured\n",
                  p->state_file, n_free, n_options);
+    else if (known)
+        add_note(res, "size target: error matrix: %zu tensors read from %s, %zu measured in %.2f s\n", known,
+                 p->state_file, n_free - known, res->matrix_seconds);
     else
         add_note(res, "size target: error matrix measured: %zu tensors, %zu options in %.2f s\n", n_free, n_options,
                  res->matrix_seconds);
-    if (!found && p->state_file) {
-        if ((st = qk_target_state_save(p->state_file, key, rows, n))) {
-            forward_error(ctx, st);
-            goto done;
-        }
-        add_note(res, "size target: error matrix written to %s\n", p->state_file);
-    }
 
     qk_target_result tr;
     if ((st = qk_target_choose(rows, n, res->in_weights, p->target_bpw, p->target_bytes, choice, &tr))) {

@@ -39,7 +39,7 @@ typedef struct qk_model_quantize_params {
                                  for tests and measurements) */
     double target_bpw;        /* > 0: a size target in bits per weight (qkern.h's desc) */
     uint64_t target_bytes;    /* > 0: a size target in tensor data bytes */
-    const int *target_types;  /* candidates, or NULL: qk_target_default_types */
+    const int *target_types;  /* candidates, or NULL: qk_model_target_default_types */
     size_t n_target_types;
     const char *state_file;        /* the error matrix's file, or NULL */
     volatile sig_atomic_t *cancel; /* polled between chunks; non-zero aborts with QK_ERR_IO */

@@ -18,7 +18,7 @@ static const qk_type default_types[] = {
     QK_TYPE_IQ2_S, QK_TYPE_IQ3_XXS, QK_TYPE_IQ3_S, QK_TYPE_IQ4_XS, QK_TYPE_Q8_0, QK_TYPE_MXFP4,
 };
 
-size_t qk_target_default_types(int *types, size_t max) {
+size_t qk_model_target_default_types(int *types, size_t max) {
     size_t n = sizeof default_types / sizeof default_types[0];
     for (size_t i = 0; i < n && i < max; i++) types[i] = (int)default_types[i];
     return n < max ? n : max;

@@ -22,9 +22,6 @@ typedef struct qk_target_row {
     qk_alloc_option opt[QK_TARGET_MAX_OPTIONS];
 } qk_target_row;
 
-/* The default candidates (qkern.h's target_types): writes at most `max`, returns how many. */
-size_t qk_target_default_types(int *types, size_t max);
-
 /* Fills `row` with the candidates among `types` that tensor `name` (ne[0] = cols, `rows` rows of
  * all experts) can take: the block divides cols, and a type that needs imatrix data (the
  * format's or llama.cpp's rule, qk_plan_needs_imatrix) only when the tensor has an entry.
