@@ -14,6 +14,7 @@
 #include "synth_model.h"
 
 #define MAX_PRESETS    64
+#define MAX_CANDIDATES 64
 #define WARMUP_ROWS    64
 #define FILL_CHUNK     (1u << 20) /* BF16 values per upload */
 #define DEFAULT_PRESET "Q4_K_M"
@@ -29,7 +30,7 @@ static void usage(FILE *f) {
 
 static void usage_quantize(FILE *f) {
     fprintf(f, "usage: qkern bench quantize --shape NAME [--preset P[,P...]] [-dev D] [-o md|csv|json]\n"
-               "                            [--limit-layers N] [-t N]\n"
+               "                            [--limit-layers N] [-t N] [--error-matrix]\n"
                "  Plans every tensor of a published model's layout with llama-quantize's rules for each preset\n"
                "  (as with an imatrix), then times qk_quantize on the device from BF16 already in device memory:\n"
                "  no disk, no upload in the time. An expert stack is one call, each expert with its own random\n"
@@ -44,7 +45,10 @@ static void usage_quantize(FILE *f) {
                "  -o, --format    md (default), csv or json\n"
                "  --limit-layers  a quick projection: outside the first N blocks, time a 2-D tensor whose call\n"
                "                  was not timed at full size on N/n_layer of its rows and scale it\n"
-               "  -t, --threads   cpu worker threads (default: all cores)\n");
+               "  -t, --threads   cpu worker threads (default: all cores)\n"
+               "  --error-matrix  also time the error matrix of a size target (qkern quantize --target-bpw):\n"
+               "                  every tensor the first preset converts, quantized and measured on the device\n"
+               "                  (qk_quantize_measure) in every default candidate type its shape takes\n");
 }
 
 /* ---- the work: one entry per distinct quantize call ------------------------------------------ */
@@ -52,11 +56,12 @@ static void usage_quantize(FILE *f) {
 typedef struct call {
     qk_type type;
     int64_t rows, cols, mats;
+    int measure; /* qk_quantize_measure (the error matrix's call) rather than qk_quantize */
     double seconds;
 } call;
 
 typedef struct preset_result {
-    const qk_preset *ft;
+    const char *name; /* the preset's, or "error-matrix" */
     qk_model_result *plan; /* every tensor with the type the preset gives it, in output order */
     uint64_t tensors, weights, skipped, skipped_weights;
     double seconds;
@@ -68,6 +73,7 @@ typedef struct bench {
     call *calls;
     size_t n_calls, cap_calls;
     signed char support[256]; /* by type id: 0 unknown, 1 warmed up, -1 no kernel on this device */
+    int measure;              /* the calls being timed are qk_quantize_measure's */
     float **imatrix;          /* one per distinct column count, indexed like imatrix_cols */
     int64_t *imatrix_cols;
     size_t n_imatrix;
@@ -112,9 +118,12 @@ static qk_status run_quantize(bench *b, qk_type type, int64_t rows, int64_t cols
     d.type = type, d.src_type = QK_TYPE_BF16, d.rows = rows, d.cols = cols;
     d.src = qk_buf(b->src, 0, (size_t)(rows * cols) * 2);
     d.dst = qk_buf(b->dst, 0, qk_type_row_bytes(type, cols) * (size_t)rows);
-    d.imatrix = im, d.imatrix_len = cols * mats;
+    qk_type_info ti;
+    if (qk_type_get_info(type, &ti) == QK_OK && ti.uses_imatrix) d.imatrix = im, d.imatrix_len = cols * mats;
+    qk_quantize_error e;
     double t0 = bench_now();
-    qk_status s = qk_quantize(b->ctx, &d); /* returns when the device is done */
+    /* both return when the device is done */
+    qk_status s = b->measure ? qk_quantize_measure(b->ctx, &d, im, cols * mats, &e) : qk_quantize(b->ctx, &d);
     *seconds = bench_now() - t0;
     return s;
 }
@@ -134,7 +143,7 @@ static qk_status warm_up(bench *b, qk_type type, int64_t rows, int64_t cols) {
 static qk_status cached(const bench *b, qk_type type, int64_t rows, int64_t cols, int64_t mats, double *seconds) {
     for (size_t i = 0; i < b->n_calls; i++)
         if (b->calls[i].type == type && b->calls[i].rows == rows && b->calls[i].cols == cols &&
-            b->calls[i].mats == mats) {
+            b->calls[i].mats == mats && b->calls[i].measure == b->measure) {
             *seconds = b->calls[i].seconds;
             return QK_OK;
         }
@@ -154,7 +163,7 @@ static qk_status time_call(bench *b, qk_type type, int64_t rows, int64_t cols, i
         if (!c) return QK_ERR_OUT_OF_MEMORY;
         b->calls = c, b->cap_calls = cap;
     }
-    b->calls[b->n_calls++] = (call){type, rows, cols, mats, t};
+    b->calls[b->n_calls++] = (call){type, rows, cols, mats, b->measure, t};
     *seconds = t;
     return QK_OK;
 }
@@ -211,7 +220,7 @@ static void print_md(const report *r, const preset_result *res, size_t n) {
     for (size_t i = 0; i < n; i++) {
         const preset_result *p = &res[i];
         double gw = p->seconds > 0 ? (double)p->weights / p->seconds / 1e9 : 0.0;
-        printf("| %s | %llu | %llu | %.4f | %.3f | %.2f | ", p->ft->name, (unsigned long long)p->tensors,
+        printf("| %s | %llu | %llu | %.4f | %.3f | %.2f | ", p->name, (unsigned long long)p->tensors,
                (unsigned long long)p->weights, p->seconds, gw, 2.0 * gw);
         if (p->skipped)
             printf("%llu (%llu weights, not on this device) |\n", (unsigned long long)p->skipped,
@@ -219,6 +228,10 @@ static void print_md(const report *r, const preset_result *res, size_t n) {
         else
             printf("0 |\n");
     }
+    if (n && !strcmp(res[n - 1].name, "error-matrix"))
+        printf("\nerror-matrix: what a size target (qkern quantize --target-bpw) measures before it chooses: every "
+               "tensor the first preset converts, quantized and measured on the device (qk_quantize_measure) in each "
+               "default candidate type its rows take; tensors and weights count (tensor, type) pairs\n");
 }
 
 static void print_csv(const report *r, const preset_result *res, size_t n) {
@@ -228,7 +241,7 @@ static void print_csv(const report *r, const preset_result *res, size_t n) {
         const preset_result *p = &res[i];
         double gw = p->seconds > 0 ? (double)p->weights / p->seconds / 1e9 : 0.0;
         printf("%s,\"%s\",%s,quantize_model,%s,%s,%.6f,s,%llu,%llu,%.4f,%.4f,%llu,%llu,%llu,%lld\n", r->dev->id,
-               r->dev->name, r->date, p->ft->name, r->shape->name, p->seconds, (unsigned long long)p->tensors,
+               r->dev->name, r->date, p->name, r->shape->name, p->seconds, (unsigned long long)p->tensors,
                (unsigned long long)p->weights, gw, 2.0 * gw, (unsigned long long)p->skipped,
                (unsigned long long)p->skipped_weights, (unsigned long long)r->params, r->limit);
     }
@@ -247,7 +260,7 @@ static void print_json(const report *r, const preset_result *res, size_t n) {
                "\"arch\": \"%s\", \"value\": %.6f, \"unit\": \"s\", \"tensors\": %llu, \"weights\": %llu, "
                "\"gweights_per_s\": %.4f, \"gbps_bf16\": %.4f, \"skipped\": %llu, \"skipped_weights\": %llu, "
                "\"params\": %llu, \"limit_layers\": %lld, \"distinct_calls\": %zu}%s\n",
-               r->date, p->ft->name, r->shape->name, r->shape->arch, p->seconds, (unsigned long long)p->tensors,
+               r->date, p->name, r->shape->name, r->shape->arch, p->seconds, (unsigned long long)p->tensors,
                (unsigned long long)p->weights, gw, 2.0 * gw, (unsigned long long)p->skipped,
                (unsigned long long)p->skipped_weights, (unsigned long long)r->params, r->limit, r->n_calls,
                i + 1 < n ? "," : "");
@@ -303,6 +316,49 @@ static const char *why(const qk_context *ctx, qk_status s) {
     return m[0] ? m : qk_status_string(s);
 }
 
+/* Times tensor t quantized to `type` and adds it to r: 0, or -1 after saying why. A type with no
+ * kernel on the device counts as skipped. */
+static int add_tensor(bench *b, const qk_model_tensor *t, qk_type type, int64_t n_layer, int64_t limit,
+                      preset_result *r) {
+    const uint64_t w = (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+    unit u = unit_of(t, n_layer, limit);
+    double sec = 0;
+    qk_status s = QK_ERR_INVALID_ARG;
+    if (u.rows < u.full_rows && t->n_dims != 3 && (s = cached(b, type, u.full_rows, u.cols, u.mats, &sec)) == QK_OK)
+        u.rows = u.full_rows;
+    if (s != QK_OK) s = time_call(b, type, u.rows, u.cols, u.mats, &sec);
+    r->tensors++;
+    if (s == QK_ERR_UNSUPPORTED) {
+        r->skipped++, r->skipped_weights += w;
+        return 0;
+    }
+    if (s != QK_OK) {
+        fprintf(stderr, "qkern bench quantize: %s to %s: %s\n", t->name, qk_type_name(type), why(b->ctx, s));
+        return -1;
+    }
+    r->weights += w;
+    r->seconds += sec * (double)u.calls * ((double)u.full_rows / (double)u.rows);
+    return 0;
+}
+
+/* The error matrix of a size target: every tensor the plan converts, quantized and measured
+ * (qk_quantize_measure) in each candidate type its row length takes. One row of the report, whose
+ * tensors and weights count (tensor, type) pairs. 0, or -1 after saying why. */
+static int measure_candidates(bench *b, const qk_model_result *plan, size_t n, int64_t n_layer, int64_t limit,
+                              const int *cand, size_t n_cand, preset_result *r) {
+    r->name = "error-matrix";
+    b->measure = 1;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const qk_model_tensor *e = qk_model_result_tensor(plan, i);
+        if (!e->converted) continue;
+        for (size_t j = 0; j < n_cand && rc == 0; j++)
+            if (qk_type_row_bytes(cand[j], e->ne[0])) rc = add_tensor(b, e, (qk_type)cand[j], n_layer, limit, r);
+    }
+    b->measure = 0;
+    return rc;
+}
+
 static void bench_free(bench *b) {
     qk_buffer_destroy(b->src);
     qk_buffer_destroy(b->dst);
@@ -314,11 +370,14 @@ static void bench_free(bench *b) {
 static int bench_quantize(int argc, char **argv) {
     const char *shape_name = NULL, *presets = DEFAULT_PRESET, *device = NULL, *format = "md";
     long long limit = 0, threads = 0;
+    int error_matrix = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage_quantize(stdout);
             return 0;
+        } else if (!strcmp(a, "--error-matrix")) {
+            error_matrix = 1;
         } else if (!strcmp(a, "--limit-layers") || !strcmp(a, "--threads") || !strcmp(a, "-t")) {
             const int thr = strcmp(a, "--limit-layers") != 0;
             if (!cli_parse_int(a, v, thr ? 0 : 1, 4096, thr ? &threads : &limit)) return 2;
@@ -351,7 +410,7 @@ static int bench_quantize(int argc, char **argv) {
     int rc = 1;
     synth_model_tensor *st = NULL;
     qk_tensor_shape *pt = NULL;
-    preset_result res[MAX_PRESETS];
+    preset_result res[MAX_PRESETS + 1]; /* + the error matrix's row */
     memset(res, 0, sizeof res);
     bench b;
     memset(&b, 0, sizeof b);
@@ -379,10 +438,14 @@ static int bench_quantize(int argc, char **argv) {
     model.tensors = pt, model.n_tensors = n;
     model.has_imatrix = 1;
 
+    /* the error matrix's candidates: the default list, as qkern quantize --target-bpw takes it */
+    int cand[MAX_CANDIDATES];
+    size_t n_cand = error_matrix ? qk_model_target_default_types(cand, MAX_CANDIDATES) : 0;
+
     /* plan every preset first: the buffers are sized once for the largest call of any of them */
     uint64_t max_src = 1, max_dst = 1;
     for (size_t k = 0; k < n_presets; k++) {
-        res[k].ft = fts[k];
+        res[k].name = fts[k]->name;
         qk_model_quantize_desc recipe = qk_model_quantize_default_desc();
         recipe.preset = fts[k]->name;
         if (qk_model_plan(&recipe, &model, &res[k].plan) != QK_OK) {
@@ -402,6 +465,10 @@ static int bench_quantize(int argc, char **argv) {
             }
             max_src = src > max_src ? src : max_src;
             max_dst = dst > max_dst ? dst : max_dst;
+            for (size_t j = 0; k == 0 && j < n_cand; j++) {
+                uint64_t cd = (uint64_t)qk_type_row_bytes(cand[j], u.cols) * (uint64_t)u.rows;
+                max_dst = cd > max_dst ? cd : max_dst;
+            }
         }
     }
 
@@ -416,41 +483,25 @@ static int bench_quantize(int argc, char **argv) {
         goto done;
     }
 
-    for (size_t k = 0; k < n_presets; k++) {
-        preset_result *r = &res[k];
+    for (size_t k = 0; k < n_presets; k++)
         for (size_t i = 0; i < n; i++) {
-            const qk_model_tensor *e = qk_model_result_tensor(r->plan, i), *t = e;
-            if (!e->converted) continue;
-            const uint64_t w = (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
-            unit u = unit_of(t, c->n_layer, limit);
-            double sec = 0;
-            qk_status s = QK_ERR_INVALID_ARG;
-            if (u.rows < u.full_rows && t->n_dims != 3 &&
-                (s = cached(&b, e->type, u.full_rows, u.cols, u.mats, &sec)) == QK_OK)
-                u.rows = u.full_rows;
-            if (s != QK_OK) s = time_call(&b, e->type, u.rows, u.cols, u.mats, &sec);
-            r->tensors++;
-            if (s == QK_ERR_UNSUPPORTED) {
-                r->skipped++, r->skipped_weights += w;
-                continue;
-            }
-            if (s != QK_OK) {
-                fprintf(stderr, "qkern bench quantize: %s to %s: %s\n", t->name, qk_type_name(e->type), why(b.ctx, s));
-                goto done;
-            }
-            r->weights += w;
-            r->seconds += sec * (double)u.calls * ((double)u.full_rows / (double)u.rows);
+            const qk_model_tensor *e = qk_model_result_tensor(res[k].plan, i);
+            if (e->converted && add_tensor(&b, e, e->type, c->n_layer, limit, &res[k]) != 0) goto done;
         }
-    }
+
+    size_t n_rows = n_presets;
+    if (error_matrix && measure_candidates(&b, res[0].plan, n, c->n_layer, limit, cand, n_cand, &res[n_presets]) != 0)
+        goto done;
+    n_rows += error_matrix;
 
     report rep = {shape, params, n, &dev, "", limit, b.n_calls};
     bench_date(rep.date, sizeof rep.date);
     if (!strcmp(format, "json"))
-        print_json(&rep, res, n_presets);
+        print_json(&rep, res, n_rows);
     else if (!strcmp(format, "csv"))
-        print_csv(&rep, res, n_presets);
+        print_csv(&rep, res, n_rows);
     else
-        print_md(&rep, res, n_presets);
+        print_md(&rep, res, n_rows);
     rc = 0;
 done:
     for (size_t k = 0; k < n_presets; k++) qk_model_result_free(res[k].plan);
