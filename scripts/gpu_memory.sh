@@ -4,15 +4,9 @@
 # machine with a build from scripts/gpu_build.sh (its carry.tar.xz unpacked here).
 # usage: bash scripts/gpu_memory.sh [BUILD_DIR] [SIZES]   (default build-dev, "small medium")
 set -uo pipefail
-cd "$(dirname "$0")/.."
 B=${1:-build-dev}
 sizes=${2:-small medium}
-out=${OUT:-out}
-mkdir -p "$out"
-[ -x "$B/cli/qkern" ] || xz -dc "$B/carry.tar.xz" | tar -xf -
-export LD_LIBRARY_PATH="$PWD/$B/lib:/usr/local/cuda/lib64"
-q="$PWD/$B/cli/qkern" work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. "$(dirname "$0")/gpu_prelude.sh"
 # one child per measurement, so that RUSAGE_CHILDREN's maximum is that child's
 peak() {
   python3 -c 'import resource, subprocess, sys, time
