@@ -70,7 +70,6 @@ enum { QK_CUDA_MOE_VEC = 0, QK_CUDA_MOE_TILED = 1, QK_CUDA_MOE_DOT = 2 };
 typedef struct qk_cuda_moe_plan {
     int path;      /* QK_CUDA_MOE_VEC, _TILED or _DOT */
     int bn;        /* tiled: slots per tile, 32 or 64 */
-    int depth;     /* dot: parts of each row a lane decodes before it multiplies (1 or 2): loads in flight */
     int max_tiles; /* tiled: an upper bound of the tiles the routing can need */
     size_t counts, tiles, n_tiles, sorted, xh, xq, xm, partial, bytes;
     size_t bytes_any; /* the most any of the three kinds needs with these shapes (the weighted sum's) */

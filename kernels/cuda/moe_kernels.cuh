@@ -276,7 +276,7 @@ template <class D> __device__ inline float part_dot(const qk_part_i8 &r, const x
  * the slot's activations, loaded once for all the rows; the L lanes of a row then add their sums
  * in a fixed order. Launched as a programmatic dependent of the quantize kernel: the first slot's
  * rows are prefetched into L2 while the activations are quantized. */
-template <class T, class D, int KIND, int U>
+template <class T, class D, int KIND>
 __global__ void __launch_bounds__(DOT_WARPS * 32)
     moe_dot_kernel(qk_cuda_moe_args a, const int8_t *xq, const float4 *xm, float *y, int L) {
     constexpr bool GATE_UP = KIND == QK_CUDA_MOE_GATE_UP;
@@ -329,30 +329,19 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
             for (int rr = 0; rr < R; rr++)
                 wr[t][rr] = w[t] + (e * a.m + (row0 + rr < a.m ? row0 + rr : a.m - 1)) * row_bytes;
         if (row0 < a.m) {
-            for (int64_t P0 = u; P0 < parts; P0 += (int64_t)L * U) {
-                /* U parts of each row decoded before any is multiplied: their loads in flight together
-                 * (a part past the row decodes P0 again and is not added) */
-                qk_part_i8 r[U][NW][R];
+            for (int64_t P = u; P < parts; P += L) {
+                qk_part_i8 r[NW][R];
 #pragma unroll
-                for (int v = 0; v < U; v++) {
-                    const int64_t P = P0 + (int64_t)v * L < parts ? P0 + (int64_t)v * L : P0;
+                for (int t = 0; t < NW; t++)
 #pragma unroll
-                    for (int t = 0; t < NW; t++)
+                    for (int rr = 0; rr < R; rr++)
+                        D::part(wr[t][rr] + P / PARTS * T::BYTES, (int)(P % PARTS), &r[t][rr]);
+                x_part x;
+                x.load(xr, xmr, P);
 #pragma unroll
-                        for (int rr = 0; rr < R; rr++)
-                            D::part(wr[t][rr] + P / PARTS * T::BYTES, (int)(P % PARTS), &r[v][t][rr]);
-                }
+                for (int t = 0; t < NW; t++)
 #pragma unroll
-                for (int v = 0; v < U; v++) {
-                    const int64_t P = P0 + (int64_t)v * L;
-                    if (P >= parts) break;
-                    x_part x;
-                    x.load(xr, xmr, P);
-#pragma unroll
-                    for (int t = 0; t < NW; t++)
-#pragma unroll
-                        for (int rr = 0; rr < R; rr++) acc[t][rr] += part_dot<D>(r[v][t][rr], x);
-                }
+                    for (int rr = 0; rr < R; rr++) acc[t][rr] += part_dot<D>(r[t][rr], x);
             }
         }
 #pragma unroll
@@ -585,7 +574,7 @@ __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1, BN))
 
 /* ---- launch ----------------------------------------------------------------------------------- */
 
-template <class T, class D, int KIND, int U>
+template <class T, class D, int KIND>
 int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, cudaStream_t s) {
     const int L = dot_lanes(a.k);
     const int64_t slots = a.n_tokens * a.n_used;
@@ -602,15 +591,8 @@ int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, c
     early.val.programmaticStreamSerializationAllowed = 1;
     config.attrs = &early;
     config.numAttrs = 1;
-    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND, U>, a,
-                                   reinterpret_cast<const int8_t *>(ws + p.xq),
+    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND>, a, reinterpret_cast<const int8_t *>(ws + p.xq),
                                    reinterpret_cast<const float4 *>(ws + p.xm), y, L);
-}
-
-/* The dot path with plan.depth parts of each row in flight per lane (1 or 2). */
-template <class T, class D, int KIND>
-int launch_dot_depth(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, cudaStream_t s) {
-    return p.depth == 2 ? launch_dot<T, D, KIND, 2>(a, p, y, s) : launch_dot<T, D, KIND, 1>(a, p, y, s);
 }
 
 template <class T, int KIND> int launch_vec(const qk_cuda_moe_args &a, cudaStream_t s) {
@@ -688,8 +670,8 @@ template <class T, class D> int launch_moe(const qk_cuda_moe_args *a, const qk_c
             float *out = a->kind == QK_CUDA_MOE_WEIGHTED_SUM ? partial : a->y;
             int err = qk_cuda_moe_quantize_x(a, plan, s); /* just before: the dot kernel depends on it early */
             if (err) return err;
-            if (a->kind == QK_CUDA_MOE_GATE_UP) return launch_dot_depth<T, D, QK_CUDA_MOE_GATE_UP>(*a, *plan, out, s);
-            err = launch_dot_depth<T, D, QK_CUDA_MOE_MATMUL>(*a, *plan, out, s);
+            if (a->kind == QK_CUDA_MOE_GATE_UP) return launch_dot<T, D, QK_CUDA_MOE_GATE_UP>(*a, *plan, out, s);
+            err = launch_dot<T, D, QK_CUDA_MOE_MATMUL>(*a, *plan, out, s);
             if (err || a->kind == QK_CUDA_MOE_MATMUL) return err;
             return qk_cuda_moe_weighted_sum(a, partial, s);
         }

@@ -61,11 +61,10 @@ constexpr threshold thresholds[] = {
 struct dot_threshold {
     int type; /* -1: the default */
     int max_tokens;
-    int depth; /* parts of each row a lane decodes before multiplying: their loads in flight together */
 };
 
 constexpr dot_threshold dot_thresholds[] = {
-    {-1, 64, 2},
+    {-1, 64},
 };
 
 template <class R, size_t N> const R &row_of(const R (&table)[N], int type) {
@@ -78,23 +77,17 @@ size_t align_up(size_t n) { return (n + 255) & ~(size_t)255; }
 
 bool plain_type(int t) { return t == QK_TYPE_F32 || t == QK_TYPE_F16 || t == QK_TYPE_BF16; }
 
-/* QK_MOE_PATH=vec|dot|dot1|dot2|tiled forces a path where the type and precision allow it (dot1,
- * dot2: the dot path at that depth): for measuring the thresholds above (bench/,
- * scripts/gpu_peer.sh's QK_PEER_PATHS), never needed for correct results. Read once. */
-struct forced {
-    int path = -1, depth = 0;
-};
-forced forced_path() {
-    static const forced f = [] {
-        forced r;
+/* QK_MOE_PATH=vec|dot|tiled forces a path where the type and precision allow it: for measuring
+ * the thresholds above (bench/, scripts/gpu_peer.sh's QK_PEER_PATHS), never needed for correct
+ * results. Read once. */
+int forced_path() {
+    static const int f = [] {
         const char *v = getenv("QK_MOE_PATH");
-        if (!v) return r;
-        if (!strcmp(v, "vec")) r.path = QK_CUDA_MOE_VEC;
-        if (!strncmp(v, "dot", 3)) r.path = QK_CUDA_MOE_DOT;
-        if (!strcmp(v, "dot1")) r.depth = 1;
-        if (!strcmp(v, "dot2")) r.depth = 2;
-        if (!strcmp(v, "tiled")) r.path = QK_CUDA_MOE_TILED;
-        return r;
+        if (!v) return -1;
+        if (!strcmp(v, "vec")) return (int)QK_CUDA_MOE_VEC;
+        if (!strcmp(v, "dot")) return (int)QK_CUDA_MOE_DOT;
+        if (!strcmp(v, "tiled")) return (int)QK_CUDA_MOE_TILED;
+        return -1;
     }();
     return f;
 }
@@ -112,9 +105,8 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     const bool plain = plain_type(a->type), dot_ok = !plain && !a->exact;
     int path = dot_ok ? (a->n_tokens <= (int64_t)dt.max_tokens ? QK_CUDA_MOE_DOT : QK_CUDA_MOE_TILED)
                       : (a->n_tokens <= (int64_t)t.vec_max_tokens ? QK_CUDA_MOE_VEC : QK_CUDA_MOE_TILED);
-    const forced f = forced_path();
-    if (f.path == QK_CUDA_MOE_VEC || (f.path == QK_CUDA_MOE_DOT && dot_ok) || (f.path == QK_CUDA_MOE_TILED && !plain))
-        path = f.path;
+    const int f = forced_path();
+    if (f == QK_CUDA_MOE_VEC || (f == QK_CUDA_MOE_DOT && dot_ok) || (f == QK_CUDA_MOE_TILED && !plain)) path = f;
     if (path == QK_CUDA_MOE_VEC) { /* scratch: the weighted sum's per-slot products */
         p.path = QK_CUDA_MOE_VEC;
         p.partial = 0;
@@ -127,7 +119,6 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         /* the 8-bit activations, the weighted sum's per-slot products */
         size_t at = 0;
         p.path = QK_CUDA_MOE_DOT;
-        p.depth = f.depth ? f.depth : dt.depth;
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;
