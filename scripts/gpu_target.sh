@@ -11,10 +11,10 @@ B=${1:-build-dev} dev=${2:-cuda:0}
 "$q" generate --size medium --seed 1 --imatrix "$work/im.gguf" "$work/m.gguf" >/dev/null || exit 1
 timed() { # timed LABEL cmd...: one table row, the command's last line
   local label=$1 t0 rc; shift
-  t0=$(date +%s.%N)
+  t0=$EPOCHREALTIME
   "$@" >"$work/log" 2>&1
   rc=$?
-  printf '| %s | %.2f s | %s | %s |\n' "$label" "$(echo "$(date +%s.%N) - $t0" | bc)" "$rc" \
+  printf '| %s | %s s | %s | %s |\n' "$label" "$(python3 -c "print(f'{$EPOCHREALTIME - $t0:.2f}')")" "$rc" \
     "$(grep -E 'bpw|error' "$work/log" | tail -1 | cut -c1-140)"
 }
 {

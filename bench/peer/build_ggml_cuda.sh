@@ -10,6 +10,8 @@
 #                  tar -xzf llama_cpp_python-0.3.36.tar.gz llama_cpp_python-0.3.36/vendor/llama.cpp/ggml
 #                  (only ggml/ is needed: about 25 MB, small enough to carry to the GPU machine)
 #   env: CUDA=ON|OFF (ON), ARCH (90), JOBS (nproc)
+# Built on a machine without a GPU, libggml-cuda's references to the driver (libcuda) stay open
+# until the GPU machine's loader resolves them (--allow-shlib-undefined).
 # then:  BUILD_DIR/bench-mmid-cold CUDA0 "qwen3.5-35b-a3b" Q4_K,IQ2_XXS 2048
 #        (BENCH_JSONL=results.jsonl BENCH_PEER_COMMIT=... BENCH_DEVICE=... to append records)
 set -euo pipefail
@@ -28,6 +30,6 @@ defs=""; grep -q "GGML_TYPE_NVFP4" "$ggml/include/ggml.h" && defs="-DPEER_HAS_NV
 libs=$(find "$out/ggml" -name 'libggml*.so' -printf '%h\n' | sort -u | sed 's/^/-L/' | tr '\n' ' ')
 rpath=$(find "$out/ggml" -name 'libggml*.so' -printf '%h\n' | sort -u | tr '\n' ':')
 c++ -O2 -std=c++17 $defs -I"$ggml/include" "$here/bench-mmid-cold.cpp" -o "$out/bench-mmid-cold" \
-  $libs -lggml -lggml-base -Wl,-rpath,"$rpath"
+  $libs -lggml -lggml-base -Wl,-rpath,"$rpath" -Wl,--allow-shlib-undefined
 ( cd "$ggml" && git rev-parse --short HEAD 2>/dev/null || echo unknown ) >"$out/PEER_COMMIT"
 echo "built $out/bench-mmid-cold"
