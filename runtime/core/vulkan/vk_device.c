@@ -35,6 +35,7 @@ static const char *vk_result_name(VkResult r) {
     case VK_ERROR_TOO_MANY_OBJECTS: return "VK_ERROR_TOO_MANY_OBJECTS";
     case VK_ERROR_OUT_OF_POOL_MEMORY: return "VK_ERROR_OUT_OF_POOL_MEMORY";
     case VK_TIMEOUT: return "VK_TIMEOUT";
+    case VK_ERROR_UNKNOWN: return "VK_ERROR_UNKNOWN";
     default: return "VkResult";
     }
 }
@@ -483,6 +484,25 @@ const char *qk_vk_variant(char *buf, const char *op, qk_type type) {
     return buf;
 }
 
+/* The diagnostic hook QK_VK_SHADER_FILE=NAME=PATH: shader NAME's module read from the SPIR-V
+ * file PATH instead of the embedded one (to find which form of a shader a driver refuses or
+ * computes differently, scripts/vk_shader_variants.sh). NULL when not set for NAME. */
+static uint32_t *module_override(const char *name, size_t *bytes) {
+    const char *env = getenv("QK_VK_SHADER_FILE");
+    const size_t n = strlen(name);
+    if (!env || strncmp(env, name, n) || env[n] != '=') return NULL;
+    FILE *f = fopen(env + n + 1, "rb");
+    uint32_t *code = NULL;
+    long len = -1;
+    if (f && !fseek(f, 0, SEEK_END) && (len = ftell(f)) > 20 && len % 4 == 0 && !fseek(f, 0, SEEK_SET) &&
+        (code = malloc((size_t)len)) && fread(code, 1, (size_t)len, f) == (size_t)len)
+        *bytes = (size_t)len;
+    else
+        free(code), code = NULL;
+    if (f) fclose(f);
+    return code;
+}
+
 static qk_status get_pipeline(qk_context *ctx, qk_vk_state *s, const char *name, VkPipeline *out) {
     for (vk_pipeline *p = s->pipelines; p; p = p->next)
         if (!strcmp(p->shader->name, name)) {
@@ -496,8 +516,21 @@ static qk_status get_pipeline(qk_context *ctx, qk_vk_state *s, const char *name,
     if (lacks) return qk_fail(ctx, QK_ERR_UNSUPPORTED, "vulkan: shader '%s' cannot run here: %s", name, lacks);
     VkShaderModuleCreateInfo smi = {
         .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = sh->bytes, .pCode = sh->code};
+    size_t other_bytes = 0;
+    uint32_t *other = module_override(name, &other_bytes);
+    if (other) smi.pCode = other, smi.codeSize = other_bytes;
+    uint32_t *kept = NULL; /* the module keeping denormals, where the device can */
+    if (s->feat.denorm_preserve32 &&
+        !(kept = qk_vk_spirv_preserve_denorms(smi.pCode, smi.codeSize, &smi.codeSize))) {
+        free(other);
+        return qk_fail(ctx, QK_ERR_BACKEND, "vulkan: shader '%s': its SPIR-V cannot keep denormals", name);
+    }
+    if (kept) smi.pCode = kept;
     VkShaderModule module;
-    QK_CHECK_VK(ctx, vk.vkCreateShaderModule(s->device, &smi, NULL, &module));
+    VkResult mr = vk.vkCreateShaderModule(s->device, &smi, NULL, &module);
+    free(kept);
+    free(other);
+    if (mr != VK_SUCCESS) return vk_fail(ctx, mr, "vkCreateShaderModule()");
     VkComputePipelineCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
                                        .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
                                                  .stage = VK_SHADER_STAGE_COMPUTE_BIT,
@@ -507,7 +540,11 @@ static qk_status get_pipeline(qk_context *ctx, qk_vk_state *s, const char *name,
     VkPipeline pipe;
     VkResult r = vk.vkCreateComputePipelines(s->device, s->cache, 1, &pci, NULL, &pipe);
     vk.vkDestroyShaderModule(s->device, module, NULL);
-    if (r != VK_SUCCESS) return vk_fail(ctx, r, "vkCreateComputePipelines()");
+    if (r != VK_SUCCESS) { /* the driver's compiler refused it: name the shader */
+        char what[QK_VK_NAME_LEN + 48];
+        snprintf(what, sizeof what, "shader '%s': vkCreateComputePipelines()", name);
+        return vk_fail(ctx, r, what);
+    }
     vk_pipeline *p = calloc(1, sizeof *p);
     if (!p) {
         vk.vkDestroyPipeline(s->device, pipe, NULL);
@@ -688,7 +725,9 @@ static void query_features(qk_vk_state *s, qk_vk_feature_chain *have, qk_vk_feat
     qk_vk_chain_init(have, coop_ext);
     vk.vkGetPhysicalDeviceFeatures2(s->phys->pd, &have->f2);
 
-    VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+    VkPhysicalDeviceFloatControlsProperties fc = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FLOAT_CONTROLS_PROPERTIES};
+    VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES,
+                                             .pNext = &fc};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sg};
     vk.vkGetPhysicalDeviceProperties2(s->phys->pd, &p2);
     *subgroup_ops = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) ? sg.supportedOperations : 0;
@@ -701,6 +740,7 @@ static void query_features(qk_vk_state *s, qk_vk_feature_chain *have, qk_vk_feat
     s->feat.float16 = have->f12.shaderFloat16;
     s->feat.int8 = have->f12.shaderInt8;
     s->feat.float64 = have->f2.features.shaderFloat64;
+    s->feat.denorm_preserve32 = fc.shaderDenormPreserveFloat32 == VK_TRUE && !qk_vk_disables("denorm");
     s->feat.subgroup_size = (int)sg.subgroupSize;
     s->feat.subgroup_arith = (*subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) != 0;
     s->feat.max_shared_bytes = lim->maxComputeSharedMemorySize;

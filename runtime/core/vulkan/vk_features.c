@@ -105,25 +105,41 @@ void qk_vk_chain_init(qk_vk_feature_chain *c, int coop) {
     if (coop) c->f12.pNext = &c->coop;
 }
 
+/* The next name of QK_VK_DISABLE's comma- or space-separated list into name (empty when too
+ * long); 0 at the end. */
+static int next_name(const char **env, char name[48]) {
+    *env += strspn(*env, ", ");
+    if (!**env) return 0;
+    size_t len = strcspn(*env, ", ");
+    name[0] = 0;
+    if (len < 48) {
+        memcpy(name, *env, len);
+        name[len] = 0;
+    }
+    *env += len;
+    return 1;
+}
+
 unsigned qk_vk_disabled_features(void) {
     const char *env = getenv("QK_VK_DISABLE");
     unsigned set = 0;
     char name[48];
-    while (env && *env) {
-        size_t len = strcspn(env, ", ");
-        if (len && len < sizeof name) {
-            memcpy(name, env, len);
-            name[len] = 0;
-            int i = index_of(name);
-            if (i >= 0) set |= 1u << i;
-            if (!strcmp(name, "all")) set = ~0u;
-            if (!strcmp(name, "subgroup"))
-                for (int k = 0; k < N_FEATURES; k++) set |= features[k].subgroup_op ? 1u << k : 0;
-        }
-        env += len;
-        env += strspn(env, ", ");
+    while (env && next_name(&env, name)) {
+        int i = index_of(name);
+        if (i >= 0) set |= 1u << i;
+        if (!strcmp(name, "all")) set = ~0u;
+        if (!strcmp(name, "subgroup"))
+            for (int k = 0; k < N_FEATURES; k++) set |= features[k].subgroup_op ? 1u << k : 0;
     }
     return set;
+}
+
+int qk_vk_disables(const char *what) {
+    const char *env = getenv("QK_VK_DISABLE");
+    char name[48];
+    while (env && next_name(&env, name))
+        if (!strcmp(name, what) || !strcmp(name, "all")) return 1;
+    return 0;
 }
 
 void qk_vk_choose_features(qk_vk_feature_chain *have, uint32_t *subgroup_ops, unsigned disabled,
@@ -151,7 +167,17 @@ unsigned qk_vk_enabled_features(const qk_vk_feature_chain *want, uint32_t subgro
     return set;
 }
 
-enum { OP_CAPABILITY = 17, OP_EXTENSION = 10, OP_EXT_INST_IMPORT = 11, OP_MEMORY_MODEL = 14 };
+enum {
+    OP_CAPABILITY = 17,
+    OP_EXTENSION = 10,
+    OP_EXT_INST_IMPORT = 11,
+    OP_MEMORY_MODEL = 14,
+    OP_ENTRY_POINT = 15,
+    OP_EXECUTION_MODE = 16,
+    OP_EXECUTION_MODE_ID = 331,
+    CAP_DENORM_PRESERVE = 4464,
+    MODE_DENORM_PRESERVE = 4459,
+};
 
 const char *qk_vk_spirv_lacks(unsigned enabled, const uint32_t *code, size_t bytes, char *buf, size_t n) {
     const size_t words = bytes / 4;
@@ -182,4 +208,39 @@ const char *qk_vk_spirv_lacks(unsigned enabled, const uint32_t *code, size_t byt
         at += count;
     }
     return NULL;
+}
+
+uint32_t *qk_vk_spirv_preserve_denorms(const uint32_t *code, size_t bytes, size_t *out_bytes) {
+    const size_t words = bytes / 4;
+    if (words < 5 || code[0] != 0x07230203u || code[1] < 0x00010400u) return NULL;
+    /* the entry points, and where the execution modes end (the debug section follows them) */
+    size_t entries = 0, modes_end = 0;
+    for (size_t at = 5; at < words;) {
+        const uint32_t count = code[at] >> 16, op = code[at] & 0xffffu;
+        if (count == 0 || at + count > words) return NULL;
+        if (op == OP_ENTRY_POINT) entries++;
+        if (op == OP_ENTRY_POINT || op == OP_EXECUTION_MODE || op == OP_EXECUTION_MODE_ID) modes_end = at + count;
+        else if (modes_end) break;
+        at += count;
+    }
+    if (!entries) return NULL;
+    const size_t n = words + 2 + 4 * entries;
+    uint32_t *out = malloc(n * sizeof *out);
+    if (!out) return NULL;
+    memcpy(out, code, 5 * sizeof *out);
+    size_t w = 5;
+    out[w++] = 2u << 16 | OP_CAPABILITY; /* capabilities may come in any order: first */
+    out[w++] = CAP_DENORM_PRESERVE;
+    memcpy(out + w, code + 5, (modes_end - 5) * sizeof *out);
+    w += modes_end - 5;
+    for (size_t at = 5; at < modes_end; at += code[at] >> 16)
+        if ((code[at] & 0xffffu) == OP_ENTRY_POINT) {
+            out[w++] = 4u << 16 | OP_EXECUTION_MODE;
+            out[w++] = code[at + 2]; /* the entry point's id */
+            out[w++] = MODE_DENORM_PRESERVE;
+            out[w++] = 32; /* bit width */
+        }
+    memcpy(out + w, code + modes_end, (words - modes_end) * sizeof *out);
+    *out_bytes = n * sizeof *out;
+    return out;
 }

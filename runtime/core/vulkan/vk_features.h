@@ -29,6 +29,10 @@ void qk_vk_chain_init(qk_vk_feature_chain *c, int coop);
  * then falls back to the cpu or refuses, as on such a device). Unknown names are ignored. */
 unsigned qk_vk_disabled_features(void);
 
+/* Whether QK_VK_DISABLE names `what` (or "all"): for the device properties that are not
+ * features, e.g. "denorm" (shaderDenormPreserveFloat32). */
+int qk_vk_disables(const char *what);
+
 /* Clears in `have` (and in *subgroup_ops, VK_SUBGROUP_FEATURE_* bits of compute shaders) what
  * `disabled` names; then fills `want` with every feature of the table that `have` offers. */
 void qk_vk_choose_features(qk_vk_feature_chain *have, uint32_t *subgroup_ops, unsigned disabled,
@@ -41,5 +45,12 @@ unsigned qk_vk_enabled_features(const qk_vk_feature_chain *want, uint32_t subgro
 /* NULL if a device with `enabled` features can run this SPIR-V module, else what it lacks, in
  * Vulkan's names: "no shaderFloat64" (written to buf, n bytes, or static). */
 const char *qk_vk_spirv_lacks(unsigned enabled, const uint32_t *code, size_t bytes, char *buf, size_t n);
+
+/* A copy of the module (malloc'd, *out_bytes long) whose entry points keep 32-bit denormals:
+ * the DenormPreserve capability and an OpExecutionMode DenormPreserve 32 for each entry point
+ * (SPIR-V 1.4+ core, float controls). Without it a driver may flush denormal operands and
+ * results to zero (NVIDIA's does), where the CPU reference keeps them. NULL if the module is
+ * not valid SPIR-V 1.4+ or memory runs out. */
+uint32_t *qk_vk_spirv_preserve_denorms(const uint32_t *code, size_t bytes, size_t *out_bytes);
 
 #endif

@@ -34,6 +34,8 @@ typedef struct qk_vk_features {
     int storage16, storage8;   /* 16- and 8-bit storage buffer access */
     int float16, int8;         /* arithmetic */
     int float64;               /* shaderFloat64: the encoders' exact division (common.glsl) */
+    int denorm_preserve32;     /* shaderDenormPreserveFloat32: every pipeline is created keeping
+                                  32-bit denormals (qk_vk_spirv_preserve_denorms), as the CPU does */
     int subgroup_size;         /* 0 if unknown */
     int subgroup_arith;        /* subgroupAdd etc. in compute */
     int integer_dot;           /* VK_KHR_shader_integer_dot_product */
