@@ -10,7 +10,8 @@
 # Forms: built (as the build makes it: glslc -O0, NoContraction, spirv-opt's SSA passes), noopt
 # (glslc -O0 and NoContraction only), nounroll (built without --loop-unroll), inline (only
 # return merging and inlining), O (glslc -O, then NoContraction), and for the K-quants with an
-# imatrix branch: plain (the imatrix branch cut) and weighted (the other branch cut).
+# imatrix branch: plain (the imatrix branch cut) and weighted (the other branch cut; both with the
+# constant branch folded away).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=$1 B=$2 D=$3
@@ -39,7 +40,7 @@ if [ "$mode" = build ]; then
         cc "$tmp" "$D/$T.raw" -O0 && python3 scripts/spv_nocontract.py "$D/$T.raw" "$D/$T.$form.nc"
         opt --merge-return --inline-entry-points-exhaustive --eliminate-dead-functions --private-to-local \
           --scalar-replacement=0 --ssa-rewrite --loop-unroll --scalar-replacement=0 --ssa-rewrite \
-          --eliminate-local-single-block --eliminate-local-single-store --eliminate-dead-code-aggressive \
+          --eliminate-local-single-block --eliminate-local-single-store --eliminate-dead-branches --eliminate-dead-code-aggressive \
           "$D/$T.$form.nc" -o "$D/$T.$form.spv"
         rm -rf "$tmp" "$D/$T.$form.nc"
       done
