@@ -61,7 +61,7 @@ typedef struct call {
 } call;
 
 typedef struct preset_result {
-    const char *name; /* the preset's, or "error-matrix" */
+    const char *name;      /* the preset's, or "error-matrix" */
     qk_model_result *plan; /* every tensor with the type the preset gives it, in output order */
     uint64_t tensors, weights, skipped, skipped_weights;
     double seconds;

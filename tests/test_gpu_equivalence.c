@@ -279,8 +279,8 @@ static void check_measure(const qk_type_info *ti, int64_t rows, int64_t cols) {
     q.dst = qk_host(q_gpu, qbytes);
     CHECK(qk_quantize_measure(gpu, &q, wt, cols * groups, &eg) == QK_OK, "%s measure %s: %s", ti->name, dev_name,
           qk_last_error(gpu));
-    CHECK(qk_quantize_measure(gpu, &q, wt, cols * groups, &eg2) == QK_OK, "%s measure %s again: %s", ti->name,
-          dev_name, qk_last_error(gpu));
+    CHECK(qk_quantize_measure(gpu, &q, wt, cols * groups, &eg2) == QK_OK, "%s measure %s again: %s", ti->name, dev_name,
+          qk_last_error(gpu));
     CHECK(!memcmp(q_cpu, q_gpu, qbytes), "%s measure: the blocks differ from the CPU's", ti->name);
     CHECK(fabs(eg.err - ec.err) <= 1e-9 * ec.err && fabs(eg.signal - ec.signal) <= 1e-9 * ec.signal &&
               fabs(eg.weight - ec.weight) <= 1e-9 * ec.weight,

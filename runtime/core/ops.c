@@ -316,8 +316,8 @@ qk_status qk_quantize_measure(qk_context *ctx, const qk_quantize_desc *d, const 
                               qk_quantize_error *out) {
     if (!out) return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_quantize_measure: out is NULL");
     if (!ctx || !d) return quantize(ctx, d, 0, NULL, NULL); /* its checks say which */
-    if (!weights != !weights_len || (weights && (weights_len <= 0 || d->cols <= 0 || weights_len % d->cols ||
-                                                 d->rows % (weights_len / d->cols))))
+    if (!weights != !weights_len ||
+        (weights && (weights_len <= 0 || d->cols <= 0 || weights_len % d->cols || d->rows % (weights_len / d->cols))))
         return qk_fail(ctx, QK_ERR_SHAPE,
                        "qk_quantize_measure: %lld weights%s: the tensor (%lld x %lld) takes %lld, or a multiple of "
                        "that whose factor divides the rows",
@@ -325,8 +325,9 @@ qk_status qk_quantize_measure(qk_context *ctx, const qk_quantize_desc *d, const 
                        (long long)d->cols, (long long)d->cols);
     for (int64_t j = 0; weights && j < weights_len; j++)
         if (!isfinite(weights[j]) || weights[j] < 0.0f)
-            return qk_fail(ctx, QK_ERR_VALUE, "qk_quantize_measure: weights[%lld] is %g: weights must be finite and >= 0",
-                           (long long)j, (double)weights[j]);
+            return qk_fail(ctx, QK_ERR_VALUE,
+                           "qk_quantize_measure: weights[%lld] is %g: weights must be finite and >= 0", (long long)j,
+                           (double)weights[j]);
     const measure_req m = {weights, weights ? weights_len / d->cols : 0, out};
     return quantize(ctx, d, 0, NULL, &m);
 }

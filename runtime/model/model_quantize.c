@@ -451,8 +451,8 @@ typedef struct stream_state {
      * output in order. */
     slot slots[QK_QUEUES];
     uint64_t queued, completed;
-    qk_quantize_error acc;   /* of the tensor whose steps are being completed */
-    double last_done; /* when the previous tensor's last bytes were written */
+    qk_quantize_error acc; /* of the tensor whose steps are being completed */
+    double last_done;      /* when the previous tensor's last bytes were written */
 } stream_state;
 
 /* Every conversion goes through the public calls on the run's context: where its device has
@@ -597,8 +597,12 @@ static qk_quantize_desc step_desc(const qk_model_tensor *t, const step *sp, qk_t
     return q;
 }
 
-static size_t desc_src_bytes(const qk_quantize_desc *q) { return (size_t)q->rows * qk_type_row_bytes(q->src_type, q->cols); }
-static size_t desc_dst_bytes(const qk_quantize_desc *q) { return (size_t)q->rows * qk_type_row_bytes(q->type, q->cols); }
+static size_t desc_src_bytes(const qk_quantize_desc *q) {
+    return (size_t)q->rows * qk_type_row_bytes(q->src_type, q->cols);
+}
+static size_t desc_dst_bytes(const qk_quantize_desc *q) {
+    return (size_t)q->rows * qk_type_row_bytes(q->type, q->cols);
+}
 
 /* A step's output is ready: measure it against `src` (its input as read), write it, count it. */
 static qk_status finish_step(stream_state *s, qk_gguf_writer *w, size_t i, const qk_model_tensor *t, const step *sp,
@@ -956,7 +960,8 @@ static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize
     qk_status st = QK_OK;
     if (!wide || !(s->src_f32 = malloc(buf_bytes)))
         st = qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory for %zu-byte staging buffers", buf_bytes);
-    if (st == QK_OK && ((st = qk_buffer_create(ctx, buf_bytes, &src_buf)) || (st = qk_buffer_create(ctx, buf_bytes, &dst_buf))))
+    if (st == QK_OK &&
+        ((st = qk_buffer_create(ctx, buf_bytes, &src_buf)) || (st = qk_buffer_create(ctx, buf_bytes, &dst_buf))))
         forward_error(ctx, st);
     double err[QK_TARGET_MAX_OPTIONS];
     for (size_t i = 0; st == QK_OK && i < res->n_tensors; i++) {

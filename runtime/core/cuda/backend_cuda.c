@@ -281,12 +281,13 @@ static qk_status cuda_quantize_error(qk_context *ctx, void *state, const qk_quan
     QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
     const float *w = NULL;
     qk_status st = upload_imatrix(ctx, s, weights, a->cols * weights_mats, &w);
-    if (st == QK_OK && !s->error) st = allocate(ctx, (3 + 3 * QK_CUDA_ERROR_CTAS) * sizeof(double), 0, (void **)&s->error);
+    if (st == QK_OK && !s->error)
+        st = allocate(ctx, (3 + 3 * QK_CUDA_ERROR_CTAS) * sizeof(double), 0, (void **)&s->error);
     if (st != QK_OK) return st;
     double sums[3];
-    QK_CHECK_CUDA(ctx, (cudaError_t)qk_cuda_quant_error((int)a->type, (int)a->src_type, a->src, a->dst, a->rows,
-                                                        a->cols, w, w ? a->rows / weights_mats : 0, s->error + 3,
-                                                        s->error, s->stream));
+    QK_CHECK_CUDA(ctx,
+                  (cudaError_t)qk_cuda_quant_error((int)a->type, (int)a->src_type, a->src, a->dst, a->rows, a->cols, w,
+                                                   w ? a->rows / weights_mats : 0, s->error + 3, s->error, s->stream));
     QK_CHECK_CUDA(ctx, cudaMemcpyAsync(sums, s->error, sizeof sums, cudaMemcpyDeviceToHost, s->stream));
     QK_CHECK_CUDA(ctx, cudaStreamSynchronize(s->stream));
     *out = (qk_quantize_error){sums[0], sums[1], sums[2]};

@@ -520,8 +520,7 @@ static qk_status get_pipeline(qk_context *ctx, qk_vk_state *s, const char *name,
     uint32_t *other = module_override(name, &other_bytes);
     if (other) smi.pCode = other, smi.codeSize = other_bytes;
     uint32_t *kept = NULL; /* the module keeping denormals, where the device can */
-    if (s->feat.denorm_preserve32 &&
-        !(kept = qk_vk_spirv_preserve_denorms(smi.pCode, smi.codeSize, &smi.codeSize))) {
+    if (s->feat.denorm_preserve32 && !(kept = qk_vk_spirv_preserve_denorms(smi.pCode, smi.codeSize, &smi.codeSize))) {
         free(other);
         return qk_fail(ctx, QK_ERR_BACKEND, "vulkan: shader '%s': its SPIR-V cannot keep denormals", name);
     }

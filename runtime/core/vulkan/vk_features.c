@@ -219,8 +219,10 @@ uint32_t *qk_vk_spirv_preserve_denorms(const uint32_t *code, size_t bytes, size_
         const uint32_t count = code[at] >> 16, op = code[at] & 0xffffu;
         if (count == 0 || at + count > words) return NULL;
         if (op == OP_ENTRY_POINT) entries++;
-        if (op == OP_ENTRY_POINT || op == OP_EXECUTION_MODE || op == OP_EXECUTION_MODE_ID) modes_end = at + count;
-        else if (modes_end) break;
+        if (op == OP_ENTRY_POINT || op == OP_EXECUTION_MODE || op == OP_EXECUTION_MODE_ID)
+            modes_end = at + count;
+        else if (modes_end)
+            break;
         at += count;
     }
     if (!entries) return NULL;
