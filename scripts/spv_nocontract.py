@@ -4,6 +4,7 @@ NoContraction, so that no Vulkan compiler fuses `a*b + c` into one rounding: the
 shaders must round as the CPU reference does (which builds with -ffp-contract=off and calls
 fmaf where it means a fused multiply-add; the shaders call fma() there).
 Usage: spv_nocontract.py IN.spv OUT.spv
+       spv_nocontract.py --check FILE.spv...   (exit 1 naming each module with an unmarked operation)
 """
 import struct
 import sys
@@ -16,20 +17,43 @@ ANNOTATIONS = {71, 72, 73, 74, 332, 5632, 5633}
 SECTION_END = set(range(19, 40)) | set(range(41, 53)) | {54, 59, 1, 322, 4456, 4472}
 
 
-def main():
-    data = open(sys.argv[1], "rb").read()
+def read(path):
+    data = open(path, "rb").read()
     words = list(struct.unpack(f"<{len(data) // 4}I", data))
     if words[0] != 0x07230203:
-        sys.exit("spv_nocontract: not a little-endian SPIR-V module")
+        sys.exit(f"spv_nocontract: {path}: not a little-endian SPIR-V module")
     insts, at = [], 5
     while at < len(words):
         count = words[at] >> 16
         if count == 0:
-            sys.exit("spv_nocontract: malformed instruction")
+            sys.exit(f"spv_nocontract: {path}: malformed instruction")
         insts.append(words[at:at + count])
         at += count
+    return words, insts
+
+
+def unmarked(insts):
+    """result ids of the float operations without NoContraction"""
     decorated = {i[1] for i in insts if (i[0] & 0xFFFF) == OP_DECORATE and i[2] == DECORATION_NO_CONTRACTION}
-    targets = [i[2] for i in insts if (i[0] & 0xFFFF) in FLOAT_ARITH and i[2] not in decorated]
+    return [i[2] for i in insts if (i[0] & 0xFFFF) in FLOAT_ARITH and i[2] not in decorated]
+
+
+def check(paths):
+    bad = 0
+    for path in paths:
+        n = len(unmarked(read(path)[1]))
+        if n:
+            print(f"{path}: {n} float operations without NoContraction")
+            bad += 1
+    print(f"{len(paths) - bad} of {len(paths)} modules have every float operation marked NoContraction")
+    sys.exit(1 if bad or not paths else 0)
+
+
+def main():
+    if sys.argv[1] == "--check":
+        check(sys.argv[2:])
+    words, insts = read(sys.argv[1])
+    targets = unmarked(insts)
     insert = next(k for k, i in enumerate(insts) if (i[0] & 0xFFFF) in SECTION_END)
     last_annotation = max((k for k, i in enumerate(insts[:insert]) if (i[0] & 0xFFFF) in ANNOTATIONS), default=None)
     if last_annotation is not None:

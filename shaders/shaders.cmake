@@ -45,12 +45,15 @@ function(qk_shader name source)
   if(S_EXACT AND QK_SPIRV_OPT)
     # then only the passes that move no float arithmetic: one return per function (so that every
     # function can be inlined), inlining, arrays and locals into SSA values, unrolling of
-    # [[unroll]] loops, dead code; what would fold or fuse stays with the driver
+    # [[unroll]] loops, dead code; what would fold or fuse stays with the driver. The unroller's
+    # copies of a loop body lose their NoContraction (NVIDIA's driver then fused them: the IQ2/IQ3
+    # grid encoders gave other bytes there), so every float operation is marked again afterwards.
     list(APPEND cmds COMMAND Python3::Interpreter "${CMAKE_CURRENT_SOURCE_DIR}/scripts/spv_nocontract.py" "${spv}.raw" "${spv}.nc"
                      COMMAND ${QK_SPIRV_OPT} --target-env=vulkan1.2 --merge-return --inline-entry-points-exhaustive --eliminate-dead-functions
                              --private-to-local --scalar-replacement=0 --ssa-rewrite --loop-unroll --scalar-replacement=0
                              --ssa-rewrite --eliminate-local-single-block --eliminate-local-single-store
-                             --eliminate-dead-code-aggressive "${spv}.nc" -o "${spv}")
+                             --eliminate-dead-code-aggressive "${spv}.nc" -o "${spv}.opt"
+                     COMMAND Python3::Interpreter "${CMAKE_CURRENT_SOURCE_DIR}/scripts/spv_nocontract.py" "${spv}.opt" "${spv}")
   elseif(S_EXACT)
     list(APPEND cmds COMMAND Python3::Interpreter "${CMAKE_CURRENT_SOURCE_DIR}/scripts/spv_nocontract.py" "${spv}.raw" "${spv}")
   else()
@@ -65,6 +68,9 @@ function(qk_shader name source)
             "${CMAKE_CURRENT_SOURCE_DIR}/scripts/spv_nocontract.py"
     COMMENT "glslc ${name}" VERBATIM)
   set(QK_SHADER_ENTRIES ${QK_SHADER_ENTRIES} "${name}=${spv}" PARENT_SCOPE)
+  if(S_EXACT)
+    set(QK_EXACT_SPV ${QK_EXACT_SPV} "${spv}" PARENT_SCOPE)
+  endif()
 endfunction()
 
 file(MAKE_DIRECTORY "${QK_SPV_DIR}")
@@ -75,7 +81,13 @@ qk_shader(row_sigma2 row_sigma2.comp EXACT)
 qk_shader(arith_check arith_check.comp EXACT)
 foreach(type ${QK_SHADER_QUANT_TYPES})
   qk_shader(dequant/${type} dequant.comp EXACT DEFINES QK_TYPE_${type})
-  qk_shader(quant/${type} quant.comp EXACT DEFINES QK_TYPE_${type})
+  if(type STREQUAL "Q4_K" OR type STREQUAL "Q5_K")
+    # one search per module (kquants.glsl, QK_QW_BRANCHES): quant_w/ where an imatrix is given
+    qk_shader(quant/${type} quant.comp EXACT DEFINES QK_TYPE_${type} QK_QW_BRANCHES=1)
+    qk_shader(quant_w/${type} quant.comp EXACT DEFINES QK_TYPE_${type} QK_QW_BRANCHES=2)
+  else()
+    qk_shader(quant/${type} quant.comp EXACT DEFINES QK_TYPE_${type})
+  endif()
 endforeach()
 include("${QK_SHADER_DIR}/moe.cmake")
 
