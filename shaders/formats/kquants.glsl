@@ -334,7 +334,14 @@ void qk_quant_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOCK_ELEMS], boo
 #elif defined(QK_TYPE_Q4_K) || defined(QK_TYPE_Q5_K)
 
 /* Q4_K/Q5_K: 8 sub-blocks of 32 with a 6-bit scale and min each; fills the 12 scale bytes,
- * d and dmin (offsets 0, 2, 4 in both types) and leaves the final codes (0..nmax) in L. */
+ * d and dmin (offsets 0, 2, 4 in both types) and leaves the final codes (0..nmax) in L.
+ * QK_QW_BRANCHES picks which of the two searches a module holds: 1 the plain one (no imatrix),
+ * 2 the weighted one, 3 both. NVIDIA's driver refuses the module holding both (vkCreateComputePipelines
+ * fails with VK_ERROR_UNKNOWN) and compiles either alone, so shaders.cmake builds quant/Q4_K
+ * with 1 and quant_w/Q4_K with 2, and the runtime takes quant_w where an imatrix is given. */
+#ifndef QK_QW_BRANCHES
+#define QK_QW_BRANCHES 3
+#endif
 void qk_kq_quant_scale_min_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOCK_ELEMS], bool has_qw, int nmax,
                                  float rmin, int nstep, inout uint blk[QK_BLOCK_WORDS], out int L[QK_BLOCK_ELEMS]) {
     int ls[QK_QS_MAX], lm[QK_QS_MAX], Ls[QK_QS_MAX], Laux[QK_QS_MAX];
@@ -345,6 +352,7 @@ void qk_kq_quant_scale_min_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOC
         mins[i] = 0.0;
     }
     if (!has_qw) {
+#if (QK_QW_BRANCHES & 1) != 0
         float max_scale = 0.0, max_min = 0.0;
         for (int j = 0; j < 8; j++) {
             const float av = qk_sqrt(qk_div(qk_kq_sum_squares(x, 32 * j, 32), 32.0));
@@ -363,7 +371,9 @@ void qk_kq_quant_scale_min_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOC
         }
         qk_blk_set16(blk, 0u, qk_f32_to_fp16(qk_div(max_scale, 63.0)));
         qk_blk_set16(blk, 2u, qk_f32_to_fp16(qk_div(max_min, 63.0)));
+#endif
     } else {
+#if (QK_QW_BRANCHES & 2) != 0
         float sw[QK_QS_MAX];
         for (int i = 0; i < QK_QS_MAX; i++) sw[i] = 0.0;
         const float sigma2 = qk_div(2.0 * qk_kq_sum_squares(x, 0, QK_BLOCK_ELEMS), float(QK_BLOCK_ELEMS));
@@ -377,6 +387,7 @@ void qk_kq_quant_scale_min_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOC
         const float dmin = qk_hd_make_qp(8, 63, mins, lm, sw);
         qk_blk_set16(blk, 0u, qk_f32_to_fp16(d));
         qk_blk_set16(blk, 2u, qk_f32_to_fp16(dmin));
+#endif
     }
     /* qk_kq_pack_scale_min6 */
     for (int j = 0; j < 4; j++) {

@@ -45,7 +45,7 @@ static int needs_row_sigma2(qk_type t) {
 static const char *vulkan_why_not(void *state, qk_op op, qk_type type, char *buf, size_t n) {
     const qk_format *f = qk_format_of(type);
     if (!f || !(f->backends & QK_IMPL_VULKAN)) return "no Vulkan implementation in the format table";
-    char names[3][QK_VK_NAME_LEN];
+    char names[4][QK_VK_NAME_LEN];
     int count = 0;
     if (op == QK_OP_MOE) {
         qk_vk_variant(names[count++], "moe_vec", type);
@@ -54,6 +54,7 @@ static const char *vulkan_why_not(void *state, qk_op op, qk_type type, char *buf
         snprintf(names[count++], QK_VK_NAME_LEN, "convert");
     } else {
         qk_vk_variant(names[count++], op == QK_OP_QUANTIZE ? "quant" : "dequant", type);
+        if (op == QK_OP_QUANTIZE && qk_vk_has_shader(qk_vk_variant(names[count], "quant_w", type))) count++;
         if (op == QK_OP_QUANTIZE && needs_row_sigma2(type)) snprintf(names[count++], QK_VK_NAME_LEN, "row_sigma2");
     }
     if (op == QK_OP_QUANTIZE) snprintf(names[count++], QK_VK_NAME_LEN, "scan_nonfinite"); /* every quantize */
@@ -189,7 +190,9 @@ static qk_status record_quantize(qk_context *ctx, qk_vk_state *s, const void *p)
     const qk_format *f = qk_format_of(a->type);
     size_t es = qk_float_type_size(a->src_type);
     char name[QK_VK_NAME_LEN];
-    qk_vk_variant(name, "quant", a->type);
+    /* a type whose weighted search is a module of its own (quant_w/, shaders.cmake) */
+    if (!j->imatrix || !qk_vk_has_shader(qk_vk_variant(name, "quant_w", a->type)))
+        qk_vk_variant(name, "quant", a->type);
     uint64_t bpr = (uint64_t)a->cols / (uint64_t)f->block_elems, row_bytes = bpr * (uint64_t)f->block_bytes;
     uint64_t mats = a->imatrix_mats ? (uint64_t)a->imatrix_mats : 1;
     qk_status st = QK_OK;
