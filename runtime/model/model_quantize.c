@@ -965,9 +965,9 @@ static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize
         forward_error(ctx, st);
     double err[QK_TARGET_MAX_OPTIONS];
     for (size_t i = 0; st == QK_OK && i < res->n_tensors; i++) {
-        int todo = 0;
-        for (int k = 0; !rows[i].pinned && k < rows[i].n; k++) todo |= rows[i].opt[k].error < 0;
-        if (!todo) continue;
+        int unmeasured = 0; /* a candidate the state file did not give */
+        for (int k = 0; !rows[i].pinned && k < rows[i].n; k++) unmeasured |= rows[i].opt[k].error < 0;
+        if (!unmeasured) continue;
         const qk_model_tensor *t = &wide[i];
         const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
         const int64_t cols = t->ne[0], total_rows = t->ne[1] * t->ne[2] * t->ne[3], step_rows = rows_per_step(s, t);
