@@ -68,7 +68,7 @@ export LD_LIBRARY_PATH="$PWD/$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
         "$B/tests/test_gpu_equivalence" vulkan:0 2>&1)
       echo "$log" >"$out/variant-$base-$dn.log"
       res=$(echo "$log" | awk -v t="$T" '$1 == t {print $2}')
-      echo "| $T | $form | $dn | ${res:-?} | $(echo "$log" | grep -c 'VkResult') | $(echo "$log" | grep -c '^FAIL') |"
+      echo "| $T | $form | $dn | ${res:-?} | $(echo "$log" | grep -c 'vkCreateComputePipelines') | $(echo "$log" | grep -c '^FAIL') |"
     done
   done
 } | tee "$out/variants.md"
