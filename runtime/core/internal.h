@@ -71,14 +71,14 @@ qk_status qk_resolve(qk_context *ctx, const qk_exec *ex, const qk_mem *m, size_t
 qk_status qk_write_back(qk_context *ctx, const qk_exec *ex, const qk_operand *op);
 /* Frees the operand's staging, if any (operands never resolved, all zero, are ignored). */
 void qk_release(const qk_exec *ex, qk_operand *op);
-/* The error of a quantize whose input holds NaN or Inf: `first` is the value's flat index,
- * `value` its bytes (host memory), as the backends' non-finite scans report it. */
 /* Adds to *out the weighted error of q against x (rows x cols f32 each): per row, then the rows in
  * order; row r weighed by weights + (r / rows_per_weights) * cols, or 1 (weights NULL). The sums
  * of qk_quantize_measure on the host. */
 void qk_weighted_error(const float *x, const float *q, int64_t rows, int64_t cols, const float *weights,
                        int64_t rows_per_weights, qk_quantize_error *out);
 
+/* The error of a quantize whose input holds NaN or Inf: `first` is the value's flat index,
+ * `value` its bytes (host memory), as the backends' non-finite scans report it. */
 qk_status qk_nonfinite_fail(qk_context *ctx, const qk_quantize_args *a, unsigned long long first, const void *value);
 /* The check of every asynchronous call: the context runs on the caller's CUDA stream. */
 qk_status qk_check_async(qk_context *ctx, const char *what);

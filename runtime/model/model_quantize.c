@@ -590,7 +590,7 @@ static qk_quantize_desc step_desc(const qk_model_tensor *t, const step *sp, qk_t
     q.src_type = src_type;
     q.rows = sp->rows;
     q.cols = t->ne[0];
-    if (qk_format_of(t->type)->uses_imatrix) { /* the error matrix weighs every type's error by it */
+    if (qk_format_of(t->type)->uses_imatrix) { /* the error matrix passes its weights on its own */
         q.imatrix = sp->imatrix;
         q.imatrix_len = sp->imatrix_len;
     }
