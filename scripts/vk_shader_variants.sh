@@ -25,11 +25,17 @@ if [ "$mode" = build ]; then
       glslc --target-env=vulkan1.2 $3 -I "$1" -I "$1/formats" -I "$gen" -DQK_TYPE_$T "$1/quant.comp" -o "$2"
     }
     opt() { spirv-opt --target-env=vulkan1.2 "$@"; }
+    # shaders.cmake's passes for the exact shaders (keep the two lists alike), less what a form drops
+    passes() { # passes [--no-unroll] [EXTRA...]
+      local unroll=--loop-unroll
+      [ "${1:-}" = --no-unroll ] && unroll= && shift
+      echo --merge-return --inline-entry-points-exhaustive --eliminate-dead-functions --private-to-local \
+        --scalar-replacement=0 --ssa-rewrite $unroll --scalar-replacement=0 --ssa-rewrite \
+        --eliminate-local-single-block --eliminate-local-single-store "$@" --eliminate-dead-code-aggressive
+    }
     cp "$B/spirv/quant.$T.spv" "$D/$T.built.spv"
     cc $src "$D/$T.raw" -O0 && python3 scripts/spv_nocontract.py "$D/$T.raw" "$D/$T.noopt.spv"
-    opt --merge-return --inline-entry-points-exhaustive --eliminate-dead-functions --private-to-local \
-      --scalar-replacement=0 --ssa-rewrite --scalar-replacement=0 --ssa-rewrite --eliminate-local-single-block \
-      --eliminate-local-single-store --eliminate-dead-code-aggressive "$D/$T.noopt.spv" -o "$D/$T.nounroll.spv"
+    opt $(passes --no-unroll) "$D/$T.noopt.spv" -o "$D/$T.nounroll.spv"
     opt --merge-return --inline-entry-points-exhaustive --eliminate-dead-functions "$D/$T.noopt.spv" -o "$D/$T.inline.spv"
     cc $src "$D/$T.rawO" -O && python3 scripts/spv_nocontract.py "$D/$T.rawO" "$D/$T.O.spv"
     if grep -q 'if (!has_qw) {' shaders/formats/kquants.glsl && [[ $T == Q?_K ]]; then
@@ -38,10 +44,7 @@ if [ "$mode" = build ]; then
         [ $form = plain ] && cond=true || cond=false
         sed -i "s/if (!has_qw) {/if ($cond) {/" "$tmp/formats/kquants.glsl"
         cc "$tmp" "$D/$T.raw" -O0 && python3 scripts/spv_nocontract.py "$D/$T.raw" "$D/$T.$form.nc"
-        opt --merge-return --inline-entry-points-exhaustive --eliminate-dead-functions --private-to-local \
-          --scalar-replacement=0 --ssa-rewrite --loop-unroll --scalar-replacement=0 --ssa-rewrite \
-          --eliminate-local-single-block --eliminate-local-single-store --eliminate-dead-branches --eliminate-dead-code-aggressive \
-          "$D/$T.$form.nc" -o "$D/$T.$form.spv"
+        opt $(passes --eliminate-dead-branches) "$D/$T.$form.nc" -o "$D/$T.$form.spv"
         rm -rf "$tmp" "$D/$T.$form.nc"
       done
     fi

@@ -48,6 +48,7 @@ function(qk_shader name source)
     # [[unroll]] loops, dead code; what would fold or fuse stays with the driver. The unroller's
     # copies of a loop body lose their NoContraction (NVIDIA's driver then fused them: the IQ2/IQ3
     # grid encoders gave other bytes there), so every float operation is marked again afterwards.
+    # (scripts/vk_shader_variants.sh repeats this pass list for its forms.)
     list(APPEND cmds COMMAND Python3::Interpreter "${CMAKE_CURRENT_SOURCE_DIR}/scripts/spv_nocontract.py" "${spv}.raw" "${spv}.nc"
                      COMMAND ${QK_SPIRV_OPT} --target-env=vulkan1.2 --merge-return --inline-entry-points-exhaustive --eliminate-dead-functions
                              --private-to-local --scalar-replacement=0 --ssa-rewrite --loop-unroll --scalar-replacement=0
