@@ -35,15 +35,52 @@ int qk_mxfp4_nearest_code(float x, float d) {
 
 #if defined(QK_TYPE_MXFP4)
 
+/* Below this exponent byte the scale 2^(e-128) or its products are subnormal: a device may flush
+ * subnormal operands and results of float arithmetic, whatever the module's DenormPreserve mode
+ * says (the H100's driver 580 does: bench/results/2026-12-06-vulkan-h100-a95ace0-shader-forms.md),
+ * so there the values are built, and the errors compared, from their bits. */
+#define QK_MXFP4_SUBNORMAL_E 8u
+
+/* kv * 2^(e-128) for e < QK_MXFP4_SUBNORMAL_E, exactly as the CPU's (float)kv * d gives it
+ * (|kv| <= 12: never rounded). A zero code is +0 there too ((float)0 has no sign). */
+float qk_mxfp4_small_value(int kv, uint e) {
+    if (kv == 0) return 0.0;
+    const uint mag = uint(abs(kv));
+    const int p = findMSB(mag), E = int(e) - 128, fe = p + E;
+    const uint bits = fe >= -126 ? (uint(fe + 127) << 23) | ((mag << uint(23 - p)) & 0x7fffffu) : mag << uint(E + 149);
+    return uintBitsToFloat((kv < 0 ? 0x80000000u : 0u) | bits);
+}
+
 void qk_dequant_part(uint base, uint p, out float v[32]) {
-    const float d = qk_e8m0_to_f32_half(qk_rd8(base));
+    const uint e = qk_rd8(base);
+    const float d = qk_e8m0_to_f32_half(e);
+    const bool small = e < QK_MXFP4_SUBNORMAL_E; /* uniform over the block: the common case stays a multiply */
     [[unroll]] for (uint j = 0u; j < 4u; j++) {
         uint w = qk_rd32(base + 1u + 4u * j);
         [[unroll]] for (uint k = 0u; k < 4u; k++) {
-            v[4u * j + k] = float(qk_mxfp4_kv((w >> (8u * k)) & 15u)) * d;
-            v[4u * j + k + 16u] = float(qk_mxfp4_kv((w >> (8u * k + 4u)) & 15u)) * d;
+            const int lo = qk_mxfp4_kv((w >> (8u * k)) & 15u), hi = qk_mxfp4_kv((w >> (8u * k + 4u)) & 15u);
+            v[4u * j + k] = small ? qk_mxfp4_small_value(lo, e) : float(lo) * d;
+            v[4u * j + k + 16u] = small ? qk_mxfp4_small_value(hi, e) : float(hi) * d;
         }
     }
+}
+
+/* qk_mxfp4_nearest_code for e < QK_MXFP4_SUBNORMAL_E. There amax < 2^-116, so x and kv * d are
+ * multiples of 2^-149 below 2^-112 and their difference is exact in double; rounded once to
+ * float it is the CPU's fabsf(kv * d - x), and non-negative floats order as their bits. */
+int qk_mxfp4_nearest_code_small(float x, uint e) {
+    const double x64 = qk_f32_to_f64(x);
+    int best = 0;
+    uint best_err = floatBitsToUint(qk_f64_to_f32(abs(x64)));
+    for (int c = 1; c < 16; c++) {
+        const double v = qk_f32_to_f64(qk_mxfp4_small_value(qk_mxfp4_kv(uint(c)), e));
+        const uint err = floatBitsToUint(qk_f64_to_f32(abs(v - x64)));
+        if (err < best_err) {
+            best = c;
+            best_err = err;
+        }
+    }
+    return best;
 }
 
 /* floorf(log2f(a)) for finite a > 0 with log2f correctly rounded: see the C reference. The
@@ -74,13 +111,19 @@ int qk_floor_log2_rounded(float a) {
 /* MXFP4's rounding is fixed by the format: no imatrix to weigh. */
 void qk_quant_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOCK_ELEMS], bool has_qw, float row_sigma2,
                     inout uint blk[QK_BLOCK_WORDS]) {
-    float amax = 0.0;
-    for (int j = 0; j < 32; j++) amax = max(amax, abs(x[j]));
-    const uint e = amax > 0.0 ? uint(qk_floor_log2_rounded(amax) - 2 + 127) & 0xffu : 0u;
+    /* the largest magnitude by its bits (finite input: they order as the values), so that a
+     * block of subnormals is not flushed to a zero amax */
+    uint amax_bits = 0u;
+    for (int j = 0; j < 32; j++) amax_bits = max(amax_bits, floatBitsToUint(x[j]) & 0x7fffffffu);
+    const uint e = amax_bits != 0u ? uint(qk_floor_log2_rounded(uintBitsToFloat(amax_bits)) - 2 + 127) & 0xffu : 0u;
     const float d = qk_e8m0_to_f32_half(e);
     qk_blk_or8(blk, 0u, e);
-    for (int j = 0; j < 16; j++)
-        qk_blk_or8(blk, uint(1 + j), uint(qk_mxfp4_nearest_code(x[j], d) | (qk_mxfp4_nearest_code(x[j + 16], d) << 4)));
+    for (int j = 0; j < 16; j++) {
+        const int lo = e < QK_MXFP4_SUBNORMAL_E ? qk_mxfp4_nearest_code_small(x[j], e) : qk_mxfp4_nearest_code(x[j], d);
+        const int hi =
+            e < QK_MXFP4_SUBNORMAL_E ? qk_mxfp4_nearest_code_small(x[j + 16], e) : qk_mxfp4_nearest_code(x[j + 16], d);
+        qk_blk_or8(blk, uint(1 + j), uint(lo | (hi << 4)));
+    }
 }
 
 #elif defined(QK_TYPE_NVFP4)
