@@ -229,13 +229,6 @@ struct no_dot {
 /* DOT_ROWS rows per lane group: each activation part loaded serves that many rows. */
 constexpr int DOT_WARPS = 4, DOT_ROWS = 2;
 
-/* Lanes per row: the row's 32-value parts are strided over them, 32 / L rows per warp. */
-inline int dot_lanes(int64_t k) {
-    int l = 1;
-    while (l < 32 && 2 * l <= k / 32) l *= 2;
-    return l;
-}
-
 /* Part P of a slot's 8-bit activations: codes x0 (values 0-15), x1 (16-31), and xs: scale, sums of
  * the two halves (qk_cuda_moe_quantize_x). */
 struct x_part {
@@ -263,6 +256,31 @@ template <class D> __device__ inline float part_dot(const qk_part_i8 &r, const x
     float v = x.xs.x * (r.s[0] * (float)s0 + r.s[1] * (float)s1);
     if constexpr (D::OFFSET) v += r.o[0] * x.xs.y + r.o[1] * x.xs.z;
     return v;
+}
+
+/* The sums of a lane's N accumulators over its row group's L lanes (L >= N, both powers of two),
+ * in a fixed order. While a lane holds more than one value, each butterfly step halves them: of
+ * every pair differing in the step's index bit the lane keeps the one its own lane bit names and
+ * receives its partner's copy of it (N - 1 shuffles in all, where summing each value over every
+ * level would take N per level); the one value left is then summed over the remaining levels.
+ * Lane u < N of the group ends with the total of value u, lanes u >= N with a copy of u % N's. */
+template <int N> __device__ inline float reduce_spread(const float (&v)[N], int lane, int L) {
+    float w[N];
+#pragma unroll
+    for (int j = 0; j < N; j++) w[j] = v[j];
+#pragma unroll
+    for (int o = 1; o < N; o <<= 1) {
+        const bool b = lane & o;
+#pragma unroll
+        for (int j = 0; j < N / (2 * o); j++) {
+            const float keep = b ? w[2 * j + 1] : w[2 * j], send = b ? w[2 * j] : w[2 * j + 1];
+            w[j] = keep + __shfl_xor_sync(0xffffffffu, send, o);
+        }
+    }
+#pragma unroll
+    for (int o = N; o < 32; o <<= 1)
+        if (o < L) w[0] += __shfl_xor_sync(0xffffffffu, w[0], o);
+    return w[0];
 }
 
 /* grid: (row groups of DOT_WARPS * 32 / L * DOT_ROWS rows, slots, grid-stride): every slot is its
@@ -313,7 +331,8 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
                 if (u == 0 && row0 + rr < a.m) y[i * a.m + row0 + rr] = __int_as_float(0x7fc00000);
             continue;
         }
-        const int64_t xrow = a.x_per_slot ? i : i / a.n_used;
+        /* 32-bit: the launcher keeps the slots below 2^31 (a 64-bit division is a call) */
+        const int64_t xrow = a.x_per_slot ? i : (int64_t)((unsigned)i / (unsigned)a.n_used);
         const int8_t *xr = xq + xrow * a.k;
         const float4 *xmr = xm + xrow * parts;
         float acc[NW][R];
@@ -344,13 +363,26 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
                     for (int rr = 0; rr < R; rr++) acc[t][rr] += part_dot<D>(r[t][rr], x);
             }
         }
-#pragma unroll
-        for (int rr = 0; rr < R; rr++) {
+        if (L >= NW * R) {
+            /* value t * R + rr ends in lane u = t * R + rr: the gate's lanes take the up sums
+             * from u + R */
+            float v[NW * R];
 #pragma unroll
             for (int t = 0; t < NW; t++)
-                for (int o = L / 2; o > 0; o >>= 1) acc[t][rr] += __shfl_xor_sync(0xffffffffu, acc[t][rr], o);
-            if (u == 0 && row0 + rr < a.m)
-                y[i * a.m + row0 + rr] = GATE_UP ? silu(acc[0][rr]) * acc[NW - 1][rr] : acc[0][rr];
+#pragma unroll
+                for (int rr = 0; rr < R; rr++) v[t * R + rr] = acc[t][rr];
+            const float sum = reduce_spread<NW * R>(v, lane, L);
+            const float up = GATE_UP ? __shfl_xor_sync(0xffffffffu, sum, R) : 0.0f;
+            if (u < R && row0 + u < a.m) y[i * a.m + row0 + u] = GATE_UP ? silu(sum) * up : sum;
+        } else { /* rows of fewer than NW * R parts: each sum on its own */
+#pragma unroll
+            for (int rr = 0; rr < R; rr++) {
+#pragma unroll
+                for (int t = 0; t < NW; t++)
+                    for (int o = L / 2; o > 0; o >>= 1) acc[t][rr] += __shfl_xor_sync(0xffffffffu, acc[t][rr], o);
+                if (u == 0 && row0 + rr < a.m)
+                    y[i * a.m + row0 + rr] = GATE_UP ? silu(acc[0][rr]) * acc[NW - 1][rr] : acc[0][rr];
+            }
         }
     }
 }
@@ -576,8 +608,9 @@ __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1, BN))
 
 template <class T, class D, int KIND>
 int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, cudaStream_t s) {
-    const int L = dot_lanes(a.k);
+    const int L = p.lanes; /* lanes per row (moe_plan.cu): 32 / L rows per warp */
     const int64_t slots = a.n_tokens * a.n_used;
+    if (slots > INT32_MAX) return (int)cudaErrorInvalidValue; /* the kernel's slot arithmetic is 32-bit */
     const int64_t rows_per_cta = (int64_t)DOT_WARPS * (32 / L) * DOT_ROWS;
     const uint8_t *ws = static_cast<const uint8_t *>(a.workspace);
     /* launched as a programmatic dependent of qk_cuda_moe_quantize_x's kernel, just before it */

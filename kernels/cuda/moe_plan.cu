@@ -92,6 +92,21 @@ int forced_path() {
     return f;
 }
 
+/* The dot path's lanes per row: the row's 32-value parts strided over them, as many as leave
+ * each lane at least two parts (at most 32). QK_MOE_DOT_LANES=N (a power of two, 1 to 32)
+ * overrides it, for measuring (scripts/gpu_peer.sh's QK_PEER_PATHS entries dot@N). Read once. */
+int dot_lanes(int64_t k) {
+    static const int forced = [] {
+        const char *v = getenv("QK_MOE_DOT_LANES");
+        const int n = v ? atoi(v) : 0;
+        return n >= 1 && n <= 32 && !(n & (n - 1)) ? n : 0;
+    }();
+    if (forced) return forced;
+    int l = 1;
+    while (l < 32 && 2 * l <= k / 32) l *= 2;
+    return l;
+}
+
 } // namespace
 
 /* The path and the layout do not depend on the kind; the weighted sum only adds its per-slot
@@ -119,6 +134,7 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         /* the 8-bit activations, the weighted sum's per-slot products */
         size_t at = 0;
         p.path = QK_CUDA_MOE_DOT;
+        p.lanes = dot_lanes(a->k);
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;
