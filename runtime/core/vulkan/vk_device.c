@@ -13,6 +13,7 @@
 #include "vk_features.h"
 #include "vk_internal.h"
 #include "vk_loader.h"
+#include "vk_pipeline_cache.h"
 
 static qk_vk_api vk;
 
@@ -276,6 +277,8 @@ struct qk_vk_state {
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout pipe_layout;
     VkPipelineCache cache;
+    char cache_path[4096]; /* the cache's file (vk_pipeline_cache.h), "" for none */
+    int cache_grew;        /* a pipeline was created since the file was read: written back at close */
     VkDescriptorPool desc_pool;
     VkQueryPool queries;
     int recording, sets_used;
@@ -551,6 +554,7 @@ static qk_status get_pipeline(qk_context *ctx, qk_vk_state *s, const char *name,
     }
     p->shader = sh;
     p->pipeline = pipe;
+    s->cache_grew = 1;
     p->next = s->pipelines;
     s->pipelines = p;
     *out = pipe;
@@ -690,6 +694,17 @@ static qk_status upload_tables(qk_context *ctx, qk_vk_state *s) {
     return st;
 }
 
+/* The driver's compiled pipelines back to the cache file, for the next process. */
+static void save_pipeline_cache(qk_vk_state *s) {
+    if (!s->cache_grew || !s->cache_path[0]) return;
+    size_t n = 0;
+    if (vk.vkGetPipelineCacheData(s->device, s->cache, &n, NULL) != VK_SUCCESS || !n) return;
+    void *data = malloc(n);
+    if (data && vk.vkGetPipelineCacheData(s->device, s->cache, &n, data) == VK_SUCCESS)
+        qk_vk_pipeline_cache_write(s->cache_path, data, n);
+    free(data);
+}
+
 void qk_vk_close(void *state) {
     qk_vk_state *s = state;
     if (!s) return;
@@ -705,7 +720,10 @@ void qk_vk_close(void *state) {
         while (s->allocs) drop_buffer(s, s->allocs);
         if (s->queries) vk.vkDestroyQueryPool(s->device, s->queries, NULL);
         if (s->desc_pool) vk.vkDestroyDescriptorPool(s->device, s->desc_pool, NULL);
-        if (s->cache) vk.vkDestroyPipelineCache(s->device, s->cache, NULL);
+        if (s->cache) {
+            save_pipeline_cache(s);
+            vk.vkDestroyPipelineCache(s->device, s->cache, NULL);
+        }
         if (s->pipe_layout) vk.vkDestroyPipelineLayout(s->device, s->pipe_layout, NULL);
         if (s->set_layout) vk.vkDestroyDescriptorSetLayout(s->device, s->set_layout, NULL);
         if (s->fence) vk.vkDestroyFence(s->device, s->fence, NULL);
@@ -849,8 +867,23 @@ qk_status qk_vk_open(qk_context *ctx, int index, void **state) {
                                       .pushConstantRangeCount = 1,
                                       .pPushConstantRanges = &pcr};
     QK_CHECK_VK(ctx, vk.vkCreatePipelineLayout(s->device, &pli, NULL, &s->pipe_layout));
+    /* the pipelines an earlier process compiled on this device and driver, where there are any;
+     * a cache the driver refuses all the same is dropped for an empty one */
     VkPipelineCacheCreateInfo pcci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
-    QK_CHECK_VK(ctx, vk.vkCreatePipelineCache(s->device, &pcci, NULL, &s->cache));
+    void *saved = NULL;
+    if (qk_vk_pipeline_cache_path(&s->phys->props, s->cache_path, sizeof s->cache_path))
+        saved = qk_vk_pipeline_cache_read(s->cache_path, &s->phys->props, &pcci.initialDataSize);
+    else
+        s->cache_path[0] = '\0';
+    pcci.pInitialData = saved;
+    VkResult cr = vk.vkCreatePipelineCache(s->device, &pcci, NULL, &s->cache);
+    if (cr != VK_SUCCESS && saved) {
+        pcci.initialDataSize = 0;
+        pcci.pInitialData = NULL;
+        cr = vk.vkCreatePipelineCache(s->device, &pcci, NULL, &s->cache);
+    }
+    free(saved);
+    if (cr != VK_SUCCESS) return vk_fail(ctx, cr, "vkCreatePipelineCache()");
     VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, MAX_SETS * QK_VK_MAX_BINDINGS};
     VkDescriptorPoolCreateInfo dpi = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
                                       .maxSets = MAX_SETS,
