@@ -8,9 +8,12 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "plot_svg.h"
 #include "safe_output.h"
 
 #define MAX_LIST 256
+/* --plot's evenly spaced budgets: a smooth curve, and still a few milliseconds of solving each */
+#define CURVE_BUDGETS 48
 
 static void usage(FILE *f) {
     fprintf(
@@ -47,7 +50,13 @@ static void usage(FILE *f) {
            "  --target-types T1,T2,...    candidate types (default Q2_K..Q6_K, IQ2_XXS..IQ4_XS, Q8_0, MXFP4;\n"
            "                              those needing imatrix data only with it)\n"
            "  --state-file F              keep the measured errors in F; a later run with the same model,\n"
-           "                              imatrix and candidates reads them instead of measuring\n\n"
+           "                              imatrix and candidates reads them instead of measuring\n"
+           "  --plot FILE.svg             also draw the total error against bpw that the target's allocation\n"
+           "                              reaches over the reachable range, the chosen mixture and every\n"
+           "                              quantized preset priced from the same error matrix (the presets'\n"
+           "                              types that are no candidate are measured too; the state file does\n"
+           "                              not keep them); --report then lists the points. Written with\n"
+           "                              --dry-run as well: it is an inspection output, like --report\n\n"
            "TYPE (preset, or its llama_ftype number):\n");
     for (size_t i = 0; i < qk_preset_count(); i++) {
         const qk_preset *ft = qk_preset_at(i);
@@ -75,6 +84,7 @@ typedef struct options {
     int target_types[64];
     size_t n_target_types;
     const char *state_file;
+    const char *plot;
 } options;
 
 static int parse_type(const char *opt, const char *v, int *out) {
@@ -290,6 +300,8 @@ static int parse(int argc, char **argv, options *o) {
             if (!parse_type_list(o, val)) return 0;
         } else if (!strcmp(name, "--state-file")) {
             o->state_file = val;
+        } else if (!strcmp(name, "--plot")) {
+            o->plot = val;
         } else {
             fprintf(stderr, "qkern: quantize: unknown option '%s' (qkern quantize --help)\n", name);
             return 0;
@@ -305,6 +317,10 @@ static int parse(int argc, char **argv, options *o) {
     }
     if ((o->n_target_types || o->state_file) && !(o->target_bpw > 0) && !o->target_size) {
         fprintf(stderr, "qkern: --target-types and --state-file need --target-bpw or --target-size\n");
+        return 0;
+    }
+    if (o->plot && !(o->target_bpw > 0) && !o->target_size) {
+        fprintf(stderr, "qkern: --plot needs --target-bpw or --target-size (it draws the size target's curve)\n");
         return 0;
     }
     if (o->keep_split && o->split_max) {
@@ -459,6 +475,153 @@ static void on_progress(void *user, const qk_model_progress *p) {
     }
 }
 
+/* What a size target minimises, in the words the report and the plot use. */
+static const char error_definition[] =
+    "sum w (x - q)^2 over the tensors the target chooses for, w the imatrix's mean x^2 of the value's column "
+    "(1 without imatrix data)";
+
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* The size target's outcome and, with --plot, its curve and the presets priced beside it. */
+static void write_report_target(FILE *f, const qk_model_result *res) {
+    const qk_model_totals *r = qk_model_result_totals(res);
+    const double w = r->in_weights ? (double)r->in_weights : 1.0;
+    fprintf(f,
+            "  \"target\": {\"budget\": %llu, \"min_bytes\": %llu, \"max_bytes\": %llu, \"bytes\": %llu, "
+            "\"bpw\": %.6f, \"error\": %.9g, \"preset_error\": ",
+            (unsigned long long)r->target_budget, (unsigned long long)r->target_min_bytes,
+            (unsigned long long)r->target_max_bytes, (unsigned long long)r->out_bytes, 8.0 * (double)r->out_bytes / w,
+            r->target_error);
+    if (r->preset_error >= 0)
+        fprintf(f, "%.9g", r->preset_error);
+    else
+        fputs("null", f);
+    fputs(", \"error_definition\": ", f);
+    json_string(f, error_definition);
+    fputs("},\n", f);
+    const size_t nc = qk_model_result_curve_count(res), np = qk_model_result_preset_count(res);
+    if (!nc) return;
+    fputs("  \"pareto\": [\n", f);
+    for (size_t i = 0; i < nc; i++) {
+        const qk_model_curve_point *c = qk_model_result_curve(res, i);
+        fprintf(f, "    {\"bpw\": %.6f, \"bytes\": %llu, \"error\": %.9g}%s\n", c->bpw, (unsigned long long)c->bytes,
+                c->error, i + 1 < nc ? "," : "");
+    }
+    fputs("  ],\n  \"presets\": [", f);
+    int first = 1;
+    for (size_t i = 0; i < np; i++) {
+        const qk_model_preset_point *p = qk_model_result_preset(res, i);
+        if (!p->evaluated) continue;
+        fprintf(f, "%s\n    {\"name\": \"%s\", \"bpw\": %.6f, \"bytes\": %llu, \"error\": %.9g, ", first ? "" : ",",
+                p->preset->name, p->point.bpw, (unsigned long long)p->point.bytes, p->point.error);
+        fprintf(f, "\"candidates_only\": %s, \"allocation_error\": ", p->candidates_only ? "true" : "false");
+        if (p->allocation_error >= 0)
+            fprintf(f, "%.9g}", p->allocation_error);
+        else
+            fputs("null}", f);
+        first = 0;
+    }
+    fputs("\n  ],\n  \"presets_left_out\": [", f);
+    first = 1;
+    for (size_t i = 0; i < np; i++) {
+        const qk_model_preset_point *p = qk_model_result_preset(res, i);
+        if (p->evaluated) continue;
+        fprintf(f, "%s\n    {\"name\": \"%s\", \"why\": ", first ? "" : ",", p->preset->name);
+        json_string(f, p->why);
+        fputs("}", f);
+        first = 0;
+    }
+    fputs("\n  ],\n", f);
+}
+
+/* Draws the size target's curve, its mixture and the presets into `path` (atomically, as the
+ * report). Presets left out are named in the picture's notes and, unless quiet, on stderr. */
+static int write_plot(const char *path, const qk_model_result *res, const char *in, const qk_preset *ft, int quiet) {
+    const qk_model_totals *r = qk_model_result_totals(res);
+    const size_t nc = qk_model_result_curve_count(res), np = qk_model_result_preset_count(res);
+    double *cx = malloc((nc ? nc : 1) * sizeof *cx), *cy = malloc((nc ? nc : 1) * sizeof *cy);
+    plot_mark *marks = malloc((np ? np : 1) * sizeof *marks);
+    char(*lines)[320] = malloc((np + 1) * sizeof *lines);
+    const char **notes = malloc((np + 1) * sizeof *notes);
+    int ok = 0;
+    if (!cx || !cy || !marks || !lines || !notes) {
+        fprintf(stderr, "qkern: --plot %s: out of memory\n", path);
+        goto done;
+    }
+    for (size_t i = 0; i < nc; i++) {
+        cx[i] = qk_model_result_curve(res, i)->bpw;
+        cy[i] = qk_model_result_curve(res, i)->error;
+    }
+    size_t nm = 0, nn = 0;
+    for (size_t i = 0; i < np; i++) {
+        const qk_model_preset_point *p = qk_model_result_preset(res, i);
+        if (p->evaluated) {
+            marks[nm++] = (plot_mark){p->point.bpw, p->point.error, p->preset->name, !p->candidates_only};
+            continue;
+        }
+        if (!nn) {
+            snprintf(lines[0], sizeof lines[0], "Presets left out (no exact price from this error matrix):");
+            notes[nn] = lines[nn];
+            nn++;
+        }
+        snprintf(lines[nn], sizeof lines[nn], "  %s: %s", p->preset->name, p->why);
+        notes[nn] = lines[nn];
+        nn++;
+        if (!quiet) fprintf(stderr, "qkern: --plot: %s left out: %s\n", p->preset->name, p->why);
+    }
+    const double w = r->in_weights ? (double)r->in_weights : 1.0, bpw = 8.0 * (double)r->out_bytes / w;
+    const char *base = strrchr(in, '/') ? strrchr(in, '/') + 1 : in;
+    char title[512], subtitle[512], target[64];
+    snprintf(title, sizeof title, "%s: total error against size, size target %.4g bpw over %s's plan", base, bpw,
+             ft->name);
+    snprintf(subtitle, sizeof subtitle, "error = %s", error_definition);
+    snprintf(target, sizeof target, "target %.3f bpw", bpw);
+    const plot_desc d = {
+        .title = title,
+        .subtitle = subtitle,
+        .x_label = "bits per weight (tensor data of all tensors / weights)",
+        .y_label = "total error, sum w (x - q)^2",
+        .curve_x = cx,
+        .curve_y = cy,
+        .n_curve = nc,
+        .curve_legend = "the target's allocation at each budget",
+        .point = {bpw, r->target_error, target, 0},
+        .marks = marks,
+        .n_marks = nm,
+        .dot_legend = "preset, its types all candidates",
+        .ring_legend = "preset using types that are no candidate",
+        .notes = notes,
+        .n_notes = nn,
+    };
+    FILE *f = safe_output_open("--plot", path);
+    if (!f) goto done;
+    if (plot_svg_write(f, &d) != 0) {
+        safe_output_discard(f);
+        fprintf(stderr, "qkern: --plot %s: no point to draw\n", path);
+        goto done;
+    }
+    ok = safe_output_commit(f, "--plot", path);
+done:
+    free(cx);
+    free(cy);
+    free(marks);
+    free(lines);
+    free(notes);
+    return ok;
+}
+
 /* Writes the report into f (from safe_output_open), closes it and renames it to `path`. */
 static int write_report(FILE *f, const char *path, const qk_model_result *res, const char *in, const char *out,
                         const qk_preset *ft, const char *device) {
@@ -467,8 +630,10 @@ static int write_report(FILE *f, const char *path, const qk_model_result *res, c
             ft->name, ft->id);
     fprintf(f, "  \"device\": \"%s\",\n  \"seconds\": %.6f,\n  \"in_bytes\": %llu,\n  \"out_bytes\": %llu,\n", device,
             r->seconds, (unsigned long long)r->in_bytes, (unsigned long long)r->out_bytes);
-    fprintf(f, "  \"weights\": %llu,\n  \"bpw\": %.6f,\n  \"tensors\": [\n", (unsigned long long)r->in_weights,
+    fprintf(f, "  \"weights\": %llu,\n  \"bpw\": %.6f,\n", (unsigned long long)r->in_weights,
             r->in_weights ? 8.0 * (double)r->out_bytes / (double)r->in_weights : 0.0);
+    if (r->target_budget) write_report_target(f, res);
+    fputs("  \"tensors\": [\n", f);
     for (size_t i = 0; i < r->n_tensors; i++) {
         const qk_model_tensor *t = qk_model_result_tensor(res, i);
         fprintf(f, "    {\"name\": \"%s\", \"shape\": [", t->name);
@@ -515,7 +680,13 @@ int cmd_quantize(int argc, char **argv) {
         rc = cli_fail(o.device ? o.device : "device", NULL);
         goto done;
     }
-    /* made first: a report that cannot be written stops the run before any output exists */
+    /* made first: a report or plot that cannot be written stops the run before any output
+     * exists. The plot is only tried here (one temporary at a time) and written at the end. */
+    if (o.plot) {
+        FILE *probe = safe_output_open("--plot", o.plot);
+        if (!probe) goto done;
+        safe_output_discard(probe);
+    }
     if (o.report && !(report = safe_output_open("--report", o.report))) goto done;
 
     qk_model_quantize_desc q = qk_model_quantize_default_desc();
@@ -548,6 +719,7 @@ int cmd_quantize(int argc, char **argv) {
     q.target_types = o.n_target_types ? o.target_types : NULL;
     q.n_target_types = o.n_target_types;
     q.state_file = o.state_file;
+    q.target_curve = o.plot ? CURVE_BUDGETS : 0;
     progress_state ps = {isatty(STDERR_FILENO), -1.0};
     if (!o.quiet && !o.dry_run) {
         q.progress = on_progress;
@@ -573,6 +745,13 @@ int cmd_quantize(int argc, char **argv) {
         const char *dev = qk_context_device(ctx, &di) == QK_OK ? di.name : "?";
         if (!write_report(report, o.report, res, in, out, ft, dev)) rc = 1;
         report = NULL;
+    }
+    if (o.plot) {
+        if (write_plot(o.plot, res, in, ft, o.quiet))
+            printf("plot: %zu points of the curve, %zu presets -> %s\n", qk_model_result_curve_count(res),
+                   qk_model_result_preset_count(res), o.plot);
+        else
+            rc = 1;
     }
 done:
     safe_output_discard(report);

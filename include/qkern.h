@@ -467,6 +467,13 @@ typedef struct qk_model_quantize_desc {
      * imatrix data and candidates (then nothing is measured), refused with QK_ERR_INVALID_ARG
      * when it was not, written when absent. NULL: none. */
     const char *state_file;
+    /* With a size target, n >= 2: also the curve of total error against size that the target's
+     * allocation traces over the reachable range (n budgets evenly spaced from the smallest to
+     * the largest reachable total, plus the target's own and each preset's size), and every
+     * quantized preset's point from the same measurements (qk_model_result_curve,
+     * qk_model_result_preset). The presets' types that are no candidate are measured too (they
+     * never enter the allocation; the state file does not keep them). 0: none. */
+    int target_curve;
 } qk_model_quantize_desc;
 
 QK_API qk_model_quantize_desc qk_model_quantize_default_desc(void);
@@ -510,7 +517,8 @@ typedef struct qk_model_totals {
     size_t in_tensors;   /* tensors of the input: n_tensors plus those pruned (prune_layers) */
     /* With a size target (else all 0): the budget in tensor data bytes, the range of totals
      * reachable with the candidates, the chosen mixture's total error, the preset's own mixture's
-     * total error from the same measurements (negative where a preset type was no candidate),
+     * total error from the same measurements (negative where a preset type was no candidate and
+     * no curve, desc.target_curve, measured it),
      * the seconds spent measuring, and 1 when the errors came from the state file instead. */
     uint64_t target_budget, target_min_bytes, target_max_bytes;
     double target_error, preset_error;
@@ -564,6 +572,36 @@ QK_API qk_model_plan_desc qk_model_plan_default_desc(void);
  * with QK_ERR_SHAPE for a tensor no type can hold. */
 QK_API qk_status qk_model_plan(const qk_model_quantize_desc *recipe, const qk_model_plan_desc *model,
                                qk_model_result **result);
+
+/* One mixture of a size target's curve, or a preset's: its tensor data bytes (pinned tensors
+ * included), bits per weight (8 * bytes / totals.in_weights) and total error sum w (x - q)^2,
+ * from the error matrix the target chose by. */
+typedef struct qk_model_curve_point {
+    uint64_t bytes;
+    double bpw;
+    double error;
+} qk_model_curve_point;
+
+/* A preset's place beside the curve (desc.target_curve). */
+typedef struct qk_model_preset_point {
+    const qk_preset *preset;
+    int evaluated;       /* 1: point is its mixture's; 0: left out, `why` says why */
+    int candidates_only; /* 1: every tensor the target chooses for gets one of the candidates
+                            here, so the allocation could have chosen this mixture */
+    qk_model_curve_point point;
+    double allocation_error; /* the target's allocation for a budget of point.bytes; negative
+                                outside the reachable range or when not evaluated */
+    char why[200];
+} qk_model_preset_point;
+
+/* The curve (desc.target_curve), ascending in bytes and strictly descending in error: the
+ * allocations of every budget solved, less those another one beats with no more bytes. Count
+ * 0 without a curve; point i valid until the result is freed (NULL beyond the count). */
+QK_API size_t qk_model_result_curve_count(const qk_model_result *r);
+QK_API const qk_model_curve_point *qk_model_result_curve(const qk_model_result *r, size_t i);
+/* Every preset that quantizes (not F32/F16/BF16/COPY, not the aliases), in qk_preset_at order. */
+QK_API size_t qk_model_result_preset_count(const qk_model_result *r);
+QK_API const qk_model_preset_point *qk_model_result_preset(const qk_model_result *r, size_t i);
 
 /* A result's tensors: count, then row i (0 <= i < count; NULL beyond), valid until the result
  * is freed. */

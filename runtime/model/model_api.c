@@ -116,8 +116,12 @@ static qk_status check_files(qk_context *ctx, const qk_model_quantize_desc *d) {
                        "qk_model_quantize: target_bpw must be >= 0, and not with target_bytes");
     if (d->n_target_types && !d->target_types)
         return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: %zu target types but no array", d->n_target_types);
-    if ((d->n_target_types || d->state_file) && !(d->target_bpw > 0) && !d->target_bytes)
-        return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: target_types and state_file need a size target");
+    if ((d->n_target_types || d->state_file || d->target_curve) && !(d->target_bpw > 0) && !d->target_bytes)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG,
+                       "qk_model_quantize: target_types, state_file and target_curve need a size target");
+    if (d->target_curve < 0 || d->target_curve == 1 || d->target_curve > 10000)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: target_curve is %d (0, or 2 to 10000 budgets)",
+                       d->target_curve);
     for (size_t i = 0; i < d->n_target_types; i++) {
         qk_type_info info;
         if (qk_type_get_info(d->target_types[i], &info) != QK_OK || info.block_elems == 1)
@@ -160,6 +164,18 @@ const qk_model_totals *qk_model_result_totals(const qk_model_result *r) { return
 
 const char *qk_model_result_notes(const qk_model_result *r) { return r ? r->r.notes : ""; }
 
+size_t qk_model_result_curve_count(const qk_model_result *r) { return r ? r->r.n_curve : 0; }
+
+const qk_model_curve_point *qk_model_result_curve(const qk_model_result *r, size_t i) {
+    return r && i < r->r.n_curve ? &r->r.curve[i] : NULL;
+}
+
+size_t qk_model_result_preset_count(const qk_model_result *r) { return r ? r->r.n_presets : 0; }
+
+const qk_model_preset_point *qk_model_result_preset(const qk_model_result *r, size_t i) {
+    return r && i < r->r.n_presets ? &r->r.presets[i] : NULL;
+}
+
 void qk_model_result_free(qk_model_result *r) {
     if (!r) return;
     qk_model_quantize_result_free(&r->r);
@@ -198,6 +214,7 @@ qk_status qk_model_quantize(qk_context *ctx, const qk_model_quantize_desc *d, qk
     p.target_types = d->target_types;
     p.n_target_types = d->n_target_types;
     p.state_file = d->state_file;
+    p.target_curve = d->target_curve;
     p.cancel_fn = d->cancel;
     p.progress = d->progress;
     p.user = d->user;

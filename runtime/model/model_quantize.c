@@ -16,6 +16,7 @@
 #include "imatrix.h"
 #include "internal.h"
 #include "target.h"
+#include "target_curve.h"
 
 #define QK_QUANT_VERSION    2 /* GGML_QNT_VERSION */
 #define DEFAULT_CHUNK_BYTES ((size_t)64 << 20)
@@ -50,6 +51,8 @@ void qk_model_quantize_params_init(qk_model_quantize_params *p) {
 void qk_model_quantize_result_free(qk_model_quantize_result *res) {
     if (!res) return;
     free(res->tensors);
+    free(res->curve);
+    free(res->presets);
     memset(res, 0, sizeof *res);
 }
 
@@ -753,6 +756,8 @@ typedef struct run {
     char (*renamed)[QK_GGUF_MAX_NAME + 1]; /* pt names after --prune-layers renumbering */
     const char **in_names;                 /* result row i's name in the input (imatrix lookup) */
     long block_count;                      /* blocks left after --prune-layers, or -1 */
+    qk_plan_model model;                   /* the mixture rules' facts (model.arch is arch) */
+    char arch[128];
     qk_plan_entry *pe;
     size_t *src_split;
     const qk_imatrix_entry **ie;
@@ -856,13 +861,11 @@ static qk_status plan_model(qk_context *ctx, run *r, const qk_model_quantize_par
     res->in_tensors = n;
     qk_status st = select_tensors(ctx, r, p, &n);
     if (st) return st;
-    char arch[128];
-    qk_plan_model model;
-    read_model_facts(r->in, p, arch, sizeof arch, &model);
+    read_model_facts(r->in, p, r->arch, sizeof r->arch, &r->model);
     qk_plan_options opt = p->plan;
     opt.has_imatrix = r->im != NULL;
     opt.input_order = p->keep_split; /* llama-quantize keeps each part's tensors in their order */
-    st = qk_plan_build(&model, &opt, r->pt, n, r->pe);
+    st = qk_plan_build(&r->model, &opt, r->pt, n, r->pe);
     if (st) return forward_error(ctx, st);
 
     for (size_t i = 0; i < n; i++) {
@@ -931,14 +934,16 @@ static uint64_t target_key(const run *r, const qk_model_quantize_result *res, co
  * have given the others): each step of a tensor (whole experts where they fit) is read once into
  * a device buffer, then quantized to every candidate and measured there (qk_quantize_measure:
  * only three sums per call come back, no file is written). A tensor's errors are set once all its
- * steps are measured, so an interruption leaves whole rows measured and the rest at -1.
+ * steps are measured, so an interruption leaves whole rows measured and the rest at -1. extra
+ * (NULL: none) holds further options per tensor, measured in the same pass: the types a curve's
+ * presets give that are no candidate.
  *
  * error = sensitivity x sum_i w_i (x_i - q_i)^2, w_i the imatrix's mean x^2 of the column (per
  * expert), 1 where the tensor has no entry; sensitivity 1 for now. A per-tensor factor (how much
  * the model's output moves per unit of it) goes here, and would also put tensors without an entry
  * (token_embd, often output) on the scale of those with one, which w = 1 does not. */
 static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize_params *p,
-                                const qk_model_quantize_result *res, qk_target_row *rows,
+                                const qk_model_quantize_result *res, qk_target_row *rows, qk_target_row *extra,
                                 const qk_imatrix_entry *const *entries) {
     stream_state *s = &r->s;
     s->ctx = ctx;
@@ -952,6 +957,9 @@ static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize
         for (int k = 0; !rows[i].pinned && k < rows[i].n; k++)
             if (qk_type_row_bytes(rows[i].opt[k].type, wide[i].ne[0]) > qk_type_row_bytes(wide[i].type, wide[i].ne[0]))
                 wide[i].type = (qk_type)rows[i].opt[k].type;
+        for (int k = 0; extra && k < extra[i].n; k++)
+            if (qk_type_row_bytes(extra[i].opt[k].type, wide[i].ne[0]) > qk_type_row_bytes(wide[i].type, wide[i].ne[0]))
+                wide[i].type = (qk_type)extra[i].opt[k].type;
         if (!rows[i].pinned && (size_t)wide[i].ne[0] * sizeof(float) > widest)
             widest = (size_t)wide[i].ne[0] * sizeof(float);
     }
@@ -963,17 +971,21 @@ static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize
     if (st == QK_OK &&
         ((st = qk_buffer_create(ctx, buf_bytes, &src_buf)) || (st = qk_buffer_create(ctx, buf_bytes, &dst_buf))))
         forward_error(ctx, st);
-    double err[QK_TARGET_MAX_OPTIONS];
+    double err[2 * QK_TARGET_MAX_OPTIONS];
+    qk_alloc_option *todo[2 * QK_TARGET_MAX_OPTIONS];
     for (size_t i = 0; st == QK_OK && i < res->n_tensors; i++) {
-        int unmeasured = 0; /* a candidate the state file did not give */
-        for (int k = 0; !rows[i].pinned && k < rows[i].n; k++) unmeasured |= rows[i].opt[k].error < 0;
-        if (!unmeasured) continue;
+        int n_todo = 0; /* candidates the state file did not give, and extras */
+        for (int k = 0; !rows[i].pinned && k < rows[i].n; k++)
+            if (rows[i].opt[k].error < 0) todo[n_todo++] = &rows[i].opt[k];
+        for (int k = 0; extra && k < extra[i].n; k++)
+            if (extra[i].opt[k].error < 0) todo[n_todo++] = &extra[i].opt[k];
+        if (!n_todo) continue;
         const qk_model_tensor *t = &wide[i];
         const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
         const int64_t cols = t->ne[0], total_rows = t->ne[1] * t->ne[2] * t->ne[3], step_rows = rows_per_step(s, t);
         const size_t src_row = qk_type_row_bytes(t->src_type, cols);
         const int requant = qk_format_of(t->src_type)->family != QK_FAMILY_FLOAT;
-        for (int k = 0; k < rows[i].n; k++) err[k] = 0.0;
+        for (int k = 0; k < n_todo; k++) err[k] = 0.0;
         for (int64_t row = 0; st == QK_OK && row < total_rows;) {
             if ((st = check_cancel(s))) break;
             const step sp = plan_step(t, entries[i], row, step_rows);
@@ -994,9 +1006,9 @@ static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize
                 st = tensor_error(ctx, st, t->name, expert_of(t, &sp));
                 break;
             }
-            for (int k = 0; st == QK_OK && k < rows[i].n; k++) {
+            for (int k = 0; st == QK_OK && k < n_todo; k++) {
                 qk_model_tensor tk = *t;
-                tk.type = (qk_type)rows[i].opt[k].type;
+                tk.type = (qk_type)todo[k]->type;
                 qk_quantize_desc q = step_desc(&tk, &sp, data_type);
                 q.src = qk_buf(src_buf, 0, data_bytes);
                 q.dst = qk_buf(dst_buf, 0, desc_dst_bytes(&q));
@@ -1012,7 +1024,7 @@ static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize
             row += sp.rows;
         }
         if (st == QK_OK)
-            for (int k = 0; k < rows[i].n; k++) rows[i].opt[k].error = 1.0 * err[k]; /* sensitivity 1 */
+            for (int k = 0; k < n_todo; k++) todo[k]->error = 1.0 * err[k]; /* sensitivity 1 */
         qk_gguf_release_tensor(r->in, r->pe[i].tensor);
     }
     qk_buffer_destroy(src_buf);
@@ -1034,6 +1046,43 @@ static size_t measured_rows(const qk_target_row *rows, size_t n) {
     return known;
 }
 
+/* The presets a curve places, planned over this run's tensors: their types (types[k * n + i])
+ * and, in extra, those to measure beside the candidates. The caller frees the three arrays. */
+static qk_status plan_curve_presets(qk_context *ctx, const run *r, const qk_model_quantize_params *p,
+                                    const qk_model_quantize_result *res, const qk_target_row *rows,
+                                    const qk_imatrix_entry *const *entries, qk_target_row **extra,
+                                    qk_model_preset_point **pp, size_t *n_pp, int **types) {
+    const size_t n = res->n_tensors;
+    const qk_ftype *list[64];
+    size_t np = qk_target_curve_presets(list, 64);
+    np = np < 64 ? np : 64;
+    *extra = calloc(n ? n : 1, sizeof **extra);
+    *pp = calloc(np ? np : 1, sizeof **pp);
+    *types = calloc((n ? n : 1) * (np ? np : 1), sizeof **types);
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    unsigned char *has_entry = calloc(n ? n : 1, 1);
+    qk_status st = QK_OK;
+    if (!*extra || !*pp || !*types || !names || !has_entry) {
+        st = qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory for the presets of %zu tensors", n);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        names[i] = res->tensors[i].name;
+        has_entry[i] = entries[i] != NULL;
+    }
+    for (size_t k = 0; k < np; k++) (*pp)[k].preset = list[k];
+    *n_pp = np;
+    qk_plan_options opt = p->plan;
+    opt.has_imatrix = r->im != NULL;
+    opt.input_order = p->keep_split;
+    const qk_target_plan_input in = {&r->model, &opt, r->pt, names, has_entry};
+    if ((st = qk_target_presets_plan(&in, rows, n, *extra, *pp, np, *types))) forward_error(ctx, st);
+done:
+    free(names);
+    free(has_entry);
+    return st;
+}
+
 /* Replaces the preset's types of the free tensors by the mixture of least total error within
  * the target: the error matrix (measured, or read from the state file), the allocator, then
  * the result's rows, imatrix entries and output parts as if planned so. */
@@ -1046,6 +1095,10 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
     qk_target_row *rows = calloc(n ? n : 1, sizeof *rows);
     const qk_imatrix_entry **entries = calloc(n ? n : 1, sizeof *entries);
     int *choice = calloc(n ? n : 1, sizeof *choice);
+    qk_target_row *extra = NULL; /* with a curve: the presets' types that are no candidate */
+    qk_model_preset_point *pp = NULL;
+    int *preset_types = NULL;
+    size_t n_pp = 0;
     qk_status st = QK_OK;
     if (!rows || !entries || !choice) {
         st = qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory for the error matrix of %zu tensors", n);
@@ -1068,6 +1121,10 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
         rows[i].n = 1;
         rows[i].opt[0] = (qk_alloc_option){(int)t->type, t->bytes, 0.0};
     }
+    if (p->target_curve && (st = plan_curve_presets(ctx, r, p, res, rows, entries, &extra, &pp, &n_pp, &preset_types)))
+        goto done;
+    size_t n_extra = 0;
+    for (size_t i = 0; extra && i < n; i++) n_extra += (size_t)extra[i].n;
     const uint64_t key = target_key(r, res, rows, entries);
     int found = 0;
     if (p->state_file && (st = qk_target_state_load(p->state_file, key, rows, n, &found))) {
@@ -1076,9 +1133,9 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
     }
     const size_t known = measured_rows(rows, n); /* from the state file */
     const double t0 = now_seconds();
-    if (known < n_free) st = measure_matrix(ctx, r, p, res, rows, entries);
+    if (known < n_free || n_extra) st = measure_matrix(ctx, r, p, res, rows, extra, entries);
     const size_t now_known = measured_rows(rows, n);
-    res->matrix_seconds = known < n_free ? now_seconds() - t0 : 0.0;
+    res->matrix_seconds = known < n_free || n_extra ? now_seconds() - t0 : 0.0;
     res->matrix_from_state = found && known == n_free;
     /* Interrupted or failed, the tensors measured so far are kept for the next run */
     if (p->state_file && now_known > known) {
@@ -1095,14 +1152,19 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
     }
     if (st) goto done;
     if (res->matrix_from_state)
-        add_note(res, "size target: error matrix read from %s (%zu tensors, %zu options): nothing measured\n",
-                 p->state_file, n_free, n_options);
+        add_note(res, "size target: error matrix read from %s (%zu tensors, %zu options)%s\n", p->state_file, n_free,
+                 n_options, n_extra ? "" : ": nothing measured");
     else if (known)
         add_note(res, "size target: error matrix: %zu tensors read from %s, %zu measured in %.2f s\n", known,
                  p->state_file, n_free - known, res->matrix_seconds);
     else
         add_note(res, "size target: error matrix measured: %zu tensors, %zu options in %.2f s\n", n_free, n_options,
                  res->matrix_seconds);
+    if (n_extra)
+        add_note(res,
+                 "size target curve: %zu options of the presets' types that are no candidate measured too (%.2f s "
+                 "of measuring in all)\n",
+                 n_extra, res->matrix_seconds);
 
     qk_target_result tr;
     if ((st = qk_target_choose(rows, n, res->in_weights, p->target_bpw, p->target_bytes, choice, &tr))) {
@@ -1113,17 +1175,32 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
     res->target_min_bytes = tr.min_bytes;
     res->target_max_bytes = tr.max_bytes;
     res->target_error = tr.error;
+    if (p->target_curve) {
+        qk_target_presets_evaluate(rows, extra, n, res->in_weights, preset_types, pp, n_pp);
+        const double t1 = now_seconds();
+        if ((st = qk_target_curve(rows, n, res->in_weights, p->target_curve, tr.budget, pp, n_pp, &res->curve,
+                                  &res->n_curve))) {
+            forward_error(ctx, st);
+            goto done;
+        }
+        add_note(res, "size target curve: %d budgets and %zu presets' sizes solved in %.3f s\n", p->target_curve, n_pp,
+                 now_seconds() - t1);
+        res->presets = pp;
+        res->n_presets = n_pp;
+        pp = NULL;
+    }
     res->preset_error = 0.0;
     for (size_t i = 0; i < n; i++) {
         qk_model_tensor *t = &res->tensors[i];
-        int hit = -1;
-        for (int k = 0; k < rows[i].n; k++)
-            if (rows[i].opt[k].type == (int)t->type) hit = k;
-        if (rows[i].pinned) hit = 0;
-        if (hit < 0 || res->preset_error < 0)
+        const qk_alloc_option *hit = rows[i].pinned ? &rows[i].opt[0] : NULL;
+        for (int k = 0; !hit && k < rows[i].n; k++)
+            if (rows[i].opt[k].type == (int)t->type) hit = &rows[i].opt[k];
+        for (int k = 0; !hit && extra && k < extra[i].n; k++) /* a curve measured it */
+            if (extra[i].opt[k].type == (int)t->type) hit = &extra[i].opt[k];
+        if (!hit || hit->error < 0 || res->preset_error < 0)
             res->preset_error = -1.0;
         else
-            res->preset_error += rows[i].opt[hit].error;
+            res->preset_error += hit->error;
         const qk_alloc_option *o = &rows[i].opt[choice[i]];
         t->target_error = o->error;
         if (rows[i].pinned) continue;
@@ -1147,6 +1224,9 @@ done:
     free(rows);
     free(entries);
     free(choice);
+    free(extra);
+    free(pp);
+    free(preset_types);
     return st;
 }
 

@@ -42,6 +42,7 @@ typedef struct qk_model_quantize_params {
     const int *target_types;  /* candidates, or NULL: qk_model_target_default_types */
     size_t n_target_types;
     const char *state_file;        /* the error matrix's file, or NULL */
+    int target_curve;              /* >= 2: the curve's evenly spaced budgets (qkern.h's desc) */
     volatile sig_atomic_t *cancel; /* polled between chunks; non-zero aborts with QK_ERR_IO */
     int (*cancel_fn)(void *user);  /* the same, asked of the caller; NULL: never */
     void (*progress)(void *user, const qk_model_progress *p);
@@ -63,6 +64,10 @@ typedef struct qk_model_quantize_result {
     uint64_t target_budget, target_min_bytes, target_max_bytes;
     double target_error, preset_error, matrix_seconds;
     int matrix_from_state;
+    qk_model_curve_point *curve; /* with target_curve: qkern.h's qk_model_result_curve */
+    size_t n_curve;
+    qk_model_preset_point *presets;
+    size_t n_presets;
     char notes[1024]; /* informational lines ('\n'-separated), e.g. tensors quantized
                          without imatrix data */
 } qk_model_quantize_result;
