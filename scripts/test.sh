@@ -49,6 +49,31 @@ echo "== release build"
 build build -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90
 ctest --test-dir build --output-on-failure -j "$jobs"
 
+echo "== Python package (pip install . into build-py/venv, pytest tests/python)"
+# scikit-build-core driving this CMake with warnings as errors, CPU only: the release stage
+# compiles the CUDA and Vulkan backends already, and no GPU runs here. PyTorch (for the
+# operators' registration, fake tensors and torch.compile on the CPU) goes into the venv where
+# the disk has room: PyPI's Linux wheels bring ~3 GB of CUDA libraries (5.3 GB installed, about
+# 2 minutes). Without it its tests skip, saying so.
+[ -x build-py/venv/bin/python ] || python3 -m venv --system-site-packages build-py/venv
+if ! build-py/venv/bin/python -c 'import torch' >/dev/null 2>&1; then
+  free_gb=$(df -Pk build-py | awk 'NR == 2 { print int($4 / 1048576) }')
+  if [ "$free_gb" -ge 16 ]; then
+    build-py/venv/bin/python -m pip install -q --no-cache-dir --disable-pip-version-check torch==2.11.0 ||
+      echo "test: PyTorch did not install: its tests skip"
+  else
+    echo "test: ${free_gb} GB free here (PyTorch needs 16 with room to spare): its tests skip"
+  fi
+fi
+build-py/venv/bin/python -m pip install -v --no-build-isolation --no-deps --disable-pip-version-check \
+  -C build-dir=build-py/cmake -C cmake.define.QK_WERROR=ON -C cmake.define.QK_CUDA=OFF -C cmake.define.QK_VULKAN=OFF \
+  . >build-py/qk-build-output.log 2>&1 || { tail -n 40 build-py/qk-build-output.log >&2; exit 1; }
+if grep -i warning build-py/qk-build-output.log >&2; then
+  echo "test: the Python package's build printed warnings (build-py/qk-build-output.log)" >&2
+  exit 1
+fi
+build-py/venv/bin/python -m pytest -p no:cacheprovider -q -rs tests/python
+
 echo "== sanitizer build (clang, ASan + UBSan)"
 # clang, so that the libFuzzer targets build too. assert() is live in the sanitizer builds
 # (QK_SANITIZE and QK_TSAN undo RelWithDebInfo's NDEBUG).
