@@ -31,10 +31,13 @@ typedef struct qk_part_i8 {
     float s[2], o[2];
 } qk_part_i8;
 
-/* The alignment every block start of a row has when the row starts 4-byte aligned: the blocks
- * of an odd size (MXFP4's 17 bytes) only 1, of an even one 2, of a multiple of 4 bytes 4. The
- * kernels read weights through qk_ld32_a<QK_I8_ALIGN(bytes)>. */
-#define QK_I8_ALIGN(block_bytes) ((block_bytes) % 4 == 0 ? 4 : (block_bytes) % 2 == 0 ? 2 : 1)
+/* The alignment the decoders need of every block start: the blocks of an odd size (MXFP4's 17
+ * bytes) 1, of an even one 2, of a multiple of 4 bytes 4, of a multiple of 16 (Q4_K's 144,
+ * Q5_K's 176) 16, which their decoders read 16 bytes at a time. A row that starts so aligned
+ * keeps every block so; the kernels check the weights' address against it (and take a path that
+ * needs none where it fails), and read through qk_ld32_a<QK_I8_ALIGN(bytes)> or qk_ld32x4_a16. */
+#define QK_I8_ALIGN(block_bytes)                                                                                       \
+    ((block_bytes) % 16 == 0 ? 16 : (block_bytes) % 4 == 0 ? 4 : (block_bytes) % 2 == 0 ? 2 : 1)
 
 /* An fp16 scale (the low 16 bits of h) as f32, exactly: the hardware conversion on the device, where
  * qk_fp16_to_f32's bit-level one costs about 25 instructions a call, a large share of a part. */
@@ -52,6 +55,17 @@ static inline QK_HD uint32_t qk_ld32_a4(const uint8_t *p) {
     return *(const uint32_t *)p;
 #else
     return qk_rd32(p);
+#endif
+}
+
+/* Four 32-bit words at p, little-endian, p 16-byte aligned: one 128-bit load on the device, where
+ * four 32-bit ones would each be a request of their own. */
+static inline QK_HD void qk_ld32x4_a16(const uint8_t *p, uint32_t *w) {
+#ifdef __CUDA_ARCH__
+    const uint4 v = *(const uint4 *)p;
+    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+#else
+    for (int k = 0; k < 4; k++) w[k] = qk_rd32(p + 4 * k);
 #endif
 }
 

@@ -79,23 +79,29 @@ static inline QK_HD void qk_part_i8_q3_k(const uint8_t *b, int p, qk_part_i8 *r)
 
 /* ---- Q4_K and Q5_K: one 6-bit scale and min per 32 ------------------------------------- */
 
-/* qk_kq_scale_min6 without a branch on j: the three bytes S[j % 4], S[4 + j % 4], S[8 + j % 4]
- * hold everything sub-block j needs. */
-static inline QK_HD void qk_kq_scale_min6_i8(const uint8_t *S, unsigned j, uint32_t *sc, uint32_t *mn) {
+/* qk_kq_scale_min6 without a branch on j, from the scales' three words (bytes 0-3, 4-7, 8-11):
+ * S[j % 4], S[4 + j % 4] and S[8 + j % 4] hold everything sub-block j needs. */
+static inline QK_HD void qk_kq_scale_min6_i8(const uint32_t *S, unsigned j, uint32_t *sc, uint32_t *mn) {
     const unsigned sh = 8 * (j % 4);
-    const uint32_t a = qk_ld32_a4(S) >> sh, m = qk_ld32_a4(S + 4) >> sh, c = qk_ld32_a4(S + 8) >> sh;
+    const uint32_t a = S[0] >> sh, m = S[1] >> sh, c = S[2] >> sh;
     *sc = j < 4 ? a & 63u : (c & 15u) | ((a >> 2) & 0x30u);
     *mn = j < 4 ? m & 63u : ((c >> 4) & 15u) | ((m >> 2) & 0x30u);
 }
 
-/* Q4_K's and Q5_K's scale and offset of part u: d * scale, -dmin * min (D: d then dmin, fp16). */
-static inline QK_HD void qk_kq_part_scale_min(const uint8_t *D, const uint8_t *S, unsigned u, qk_part_i8 *r) {
-    const uint32_t dd = qk_ld32_a4(D);
+/* Q4_K's and Q5_K's scale and offset of part u from the block's first 16 bytes (h: d and dmin as
+ * fp16, then the 12 bytes of scales): d * scale, -dmin * min. */
+static inline QK_HD void qk_kq_part_scale_min(const uint32_t *h, unsigned u, qk_part_i8 *r) {
     uint32_t sc, mn;
-    qk_kq_scale_min6_i8(S, u, &sc, &mn);
-    r->s[0] = r->s[1] = qk_i8_half(dd) * (float)sc;
-    r->o[0] = r->o[1] = -(qk_i8_half(dd >> 16) * (float)mn);
+    qk_kq_scale_min6_i8(h + 1, u, &sc, &mn);
+    r->s[0] = r->s[1] = qk_i8_half(h[0]) * (float)sc;
+    r->o[0] = r->o[1] = -(qk_i8_half(h[0] >> 16) * (float)mn);
 }
+
+/* Both blocks (144 and 176 bytes) are multiples of 16 bytes, read 16 at a time (QK_I8_ALIGN). */
+#if QK_Q4K_D != 0 || QK_Q4K_SCALES != 4 || QK_Q4K_QS % 16 || QK_Q5K_D != 0 || QK_Q5K_SCALES != 4 || QK_Q5K_QH % 16 ||  \
+    QK_Q5K_QS % 16
+#error "Q4_K/Q5_K: the decoders read d, dmin and the scales as the block's first 16 bytes"
+#endif
 
 #define QK_I8_OFFSET_q4_k 1
 
@@ -104,8 +110,12 @@ static inline QK_HD void qk_part_i8_q4_k(const uint8_t *b, int p, qk_part_i8 *r)
     /* part p: nibble p % 2 of 64-value chunk p / 2 */
     const uint8_t *qs = b + QK_Q4K_QS + 32 * (u / 2);
     const unsigned sh = 4 * (u % 2);
-    for (int k = 0; k < 8; k++) r->q[k] = (qk_ld32_a4(qs + 4 * k) >> sh) & 0x0f0f0f0fu;
-    qk_kq_part_scale_min(b + QK_Q4K_D, b + QK_Q4K_SCALES, u, r);
+    uint32_t h[4], q[8];
+    qk_ld32x4_a16(b, h);
+    qk_ld32x4_a16(qs, q);
+    qk_ld32x4_a16(qs + 16, q + 4);
+    for (int k = 0; k < 8; k++) r->q[k] = (q[k] >> sh) & 0x0f0f0f0fu;
+    qk_kq_part_scale_min(h, u, r);
 }
 
 #define QK_I8_OFFSET_q5_k 1
@@ -114,11 +124,14 @@ static inline QK_HD void qk_part_i8_q5_k(const uint8_t *b, int p, qk_part_i8 *r)
     const unsigned u = (unsigned)p;
     const uint8_t *qs = b + QK_Q5K_QS + 32 * (u / 2);
     const unsigned sh = 4 * (u % 2);
-    for (int k = 0; k < 8; k++) {
-        const uint32_t hb = (qk_ld32_a4(b + QK_Q5K_QH + 4 * k) >> u) & 0x01010101u;
-        r->q[k] = ((qk_ld32_a4(qs + 4 * k) >> sh) & 0x0f0f0f0fu) + (hb << 4);
-    }
-    qk_kq_part_scale_min(b + QK_Q5K_D, b + QK_Q5K_SCALES, u, r);
+    uint32_t h[4], q[8], qh[8];
+    qk_ld32x4_a16(b, h);
+    qk_ld32x4_a16(qs, q);
+    qk_ld32x4_a16(qs + 16, q + 4);
+    qk_ld32x4_a16(b + QK_Q5K_QH, qh);
+    qk_ld32x4_a16(b + QK_Q5K_QH + 16, qh + 4);
+    for (int k = 0; k < 8; k++) r->q[k] = ((q[k] >> sh) & 0x0f0f0f0fu) + (((qh[k] >> u) & 0x01010101u) << 4);
+    qk_kq_part_scale_min(h, u, r);
 }
 
 /* ---- Q6_K: 4 low bits + 2 high bits, int8 scale per 16 --------------------------------- */
