@@ -2,7 +2,9 @@
 # One call on the GPU machine: the GPU tests, the file path on cuda against cpu, and the
 # device benchmarks, from a build made on the development machine and carried over
 # (scripts/gpu_build.sh). Everything lands in $OUT (or ./out).
-# usage (device tool): bash scripts/gpu_run.sh [BUILD_DIR]   with BUILD_DIR carried
+# usage (device tool): bash scripts/gpu_run.sh [BUILD_DIR]   with BUILD_DIR carried (and .gl for
+# Vulkan, build-py/wheelhouse from `scripts/gpu_python.sh pack` for the Python part);
+# QK_RUN_PARTS picks the sections (default all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build-dev}
@@ -16,7 +18,7 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
   [ -d "$d" ] && LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
 done
 q=$B/cli/qkern
-parts=${QK_RUN_PARTS:-tests,moe,vulkan,file,bench,moebench,vkbench,pptg,model} # which sections to run
+parts=${QK_RUN_PARTS:-tests,moe,vulkan,vkcache,file,bench,moebench,vkbench,pptg,model,python} # which sections to run
 want() { [[ ",$parts," == *",$1,"* ]]; }
 {
   echo "date: $(date -u +%FT%TZ)"
@@ -27,7 +29,7 @@ want() { [[ ",$parts," == *",$1,"* ]]; }
 
 # Vulkan (parts vulkan, vkbench): the loader comes from .gl (carried; device README), the driver
 # is the machine's NVIDIA one.
-if want vulkan || want vkbench; then
+if want vulkan || want vkcache || want vkbench; then
   if [ -d .gl ] && ! ldconfig -p | grep -q libvulkan; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
   for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json; do
     [ -f "$icd" ] && export VK_DRIVER_FILES=$icd VK_ICD_FILENAMES=$icd && break
@@ -40,6 +42,21 @@ if want vulkan; then
   grep -E "identical|DIFFER|passed|validation" "$out/vulkan_tests.log"; grep FAIL "$out/vulkan_tests.log" | head -12
   "$B/tests/test_gpu_moe" vulkan:0 >"$out/vulkan_moe.log" 2>&1
   grep -vE "cases ok" "$out/vulkan_moe.log" | tail -8
+fi
+if want vkcache; then
+  # the pipeline cache on disk (runtime/core/vulkan/vk_pipeline_cache.c): its test, then the same
+  # three types' checks twice over a fresh cache folder, the second run starting from the file
+  # the first left (the difference is the driver's compile time it saves)
+  echo "== Vulkan pipeline cache"
+  "$B/tests/test_vulkan_pipeline_cache" 2>&1 | tee "$out/vulkan_pipeline_cache.log" | tail -2
+  vkc=$(mktemp -d)
+  for run in cold warm; do
+    t0=$(date +%s.%N)
+    QK_CACHE_DIR=$vkc QK_TEST_TYPES=IQ2_XXS,IQ3_S,Q4_K "$B/tests/test_gpu_equivalence" vulkan:0 >/dev/null 2>&1
+    echo "IQ2_XXS,IQ3_S,Q4_K checks, $run pipeline cache: $(python3 -c "import time; print(round(time.time() - $t0, 2))") s wall"
+  done 2>&1 | tee "$out/vulkan_pipeline_cache_timing.txt"
+  ls -l "$vkc" | tail -n +2 | tee -a "$out/vulkan_pipeline_cache_timing.txt"
+  rm -rf "$vkc"
 fi
 if want vkbench; then
   echo "== Vulkan benchmarks"
@@ -113,4 +130,9 @@ if want model; then
     python3 -c "import json,sys; [print(r['type'], round(r['value'],2), 's') for r in json.load(open(sys.argv[1]))]" \
       "$out/model_$shape.json" || cat "$out/model_$shape.err"
   done 2>&1 | tee "$out/model.log"
+fi
+
+if want python && [ -d build-py/wheelhouse ]; then
+  echo "== Python package (scripts/gpu_python.sh, wheelhouse carried)"
+  OUT="$out/python" bash scripts/gpu_python.sh 2>&1 | tail -40
 fi
