@@ -15,7 +15,9 @@
 #          tests first), QK_PEER_MODELS=1 (then `qkern bench tg` and `pp` on Qwen3.5-35B-A3B and
 #          397B-A17B, Q4_K and IQ2_XXS, appended to the JSONL), QK_PEER_COMMIT (the peer's commit
 #          when GGML has no PEER_COMMIT file), QK_PEER_PATHS (comma list of QK_MOE_PATH values,
-#          e.g. dot,tiled,dot@16 (@N: N lanes a row on the dot path): qkern's MoE benchmark again with each path forced, into
+#          e.g. dot,tiled,dotg,dot@16 (dotg: the dot path grouping each expert's slots; @N: N lanes
+#          a row on the dot path; the dot paths at QK_PEER_SWEEP_TOKENS, default 1|8|32|128|512):
+#          qkern's MoE benchmark again with each path forced, into
 #          sweep.jsonl and the table sweep.md, for tuning moe_plan.cu's thresholds),
 #          QK_PEER_PROFILE ("FILTER=KERNEL_REGEX;..." : Nsight Compute on one kernel of each
 #          benchmark row, scripts/gpu_profile.sh, into ncu-N.txt)
@@ -100,8 +102,7 @@ if [ -n "${QK_PEER_PATHS:-}" ]; then
     [ "${path#*@}" = "$path" ] || lanes=${path#*@}
     # the dot path at 2048 tokens reads every expert dozens of times: left out
     sfilter=$filter
-    [ "${path#dot}" = "$path" ] || sfilter="$filter.*tokens:(1|8|32|128|512)/"
-    [ -z "$lanes" ] || sfilter="$filter.*tokens:(1|8|32)/"
+    [ "${path#dot}" = "$path" ] || sfilter="$filter.*tokens:(${QK_PEER_SWEEP_TOKENS:-1|8|32|128|512})/"
     QK_MOE_PATH=${path%@*} QK_MOE_DOT_LANES=$lanes LD_LIBRARY_PATH=$libs "$build/bench/qkern_bench_moe" --benchmark_filter="$sfilter" \
       --benchmark_min_time=0.05 --benchmark_out="$work/sweep.json" --benchmark_out_format=json >>"$log" 2>&1
     python3 bench/to_jsonl.py "$work/sweep.json" "$device" "$commit" "$work/sweep1.jsonl" >/dev/null &&
