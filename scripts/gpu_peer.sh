@@ -15,8 +15,8 @@
 #          tests first), QK_PEER_MODELS=1 (then `qkern bench tg` and `pp` on Qwen3.5-35B-A3B and
 #          397B-A17B, Q4_K and IQ2_XXS, appended to the JSONL), QK_PEER_COMMIT (the peer's commit
 #          when GGML has no PEER_COMMIT file), QK_PEER_PATHS (comma list of QK_MOE_PATH values,
-#          e.g. dot,tiled,dotg,dot@16 (dotg: the dot path grouping each expert's slots; @N: N lanes
-#          a row on the dot path; the dot paths at QK_PEER_SWEEP_TOKENS, default 1|8|32|128|512):
+#          e.g. dot,tiled,dot@16 (@N: N lanes a row on the dot path; the dot paths at
+#          QK_PEER_SWEEP_TOKENS, default 1|8|32|128|512):
 #          qkern's MoE benchmark again with each path forced, into
 #          sweep.jsonl and the table sweep.md, for tuning moe_plan.cu's thresholds),
 #          QK_PEER_PROFILE ("FILTER=KERNEL_REGEX;..." : Nsight Compute on one kernel of each

@@ -72,7 +72,6 @@ typedef struct qk_cuda_moe_plan {
     int bn;        /* tiled: slots per tile, 32 or 64 */
     int max_tiles; /* tiled: an upper bound of the tiles the routing can need */
     int lanes;     /* dot: lanes that share a row (a power of two, at most 32) */
-    int group;     /* dot: 1 to decode an expert's rows once for several of its slots */
     size_t counts, tiles, n_tiles, sorted, xh, xq, xm, partial, bytes;
     size_t bytes_any; /* the most any of the three kinds needs with these shapes (the weighted sum's) */
 } qk_cuda_moe_plan;

@@ -227,8 +227,7 @@ struct no_dot {
 };
 
 /* DOT_ROWS rows per lane group: each activation part loaded serves that many rows. */
-/* DOT_GROUP: the slots of one expert a grouped work item serves per decode (moe_dot_kernel's J). */
-constexpr int DOT_WARPS = 4, DOT_ROWS = 2, DOT_GROUP = 2;
+constexpr int DOT_WARPS = 4, DOT_ROWS = 2;
 
 /* Part P of a slot's 8-bit activations: codes x0 (values 0-15), x1 (16-31), and xs: scale, sums of
  * the two halves (qk_cuda_moe_quantize_x). */
@@ -284,27 +283,20 @@ template <int N> __device__ inline float reduce_spread(const float (&v)[N], int 
     return w[0];
 }
 
-/* The slots of one expert, J at a time, in slot order: where the next batch starts (the chunk of
- * 32 slots at base, and of it the slots not yet taken, as bits). Warp-uniform. */
-struct expert_cursor {
-    int64_t base;
-    unsigned mask;
-};
-
-/* grid: (row groups of DOT_WARPS * 32 / L * DOT_ROWS rows, slots, grid-stride). With J = 1 every
- * slot is its own work item: slots that chose the same expert read and decode its rows each. With
- * J > 1 the work item of slot i is every slot of i's expert, when i is the first of them (the
- * others' blocks only find that out): each part of the expert's rows is decoded once for up to J
- * of its slots (QK_MOE_PATH=dotg; measured against J = 1 in bench/results). A slot's sum is the
- * same either way, bit for bit.
+/* grid: (row groups of DOT_WARPS * 32 / L * DOT_ROWS rows, slots, grid-stride): every slot is its
+ * own work item. Slots that chose the same expert read its rows each (measured, bench/results
+ * 2026-12-06: grouping slots by expert first cost more than it saved up to 128 tokens, the
+ * repeated reads being served by L2, and from there the tiled kernel is faster; so did decoding
+ * each part once for two slots of an expert inside this kernel, 1.07-1.64x slower at 1 to 32
+ * tokens with 80-109 registers a thread instead of 40-48: -a3596c7-sweep.md).
  *
  * Lane (g, u) of a warp takes DOT_ROWS rows (the g-th group of the warp's) and their parts u,
  * u + L, ...: per part it decodes the weights of each row to 8-bit codes (straight from global
  * memory: a warp's lanes together read whole rows, every byte once) and takes the dot product with
- * each slot's activations, loaded once for all the rows; the L lanes of a row then add their sums
+ * the slot's activations, loaded once for all the rows; the L lanes of a row then add their sums
  * in a fixed order. Launched as a programmatic dependent of the quantize kernel: the first slot's
  * rows are prefetched into L2 while the activations are quantized. */
-template <class T, class D, int KIND, int J>
+template <class T, class D, int KIND>
 __global__ void __launch_bounds__(DOT_WARPS * 32)
     moe_dot_kernel(qk_cuda_moe_args a, const int8_t *xq, const float4 *xm, float *y, int L) {
     constexpr bool GATE_UP = KIND == QK_CUDA_MOE_GATE_UP;
@@ -322,11 +314,6 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
         return e < 0 || e >= a.n_expert ? -1 : e;
     };
     const int64_t slots = a.n_tokens * a.n_used;
-    /* the slots of expert e among slots [base, base + 32), as bits */
-    auto same_expert = [&](int64_t base, int64_t e) -> unsigned {
-        const int64_t j = base + lane;
-        return __ballot_sync(0xffffffffu, j < slots && expert(j) == e);
-    };
     if (blockIdx.y < slots) {
         const int64_t e = expert(blockIdx.y);
         for (int rr = 0; rr < R && e >= 0; rr++) {
@@ -346,14 +333,15 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
                 if (u == 0 && row0 + rr < a.m) y[i * a.m + row0 + rr] = __int_as_float(0x7fc00000);
             continue;
         }
-        expert_cursor c = {i & ~(int64_t)31, 0u};
-        if constexpr (J > 1) {
-            /* an earlier slot of the same expert computes this one */
-            bool first = !(same_expert(c.base, e) & ((1u << (i - c.base)) - 1u));
-            for (int64_t base = 0; first && base < c.base; base += 32) first = !same_expert(base, e);
-            if (!first) continue;
-            c.mask = same_expert(c.base, e) & ~((1u << (i - c.base)) - 1u);
-        }
+        /* 32-bit: the launcher keeps the slots below 2^31 (a 64-bit division is a call) */
+        const int64_t xrow = a.x_per_slot ? i : (int64_t)((unsigned)i / (unsigned)a.n_used);
+        const int8_t *xr = xq + xrow * a.k;
+        const float4 *xmr = xm + xrow * parts;
+        float acc[NW][R];
+#pragma unroll
+        for (int t = 0; t < NW; t++)
+#pragma unroll
+            for (int rr = 0; rr < R; rr++) acc[t][rr] = 0.0f;
         /* rows past m decode the last row again (their sums are not written) */
         const uint8_t *wr[NW][R];
 #pragma unroll
@@ -361,91 +349,42 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
 #pragma unroll
             for (int rr = 0; rr < R; rr++)
                 wr[t][rr] = w[t] + (e * a.m + (row0 + rr < a.m ? row0 + rr : a.m - 1)) * row_bytes;
-        for (;;) {
-            /* this batch's slots (-1 past nb) and their activation rows */
-            int64_t slot[J];
-            int nb = 1;
-            if constexpr (J == 1) {
-                slot[0] = i;
-            } else {
-                nb = 0;
-#pragma unroll
-                for (int q = 0; q < J; q++) {
-                    while (!c.mask && c.base + 32 < slots) c.base += 32, c.mask = same_expert(c.base, e);
-                    slot[q] = -1;
-                    if (c.mask) {
-                        slot[q] = c.base + __ffs(c.mask) - 1;
-                        c.mask &= c.mask - 1u;
-                        nb = q + 1;
-                    }
-                }
-                if (!nb) break;
-            }
-            const int8_t *xr[J];
-            const float4 *xmr[J];
-#pragma unroll
-            for (int q = 0; q < J; q++) {
-                /* 32-bit: the launcher keeps the slots below 2^31 (a 64-bit division is a call) */
-                const int64_t s = slot[q] < 0 ? i : slot[q];
-                const int64_t xrow = a.x_per_slot ? s : (int64_t)((unsigned)s / (unsigned)a.n_used);
-                xr[q] = xq + xrow * a.k;
-                xmr[q] = xm + xrow * parts;
-            }
-            float acc[J][NW][R];
-#pragma unroll
-            for (int q = 0; q < J; q++)
+        if (row0 < a.m) {
+            for (int64_t P = u; P < parts; P += L) {
+                qk_part_i8 r[NW][R];
 #pragma unroll
                 for (int t = 0; t < NW; t++)
 #pragma unroll
-                    for (int rr = 0; rr < R; rr++) acc[q][t][rr] = 0.0f;
-            if (row0 < a.m) {
-                for (int64_t P = u; P < parts; P += L) {
-                    qk_part_i8 r[NW][R];
+                    for (int rr = 0; rr < R; rr++)
+                        D::part(wr[t][rr] + P / PARTS * T::BYTES, (int)(P % PARTS), &r[t][rr]);
+                x_part x;
+                x.load(xr, xmr, P);
 #pragma unroll
-                    for (int t = 0; t < NW; t++)
+                for (int t = 0; t < NW; t++)
 #pragma unroll
-                        for (int rr = 0; rr < R; rr++)
-                            D::part(wr[t][rr] + P / PARTS * T::BYTES, (int)(P % PARTS), &r[t][rr]);
-#pragma unroll
-                    for (int q = 0; q < J; q++) {
-                        if (q >= nb) break;
-                        x_part x;
-                        x.load(xr[q], xmr[q], P);
-#pragma unroll
-                        for (int t = 0; t < NW; t++)
-#pragma unroll
-                            for (int rr = 0; rr < R; rr++) acc[q][t][rr] += part_dot<D>(r[t][rr], x);
-                    }
-                }
+                    for (int rr = 0; rr < R; rr++) acc[t][rr] += part_dot<D>(r[t][rr], x);
             }
+        }
+        if (L >= NW * R) {
+            /* value t * R + rr ends in lane u = t * R + rr: the gate's lanes take the up sums
+             * from u + R */
+            float v[NW * R];
 #pragma unroll
-            for (int q = 0; q < J; q++) {
-                if (q >= nb) break;
-                float *yq = y + slot[q] * a.m;
-                if (L >= NW * R) {
-                    /* value t * R + rr ends in lane u = t * R + rr: the gate's lanes take the up
-                     * sums from u + R */
-                    float v[NW * R];
+            for (int t = 0; t < NW; t++)
 #pragma unroll
-                    for (int t = 0; t < NW; t++)
+                for (int rr = 0; rr < R; rr++) v[t * R + rr] = acc[t][rr];
+            const float sum = reduce_spread<NW * R>(v, lane, L);
+            const float up = GATE_UP ? __shfl_xor_sync(0xffffffffu, sum, R) : 0.0f;
+            if (u < R && row0 + u < a.m) y[i * a.m + row0 + u] = GATE_UP ? silu(sum) * up : sum;
+        } else { /* rows of fewer than NW * R parts: each sum on its own */
 #pragma unroll
-                        for (int rr = 0; rr < R; rr++) v[t * R + rr] = acc[q][t][rr];
-                    const float sum = reduce_spread<NW * R>(v, lane, L);
-                    const float up = GATE_UP ? __shfl_xor_sync(0xffffffffu, sum, R) : 0.0f;
-                    if (u < R && row0 + u < a.m) yq[row0 + u] = GATE_UP ? silu(sum) * up : sum;
-                } else { /* rows of fewer than NW * R parts: each sum on its own */
+            for (int rr = 0; rr < R; rr++) {
 #pragma unroll
-                    for (int rr = 0; rr < R; rr++) {
-#pragma unroll
-                        for (int t = 0; t < NW; t++)
-                            for (int o = L / 2; o > 0; o >>= 1)
-                                acc[q][t][rr] += __shfl_xor_sync(0xffffffffu, acc[q][t][rr], o);
-                        if (u == 0 && row0 + rr < a.m)
-                            yq[row0 + rr] = GATE_UP ? silu(acc[q][0][rr]) * acc[q][NW - 1][rr] : acc[q][0][rr];
-                    }
-                }
+                for (int t = 0; t < NW; t++)
+                    for (int o = L / 2; o > 0; o >>= 1) acc[t][rr] += __shfl_xor_sync(0xffffffffu, acc[t][rr], o);
+                if (u == 0 && row0 + rr < a.m)
+                    y[i * a.m + row0 + rr] = GATE_UP ? silu(acc[0][rr]) * acc[NW - 1][rr] : acc[0][rr];
             }
-            if constexpr (J == 1) break;
         }
     }
 }
@@ -687,9 +626,7 @@ int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, c
     early.val.programmaticStreamSerializationAllowed = 1;
     config.attrs = &early;
     config.numAttrs = 1;
-    void (*kernel)(qk_cuda_moe_args, const int8_t *, const float4 *, float *, int) =
-        p.group ? moe_dot_kernel<T, D, KIND, DOT_GROUP> : moe_dot_kernel<T, D, KIND, 1>;
-    return (int)cudaLaunchKernelEx(&config, kernel, a, reinterpret_cast<const int8_t *>(ws + p.xq),
+    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND>, a, reinterpret_cast<const int8_t *>(ws + p.xq),
                                    reinterpret_cast<const float4 *>(ws + p.xm), y, L);
 }
 

@@ -77,28 +77,19 @@ size_t align_up(size_t n) { return (n + 255) & ~(size_t)255; }
 
 bool plain_type(int t) { return t == QK_TYPE_F32 || t == QK_TYPE_F16 || t == QK_TYPE_BF16; }
 
-/* QK_MOE_PATH=vec|dot|dotg|tiled forces a path where the type and precision allow it (dotg: the
- * dot path with each expert's slots grouped, moe_kernels.cuh): for measuring the thresholds
- * above (bench/, scripts/gpu_peer.sh's QK_PEER_PATHS), never needed for correct results. Read
- * once. */
+/* QK_MOE_PATH=vec|dot|tiled forces a path where the type and precision allow it: for measuring
+ * the thresholds above (bench/, scripts/gpu_peer.sh's QK_PEER_PATHS), never needed for correct
+ * results. Read once. */
 int forced_path() {
     static const int f = [] {
         const char *v = getenv("QK_MOE_PATH");
         if (!v) return -1;
         if (!strcmp(v, "vec")) return (int)QK_CUDA_MOE_VEC;
-        if (!strcmp(v, "dot") || !strcmp(v, "dotg")) return (int)QK_CUDA_MOE_DOT;
+        if (!strcmp(v, "dot")) return (int)QK_CUDA_MOE_DOT;
         if (!strcmp(v, "tiled")) return (int)QK_CUDA_MOE_TILED;
         return -1;
     }();
     return f;
-}
-
-int forced_group() {
-    static const int g = [] {
-        const char *v = getenv("QK_MOE_PATH");
-        return v && !strcmp(v, "dotg") ? 1 : 0;
-    }();
-    return g;
 }
 
 /* The dot path's lanes per row: the row's 32-value parts strided over them, as many as leave
@@ -144,7 +135,6 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         size_t at = 0;
         p.path = QK_CUDA_MOE_DOT;
         p.lanes = dot_lanes(a->k);
-        p.group = forced_group();
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;
