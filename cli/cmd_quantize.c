@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "cli.h"
 #include "plot_svg.h"
 #include "safe_output.h"
@@ -480,20 +481,6 @@ static const char error_definition[] =
     "sum w (x - q)^2 over the tensors the target chooses for, w the imatrix's mean x^2 of the value's column "
     "(1 without imatrix data)";
 
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 /* The size target's outcome and, with --plot, its curve and the presets priced beside it. */
 static void write_report_target(FILE *f, const qk_model_result *res) {
     const qk_model_totals *r = qk_model_result_totals(res);
@@ -509,7 +496,7 @@ static void write_report_target(FILE *f, const qk_model_result *res) {
     else
         fputs("null", f);
     fputs(", \"error_definition\": ", f);
-    json_string(f, error_definition);
+    bench_json_string(f, error_definition);
     fputs("},\n", f);
     const size_t nc = qk_model_result_curve_count(res), np = qk_model_result_preset_count(res);
     if (!nc) return;
@@ -539,7 +526,7 @@ static void write_report_target(FILE *f, const qk_model_result *res) {
         const qk_model_preset_point *p = qk_model_result_preset(res, i);
         if (p->evaluated) continue;
         fprintf(f, "%s\n    {\"name\": \"%s\", \"why\": ", first ? "" : ",", p->preset->name);
-        json_string(f, p->why);
+        bench_json_string(f, p->why);
         fputs("}", f);
         first = 0;
     }
@@ -626,8 +613,12 @@ done:
 static int write_report(FILE *f, const char *path, const qk_model_result *res, const char *in, const char *out,
                         const qk_preset *ft, const char *device) {
     const qk_model_totals *r = qk_model_result_totals(res);
-    fprintf(f, "{\n  \"input\": \"%s\",\n  \"output\": \"%s\",\n  \"preset\": \"%s\",\n  \"file_type\": %d,\n", in, out,
-            ft->name, ft->id);
+    /* file names as JSON strings: a path may hold quotes or backslashes */
+    fputs("{\n  \"input\": ", f);
+    bench_json_string(f, in);
+    fputs(",\n  \"output\": ", f);
+    bench_json_string(f, out);
+    fprintf(f, ",\n  \"preset\": \"%s\",\n  \"file_type\": %d,\n", ft->name, ft->id);
     fprintf(f, "  \"device\": \"%s\",\n  \"seconds\": %.6f,\n  \"in_bytes\": %llu,\n  \"out_bytes\": %llu,\n", device,
             r->seconds, (unsigned long long)r->in_bytes, (unsigned long long)r->out_bytes);
     fprintf(f, "  \"weights\": %llu,\n  \"bpw\": %.6f,\n", (unsigned long long)r->in_weights,

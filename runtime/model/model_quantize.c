@@ -972,20 +972,20 @@ static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize
         ((st = qk_buffer_create(ctx, buf_bytes, &src_buf)) || (st = qk_buffer_create(ctx, buf_bytes, &dst_buf))))
         forward_error(ctx, st);
     double err[2 * QK_TARGET_MAX_OPTIONS];
-    qk_alloc_option *todo[2 * QK_TARGET_MAX_OPTIONS];
+    qk_alloc_option *pending[2 * QK_TARGET_MAX_OPTIONS];
     for (size_t i = 0; st == QK_OK && i < res->n_tensors; i++) {
-        int n_todo = 0; /* candidates the state file did not give, and extras */
+        int n_pending = 0; /* candidates the state file did not give, and extras */
         for (int k = 0; !rows[i].pinned && k < rows[i].n; k++)
-            if (rows[i].opt[k].error < 0) todo[n_todo++] = &rows[i].opt[k];
+            if (rows[i].opt[k].error < 0) pending[n_pending++] = &rows[i].opt[k];
         for (int k = 0; extra && k < extra[i].n; k++)
-            if (extra[i].opt[k].error < 0) todo[n_todo++] = &extra[i].opt[k];
-        if (!n_todo) continue;
+            if (extra[i].opt[k].error < 0) pending[n_pending++] = &extra[i].opt[k];
+        if (!n_pending) continue;
         const qk_model_tensor *t = &wide[i];
         const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
         const int64_t cols = t->ne[0], total_rows = t->ne[1] * t->ne[2] * t->ne[3], step_rows = rows_per_step(s, t);
         const size_t src_row = qk_type_row_bytes(t->src_type, cols);
         const int requant = qk_format_of(t->src_type)->family != QK_FAMILY_FLOAT;
-        for (int k = 0; k < n_todo; k++) err[k] = 0.0;
+        for (int k = 0; k < n_pending; k++) err[k] = 0.0;
         for (int64_t row = 0; st == QK_OK && row < total_rows;) {
             if ((st = check_cancel(s))) break;
             const step sp = plan_step(t, entries[i], row, step_rows);
@@ -1006,9 +1006,9 @@ static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize
                 st = tensor_error(ctx, st, t->name, expert_of(t, &sp));
                 break;
             }
-            for (int k = 0; st == QK_OK && k < n_todo; k++) {
+            for (int k = 0; st == QK_OK && k < n_pending; k++) {
                 qk_model_tensor tk = *t;
-                tk.type = (qk_type)todo[k]->type;
+                tk.type = (qk_type)pending[k]->type;
                 qk_quantize_desc q = step_desc(&tk, &sp, data_type);
                 q.src = qk_buf(src_buf, 0, data_bytes);
                 q.dst = qk_buf(dst_buf, 0, desc_dst_bytes(&q));
@@ -1024,7 +1024,7 @@ static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize
             row += sp.rows;
         }
         if (st == QK_OK)
-            for (int k = 0; k < n_todo; k++) todo[k]->error = 1.0 * err[k]; /* sensitivity 1 */
+            for (int k = 0; k < n_pending; k++) pending[k]->error = 1.0 * err[k]; /* sensitivity 1 */
         qk_gguf_release_tensor(r->in, r->pe[i].tensor);
     }
     qk_buffer_destroy(src_buf);
