@@ -190,6 +190,48 @@ float qk_sqrt(float x) {
     return qk_f64_to_f32(sqrt(qk_f32_to_f64(x)));
 }
 
+/* ---- float arithmetic on subnormals ---------------------------------------------------- *
+ * The H100's driver flushes subnormal operands and results of float multiplies, adds and
+ * compares to zero, whatever the module's DenormPreserve mode says. Where an encoder works on a
+ * block whose values can be subnormal, it multiplies, adds and compares with these instead:
+ * a product or sum of two floats computed in double (a product exactly; a sum rounded to 53 bits,
+ * and 53 >= 2*24 + 2 makes rounding that to float give the float operation's result) then
+ * rounded once with qk_f64_to_f32; a compare on the bits. No double result here is subnormal
+ * (the smallest nonzero product is 2^-298), so the driver has nothing to flush. */
+
+bool qk_special(uint abs_bits) { return abs_bits >= 0x7f800000u; } /* inf or NaN */
+
+float qk_mul(float a, float b) {
+    const uint ab = floatBitsToUint(a) & 0x7fffffffu, bb = floatBitsToUint(b) & 0x7fffffffu;
+    if (qk_special(ab) || qk_special(bb)) {
+        const uint other = qk_special(ab) ? bb : ab;
+        /* inf times a nonzero finite value is inf: a subnormal one must not become 0 (NaN) */
+        if (ab > 0x7f800000u || bb > 0x7f800000u || other == 0u || other >= 0x00800000u) return a * b;
+        return uintBitsToFloat(((floatBitsToUint(a) ^ floatBitsToUint(b)) & 0x80000000u) | 0x7f800000u);
+    }
+    return qk_f64_to_f32(qk_f32_to_f64(a) * qk_f32_to_f64(b));
+}
+
+/* a + b; inf or NaN operands make the result without help (a flushed finite operand cannot
+ * change it) */
+float qk_add(float a, float b) {
+    if (qk_special(floatBitsToUint(a) & 0x7fffffffu) || qk_special(floatBitsToUint(b) & 0x7fffffffu)) return a + b;
+    return qk_f64_to_f32(qk_f32_to_f64(a) + qk_f32_to_f64(b));
+}
+
+float qk_sub(float a, float b) { return qk_add(a, uintBitsToFloat(floatBitsToUint(b) ^ 0x80000000u)); }
+
+float qk_absf(float a) { return uintBitsToFloat(floatBitsToUint(a) & 0x7fffffffu); }
+
+/* The order of non-NaN floats as signed integers, +0 and -0 equal. */
+int qk_order_key(float a) {
+    const uint b = floatBitsToUint(a);
+    return (b & 0x80000000u) != 0u ? -int(b & 0x7fffffffu) : int(b);
+}
+bool qk_lt(float a, float b) { return qk_order_key(a) < qk_order_key(b); }
+bool qk_le(float a, float b) { return qk_order_key(a) <= qk_order_key(b); }
+bool qk_eq(float a, float b) { return qk_order_key(a) == qk_order_key(b); }
+
 /* Round to nearest, ties to even (valid for |v| <= 4194303), as the reference encoders do;
  * a NaN (made from finite input where an inverse scale overflowed) gives 0 as on x86. */
 int qk_nearest_int(float v) {

@@ -21,7 +21,7 @@ void main() {
     float acc = 0.0;
     for (uint i = 0u; i < pc.cols; i++) {
         float v = qk_load_value(pc.src_type, pc.qk_off[1], r * pc.cols + i);
-        acc += v * v;
+        acc = qk_add(acc, qk_mul(v, v)); /* the driver would flush subnormal squares */
     }
     sigma2[pc.qk_off[2] / 4u + r] = qk_div(acc, float(pc.cols));
 }

@@ -8,6 +8,9 @@
 #ifndef QK_LEGACY_GLSL
 #define QK_LEGACY_GLSL
 
+#if defined(QK_TYPE_Q4_1) || defined(QK_TYPE_Q5_1)
+#define QK_QKX_SEARCH_EXACT 1 /* qk_qkx_search_exact, for blocks of tiny values */
+#endif
 #include "quant_search.glsl"
 
 #if !defined(QK_TYPE_Q8_0)
@@ -103,11 +106,11 @@ int qk_round_away(float v) {
 void qk_quant_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOCK_ELEMS], bool has_qw, float row_sigma2,
                     inout uint blk[QK_BLOCK_WORDS]) {
     float amax = 0.0;
-    for (int i = 0; i < 32; i++) amax = max(amax, abs(x[i]));
+    for (int i = 0; i < 32; i++) amax = qk_lt(amax, qk_absf(x[i])) ? qk_absf(x[i]) : amax;
     const float d = qk_div(amax, 127.0);
-    const float id = d != 0.0 ? qk_div(1.0, d) : 0.0;
+    const float id = !qk_eq(d, 0.0) ? qk_div(1.0, d) : 0.0;
     qk_blk_set16(blk, 0u, qk_f32_to_fp16(d));
-    for (int i = 0; i < 32; i++) qk_blk_or8(blk, uint(2 + i), uint(qk_round_away(x[i] * id)) & 0xffu);
+    for (int i = 0; i < 32; i++) qk_blk_or8(blk, uint(2 + i), uint(qk_round_away(qk_mul(x[i], id))) & 0xffu);
 }
 
 #else
@@ -132,11 +135,21 @@ void qk_quant_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOCK_ELEMS], boo
     if (has_qw) {
         /* qk_quant_block_weighted */
         float w[QK_QS_MAX];
-        for (int i = 0; i < 32; i++) w[i] = qw[i] * qk_sqrt(row_sigma2 + x[i] * x[i]);
+        for (int i = 0; i < 32; i++) w[i] = qk_mul(qw[i], qk_sqrt(qk_add(row_sigma2, qk_mul(x[i], x[i]))));
 #if QK_LEG_HAS_MIN
         int aux[QK_QS_MAX];
-        float min_mag;
-        const float d = qk_hd_make_qkx3(32, top, x, w, true, q, min_mag, aux, -0.9, 0.05, 36, 0);
+        float min_mag, d;
+        /* A value or weight below 2^-60 (zeros aside) can make a product of two of them subnormal,
+         * which the plain search's arithmetic may flush: such blocks take the exact one. */
+        bool tiny = false;
+        for (int i = 0; i < 32; i++) {
+            const uint xb = floatBitsToUint(x[i]) & 0x7fffffffu, wb = floatBitsToUint(w[i]) & 0x7fffffffu;
+            tiny = tiny || (xb != 0u && xb < 0x21800000u) || (wb != 0u && wb < 0x21800000u);
+        }
+        if (tiny)
+            d = qk_qkx_search_exact(32, top, x, w, true, q, min_mag, aux, -0.9, 0.05, 36, 0, 0);
+        else
+            d = qk_hd_make_qkx3(32, top, x, w, true, q, min_mag, aux, -0.9, 0.05, 36, 0);
         qk_blk_set16(blk, 0u, qk_f32_to_fp16(d));
         qk_blk_set16(blk, uint(QK_LEG_OFF_M), qk_f32_to_fp16(-min_mag));
 #else
@@ -148,12 +161,12 @@ void qk_quant_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOCK_ELEMS], boo
         /* qk_quant_block_minmax */
         float mn = x[0], mx = x[0];
         for (int i = 1; i < 32; i++) {
-            if (x[i] < mn) mn = x[i];
-            if (x[i] > mx) mx = x[i];
+            if (qk_lt(x[i], mn)) mn = x[i];
+            if (qk_lt(mx, x[i])) mx = x[i];
         }
-        const float d = qk_div(mx - mn, float(top));
-        const float id = d != 0.0 ? qk_div(1.0, d) : 0.0;
-        for (int i = 0; i < 32; i++) q[i] = qk_legacy_trunc_code((x[i] - mn) * id + 0.5, top);
+        const float d = qk_div(qk_sub(mx, mn), float(top));
+        const float id = !qk_eq(d, 0.0) ? qk_div(1.0, d) : 0.0;
+        for (int i = 0; i < 32; i++) q[i] = qk_legacy_trunc_code(qk_add(qk_mul(qk_sub(x[i], mn), id), 0.5), top);
         qk_blk_set16(blk, 0u, qk_f32_to_fp16(d));
         qk_blk_set16(blk, uint(QK_LEG_OFF_M), qk_f32_to_fp16(mn));
 #else
@@ -161,15 +174,15 @@ void qk_quant_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOCK_ELEMS], boo
         const int offset = 1 << (QK_LEG_BITS - 1);
         float amax = 0.0, mx = 0.0;
         for (int i = 0; i < 32; i++) {
-            if (amax < abs(x[i])) {
-                amax = abs(x[i]);
+            if (qk_lt(amax, qk_absf(x[i]))) {
+                amax = qk_absf(x[i]);
                 mx = x[i];
             }
         }
         const float d = qk_div(mx, float(-offset));
-        const float id = d != 0.0 ? qk_div(1.0, d) : 0.0;
+        const float id = !qk_eq(d, 0.0) ? qk_div(1.0, d) : 0.0;
         const float bias = float(offset) + 0.5;
-        for (int i = 0; i < 32; i++) q[i] = qk_legacy_trunc_code(x[i] * id + bias, top);
+        for (int i = 0; i < 32; i++) q[i] = qk_legacy_trunc_code(qk_add(qk_mul(x[i], id), bias), top);
         qk_blk_set16(blk, 0u, qk_f32_to_fp16(d));
 #endif
     }

@@ -112,85 +112,50 @@ float qk_hd_make_q3(int n, int nmax, in float x[QK_QS_MAX], inout int L[QK_QS_MA
 /* §9.3, both variants. has_w false means x^2 (only make_qkx3 allows it); strict_degenerate
  * selects qkx2's `max == min` test instead of qkx3's `max <= min`. The offset -min comes back
  * in the_min. */
-float qk_qkx_search(int n, int nmax, in float x[QK_QS_MAX], in float w[QK_QS_MAX], bool has_w, inout int L[QK_QS_MAX],
-                    out float the_min, inout int Laux[QK_QS_MAX], float rmin, float rdelta, int nstep, int use_mad,
-                    int strict_degenerate) {
-    float mn = x[0], mx = x[0];
-    float sum_w = has_w ? w[0] : x[0] * x[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; i++) {
-        if (x[i] < mn) mn = x[i];
-        if (x[i] > mx) mx = x[i];
-        float wi = has_w ? w[i] : x[i] * x[i];
-        sum_w += wi;
-        sum_x += wi * x[i];
-    }
-    if (mn > 0.0) mn = 0.0;
-    if (strict_degenerate != 0 ? mx == mn : mx <= mn) {
-        for (int i = 0; i < n; i++) L[i] = 0;
-        the_min = -mn;
-        return 0.0;
-    }
-    float iscale = qk_div(float(nmax), mx - mn);
-    float scale = qk_div(1.0, iscale);
-    float best = 0.0;
-    for (int i = 0; i < n; i++) {
-        int l = qk_clampi(qk_nearest_int(iscale * (x[i] - mn)), 0, nmax);
-        L[i] = l;
-        float diff = scale * float(l) + mn - x[i];
-        diff = use_mad != 0 ? abs(diff) : diff * diff;
-        float wi = has_w ? w[i] : x[i] * x[i];
-        best += wi * diff;
-    }
-    for (int i = 0; i < n; i++) Laux[i] = L[i];
-    if (nstep < 1) {
-        the_min = -mn;
-        return scale;
-    }
-    for (int t = 0; t <= nstep; t++) {
-        iscale = qk_div(rmin + rdelta * float(t) + float(nmax), mx - mn);
-        /* a repeat of the previous candidate's codes can never be strictly better: skip it */
-        bool same = true;
-        for (int i = 0; i < n; i++) {
-            int l = qk_clampi(qk_nearest_int(iscale * (x[i] - mn)), 0, nmax);
-            same = same && Laux[i] == l;
-            Laux[i] = l;
-        }
-        if (same && t > 0) continue;
-        float sum_l = 0.0, sum_l2 = 0.0, sum_xl = 0.0;
-        for (int i = 0; i < n; i++) {
-            float l = float(Laux[i]);
-            float wi = has_w ? w[i] : x[i] * x[i];
-            sum_l += wi * l;
-            sum_l2 += wi * l * l;
-            sum_xl += wi * l * x[i];
-        }
-        float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0.0) {
-            float this_scale = qk_div(sum_w * sum_xl - sum_x * sum_l, D);
-            float this_min = qk_div(sum_l2 * sum_x - sum_l * sum_xl, D);
-            if (this_min > 0.0) {
-                this_min = 0.0;
-                this_scale = qk_div(sum_xl, sum_l2);
-            }
-            float err = 0.0;
-            for (int i = 0; i < n; i++) {
-                float diff = this_scale * float(Laux[i]) + this_min - x[i];
-                diff = use_mad != 0 ? abs(diff) : diff * diff;
-                float wi = has_w ? w[i] : x[i] * x[i];
-                err += wi * diff;
-            }
-            if (err < best) {
-                for (int i = 0; i < n; i++) L[i] = Laux[i];
-                best = err;
-                scale = this_scale;
-                mn = this_min;
-            }
-        }
-    }
-    the_min = -mn;
-    return scale;
-}
+/* qk_qkx_search: §9.3 in plain float arithmetic */
+#define QKX_FN         qk_qkx_search
+#define QKX_MUL(a, b)  ((a) * (b))
+#define QKX_ADD(a, b)  ((a) + (b))
+#define QKX_SUB(a, b)  ((a) - (b))
+#define QKX_ABS(a)     abs(a)
+#define QKX_NEG(a)     (-(a))
+#define QKX_LT(a, b)   ((a) < (b))
+#define QKX_LE(a, b)   ((a) <= (b))
+#define QKX_EQ(a, b)   ((a) == (b))
+#include "qkx_search_body.glsl"
+#undef QKX_FN
+#undef QKX_MUL
+#undef QKX_ADD
+#undef QKX_SUB
+#undef QKX_ABS
+#undef QKX_NEG
+#undef QKX_LT
+#undef QKX_LE
+#undef QKX_EQ
+
+#ifdef QK_QKX_SEARCH_EXACT
+/* qk_qkx_search_exact: the same in common.glsl's subnormal-keeping arithmetic, for blocks whose
+ * values are so small that the plain one's intermediates can be subnormal (legacy.glsl) */
+#define QKX_FN         qk_qkx_search_exact
+#define QKX_MUL(a, b)  qk_mul(a, b)
+#define QKX_ADD(a, b)  qk_add(a, b)
+#define QKX_SUB(a, b)  qk_sub(a, b)
+#define QKX_ABS(a)     qk_absf(a)
+#define QKX_NEG(a)     uintBitsToFloat(floatBitsToUint(a) ^ 0x80000000u)
+#define QKX_LT(a, b)   qk_lt(a, b)
+#define QKX_LE(a, b)   qk_le(a, b)
+#define QKX_EQ(a, b)   qk_eq(a, b)
+#include "qkx_search_body.glsl"
+#undef QKX_FN
+#undef QKX_MUL
+#undef QKX_ADD
+#undef QKX_SUB
+#undef QKX_ABS
+#undef QKX_NEG
+#undef QKX_LT
+#undef QKX_LE
+#undef QKX_EQ
+#endif
 
 float qk_hd_make_qkx2(int n, int nmax, in float x[QK_QS_MAX], in float w[QK_QS_MAX], bool has_w, inout int L[QK_QS_MAX],
                       out float the_min, inout int Laux[QK_QS_MAX], float rmin, float rdelta, int nstep, int use_mad) {
