@@ -40,6 +40,10 @@ if want vulkan; then
   "$B/tests/test_vulkan_arith" 2>&1 | tee "$out/vulkan_arith.log" | tail -5
   "$B/tests/test_gpu_equivalence" vulkan:0 >"$out/vulkan_tests.log" 2>&1
   grep -E "identical|DIFFER|passed|validation" "$out/vulkan_tests.log"; grep FAIL "$out/vulkan_tests.log" | head -12
+  # each type that differs: its own first failures (the full run's first ones are one type's)
+  for t in $(awk '$2 == "DIFFERS" {print $1}' "$out/vulkan_tests.log"); do
+    echo "-- $t"; QK_TEST_TYPES=$t "$B/tests/test_gpu_equivalence" vulkan:0 2>&1 | grep FAIL | head -6
+  done 2>&1 | tee -a "$out/vulkan_tests.log"
   "$B/tests/test_gpu_moe" vulkan:0 >"$out/vulkan_moe.log" 2>&1
   grep -vE "cases ok" "$out/vulkan_moe.log" | tail -8
 fi
