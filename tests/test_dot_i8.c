@@ -156,10 +156,28 @@ static double check_dot_path(const golden_case *c, const decoder *dec, const qk_
     return worst;
 }
 
+/* qk_ld32n_a2, the same text the device runs: every n at both 2-byte alignments, the span ending
+ * its allocation (the sanitizer build sees any read past it), against byte-wise reads. */
+static void check_ld32n(tu_rng *rng) {
+    for (int n = 1; n <= 8; n++)
+        for (int m = 0; m <= 2; m += 2) {
+            uint8_t *buf = malloc((size_t)(4 * n + m)); /* malloc's alignment is a multiple of 4 */
+            for (int i = 0; i < 4 * n + m; i++) buf[i] = (uint8_t)tu_next(rng);
+            uint32_t w[8];
+            qk_ld32n_a2(buf + m, n, w);
+            for (int k = 0; k < n; k++)
+                CHECK(w[k] == qk_rd32(buf + m + 4 * k),
+                      "qk_ld32n_a2(p = 4a + %d, n = %d): word %d is 0x%08x, not 0x%08x", m, n, k, w[k],
+                      qk_rd32(buf + m + 4 * k));
+            free(buf);
+        }
+}
+
 int main(int argc, char **argv) {
     golden_dir = argc > 1 ? argv[1] : "tests/data/golden";
     const uint64_t seed = tu_seed();
     tu_rng rng = {seed};
+    check_ld32n(&rng);
     for (int t = 0; t < qk_type_count(); t++) {
         qk_type_info ti;
         qk_type_get_info(qk_type_at(t), &ti);

@@ -89,6 +89,31 @@ static inline QK_HD uint32_t qk_ld16_a2(const uint8_t *p) {
 #endif
 }
 
+/* (hi:lo) >> min(shift, 32), its low 32 bits: CUDA's __funnelshift_rc, a single SHF. */
+static inline QK_HD uint32_t qk_funnel_rc(uint32_t lo, uint32_t hi, uint32_t shift) {
+#ifdef __CUDA_ARCH__
+    return __funnelshift_rc(lo, hi, shift);
+#else
+    return (uint32_t)((((uint64_t)hi << 32) | lo) >> (shift < 32u ? shift : 32u));
+#endif
+}
+
+/* The n 32-bit words at p (n <= 8, a constant once inlined), p 2-byte aligned, reading no byte
+ * outside [p, p + 4n): where p is 4-byte aligned, n 32-bit loads; else n - 1 of them from p + 2
+ * and the two 16-bit ends, each word then a funnel shift of two neighbours. n + 1 loads at most
+ * on the device, where n calls of qk_ld32_a2 take 2n, so that a part's loads fit in flight at
+ * once. The same text runs on the host (tests/test_dot_i8.c, at both alignments). */
+static inline QK_HD void qk_ld32n_a2(const uint8_t *p, int n, uint32_t *w) {
+    const unsigned m = (unsigned)((uintptr_t)p & 2u);
+    const uint8_t *a = p + m; /* 4-byte aligned */
+    uint32_t e[9]; /* e[k + 1] = word k at a; where m, e[0]'s high half and e[n]'s low half the 16-bit ends */
+    for (int k = 0; k < n - 1; k++) e[k + 1] = qk_ld32_a4(a + 4 * k);
+    e[0] = m ? qk_ld16_a2(p) << 16 : 0u;
+    e[n] = m ? qk_ld16_a2(p + 4 * n - 2) : qk_ld32_a4(a + 4 * (n - 1));
+    /* m: bytes 2..3 of e[k] and 0..1 of e[k + 1]; else e[k + 1] whole (the shift clamps at 32) */
+    for (int k = 0; k < n; k++) w[k] = qk_funnel_rc(e[k], e[k + 1], m ? 16u : 32u);
+}
+
 /* 32 bits at p, any alignment. */
 static inline QK_HD uint32_t qk_ld32_a1(const uint8_t *p) { return qk_rd32(p); }
 

@@ -50,29 +50,13 @@ static inline QK_HD void qk_iq4_levels(const qk_iq4_tab *t, uint32_t w, uint32_t
 
 #define QK_I8_OFFSET_iq4_nl 0
 
-/* The four words of an IQ4_NL block's indices (offset 2 of a 2-byte aligned block). On the
- * device the block's 4-byte aligned middle, at b or b + 2, as four 32-bit loads, and its last
- * 16 bits: six loads in the block where qk_ld32_a2 takes eight. */
-static inline QK_HD void qk_iq4nl_ld_qs(const uint8_t *b, uint32_t *w) {
-#ifdef __CUDA_ARCH__
-    const unsigned m = (unsigned)((uintptr_t)b & 2u);
-    const uint32_t *a = (const uint32_t *)(b + m); /* not through an integer: keeps it a global load */
-    uint32_t v[5];
-    for (int k = 0; k < 4; k++) v[k] = a[k];
-    v[4] = *(const uint16_t *)(b + QK_BYTES_iq4_nl - 2);
-    for (int k = 0; k < 4; k++) w[k] = (uint32_t)(((uint64_t)v[k + 1] << 32 | v[k]) >> (16 - 8 * m));
-#else
-    for (int k = 0; k < 4; k++) w[k] = qk_rd32(b + QK_IQ4NL_QS + 4 * k);
-#endif
-}
-
 static inline QK_HD void qk_part_i8_iq4_nl(const uint8_t *b, int p, qk_part_i8 *r) {
     (void)p;
     const qk_iq4_tab t = qk_iq4_tab_words();
     uint32_t w[4];
-    qk_iq4nl_ld_qs(b, w);
+    qk_ld32n_a2(b + QK_IQ4NL_QS, 4, w);
     for (int k = 0; k < 4; k++) qk_iq4_levels(&t, w[k], &r->q[k], &r->q[4 + k]);
-    r->s[0] = r->s[1] = qk_i8_half(qk_ld32_a2(b + QK_IQ4NL_D));
+    r->s[0] = r->s[1] = qk_i8_half(qk_ld16_a2(b + QK_IQ4NL_D));
     r->o[0] = r->o[1] = 0.0f;
 }
 

@@ -29,12 +29,13 @@ static inline QK_HD uint32_t qk_leg_high_bits(uint32_t qh, int i) {
 static inline QK_HD void qk_part_i8_q4_0(const uint8_t *b, int p, qk_part_i8 *r) {
     (void)p;
     const qk_legacy_layout t = qk_layout_q4_0();
+    uint32_t w[4];
+    qk_ld32n_a2(b + t.off_qs, 4, w);
     for (int k = 0; k < 4; k++) {
-        const uint32_t w = qk_ld32_a2(b + t.off_qs + 4 * k);
-        r->q[k] = qk_leg_minus(w & 0x0f0f0f0fu, 8);
-        r->q[4 + k] = qk_leg_minus((w >> 4) & 0x0f0f0f0fu, 8);
+        r->q[k] = qk_leg_minus(w[k] & 0x0f0f0f0fu, 8);
+        r->q[4 + k] = qk_leg_minus((w[k] >> 4) & 0x0f0f0f0fu, 8);
     }
-    r->s[0] = r->s[1] = qk_i8_half((uint32_t)qk_ld32_a2(b + QK_LEG_OFF_D));
+    r->s[0] = r->s[1] = qk_i8_half(qk_ld16_a2(b + QK_LEG_OFF_D));
     r->o[0] = r->o[1] = 0.0f;
 }
 
@@ -60,13 +61,14 @@ static inline QK_HD void qk_part_i8_q4_1(const uint8_t *b, int p, qk_part_i8 *r)
 static inline QK_HD void qk_part_i8_q5_0(const uint8_t *b, int p, qk_part_i8 *r) {
     (void)p;
     const qk_legacy_layout t = qk_layout_q5_0();
-    const uint32_t clear = ~qk_ld32_a2(b + t.off_qh);
+    uint32_t w[5]; /* qh, then the four words of qs, which follows it */
+    qk_ld32n_a2(b + t.off_qh, 5, w);
+    const uint32_t clear = ~w[0];
     for (int k = 0; k < 4; k++) {
-        const uint32_t w = qk_ld32_a2(b + t.off_qs + 4 * k);
-        r->q[k] = qk_leg_high_bits(clear, 4 * k) * 15u + (w & 0x0f0f0f0fu);
-        r->q[4 + k] = qk_leg_high_bits(clear, 16 + 4 * k) * 15u + ((w >> 4) & 0x0f0f0f0fu);
+        r->q[k] = qk_leg_high_bits(clear, 4 * k) * 15u + (w[1 + k] & 0x0f0f0f0fu);
+        r->q[4 + k] = qk_leg_high_bits(clear, 16 + 4 * k) * 15u + ((w[1 + k] >> 4) & 0x0f0f0f0fu);
     }
-    r->s[0] = r->s[1] = qk_i8_half((uint32_t)qk_ld32_a2(b + QK_LEG_OFF_D));
+    r->s[0] = r->s[1] = qk_i8_half(qk_ld16_a2(b + QK_LEG_OFF_D));
     r->o[0] = r->o[1] = 0.0f;
 }
 
@@ -90,8 +92,8 @@ static inline QK_HD void qk_part_i8_q5_1(const uint8_t *b, int p, qk_part_i8 *r)
 
 static inline QK_HD void qk_part_i8_q8_0(const uint8_t *b, int p, qk_part_i8 *r) {
     (void)p;
-    for (int k = 0; k < 8; k++) r->q[k] = qk_ld32_a2(b + QK_Q8_0_OFF_QS + 4 * k);
-    r->s[0] = r->s[1] = qk_i8_half((uint32_t)qk_ld32_a2(b + QK_LEG_OFF_D));
+    qk_ld32n_a2(b + QK_Q8_0_OFF_QS, 8, r->q);
+    r->s[0] = r->s[1] = qk_i8_half(qk_ld16_a2(b + QK_LEG_OFF_D));
     r->o[0] = r->o[1] = 0.0f;
 }
 

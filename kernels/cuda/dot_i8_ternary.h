@@ -13,10 +13,8 @@
  * 0x80 back off modulo 256. */
 static inline QK_HD uint32_t qk_tern_minus1(uint32_t x) { return (x + 0x7f7f7f7fu) ^ 0x80808080u; }
 
-/* The fp16 d that ends a block: a 32-bit read ending with it, so as not to read past the block. */
-static inline QK_HD float qk_tern_last_d(const uint8_t *b, int off) {
-    return qk_i8_half((uint32_t)(qk_ld32_a2(b + off - 2) >> 16));
-}
+/* The fp16 d that ends a block. */
+static inline QK_HD float qk_tern_last_d(const uint8_t *b, int off) { return qk_i8_half(qk_ld16_a2(b + off)); }
 
 /* ---- TQ1_0: five trits per byte, base-3 fixed point -------------------------------------- */
 
@@ -40,10 +38,12 @@ static inline QK_HD void qk_part_i8_tq1_0(const uint8_t *b, int p, qk_part_i8 *r
     const uint32_t pow1 = QK_TAB(qk_tq1_0_pow3)[head ? p : 2 * p - 9];
     const uint8_t *q0 = b + QK_TQ1_QS + (head ? 0 : 32), *q1 = b + QK_TQ1_QS + (head ? 16 : 32);
     const uint32_t qh = qk_ld32_a2(b + QK_TQ1_QH);
+    uint32_t w0[4], w1[4];
+    qk_ld32n_a2(q0, 4, w0);
+    qk_ld32n_a2(q1, 4, w1);
     for (int k = 0; k < 4; k++) {
-        r->q[k] = qk_tern_tq1_trits(qk_ld32_a2(q0 + 4 * k), pow0);
-        const uint32_t w = tail ? qh : qk_ld32_a2(q1 + 4 * k);
-        r->q[4 + k] = qk_tern_tq1_trits(w, tail ? (uint32_t)QK_TAB(qk_tq1_0_pow3)[k] : pow1);
+        r->q[k] = qk_tern_tq1_trits(w0[k], pow0);
+        r->q[4 + k] = qk_tern_tq1_trits(tail ? qh : w1[k], tail ? (uint32_t)QK_TAB(qk_tq1_0_pow3)[k] : pow1);
     }
     r->s[0] = r->s[1] = qk_tern_last_d(b, QK_TQ1_D);
     r->o[0] = r->o[1] = 0.0f;
@@ -57,7 +57,9 @@ static inline QK_HD void qk_part_i8_tq1_0(const uint8_t *b, int p, qk_part_i8 *r
 static inline QK_HD void qk_part_i8_tq2_0(const uint8_t *b, int p, qk_part_i8 *r) {
     const uint8_t *qs = b + QK_TQ2_QS + 32 * (p >> 2);
     const int sh = 2 * (p & 3);
-    for (int k = 0; k < 8; k++) r->q[k] = qk_tern_minus1((qk_ld32_a2(qs + 4 * k) >> sh) & 0x03030303u);
+    uint32_t w[8];
+    qk_ld32n_a2(qs, 8, w);
+    for (int k = 0; k < 8; k++) r->q[k] = qk_tern_minus1((w[k] >> sh) & 0x03030303u);
     r->s[0] = r->s[1] = qk_tern_last_d(b, QK_TQ2_D);
     r->o[0] = r->o[1] = 0.0f;
 }
@@ -70,9 +72,11 @@ static inline QK_HD void qk_part_i8_tq2_0(const uint8_t *b, int p, qk_part_i8 *r
  * j to 8j + 1, its other partial products fall outside the mask without carries), and 2 * 0x7f + 1
  * is -1, 0 + 1 is +1 (one multiply-add). */
 static inline QK_HD void qk_part_i8_q1_0(const uint8_t *b, int p, qk_part_i8 *r) {
-    const uint32_t clear = ~qk_ld32_a2(b + QK_Q1_0_QS + 4 * p);
+    uint32_t w;
+    qk_ld32n_a2(b + QK_Q1_0_QS + 4 * p, 1, &w);
+    const uint32_t clear = ~w;
     for (int k = 0; k < 8; k++) r->q[k] = (((clear >> 4 * k) & 15u) * 0x00408102u & 0x02020202u) * 0x7fu + 0x01010101u;
-    r->s[0] = r->s[1] = qk_i8_half((uint32_t)qk_ld32_a2(b + QK_Q1_0_D));
+    r->s[0] = r->s[1] = qk_i8_half(qk_ld16_a2(b + QK_Q1_0_D));
     r->o[0] = r->o[1] = 0.0f;
 }
 
@@ -85,14 +89,15 @@ static inline QK_HD void qk_part_i8_q1_0(const uint8_t *b, int p, qk_part_i8 *r)
  * whose terms do not overlap). */
 static inline QK_HD void qk_part_i8_q2_0(const uint8_t *b, int p, qk_part_i8 *r) {
     const uint8_t *qs = b + QK_Q2_0_QS + (QKC_QK2_0 / 8) * p;
+    uint32_t w[2];
+    qk_ld32n_a2(qs, 2, w);
     for (int h = 0; h < 2; h++) {
-        const uint32_t w = qk_ld32_a2(qs + 4 * h);
         for (int j = 0; j < 4; j++) {
-            const uint32_t t = ((w >> 8 * j) & 0xffu) * 0x1001u & 0x000f000fu;
+            const uint32_t t = ((w[h] >> 8 * j) & 0xffu) * 0x1001u & 0x000f000fu;
             r->q[4 * h + j] = qk_tern_minus1(t * 0x41u & 0x03030303u);
         }
     }
-    r->s[0] = r->s[1] = qk_i8_half((uint32_t)qk_ld32_a2(b + QK_Q2_0_D));
+    r->s[0] = r->s[1] = qk_i8_half(qk_ld16_a2(b + QK_Q2_0_D));
     r->o[0] = r->o[1] = 0.0f;
 }
 
