@@ -1,5 +1,6 @@
 /* qkern quantize: llama-quantize's command line (positional IN OUT TYPE [THREADS] and its
- * options, misuse exiting 1 as there), plus --device, --report, --split-max-size, --quiet. */
+ * options, misuse exiting 1 as there), plus --device, --report, --split-max-size, --shard, --quiet. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,8 @@
 #define MAX_LIST 256
 /* --plot's evenly spaced budgets: a smooth curve, and still a few milliseconds of solving each */
 #define CURVE_BUDGETS 48
+/* --shard's N: split.count is 16 bits in llama.cpp's split metadata */
+#define MAX_SHARDS 65535
 
 static void usage(FILE *f) {
     fprintf(
@@ -41,6 +44,9 @@ static void usage(FILE *f) {
            "  THREADS                     cpu worker threads; 0 (or less): all cores\n"
            "qkern options:\n"
            "  --split-max-size N[K|M|G]   split the output into files of at most N bytes\n"
+           "  --shard I/N                 write only part I (1..N) of N: a contiguous run of about 1/N of the\n"
+           "                              output bytes, as OUT-0000I-of-0000N.gguf; the N parts, each run on\n"
+           "                              its own (other machines), form the split model that llama.cpp loads\n"
            "  --device D                  cpu, cuda:N, vulkan:N (default: the best present)\n"
            "  --report FILE.json          per tensor: type, bytes, weighted RMSE, time\n"
            "  --quiet                     no progress output, no notes, no fallback warnings\n"
@@ -86,6 +92,7 @@ typedef struct options {
     size_t n_target_types;
     const char *state_file;
     const char *plot;
+    int shard_index, shard_count; /* --shard I/N; 0: the whole model */
 } options;
 
 static int parse_type(const char *opt, const char *v, int *out) {
@@ -141,6 +148,29 @@ static int parse_type_list(options *o, const char *v) {
         if (!c[len]) return 1;
         c += len + 1;
     }
+}
+
+/* --shard I/N: part I of N, 1 <= I <= N. */
+static int parse_shard(options *o, const char *v) {
+    char *end;
+    errno = 0;
+    long i = isdigit((unsigned char)v[0]) ? strtol(v, &end, 10) : -1, n = -1;
+    if (i >= 0 && *end == '/' && isdigit((unsigned char)end[1])) n = strtol(end + 1, &end, 10);
+    if (i < 0 || n < 0 || *end || errno) {
+        fprintf(stderr, "qkern: --shard: '%s' is not I/N (part I of N parts, e.g. 2/8)\n", v);
+        return 0;
+    }
+    if (n < 1 || n > MAX_SHARDS) {
+        fprintf(stderr, "qkern: --shard %s: N must be 1 to %d\n", v, MAX_SHARDS);
+        return 0;
+    }
+    if (i < 1 || i > n) {
+        fprintf(stderr, "qkern: --shard %s: I must be 1 to %ld (parts are numbered from 1)\n", v, n);
+        return 0;
+    }
+    o->shard_index = (int)i;
+    o->shard_count = (int)n;
+    return 1;
 }
 
 static int add_override(options *o, const char *opt, const char *v) {
@@ -303,6 +333,8 @@ static int parse(int argc, char **argv, options *o) {
             o->state_file = val;
         } else if (!strcmp(name, "--plot")) {
             o->plot = val;
+        } else if (!strcmp(name, "--shard")) {
+            if (!parse_shard(o, val)) return 0;
         } else {
             fprintf(stderr, "qkern: quantize: unknown option '%s' (qkern quantize --help)\n", name);
             return 0;
@@ -326,6 +358,15 @@ static int parse(int argc, char **argv, options *o) {
     }
     if (o->keep_split && o->split_max) {
         fprintf(stderr, "qkern: --keep-split and --split-max-size cannot be used together\n");
+        return 0;
+    }
+    if (o->shard_count && (o->keep_split || o->split_max)) {
+        fprintf(stderr, "qkern: --shard makes its own split: not with --keep-split or --split-max-size\n");
+        return 0;
+    }
+    if (o->shard_count && (o->target_bpw > 0 || o->target_size)) {
+        fprintf(stderr, "qkern: --shard with --target-bpw or --target-size is not supported yet (the size target's "
+                        "allocation needs every tensor's measured errors in one run)\n");
         return 0;
     }
     return 1;
@@ -439,7 +480,7 @@ static void print_target(const qk_model_totals *r, const qk_preset *ft) {
     printf("\ntarget: error matrix %s\n", r->matrix_from_state ? "read from the state file" : "measured");
 }
 
-static void print_summary(const qk_model_totals *r, const char *out, int dry, int keep_split) {
+static void print_summary(const qk_model_totals *r, const char *out, int dry, int keep_split, int shard) {
     double in_mib = (double)r->in_bytes / 1048576.0, out_mib = (double)r->out_bytes / 1048576.0;
     double w = r->in_weights ? (double)r->in_weights : 1.0;
     printf("%s%zu tensors, %.3g M weights: %.2f MiB (%.4f bpw) -> %.2f MiB (%.4f bpw)%s", dry ? "plan: " : "",
@@ -448,7 +489,9 @@ static void print_summary(const qk_model_totals *r, const char *out, int dry, in
     if (!dry) {
         printf(" in %.2f s (%.1f M weights/s) -> %s", r->seconds,
                (double)r->quantized_weights / 1e6 / (r->seconds > 0 ? r->seconds : 1), out);
-        if (r->n_splits > 1 || keep_split)
+        if (shard)
+            printf(" as part %d of %d, named ...-%05d-of-%05d.gguf", shard, r->n_splits, shard, r->n_splits);
+        else if (r->n_splits > 1 || keep_split)
             printf(" as %d part(s), named ...-%05d-of-%05d.gguf", r->n_splits, 1, r->n_splits);
         printf("\n");
     }
@@ -702,6 +745,8 @@ int cmd_quantize(int argc, char **argv) {
     q.n_prune_layers = o.n_prune;
     q.keep_split = o.keep_split;
     q.split_max_bytes = o.split_max;
+    q.shard_index = o.shard_index;
+    q.shard_count = o.shard_count;
     if (o.max_buffer) q.chunk_bytes = o.max_buffer < 64u << 20 ? (size_t)o.max_buffer : (size_t)64 << 20;
     q.dry_run = o.dry_run;
     q.measure_error = o.report != NULL;
@@ -729,7 +774,7 @@ int cmd_quantize(int argc, char **argv) {
     const int target = o.target_bpw > 0 || o.target_size;
     if (o.dry_run) print_plan(res, target);
     if (target) print_target(qk_model_result_totals(res), ft);
-    print_summary(qk_model_result_totals(res), out, o.dry_run, o.keep_split);
+    print_summary(qk_model_result_totals(res), out, o.dry_run, o.keep_split, o.shard_index);
     rc = 0;
     if (report) {
         qk_device_info di;

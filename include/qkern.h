@@ -474,6 +474,17 @@ typedef struct qk_model_quantize_desc {
      * qk_model_result_preset). The presets' types that are no candidate are measured too (they
      * never enter the allocation; the state file does not keep them). 0: none. */
     int target_curve;
+
+    /* One part of a sharded run (qkern quantize --shard I/N): shard_count > 0 (at most 65535)
+     * plans the whole model as a single run would, splits its tensors in output order into
+     * shard_count contiguous ranges of about equal output bytes (the same split in every process,
+     * from the plan alone), and writes only range shard_index (1-based) as part shard_index of
+     * llama.cpp's split GGUF: OUT-0000I-of-0000N.gguf with split.no, split.count and
+     * split.tensors.count, the model's metadata in part 1 only, as gguf-split writes them. The
+     * parts' tensors are the single run's, byte for byte and in its order; the result lists the
+     * part's. Not with keep_split, split_max_bytes or, for now, a size target (QK_ERR_INVALID_ARG).
+     * 0: the whole model. */
+    int shard_index, shard_count;
 } qk_model_quantize_desc;
 
 QK_API qk_model_quantize_desc qk_model_quantize_default_desc(void);

@@ -10,6 +10,7 @@
 
 #include "internal.h"
 #include "model_quantize.h"
+#include "shard.h"
 
 struct qk_model_result {
     qk_model_quantize_result r;
@@ -111,6 +112,19 @@ static qk_status check_files(qk_context *ctx, const qk_model_quantize_desc *d) {
     if (d->keep_split && d->split_max_bytes)
         return qk_fail(ctx, QK_ERR_INVALID_ARG,
                        "qk_model_quantize: keep_split and split_max_bytes cannot be used together");
+    if (d->shard_count < 0 || d->shard_count > QK_SHARD_MAX_PARTS ||
+        (d->shard_count && (d->shard_index < 1 || d->shard_index > d->shard_count)) ||
+        (!d->shard_count && d->shard_index))
+        return qk_fail(ctx, QK_ERR_INVALID_ARG,
+                       "qk_model_quantize: shard %d of %d: shard_index must be 1 to shard_count, shard_count 1 to %d",
+                       d->shard_index, d->shard_count, QK_SHARD_MAX_PARTS);
+    if (d->shard_count && (d->keep_split || d->split_max_bytes))
+        return qk_fail(ctx, QK_ERR_INVALID_ARG,
+                       "qk_model_quantize: shards make their own split; not with keep_split or split_max_bytes");
+    if (d->shard_count && (d->target_bpw > 0 || d->target_bytes))
+        return qk_fail(ctx, QK_ERR_INVALID_ARG,
+                       "qk_model_quantize: a size target cannot be sharded yet (its allocation needs every tensor's "
+                       "errors)");
     if (d->target_bpw < 0 || !(d->target_bpw == d->target_bpw) || (d->target_bpw > 0 && d->target_bytes))
         return qk_fail(ctx, QK_ERR_INVALID_ARG,
                        "qk_model_quantize: target_bpw must be >= 0, and not with target_bytes");
@@ -206,6 +220,8 @@ qk_status qk_model_quantize(qk_context *ctx, const qk_model_quantize_desc *d, qk
     p.n_prune_layers = d->n_prune_layers;
     p.keep_split = d->keep_split;
     p.split_max_bytes = d->split_max_bytes;
+    p.shard_index = d->shard_index;
+    p.shard_count = d->shard_count;
     p.dry_run = d->dry_run;
     p.measure_error = d->measure_error;
     p.chunk_bytes = d->chunk_bytes;

@@ -15,6 +15,7 @@
 #include "formats.h"
 #include "imatrix.h"
 #include "internal.h"
+#include "shard.h"
 #include "target.h"
 #include "target_curve.h"
 
@@ -204,10 +205,11 @@ static int is_token_embedding(const char *name) {
     return !strcmp(name, "token_embd.weight") || !strcmp(name, "per_layer_token_embd.weight");
 }
 
-/* Finds and checks each converted tensor's imatrix entry; fills `found` (NULL where none). */
+/* Finds and checks each converted tensor's imatrix entry; fills `found` (NULL where none). All n
+ * tensors are checked, as in a single run; notes name only those of [lo, hi), the ones written. */
 static qk_status match_imatrix(qk_context *ctx, const qk_imatrix *im, const qk_plan_options *opt, qk_model_tensor *ts,
-                               const char *const *in_names, size_t n, const qk_imatrix_entry **found,
-                               qk_model_quantize_result *res) {
+                               const char *const *in_names, size_t n, size_t lo, size_t hi,
+                               const qk_imatrix_entry **found, qk_model_quantize_result *res) {
     size_t matched = 0, candidates = 0;
     for (size_t i = 0; i < n; i++) {
         qk_model_tensor *t = &ts[i];
@@ -220,7 +222,7 @@ static qk_status match_imatrix(qk_context *ctx, const qk_imatrix *im, const qk_p
             int64_t want = t->ne[0] * t->ne[2];
             if (e->n_mat * e->cols != want) {
                 if (is_token_embedding(t->name)) {
-                    add_note(res, "imatrix entry for %s has the wrong size: ignored\n", t->name);
+                    if (i >= lo && i < hi) add_note(res, "imatrix entry for %s has the wrong size: ignored\n", t->name);
                     continue;
                 }
                 return qk_fail(ctx, QK_ERR_SHAPE,
@@ -240,7 +242,8 @@ static qk_status match_imatrix(qk_context *ctx, const qk_imatrix *im, const qk_p
             return qk_fail(ctx, QK_ERR_NEEDS_IMATRIX, "tensor '%s' is to become %s, which needs imatrix data, and %s",
                            t->name, qk_type_name(t->type),
                            im ? "the imatrix has no entry for it" : "no --imatrix was given");
-        if (im && f->uses_imatrix) add_note(res, "no imatrix data for %s: quantized without weights\n", t->name);
+        if (im && f->uses_imatrix && i >= lo && i < hi)
+            add_note(res, "no imatrix data for %s: quantized without weights\n", t->name);
     }
     if (im && im->n_entries > 0 && candidates > 0 && matched == 0)
         return qk_fail(ctx, QK_ERR_VALUE,
@@ -254,9 +257,9 @@ static qk_status match_imatrix(qk_context *ctx, const qk_imatrix *im, const qk_p
 
 /* The name of output part k (0-based) of `parts`: OUT itself, or, as llama-quantize names split
  * output, out.gguf (or out-00001-of-0000M.gguf) -> out-0000k-of-0000N.gguf; with --keep-split
- * llama-quantize uses the split name even for one part. */
-static void output_part_path(char *path, size_t len, const char *output, int keep_split, int parts, int k) {
-    if (parts == 1 && !keep_split) {
+ * llama-quantize uses the split name even for one part, and so does a shard (split_named). */
+static void output_part_path(char *path, size_t len, const char *output, int split_named, int parts, int k) {
+    if (parts == 1 && !split_named) {
         snprintf(path, len, "%s", output);
         return;
     }
@@ -312,7 +315,8 @@ static qk_status check_output_not_input(qk_context *ctx, const qk_model_quantize
     char out[4200], in[4200];
     qk_status st = QK_OK;
     for (int k = 0; k < out_parts && st == QK_OK; k++) {
-        output_part_path(out, sizeof out, p->output, p->keep_split, out_parts, k);
+        if (p->shard_count && k != p->shard_index - 1) continue; /* another run writes it */
+        output_part_path(out, sizeof out, p->output, p->keep_split || p->shard_count, out_parts, k);
         for (int j = 0; j < in_parts && st == QK_OK; j++) {
             if (split_in)
                 qk_gguf_split_name(in, sizeof in, in_prefix, j + 1, in_parts);
@@ -761,8 +765,9 @@ typedef struct run {
     qk_plan_entry *pe;
     size_t *src_split;
     const qk_imatrix_entry **ie;
-    qk_gguf_writer **w;
+    qk_gguf_writer **w; /* per output part; with shards only the run's own part has one */
     int n_w;
+    size_t all_tensors; /* of the whole output, all shards (split.tensors.count) */
     stream_state s;
 } run;
 
@@ -846,6 +851,28 @@ static qk_status select_tensors(qk_context *ctx, run *r, const qk_model_quantize
     return QK_OK;
 }
 
+/* --shard: keeps rows [lo, hi) of the whole plan, part shard_index's; the totals become the part's. */
+static void keep_shard(run *r, const qk_model_quantize_params *p, qk_model_quantize_result *res, size_t lo, size_t hi) {
+    const size_t n = hi - lo;
+    memmove(res->tensors, res->tensors + lo, n * sizeof *res->tensors);
+    memmove(r->pe, r->pe + lo, n * sizeof *r->pe);
+    memmove(r->ie, r->ie + lo, n * sizeof *r->ie);
+    memmove(r->src_split, r->src_split + lo, n * sizeof *r->src_split);
+    memmove(r->in_names, r->in_names + lo, n * sizeof *r->in_names);
+    res->n_tensors = n;
+    res->n_splits = p->shard_count;
+    res->in_bytes = res->out_bytes = res->in_weights = res->quantized_weights = 0;
+    for (size_t i = 0; i < n; i++) {
+        qk_model_tensor *t = &res->tensors[i];
+        const uint64_t elems = (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+        t->split = p->shard_index - 1;
+        res->in_bytes += t->src_bytes;
+        res->out_bytes += t->bytes;
+        res->in_weights += elems;
+        if (t->converted) res->quantized_weights += elems;
+    }
+}
+
 static qk_status plan_model(qk_context *ctx, run *r, const qk_model_quantize_params *p, qk_model_quantize_result *res) {
     size_t n = qk_gguf_tensor_count(r->in);
     r->pt = calloc(n ? n : 1, sizeof *r->pt);
@@ -876,9 +903,19 @@ static qk_status plan_model(qk_context *ctx, run *r, const qk_model_quantize_par
         r->src_split[i] = (size_t)src->split;
         r->in_names[i] = src->name;
     }
-    st = match_imatrix(ctx, r->im, &opt, res->tensors, r->in_names, n, r->ie, res);
+    size_t lo = 0, hi = n; /* the rows this run writes */
+    if (p->shard_count) {
+        uint64_t *bytes = malloc((n ? n : 1) * sizeof *bytes);
+        if (!bytes) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory planning %zu tensors", n);
+        for (size_t i = 0; i < n; i++) bytes[i] = res->tensors[i].bytes;
+        qk_shard_range(bytes, n, p->shard_index - 1, p->shard_count, &lo, &hi);
+        free(bytes);
+    }
+    r->all_tensors = n;
+    st = match_imatrix(ctx, r->im, &opt, res->tensors, r->in_names, n, lo, hi, r->ie, res);
     if (st) return st;
     res->n_splits = assign_splits(res->tensors, r->src_split, n, p);
+    if (p->shard_count) keep_shard(r, p, res, lo, hi);
     return QK_OK;
 }
 
@@ -1235,17 +1272,20 @@ static qk_status open_outputs(qk_context *ctx, run *r, const qk_model_quantize_p
     int parts = res->n_splits;
     r->w = calloc((size_t)parts, sizeof *r->w);
     if (!r->w) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory");
+    r->n_w = parts;
     for (int k = 0; k < parts; k++) {
+        if (p->shard_count && k != p->shard_index - 1) continue; /* another run writes it */
         qk_status st = qk_gguf_writer_create(&r->w[k]);
         if (st) return forward_error(ctx, st);
-        r->n_w = k + 1;
-        /* llama-quantize's --keep-split parts after the first carry only the split keys */
-        st = k == 0 || !p->keep_split ? setup_metadata(ctx, r->w[k], r->in, p, r->im, r->block_count) : QK_OK;
+        /* after the first part, llama-quantize's --keep-split and gguf-split write only the split
+         * keys; gguf-split writes them even for one part, and so does a shard */
+        const int split_named = p->keep_split || p->shard_count;
+        st = k == 0 || !split_named ? setup_metadata(ctx, r->w[k], r->in, p, r->im, r->block_count) : QK_OK;
         if (st) return st;
-        if (parts > 1) {
+        if (parts > 1 || p->shard_count) {
             st = qk_gguf_writer_set_u16(r->w[k], "split.no", (uint16_t)k);
             if (!st) st = qk_gguf_writer_set_u16(r->w[k], "split.count", (uint16_t)parts);
-            if (!st) st = qk_gguf_writer_set_i32(r->w[k], "split.tensors.count", (int32_t)res->n_tensors);
+            if (!st) st = qk_gguf_writer_set_i32(r->w[k], "split.tensors.count", (int32_t)r->all_tensors);
             if (st) return forward_error(ctx, st);
         }
     }
@@ -1256,8 +1296,9 @@ static qk_status open_outputs(qk_context *ctx, run *r, const qk_model_quantize_p
     }
     res->out_file_bytes = 0;
     for (int k = 0; k < parts; k++) {
+        if (!r->w[k]) continue;
         char path[4200];
-        output_part_path(path, sizeof path, p->output, p->keep_split, parts, k);
+        output_part_path(path, sizeof path, p->output, p->keep_split || p->shard_count, parts, k);
         qk_status st = qk_gguf_writer_begin(r->w[k], path);
         if (st) return forward_error(ctx, st);
         res->out_file_bytes += qk_gguf_writer_file_bytes(r->w[k]);
@@ -1360,9 +1401,9 @@ qk_status qk_model_quantize_run(qk_context *ctx, const qk_model_quantize_params 
     if (st) goto done;
     /* All parts complete before any appears under its name. */
     for (int k = 0; k < r.n_w && st == QK_OK; k++)
-        if ((st = qk_gguf_writer_close(r.w[k]))) forward_error(ctx, st);
+        if (r.w[k] && (st = qk_gguf_writer_close(r.w[k]))) forward_error(ctx, st);
     for (int k = 0; k < r.n_w && st == QK_OK; k++)
-        if ((st = qk_gguf_writer_commit(r.w[k]))) forward_error(ctx, st);
+        if (r.w[k] && (st = qk_gguf_writer_commit(r.w[k]))) forward_error(ctx, st);
 done:
     res->seconds = now_seconds() - t0;
     run_free(&r);

@@ -31,6 +31,8 @@ typedef struct qk_model_quantize_params {
     size_t n_prune_layers;
     int keep_split;           /* one output part per input part */
     uint64_t split_max_bytes; /* start a new output part before it would exceed this; 0: no */
+    int shard_index;          /* shard_count > 0: write only part shard_index (1-based) of a split */
+    int shard_count;          /* output of shard_count parts (shard.h's partition); 0: no shards */
     int dry_run;              /* plan only: fill the result, write nothing */
     int measure_error;        /* fill rmse/rel_rmse (costs a dequantize pass) */
     size_t chunk_bytes;       /* input bytes per step; 0: 64 MiB */
