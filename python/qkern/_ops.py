@@ -52,8 +52,13 @@ class Device(NamedTuple):
 
 _FORMATS: dict[int, Format] = {f[1]: Format(*f) for f in _qkern.formats()}
 _BY_NAME: dict[str, Format] = {f.name: f for f in _FORMATS.values()}
+# what _format resolves with one look-up: each id, each name as written and in lower case
+_FORMAT_OF: dict[Union[str, int], Format] = {
+    **_FORMATS, **_BY_NAME, **{f.name.lower(): f for f in _FORMATS.values()},
+}  # fmt: skip
 _DEVICE_KINDS = ("cpu", "cuda", "vulkan")
 _PRECISIONS = {"default": 0, "exact": 1}
+_PRECISION_OF = {**_PRECISIONS, **{v: v for v in _PRECISIONS.values()}}
 _X_NUMPY = {np.dtype(np.float32): _BY_NAME["F32"].id, np.dtype(np.float16): _BY_NAME["F16"].id}
 
 # kinds of _qkern.moe
@@ -79,6 +84,10 @@ def devices() -> list[Device]:
 
 def _format(type: Union[str, int, Format]) -> Format:
     """A type given by name ("q4_k"), ggml id (12, or gguf.GGMLQuantizationType.Q4_K) or Format."""
+    if type.__class__ is str or type.__class__ is int:  # not bool, not an enum: those below
+        f = _FORMAT_OF.get(type)
+        if f is not None:
+            return f
     if isinstance(type, Format):
         return type
     if isinstance(type, str):
@@ -119,10 +128,16 @@ def _is_torch(a: Any) -> bool:
     return torch is not None and isinstance(a, torch.Tensor)
 
 
-def _torch_impl():
-    from . import _torch
+_torch_module: Any = None  # qkern._torch once a tensor has been seen (import qkern does not import torch)
 
-    return _torch
+
+def _torch_impl():
+    global _torch_module
+    if _torch_module is None:
+        from . import _torch
+
+        _torch_module = _torch
+    return _torch_module
 
 
 def register_torch_ops() -> None:
@@ -239,6 +254,10 @@ def _check_block_bytes(nbytes: int, fmt: Format, rows: int, cols: int) -> None:
 
 
 def _precision(p: Union[str, int]) -> int:
+    if p.__class__ is str or p.__class__ is int:
+        v = _PRECISION_OF.get(p)
+        if v is not None:
+            return v
     if isinstance(p, str) and p in _PRECISIONS:
         return _PRECISIONS[p]
     if p in _PRECISIONS.values():
@@ -291,10 +310,12 @@ def _np_operand(a: Optional[np.ndarray]) -> tuple[int, int]:
 
 
 def _moe(kind, x, w, w_up, type, ids, router, precision, out, device):
+    # once qkern._torch is loaded the public functions send tensors there themselves (on a decode
+    # step every Python call counts); this sends the first ones
+    if _is_torch(x):
+        return _torch_impl().moe(kind, type, x, w, w_up, ids, router, precision, out)
     fmt = _format(type)
     prec = _precision(precision)
-    if _is_torch(x):
-        return _torch_impl().moe(kind, fmt, x, w, w_up, ids, router, prec, out)
     x = _numpy_array(x, "x")
     _check_float_numpy(x, "x")
     w = _numpy_array(w, "w_blocks")
@@ -321,8 +342,8 @@ def _moe(kind, x, w, w_up, type, ids, router, precision, out, device):
             raise ValueError(f"out: expected float32 {shape}, got {out.dtype} {out.shape}")
     _qkern.moe(
         _context(device or "cpu"), kind, fmt.id, _X_NUMPY[x.dtype], *geometry, prec,
-        _np_operand(w), _np_operand(w_up if kind == GATE_UP else None), _np_operand(x), _np_operand(ids),
-        _np_operand(router if kind == WEIGHTED_SUM else None), _np_operand(out), (0, 0), False, 0,
+        *_np_operand(w), *_np_operand(w_up if kind == GATE_UP else None), *_np_operand(x), *_np_operand(ids),
+        *_np_operand(router if kind == WEIGHTED_SUM else None), *_np_operand(out), 0, 0, False, 0,
     )  # fmt: skip
     return out
 
@@ -354,6 +375,9 @@ def moe_matmul(
     can be captured in a CUDA graph (after one call outside the capture has created the device's
     context). Ids are not checked on CUDA (that needs a synchronization): a bad id gives NaN rows.
     """
+    t = _torch_module
+    if t is not None and isinstance(x, t.Tensor):
+        return t.moe(MATMUL, type, x, w_blocks, None, ids, None, precision, out)
     return _moe(MATMUL, x, w_blocks, None, type, ids, None, precision, out, device)
 
 
@@ -370,6 +394,9 @@ def moe_gate_up(
 ) -> Any:
     """The gated expert input in one call: ``y[t, s] = silu(Wg[e] @ x[t]) * (Wu[e] @ x[t])``
     with ``e = ids[t, s]``; w_gate and w_up of one type and shape. Otherwise as moe_matmul."""
+    t = _torch_module
+    if t is not None and isinstance(x, t.Tensor):
+        return t.moe(GATE_UP, type, x, w_gate, w_up, ids, None, precision, out)
     return _moe(GATE_UP, x, w_gate, w_up, type, ids, None, precision, out, device)
 
 
@@ -388,4 +415,7 @@ def moe_weighted_sum(
     ``y[t] = sum_s router[t, s] * (W[ids[t, s]] @ x[t, s])``, slots added in order.
 
     router  float32 [n_tokens, n_used]. Returns float32 [n_tokens, m]. Otherwise as moe_matmul."""
+    t = _torch_module
+    if t is not None and isinstance(x, t.Tensor):
+        return t.moe(WEIGHTED_SUM, type, x, w_blocks, None, ids, router, precision, out)
     return _moe(WEIGHTED_SUM, x, w_blocks, None, type, ids, router, precision, out, device)

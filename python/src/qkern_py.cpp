@@ -210,9 +210,31 @@ void dequantize(Context &c, int type, const InArray &src, const OutArray &dst, i
     });
 }
 
-/* The MoE geometry, shared by the workspace query and the call. */
-qk_moe_desc moe_desc(int type, int x_type, int64_t n_expert, int64_t m, int64_t k, int64_t n_tokens, int64_t n_used,
-                     bool x_per_slot, int precision) {
+/* An operand of the MoE calls: its address (0 for none) and its bytes. */
+qk_mem operand_mem(uintptr_t address, size_t bytes, bool on_device) {
+    void *p = reinterpret_cast<void *>(address);
+    if (!p) return qk_mem{};
+    return on_device ? qk_dev(p, bytes) : qk_host(p, bytes);
+}
+
+enum MoeKind { MOE_MATMUL = 0, MOE_GATE_UP = 1, MOE_WEIGHTED_SUM = 2 };
+
+/* The MoE calls take each operand as an address and a byte count, plain ints: they sit on a decode
+ * step's path, where importing six operands through DLPack, or a tuple per operand, would cost more
+ * host time than the kernels take. The Python layer has checked dtypes, shapes, contiguity and
+ * device; the library checks every byte count against the shapes, so a wrong count is an error,
+ * not an overrun.
+ *
+ * On the device (on_device: qkern_cuda.h's asynchronous calls on `stream`), a workspace smaller than
+ * the call needs (qk_moe_workspace_size, asked under the same lock) enqueues nothing: the call
+ * returns the bytes it needs, for the caller to allocate through torch and call again. Otherwise
+ * it returns 0, so a caller that holds its workspace makes one call per step. */
+size_t moe(Context &c, int kind, int type, int x_type, int64_t n_expert, int64_t m, int64_t k, int64_t n_tokens,
+           int64_t n_used, bool x_per_slot, int precision, uintptr_t w, size_t w_bytes, uintptr_t w_up,
+           size_t w_up_bytes, uintptr_t x, size_t x_bytes, uintptr_t ids, size_t ids_bytes, uintptr_t router,
+           size_t router_bytes, uintptr_t y, size_t y_bytes, uintptr_t workspace, size_t workspace_bytes,
+           bool on_device, uintptr_t stream) {
+    if (kind != MOE_MATMUL && kind != MOE_GATE_UP && kind != MOE_WEIGHTED_SUM) bad_arg("moe: unknown kind");
     qk_moe_desc d = qk_moe_default_desc();
     d.type = (qk_type)type;
     d.x_type = (qk_type)x_type;
@@ -223,53 +245,37 @@ qk_moe_desc moe_desc(int type, int x_type, int64_t n_expert, int64_t m, int64_t 
     d.n_used = n_used;
     d.x_per_slot = x_per_slot ? 1 : 0;
     d.precision = (qk_moe_precision)precision;
-    return d;
-}
-
-size_t moe_workspace_size(Context &c, int type, int x_type, int64_t n_expert, int64_t m, int64_t k, int64_t n_tokens,
-                          int64_t n_used, bool x_per_slot, int precision) {
-    qk_moe_desc d = moe_desc(type, x_type, n_expert, m, k, n_tokens, n_used, x_per_slot, precision);
-    size_t bytes = 0;
-    c.call([&](qk_context *ctx) { return qk_moe_workspace_size(ctx, &d, &bytes); });
-    return bytes;
-}
-
-/* An operand of the MoE calls: (address, bytes), address 0 for none. */
-using Operand = std::pair<uintptr_t, size_t>;
-
-qk_mem operand_mem(const Operand &o, bool on_device) {
-    void *p = reinterpret_cast<void *>(o.first);
-    if (!p) return qk_mem{};
-    return on_device ? qk_dev(p, o.second) : qk_host(p, o.second);
-}
-
-enum MoeKind { MOE_MATMUL = 0, MOE_GATE_UP = 1, MOE_WEIGHTED_SUM = 2 };
-
-/* The MoE calls take addresses and byte counts rather than arrays: they sit on a decode step's
- * path, where importing six operands through DLPack would cost more host time than the kernels
- * take. The Python layer has checked dtypes, shapes, contiguity and device; the library checks
- * every byte count against the shapes, so a wrong count is an error, not an overrun. */
-void moe(Context &c, int kind, const qk_moe_desc &geometry, const Operand &w, const Operand &w_up, const Operand &x,
-         const Operand &ids, const Operand &router, const Operand &y, const Operand &workspace, bool on_device,
-         uintptr_t stream) {
-    qk_moe_desc d = geometry;
-    d.w = operand_mem(w, on_device);
-    d.w_up = operand_mem(w_up, on_device);
-    d.x = operand_mem(x, on_device);
-    d.ids = operand_mem(ids, on_device);
-    d.router = operand_mem(router, on_device);
-    d.y = operand_mem(y, on_device);
-    d.workspace = operand_mem(workspace, on_device);
-    qk_cuda_stream s = (qk_cuda_stream)stream;
+    d.w = operand_mem(w, w_bytes, on_device);
+    d.w_up = operand_mem(w_up, w_up_bytes, on_device);
+    d.x = operand_mem(x, x_bytes, on_device);
+    d.ids = operand_mem(ids, ids_bytes, on_device);
+    d.router = operand_mem(router, router_bytes, on_device);
+    d.y = operand_mem(y, y_bytes, on_device);
+    d.workspace = operand_mem(workspace, workspace_bytes, on_device);
+    size_t needed = 0;
     c.call([&](qk_context *ctx) {
+        if (!on_device) {
+            switch (kind) {
+            case MOE_MATMUL: return qk_moe_matmul(ctx, &d);
+            case MOE_GATE_UP: return qk_moe_gate_up(ctx, &d);
+            default: return qk_moe_weighted_sum(ctx, &d);
+            }
+        }
+        size_t bytes = 0;
+        qk_status st = qk_moe_workspace_size(ctx, &d, &bytes);
+        if (st != QK_OK) return st;
+        if (bytes > workspace_bytes) {
+            needed = bytes;
+            return QK_OK;
+        }
+        qk_cuda_stream s = (qk_cuda_stream)stream;
         switch (kind) {
-        case MOE_MATMUL: return on_device ? qk_cuda_moe_matmul_async(ctx, &d, s) : qk_moe_matmul(ctx, &d);
-        case MOE_GATE_UP: return on_device ? qk_cuda_moe_gate_up_async(ctx, &d, s) : qk_moe_gate_up(ctx, &d);
-        case MOE_WEIGHTED_SUM:
-            return on_device ? qk_cuda_moe_weighted_sum_async(ctx, &d, s) : qk_moe_weighted_sum(ctx, &d);
-        default: return QK_ERR_INVALID_ARG;
+        case MOE_MATMUL: return qk_cuda_moe_matmul_async(ctx, &d, s);
+        case MOE_GATE_UP: return qk_cuda_moe_gate_up_async(ctx, &d, s);
+        default: return qk_cuda_moe_weighted_sum_async(ctx, &d, s);
         }
     });
+    return needed;
 }
 
 /* The progress callback and Ctrl-C during a model quantization. Both run on the calling thread,
@@ -477,13 +483,6 @@ NB_MODULE(_qkern, m) {
           nb::arg("flags"), nb::arg("stream"));
     m.def("dequantize", &dequantize, nb::arg("ctx"), nb::arg("type"), nb::arg("src").noconvert(),
           nb::arg("dst").noconvert(), nb::arg("rows"), nb::arg("cols"), nb::arg("stream"));
-    m.def("moe_workspace_size", &moe_workspace_size);
-    m.def("moe",
-          [](Context &c, int kind, int type, int x_type, int64_t n_expert, int64_t m_, int64_t k, int64_t n_tokens,
-             int64_t n_used, bool x_per_slot, int precision, Operand w, Operand w_up, Operand x, Operand ids,
-             Operand router, Operand y, Operand workspace, bool on_device, uintptr_t stream) {
-              moe(c, kind, moe_desc(type, x_type, n_expert, m_, k, n_tokens, n_used, x_per_slot, precision), w, w_up, x,
-                  ids, router, y, workspace, on_device, stream);
-          });
+    m.def("moe", &moe);
     m.def("model_quantize", &model_quantize, nb::arg("ctx"), nb::arg("options"), nb::arg("progress").none());
 }
