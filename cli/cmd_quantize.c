@@ -47,6 +47,9 @@ static void usage(FILE *f) {
            "  --shard I/N                 write only part I (1..N) of N: a contiguous run of about 1/N of the\n"
            "                              output bytes, as OUT-0000I-of-0000N.gguf; the N parts, each run on\n"
            "                              its own (other machines), form the split model that llama.cpp loads\n"
+           "  --resume                    keep the temporary output and a journal if stopped; run again with\n"
+           "                              the same arguments and --resume to continue where it stopped (the\n"
+           "                              same bytes as an uninterrupted run; after any change, from the start)\n"
            "  --device D                  cpu, cuda:N, vulkan:N (default: the best present)\n"
            "  --report FILE.json          per tensor: type, bytes, weighted RMSE, time\n"
            "  --quiet                     no progress output, no notes, no fallback warnings\n"
@@ -83,7 +86,7 @@ typedef struct options {
     size_t n_kv;
     int *prune; /* --prune-layers, sorted, no repeats */
     size_t n_prune;
-    int pure, leave_output, allow_requantize, keep_split, dry_run, quiet;
+    int pure, leave_output, allow_requantize, keep_split, dry_run, quiet, resume;
     int output_type, embd_type;
     uint64_t split_max, max_buffer;
     double target_bpw;
@@ -270,9 +273,10 @@ static int parse(int argc, char **argv, options *o) {
             snprintf(name, sizeof name, "%s", a);
         }
         static const char *const flags[] = {
-            "--pure", "--leave-output-tensor", "--allow-requantize", "--keep-split", "--dry-run", "--quiet"};
-        int *const flag_dst[] = {&o->pure,       &o->leave_output, &o->allow_requantize,
-                                 &o->keep_split, &o->dry_run,      &o->quiet};
+            "--pure",  "--leave-output-tensor", "--allow-requantize", "--keep-split", "--dry-run", "--quiet",
+            "--resume"};
+        int *const flag_dst[] = {&o->pure,  &o->leave_output, &o->allow_requantize, &o->keep_split, &o->dry_run,
+                                 &o->quiet, &o->resume};
         int is_flag = 0;
         for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
             if (!strcmp(name, flags[k])) {
@@ -749,6 +753,8 @@ int cmd_quantize(int argc, char **argv) {
     q.shard_count = o.shard_count;
     if (o.max_buffer) q.chunk_bytes = o.max_buffer < 64u << 20 ? (size_t)o.max_buffer : (size_t)64 << 20;
     q.dry_run = o.dry_run;
+    q.resume = o.resume;
+    if (o.resume) safe_output_resumable();
     q.measure_error = o.report != NULL;
     q.target_bpw = o.target_bpw;
     q.target_bytes = o.target_size;
@@ -764,7 +770,10 @@ int cmd_quantize(int argc, char **argv) {
     qk_status st = qk_model_quantize(ctx, &q, &res);
     if (st != QK_OK) {
         if (ps.tty && q.progress) fprintf(stderr, "\r\033[K");
-        fprintf(stderr, "qkern: quantize %s: %s%s\n", in, qk_last_error(ctx), o.dry_run ? "" : " (no output written)");
+        fprintf(stderr, "qkern: quantize %s: %s%s\n", in, qk_last_error(ctx),
+                o.dry_run  ? ""
+                : o.resume ? " (no output written; the temporary and its journal are kept for --resume)"
+                           : " (no output written)");
         rc = 1;
         goto done;
     }

@@ -27,6 +27,12 @@ static mode_t file_mode = 0644;
 static char own_tmp[4200];
 static volatile sig_atomic_t own_tmp_set;
 
+/* --resume: the library keeps the output's temporary and journal on a signal (it is not among the
+ * partial outputs removed), and the handler says so. */
+static volatile sig_atomic_t resumable;
+
+void safe_output_resumable(void) { resumable = 1; }
+
 static void put(const char *s) { (void)!write(STDERR_FILENO, s, strlen(s)); }
 
 /* Async-signal-safe only: unlink, stat, sigaction, write, raise. The handler ends the process
@@ -44,7 +50,7 @@ static void on_fatal_signal(int sig) {
         if (fatal[i].sig == sig) name = fatal[i].name;
     put("qkern: stopped by ");
     put(name);
-    put("; no partial output left\n");
+    put(resumable ? "; the temporary output and its journal are kept for --resume\n" : "; no partial output left\n");
     sigaction(sig, &dfl, NULL);
     raise(sig); /* blocked while we run (sa_mask): delivered, with the default action, on return */
 }

@@ -18,6 +18,8 @@ void safe_output_restore(void);
  * arm (the backends', in qk_context_create) inherit them blocked and the handler runs on this
  * thread, the one that creates the files; arm unblocks them here. */
 void safe_output_arm(void);
+/* The run keeps its temporary output for --resume: a stopping signal's message says so. */
+void safe_output_resumable(void);
 
 /* A text output written beside `path` (PATH.tmp.XXXXXX, with the permissions the umask gives)
  * and renamed into place by safe_output_commit, which also closes it. One at a time; the signal

@@ -485,6 +485,18 @@ typedef struct qk_model_quantize_desc {
      * part's. Not with keep_split, split_max_bytes or, for now, a size target (QK_ERR_INVALID_ARG).
      * 0: the whole model. */
     int shard_index, shard_count;
+
+    /* Resumable output (qkern quantize --resume), for long runs that may be killed: non-zero keeps
+     * each output part's temporary (OUT.tmp.qkern) when the run fails or is stopped by a signal,
+     * with a journal beside it (OUT.tmp.qkern.journal) that records each tensor once its bytes are
+     * on the disk. A later run with resume set and the same input, imatrix, options and library
+     * version then checks the recorded tensors' bytes in the temporary, keeps those that match
+     * and writes the rest: the file is byte for byte the one an uninterrupted run writes. A
+     * journal of another run (anything that changes the output differs) is ignored and the part
+     * written from the start; each case is named in qk_model_result_notes. The journal is removed
+     * when the output is committed. 0: a stopped run leaves nothing, and a later run replaces
+     * any temporary and journal it finds. */
+    int resume;
 } qk_model_quantize_desc;
 
 QK_API qk_model_quantize_desc qk_model_quantize_default_desc(void);

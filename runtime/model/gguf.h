@@ -83,6 +83,20 @@ qk_status qk_gguf_writer_set_version(qk_gguf_writer *w, uint32_t version);
  * close every part (complete, synced, still under its temporary name), then commit each. */
 qk_status qk_gguf_writer_close(qk_gguf_writer *w);
 qk_status qk_gguf_writer_commit(qk_gguf_writer *w);
+/* Resume mode, set before begin (qkern quantize --resume): the temporary survives a failure or a
+ * signal, with a journal beside it (PATH.tmp.qkern.journal, journal.h) that records each tensor
+ * once its bytes are synced. begin then keeps the leading tensors that an earlier run of the same
+ * file recorded and whose bytes in the temporary still match (the rest, from the first missing or
+ * damaged one, is written again); the data of the kept ones is not expected from the caller:
+ * qk_gguf_writer_resumed says how many there are, and writing starts with the next one. The run
+ * is the same when run_key (what decides the data beyond the header: the inputs, the imatrix)
+ * and the header's exact bytes (metadata, tensor names, types, shapes and offsets) are; a journal
+ * of another run is ignored and the file written from the start. commit removes the journal. */
+void qk_gguf_writer_set_resume(qk_gguf_writer *w, uint64_t run_key);
+/* After begin: leading tensors kept from an earlier run. */
+size_t qk_gguf_writer_resumed(const qk_gguf_writer *w);
+/* After begin: records found in the journal, tensors kept, and whether the journal was another run's. */
+void qk_gguf_writer_resume_info(const qk_gguf_writer *w, size_t *journaled, size_t *resumed, int *other_run);
 /* The temporary file's path while a file is being written, else NULL. */
 const char *qk_gguf_writer_temp_path(const qk_gguf_writer *w);
 

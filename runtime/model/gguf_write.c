@@ -3,7 +3,10 @@
  * once complete and synced, so a reader never sees a partial model under the target name.
  * The temporary has a fixed name and is held under an exclusive flock from creation to rename:
  * a second writer of the same PATH fails at once instead of both "succeeding", and a temporary
- * left by a killed run is taken over (truncated) by the next, not piled up. */
+ * left by a killed run is taken over (truncated) by the next, not piled up.
+ * In resume mode (qk_gguf_writer_set_resume) the temporary outlives a killed or failed run, and
+ * a journal beside it (journal.h) records each tensor whose bytes have reached the disk; the
+ * next resuming run of the same file checks those bytes and writes only the rest. */
 #include "gguf.h"
 
 #include <assert.h>
@@ -24,6 +27,7 @@
 #include "formats.h"
 #include "gguf_io.h"
 #include "internal.h"
+#include "journal.h"
 
 /* Metadata arrives in many small pieces and tensor data in multi-MB chunks: pieces are
  * gathered here, chunks at least this large go straight to the file. */
@@ -50,6 +54,17 @@ struct qk_gguf_writer {
     uint64_t written; /* bytes accepted into the file, buffered or not */
     size_t cur;       /* tensor receiving data */
     uint64_t cur_done;
+    /* resume mode */
+    int resume;
+    uint64_t run_key; /* what decides the bytes beyond the header (qk_gguf_writer_set_resume) */
+    int hash_only;    /* out_bytes only hashes into header_sum: the identity pass */
+    uint64_t header_sum;
+    uint64_t cur_sum; /* qk_fnv1a64 of the current tensor's bytes so far */
+    int jfd;          /* the journal, or -1 */
+    char *journal;    /* its name */
+    size_t journaled; /* records found by begin */
+    size_t resumed;   /* leading tensors found complete and kept */
+    int other_run;    /* begin found a journal of another run */
 };
 
 static const char *writer_tensor_name(const void *owner, size_t id) {
@@ -67,6 +82,7 @@ qk_status qk_gguf_writer_create(qk_gguf_writer **out) {
     w->alignment = QK_GGUF_DEFAULT_ALIGNMENT;
     w->fd = -1;
     w->live = -1;
+    w->jfd = -1;
     qk_gguf_names_init(&w->names, writer_tensor_name, w);
     *out = w;
     return QK_OK;
@@ -123,10 +139,15 @@ int qk_remove_partial_outputs(void) {
 void qk_gguf_writer_abort(qk_gguf_writer *w) {
     if (!w) return;
     if (w->fd >= 0) {
-        /* removed while still locked: once closed, the name may already be another writer's */
-        if (w->tmp) unlink(w->tmp);
+        /* removed while still locked: once closed, the name may already be another writer's;
+         * in resume mode kept, with its journal, for the next run */
+        if (w->tmp && !w->resume) unlink(w->tmp);
         close(w->fd);
     }
+    if (w->jfd >= 0) close(w->jfd);
+    w->jfd = -1;
+    free(w->journal);
+    w->journal = NULL;
     live_remove(w->live);
     w->live = -1;
     w->fd = -1;
@@ -146,7 +167,9 @@ static qk_status fail_file(qk_gguf_writer *w, qk_status s) {
 static qk_status io_error(qk_gguf_writer *w, const char *what, int err) {
     int full = err == ENOSPC || err == EFBIG || err == EDQUOT;
     qk_status s = qk_fail(NULL, QK_ERR_IO, "%s: %s %s: %s%s", wname(w), what, w->tmp ? w->tmp : "", strerror(err),
-                          full ? " (the partial file was removed)" : "");
+                          !full       ? ""
+                          : w->resume ? " (the partial file is kept for --resume)"
+                                      : " (the partial file was removed)");
     return fail_file(w, s);
 }
 
@@ -171,6 +194,11 @@ static qk_status flush_buf(qk_gguf_writer *w) {
 }
 
 static qk_status out_bytes(qk_gguf_writer *w, const void *p, size_t n) {
+    if (w->hash_only) {
+        w->header_sum = qk_fnv1a64(w->header_sum, p, n);
+        w->written += n;
+        return QK_OK;
+    }
     if (n > WBUF_BYTES - w->buf_len) {
         qk_status s = flush_buf(w);
         if (s != QK_OK) return s;
@@ -524,8 +552,15 @@ static qk_status settle(qk_gguf_writer *w) {
         uint64_t b = w->tensors[w->cur].bytes;
         qk_status s = out_zeros(w, padded(b, w->alignment) - b);
         if (s != QK_OK) return s;
+        if (w->jfd >= 0) { /* the record may claim only bytes that are on the disk */
+            if ((s = flush_buf(w)) != QK_OK) return s;
+            if (fdatasync(w->fd) != 0) return io_error(w, "cannot sync", errno);
+            int e = qk_journal_append(w->jfd, w->cur, w->cur_sum);
+            if (e) return io_error(w, "cannot write the journal of", e);
+        }
         w->cur++;
         w->cur_done = 0;
+        w->cur_sum = QK_FNV1A64_INIT;
     }
     return QK_OK;
 }
@@ -555,6 +590,84 @@ static qk_status write_header(qk_gguf_writer *w) {
     assert(s != QK_OK || w->written == header_bytes(w));
     if (s == QK_OK) s = out_zeros(w, padded(w->written, w->alignment) - w->written);
     return s;
+}
+
+/* ---- resume mode -------------------------------------------------------------------------- */
+
+void qk_gguf_writer_set_resume(qk_gguf_writer *w, uint64_t run_key) {
+    if (!w || w->state != W_COLLECT) return;
+    w->resume = 1;
+    w->run_key = run_key;
+}
+
+void qk_gguf_writer_resume_info(const qk_gguf_writer *w, size_t *journaled, size_t *resumed, int *other_run) {
+    *journaled = w ? w->journaled : 0;
+    *resumed = w ? w->resumed : 0;
+    *other_run = w ? w->other_run : 0;
+}
+
+size_t qk_gguf_writer_resumed(const qk_gguf_writer *w) { return w ? w->resumed : 0; }
+
+/* Where tensor i's data starts in the file (the file's end for i == n_tensors). */
+static uint64_t data_at(const qk_gguf_writer *w, size_t i) {
+    return i < w->n_tensors ? padded(header_bytes(w), w->alignment) + w->tensors[i].offset
+                            : qk_gguf_writer_file_bytes(w);
+}
+
+/* How many of the first n tensors, in a row, the temporary holds as the journal says: their
+ * bytes hash to sums[i] and their padding is zeros. */
+static size_t verify_prefix(const qk_gguf_writer *w, const uint64_t *sums, size_t n) {
+    enum { CHUNK = 1 << 20 };
+    unsigned char *b = malloc(CHUNK);
+    size_t i = 0;
+    for (; b && i < n; i++) {
+        const uint64_t at = data_at(w, i), bytes = w->tensors[i].bytes, total = padded(bytes, w->alignment);
+        uint64_t h = QK_FNV1A64_INIT;
+        int ok = 1;
+        for (uint64_t done = 0; ok && done < total;) {
+            size_t k = total - done < CHUNK ? (size_t)(total - done) : CHUNK;
+            ssize_t got = pread(w->fd, b, k, (off_t)(at + done));
+            if (got <= 0) {
+                ok = got < 0 && errno == EINTR;
+                continue;
+            }
+            for (size_t j = 0; j < (size_t)got; j++) /* padding: the bytes past the tensor's */
+                if (done + j >= bytes && b[j]) ok = 0;
+            uint64_t data = done < bytes ? bytes - done : 0;
+            h = qk_fnv1a64(h, b, data < (uint64_t)got ? (size_t)data : (size_t)got);
+            done += (uint64_t)got;
+        }
+        if (!ok || h != sums[i]) break;
+    }
+    free(b);
+    return i;
+}
+
+/* The identity of this file's run, the journal's verdict on the temporary, and a fresh journal
+ * holding what is kept; the temporary is cut after the kept tensors (or emptied). */
+static qk_status resume_start(qk_gguf_writer *w) {
+    w->hash_only = 1; /* the header's exact bytes: metadata and the plan (names, types, shapes, offsets) */
+    w->header_sum = QK_FNV1A64_INIT;
+    w->written = 0;
+    (void)write_header(w); /* only hashes: cannot fail */
+    w->hash_only = 0;
+    w->written = 0;
+    unsigned char key[16];
+    qk_put_le64(key, w->run_key);
+    qk_put_le64(key + 8, qk_gguf_writer_file_bytes(w));
+    const uint64_t identity = qk_fnv1a64(w->header_sum, key, sizeof key);
+    uint64_t *sums = malloc((w->n_tensors ? w->n_tensors : 1) * sizeof *sums);
+    if (!sums) return fail_file(w, qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "%s: out of memory", wname(w)));
+    qk_journal_read(w->journal, identity, sums, w->n_tensors, &w->journaled, &w->other_run);
+    w->resumed = verify_prefix(w, sums, w->journaled);
+    if (ftruncate(w->fd, w->resumed ? (off_t)data_at(w, w->resumed) : 0) != 0) {
+        free(sums);
+        return io_error(w, "cannot truncate", errno);
+    }
+    w->jfd = qk_journal_start(w->journal, identity, sums, w->resumed);
+    int e = errno;
+    free(sums);
+    return w->jfd < 0 ? io_error(w, "cannot create the journal of", e) : QK_OK;
 }
 
 /* Opens (creating if need be) and exclusively locks the temporary `tmp`, retrying while the
@@ -615,7 +728,7 @@ qk_status qk_gguf_writer_begin(qk_gguf_writer *w, const char *path) {
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     int e = open_locked(w->tmp, &w->fd, &st);
-    if (!e) w->live = live_add(w->tmp, &st);
+    if (!e && !w->resume) w->live = live_add(w->tmp, &st); /* resume mode keeps it on a signal */
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (e) {
         if (e == EWOULDBLOCK)
@@ -627,10 +740,26 @@ qk_status qk_gguf_writer_begin(qk_gguf_writer *w, const char *path) {
         w->tmp = NULL;
         return fail_file(w, s);
     }
-    if (ftruncate(w->fd, 0) != 0) return io_error(w, "cannot truncate", errno);
+    w->journal = malloc(strlen(w->tmp) + sizeof QK_JOURNAL_SUFFIX);
+    if (!w->journal) return fail_file(w, qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "%s: out of memory", path));
+    sprintf(w->journal, "%s%s", w->tmp, QK_JOURNAL_SUFFIX);
+    if (w->resume) {
+        if ((s = resume_start(w)) != QK_OK) return s;
+    } else {
+        (void)unlink(w->journal); /* an earlier resuming run's: its temporary is taken over */
+        if (ftruncate(w->fd, 0) != 0) return io_error(w, "cannot truncate", errno);
+    }
     if (fchmod(w->fd, file_mode()) != 0) return io_error(w, "cannot set the permissions of", errno);
     w->state = W_WRITING;
+    if (lseek(w->fd, 0, SEEK_SET) != 0) return io_error(w, "cannot seek in", errno);
     if ((s = write_header(w)) != QK_OK) return s;
+    if (w->resumed) { /* the header is rewritten (the same bytes); the kept tensors are not */
+        if ((s = flush_buf(w)) != QK_OK) return s;
+        w->written = data_at(w, w->resumed);
+        if (lseek(w->fd, (off_t)w->written, SEEK_SET) < 0) return io_error(w, "cannot seek in", errno);
+        w->cur = w->resumed;
+    }
+    w->cur_sum = QK_FNV1A64_INIT;
     return settle(w);
 }
 
@@ -649,6 +778,7 @@ qk_status qk_gguf_writer_write(qk_gguf_writer *w, const void *data, size_t bytes
         size_t take = bytes < left ? bytes : (size_t)left;
         qk_status s = out_bytes(w, p, take);
         if (s != QK_OK) return s;
+        if (w->jfd >= 0) w->cur_sum = qk_fnv1a64(w->cur_sum, p, take);
         p += take;
         bytes -= take;
         w->cur_done += take;
@@ -698,6 +828,11 @@ qk_status qk_gguf_writer_commit(qk_gguf_writer *w) {
     if (!w) return qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_gguf_writer_commit: writer is NULL");
     if (w->state != W_CLOSED)
         return qk_fail(NULL, QK_ERR_INVALID_ARG, "%s: commit needs a closed, complete file", wname(w));
+    if (w->jfd >= 0) { /* before the rename: a journal left without its file would be stale */
+        close(w->jfd);
+        w->jfd = -1;
+        if (unlink(w->journal) != 0) return io_error(w, "cannot remove the journal of", errno);
+    }
     if (rename(w->tmp, w->path) != 0) return io_error(w, "cannot rename into place", errno);
     live_remove(w->live);
     w->live = -1;

@@ -223,6 +223,7 @@ qk_status qk_model_quantize(qk_context *ctx, const qk_model_quantize_desc *d, qk
     p.shard_index = d->shard_index;
     p.shard_count = d->shard_count;
     p.dry_run = d->dry_run;
+    p.resume = d->resume;
     p.measure_error = d->measure_error;
     p.chunk_bytes = d->chunk_bytes;
     p.target_bpw = d->target_bpw;

@@ -15,6 +15,7 @@
 #include "formats.h"
 #include "imatrix.h"
 #include "internal.h"
+#include "journal.h"
 #include "shard.h"
 #include "target.h"
 #include "target_curve.h"
@@ -767,6 +768,7 @@ typedef struct run {
     const qk_imatrix_entry **ie;
     qk_gguf_writer **w; /* per output part; with shards only the run's own part has one */
     int n_w;
+    size_t *in_part;    /* stream_data's count of each part's tensors */
     size_t all_tensors; /* of the whole output, all shards (split.tensors.count) */
     stream_state s;
 } run;
@@ -775,6 +777,7 @@ static void run_free(run *r) {
     free_slots(&r->s);
     for (int i = 0; i < r->n_w; i++) qk_gguf_writer_free(r->w[i]); /* removes unfinished temporaries */
     free(r->w);
+    free(r->in_part);
     free(r->s.src_f32);
     free(r->s.dst);
     free(r->s.check);
@@ -1267,6 +1270,64 @@ done:
     return st;
 }
 
+/* What decides the output's bytes beyond what its header shows, for the resume journal: the
+ * input files and the imatrix file (size and modification time, as make does), the imatrix
+ * filters, and the library's version. */
+static uint64_t stat_key(uint64_t h, const char *path) {
+    struct stat st;
+    int64_t v[3] = {-1, -1, -1};
+    if (path && stat(path, &st) == 0) {
+        v[0] = (int64_t)st.st_size;
+        v[1] = (int64_t)st.st_mtim.tv_sec;
+        v[2] = (int64_t)st.st_mtim.tv_nsec;
+    }
+    return qk_fnv1a64(h, v, sizeof v);
+}
+
+static uint64_t resume_key(const qk_model_quantize_params *p) {
+    static const char version[] = "qkern resume 1";
+    uint64_t h = qk_fnv1a64(QK_FNV1A64_INIT, version, sizeof version);
+    const int lib = QK_VERSION_NUMBER;
+    h = qk_fnv1a64(h, &lib, sizeof lib);
+    char prefix[4096], part[4200];
+    int no, count;
+    if (qk_gguf_split_name_parse(p->input, prefix, sizeof prefix, &no, &count))
+        for (int k = 1; k <= count; k++) {
+            qk_gguf_split_name(part, sizeof part, prefix, k, count);
+            h = stat_key(h, part);
+        }
+    else
+        h = stat_key(h, p->input);
+    h = stat_key(h, p->imatrix_path);
+    for (size_t i = 0; i < p->n_include; i++)
+        h = qk_fnv1a64(h, p->include_weights[i], strlen(p->include_weights[i]) + 1);
+    h = qk_fnv1a64(h, "|", 1);
+    for (size_t i = 0; i < p->n_exclude; i++)
+        h = qk_fnv1a64(h, p->exclude_weights[i], strlen(p->exclude_weights[i]) + 1);
+    return h;
+}
+
+/* One note per part that a resuming run found a journal for. */
+static void resume_notes(const run *r, qk_model_quantize_result *res) {
+    for (int k = 0; k < r->n_w; k++) {
+        size_t journaled, resumed;
+        int other_run;
+        qk_gguf_writer_resume_info(r->w[k], &journaled, &resumed, &other_run);
+        const char *tmp = qk_gguf_writer_temp_path(r->w[k]);
+        if (other_run)
+            add_note(res,
+                     "resume: %s: the journal is from another run (other inputs, options or version): started over\n",
+                     tmp);
+        else if (resumed < journaled)
+            add_note(
+                res,
+                "resume: %s: %zu tensors kept; tensor %zu's bytes differ from the journal: written again from there\n",
+                tmp, resumed, resumed);
+        else if (resumed)
+            add_note(res, "resume: %s: %zu tensors kept (checked), the rest written\n", tmp, resumed);
+    }
+}
+
 static qk_status open_outputs(qk_context *ctx, run *r, const qk_model_quantize_params *p,
                               qk_model_quantize_result *res) {
     int parts = res->n_splits;
@@ -1277,6 +1338,7 @@ static qk_status open_outputs(qk_context *ctx, run *r, const qk_model_quantize_p
         if (p->shard_count && k != p->shard_index - 1) continue; /* another run writes it */
         qk_status st = qk_gguf_writer_create(&r->w[k]);
         if (st) return forward_error(ctx, st);
+        if (p->resume) qk_gguf_writer_set_resume(r->w[k], resume_key(p));
         /* after the first part, llama-quantize's --keep-split and gguf-split write only the split
          * keys; gguf-split writes them even for one part, and so does a shard */
         const int split_named = p->keep_split || p->shard_count;
@@ -1303,6 +1365,7 @@ static qk_status open_outputs(qk_context *ctx, run *r, const qk_model_quantize_p
         if (st) return forward_error(ctx, st);
         res->out_file_bytes += qk_gguf_writer_file_bytes(r->w[k]);
     }
+    if (p->resume) resume_notes(r, res);
     return QK_OK;
 }
 
@@ -1338,11 +1401,18 @@ static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_pa
     }
     s->bytes_total = res->in_bytes;
     s->t0 = now_seconds();
+    size_t *in_part = r->in_part = calloc((size_t)r->n_w, sizeof *in_part); /* tensors met, per part */
+    if (!in_part) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory");
     for (size_t i = 0; i < res->n_tensors; i++) {
         qk_model_tensor *t = &res->tensors[i];
         const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
         const double t0 = now_seconds();
         qk_status st;
+        if (in_part[t->split]++ < qk_gguf_writer_resumed(r->w[t->split])) {
+            s->bytes_done += src->bytes; /* kept from an earlier run (--resume): not read */
+            report(s, i, t->name, 1);
+            continue;
+        }
         if (overlapped(s, t)) {
             /* finished (tensor_done) by the completion of its last step, possibly later */
             if ((st = queue_tensor(s, r->w[t->split], src, t, r->ie[i], i, t0))) return st;

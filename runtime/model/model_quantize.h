@@ -34,6 +34,8 @@ typedef struct qk_model_quantize_params {
     int shard_index;          /* shard_count > 0: write only part shard_index (1-based) of a split */
     int shard_count;          /* output of shard_count parts (shard.h's partition); 0: no shards */
     int dry_run;              /* plan only: fill the result, write nothing */
+    int resume;               /* keep each part's temporary and journal when stopped, and continue
+                                 from them (qkern.h's desc.resume) */
     int measure_error;        /* fill rmse/rel_rmse (costs a dequantize pass) */
     size_t chunk_bytes;       /* input bytes per step; 0: 64 MiB */
     int no_overlap;           /* 1: every step read, converted and written before the next,
