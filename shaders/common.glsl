@@ -176,6 +176,8 @@ double qk_f32_to_f64(float f) {
 /* Special operands are told apart by their bits: a device may flush subnormals in compares. */
 float qk_div(float a, float b) {
     uint ab = floatBitsToUint(a) & 0x7fffffffu, bb = floatBitsToUint(b) & 0x7fffffffu;
+    if (bb == 0u && ab != 0u && ab <= 0x7f800000u) /* nonzero / 0: inf, even where a is subnormal */
+        return uintBitsToFloat(((floatBitsToUint(a) ^ floatBitsToUint(b)) & 0x80000000u) | 0x7f800000u);
     if (ab >= 0x7f800000u || bb >= 0x7f800000u || bb == 0u) return a / b;
     return qk_f64_to_f32(qk_f32_to_f64(a) / qk_f32_to_f64(b));
 }

@@ -464,7 +464,10 @@ int main(int argc, char **argv) {
     dev_name = argc > 1 ? argv[1] : "cuda:0";
     qk_context_params p = qk_context_default_params();
     p.device = dev_name;
-    if (qk_context_create(&p, &gpu) != QK_OK) {
+    const unsigned fp_mode = tu_flush_subnormals_begin();
+    const qk_status created = qk_context_create(&p, &gpu);
+    tu_flush_subnormals_end(fp_mode);
+    if (created != QK_OK) {
         printf("SKIPPED: %s\n", qk_last_error(NULL));
         return SKIP;
     }

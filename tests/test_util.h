@@ -58,6 +58,32 @@ static inline uint64_t tu_seed(void) {
     return s;
 }
 
+/* QK_TEST_FLUSH_SUBNORMALS=1: threads started between tu_flush_subnormals_begin() and _end()
+ * (lavapipe's workers, started with its device, inherit the creating thread's MXCSR) run with
+ * x86's flush-to-zero and denormals-are-zero: subnormal operands of float arithmetic and
+ * compares read as zero and subnormal results become zero, as on a GPU driver that flushes them
+ * (the H100's Vulkan driver does, whatever the module's DenormPreserve mode). The calling thread
+ * gets its own mode back; elsewhere than x86 it does nothing and says so. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+static inline unsigned tu_flush_subnormals_begin(void) {
+    const unsigned old = _mm_getcsr();
+    const char *e = getenv("QK_TEST_FLUSH_SUBNORMALS");
+    if (e && *e && strcmp(e, "0")) {
+        _mm_setcsr(old | 0x8040u); /* FTZ (bit 15) and DAZ (bit 6) */
+        printf("subnormals flushed in the device's threads (QK_TEST_FLUSH_SUBNORMALS)\n");
+    }
+    return old;
+}
+static inline void tu_flush_subnormals_end(unsigned old) { _mm_setcsr(old); }
+#else
+static inline unsigned tu_flush_subnormals_begin(void) {
+    if (getenv("QK_TEST_FLUSH_SUBNORMALS")) printf("QK_TEST_FLUSH_SUBNORMALS: not on this CPU, ignored\n");
+    return 0;
+}
+static inline void tu_flush_subnormals_end(unsigned old) { (void)old; }
+#endif
+
 static inline void *tu_poisoned(size_t bytes) {
     void *p = malloc(bytes ? bytes : 1);
     if (!p) {

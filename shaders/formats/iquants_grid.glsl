@@ -302,7 +302,7 @@ float qk_iqg_search_sub_block(float range, float scale) {
     }
     /* 1/scale ahead of its test (the same value): glslc 2023.2 -O crashes on it inside */
     const float inv_scale = qk_div(1.0, scale);
-    if (scale > 0.0 && (QK_IQG_REFIT == QK_IQG_REFIT_ALL || any)) {
+    if (qk_lt(0.0, scale) && (QK_IQG_REFIT == QK_IQG_REFIT_ALL || any)) { /* a subnormal scale too */
         [[unroll]] for (int i = 0; i < QK_IQG_SUB; i++) qk_iqg_Lp[i] = qk_iqg_L[i];
         qk_iqg_project(inv_scale, scale, redo);
         [[unroll]] for (int i = 0; i < QK_IQG_SUB; i++) qk_iqg_L[i] = qk_iqg_Lp[i];
@@ -373,11 +373,12 @@ float qk_iqg_begin_sub_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOCK_EL
         /* qk_iqg_fold_signs8 */
         uint s = 0u;
         [[unroll]] for (int k = 0; k < 8; k++) {
+            /* on the bits: a subnormal's sign and magnitude survive a driver that flushes them */
             float xk = x[off + 8 * g + k];
-            if (xk >= 0.0) {
+            if (!qk_lt(xk, 0.0)) {
                 qk_iqg_xval[8 * g + k] = xk;
             } else {
-                qk_iqg_xval[8 * g + k] = -xk;
+                qk_iqg_xval[8 * g + k] = qk_absf(xk);
                 s |= 1u << k;
             }
         }
@@ -405,7 +406,7 @@ float qk_iqg_begin_sub_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOCK_EL
 
     /* qk_iqg_max_of */
     float m = qk_iqg_xval[0];
-    [[unroll]] for (int i = 1; i < QK_IQG_SUB; i++) m = qk_iqg_xval[i] > m ? qk_iqg_xval[i] : m;
+    [[unroll]] for (int i = 1; i < QK_IQG_SUB; i++) m = qk_lt(m, qk_iqg_xval[i]) ? qk_iqg_xval[i] : m;
     return m;
 }
 
@@ -577,7 +578,7 @@ void qk_quant_block(in float x[QK_BLOCK_ELEMS], in float qw[QK_BLOCK_ELEMS], boo
         uint signs[4];
         const float mx = qk_iqg_begin_sub_block(x, qw, has_qw, 32 * c, sigma2, signs);
         scales[c] = 0.0;
-        if (mx == 0.0) continue;
+        if (qk_eq(mx, 0.0)) continue; /* a subnormal mx goes on, as in the reference */
 
         const float scale = qk_iqg_positive_scale(qk_iqg_search_sub_block(mx, qk_div(mx, 15.0)), signs);
         [[unroll]] for (int k = 0; k < 8; k++) {
