@@ -53,6 +53,8 @@ static void usage(FILE *f) {
            "  --device D                  cpu, cuda:N, vulkan:N (default: the best present)\n"
            "  --report FILE.json          per tensor: type, bytes, weighted RMSE, time\n"
            "  --quiet                     no progress output, no notes, no fallback warnings\n"
+           "  --stats                     after the run, print on stderr where the wall time went (read,\n"
+           "                              convert, quantize, measure, write) and each stage's GB/s\n"
            "size targets (instead of the preset's mixture; TYPE still pins what it copies and names the file type):\n"
            "  --target-bpw B              tensor data of at most B bits per weight, at the least total\n"
            "                              importance-weighted error measured per tensor and candidate type\n"
@@ -86,7 +88,7 @@ typedef struct options {
     size_t n_kv;
     int *prune; /* --prune-layers, sorted, no repeats */
     size_t n_prune;
-    int pure, leave_output, allow_requantize, keep_split, dry_run, quiet, resume;
+    int pure, leave_output, allow_requantize, keep_split, dry_run, quiet, resume, stats;
     int output_type, embd_type;
     uint64_t split_max, max_buffer;
     double target_bpw;
@@ -273,10 +275,10 @@ static int parse(int argc, char **argv, options *o) {
             snprintf(name, sizeof name, "%s", a);
         }
         static const char *const flags[] = {
-            "--pure",  "--leave-output-tensor", "--allow-requantize", "--keep-split", "--dry-run", "--quiet",
-            "--resume"};
-        int *const flag_dst[] = {&o->pure,  &o->leave_output, &o->allow_requantize, &o->keep_split, &o->dry_run,
-                                 &o->quiet, &o->resume};
+            "--pure", "--leave-output-tensor", "--allow-requantize", "--keep-split", "--dry-run", "--quiet", "--resume",
+            "--stats"};
+        int *const flag_dst[] = {&o->pure,    &o->leave_output, &o->allow_requantize, &o->keep_split,
+                                 &o->dry_run, &o->quiet,        &o->resume,           &o->stats};
         int is_flag = 0;
         for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
             if (!strcmp(name, flags[k])) {
@@ -523,6 +525,68 @@ static void on_progress(void *user, const qk_model_progress *p) {
     }
 }
 
+/* --stats's rows: the library's stages, then the rest of the wall time. `key` names a row in the
+ * report. On a device with its own memory the quantize stage holds the copies both ways too. */
+enum { STAT_ROWS = 6 };
+typedef struct stat_row {
+    const char *name, *key;
+    double seconds;
+    uint64_t bytes;
+} stat_row;
+
+static void stat_rows(const qk_model_stats *s, int on_device, stat_row rows[STAT_ROWS]) {
+    const qk_model_stage_stats *st[] = {&s->read, &s->convert, &s->quantize, &s->measure, &s->write};
+    static const char *const keys[] = {"read", "convert", "quantize", "measure", "write"};
+    const char *names[] = {"read (input into memory)", "convert (requantize: dequantize)",
+                           on_device ? "quantize (device: H2D + kernel + D2H)" : "quantize",
+                           "measure (error, --report)", "write (data, flush, sync, rename)"};
+    double staged = 0;
+    for (int k = 0; k < STAT_ROWS - 1; k++) {
+        rows[k] = (stat_row){names[k], keys[k], st[k]->seconds, st[k]->bytes};
+        staged += st[k]->seconds;
+    }
+    const double other = s->wall_seconds - staged;
+    rows[STAT_ROWS - 1] = (stat_row){"other (open, plan, headers)", "other", other > 0 ? other : 0.0, 0};
+}
+
+static double gb_per_s(uint64_t bytes, double seconds) { return seconds > 0 ? (double)bytes / 1e9 / seconds : 0.0; }
+
+static void print_stats(const qk_model_result *res, int on_device) {
+    qk_model_stats s;
+    if (qk_model_result_stats(res, &s) != QK_OK) return;
+    stat_row rows[STAT_ROWS];
+    stat_rows(&s, on_device, rows);
+    const double wall = s.wall_seconds > 0 ? s.wall_seconds : 1.0;
+    fflush(stdout); /* after the summary line where both go to one terminal */
+    fprintf(stderr, "%-40s %10s %7s %9s %14s\n", "stage", "seconds", "share", "GB/s", "bytes");
+    for (int k = 0; k < STAT_ROWS; k++) {
+        char rate[32] = "-";
+        if (rows[k].bytes && rows[k].seconds > 0)
+            snprintf(rate, sizeof rate, "%.3f", gb_per_s(rows[k].bytes, rows[k].seconds));
+        fprintf(stderr, "%-40s %10.4f %6.1f%% %9s %14llu\n", rows[k].name, rows[k].seconds,
+                100.0 * rows[k].seconds / wall, rate, (unsigned long long)rows[k].bytes);
+    }
+    fprintf(stderr, "%-40s %10.4f %6.1f%%\n", "total (wall)", s.wall_seconds, 100.0);
+    fprintf(stderr, "input %.3f GB/s, output %.3f GB/s (tensor data read and written / wall time)\n",
+            gb_per_s(s.read.bytes, s.wall_seconds), gb_per_s(s.write.bytes, s.wall_seconds));
+}
+
+static void write_report_stats(FILE *f, const qk_model_result *res, int on_device) {
+    qk_model_stats s;
+    if (qk_model_result_stats(res, &s) != QK_OK) return;
+    stat_row rows[STAT_ROWS];
+    stat_rows(&s, on_device, rows);
+    fprintf(f, "  \"stats\": {\"wall_seconds\": %.6f, \"in_gb_per_s\": %.6f, \"out_gb_per_s\": %.6f, ", s.wall_seconds,
+            gb_per_s(s.read.bytes, s.wall_seconds), gb_per_s(s.write.bytes, s.wall_seconds));
+    fprintf(f, "\"quantize_includes_transfers\": %s, \"stages\": [", on_device ? "true" : "false");
+    for (int k = 0; k < STAT_ROWS; k++) {
+        fprintf(f, "%s\n    {\"stage\": \"%s\", \"seconds\": %.6f, \"bytes\": %llu, \"gb_per_s\": %.6f}", k ? "," : "",
+                rows[k].key, rows[k].seconds, (unsigned long long)rows[k].bytes,
+                gb_per_s(rows[k].bytes, rows[k].seconds));
+    }
+    fputs("\n  ]},\n", f);
+}
+
 /* What a size target minimises, in the words the report and the plot use. */
 static const char error_definition[] =
     "sum w (x - q)^2 over the tensors the target chooses for, w the imatrix's mean x^2 of the value's column "
@@ -658,7 +722,7 @@ done:
 
 /* Writes the report into f (from safe_output_open), closes it and renames it to `path`. */
 static int write_report(FILE *f, const char *path, const qk_model_result *res, const char *in, const char *out,
-                        const qk_preset *ft, const char *device) {
+                        const qk_preset *ft, const char *device, int on_device) {
     const qk_model_totals *r = qk_model_result_totals(res);
     /* file names as JSON strings: a path may hold quotes or backslashes */
     fputs("{\n  \"input\": ", f);
@@ -671,6 +735,7 @@ static int write_report(FILE *f, const char *path, const qk_model_result *res, c
     fprintf(f, "  \"weights\": %llu,\n  \"bpw\": %.6f,\n", (unsigned long long)r->in_weights,
             r->in_weights ? 8.0 * (double)r->out_bytes / (double)r->in_weights : 0.0);
     if (r->target_budget) write_report_target(f, res);
+    write_report_stats(f, res, on_device);
     fputs("  \"tensors\": [\n", f);
     for (size_t i = 0; i < r->n_tensors; i++) {
         const qk_model_tensor *t = qk_model_result_tensor(res, i);
@@ -785,10 +850,11 @@ int cmd_quantize(int argc, char **argv) {
     if (target) print_target(qk_model_result_totals(res), ft);
     print_summary(qk_model_result_totals(res), out, o.dry_run, o.keep_split, o.shard_index);
     rc = 0;
+    qk_device_info di;
+    const int known = qk_context_device(ctx, &di) == QK_OK, on_device = known && di.kind != QK_DEVICE_CPU;
+    if (o.stats) print_stats(res, on_device);
     if (report) {
-        qk_device_info di;
-        const char *dev = qk_context_device(ctx, &di) == QK_OK ? di.name : "?";
-        if (!write_report(report, o.report, res, in, out, ft, dev)) rc = 1;
+        if (!write_report(report, o.report, res, in, out, ft, known ? di.name : "?", on_device)) rc = 1;
         report = NULL;
     }
     if (o.plot) {

@@ -636,6 +636,40 @@ QK_API const char *qk_model_result_notes(const qk_model_result *r);
 /* NULL is ignored. */
 QK_API void qk_model_result_free(qk_model_result *r);
 
+/* One stage of a quantization's data pass: the wall seconds the calling thread spent in it and
+ * the bytes it handled (bytes / seconds is its throughput). */
+typedef struct qk_model_stage_stats {
+    double seconds;
+    uint64_t bytes;
+} qk_model_stage_stats;
+
+/* Where a quantization's wall time went, so that a user sees whether the disk, the conversion or
+ * the writing bounds a run. The stages follow one another on the calling thread, so their
+ * seconds add up to at most wall_seconds; the rest is opening the files, planning (a size
+ * target's error matrix included) and writing the headers. Always collected: a few clock
+ * readings per step of up to 64 MiB cost nothing measurable, and a run is not repeated to get
+ * them. Every stage is 0 for a dry run and for qk_model_plan.
+ *   read      the input's bytes brought into memory: the page faults of the mapped file (a first
+ *             pass, one load a page, over each step's source) or the copy of a queued step into
+ *             pinned memory. Bytes: of the input read (tensors kept by desc.resume are not).
+ *   convert   conversion on the host before quantizing: an already-quantized input dequantized
+ *             to f32 (requantizing). f16/bf16 are widened inside the quantize call. Bytes: source.
+ *   quantize  the qk_quantize calls; where the device has queues, queueing each step and then
+ *             waiting for it: the quantize time the overlap with reading and writing did not
+ *             hide. Bytes: their input. On a device with its own memory this is host-to-device
+ *             copy, kernel and device-to-host copy together; telling them apart (and the time
+ *             the host only waits) needs the backends' events (not yet).
+ *   measure   the error measurement (desc.measure_error). Bytes: source measured.
+ *   write     the bytes handed to the output writer, its flushes, and closing, syncing and
+ *             renaming the files. Bytes: tensor data written (headers excluded). */
+typedef struct qk_model_stats {
+    double wall_seconds; /* the whole call, as totals.seconds */
+    qk_model_stage_stats read, convert, quantize, measure, write;
+} qk_model_stats;
+
+/* Copies r's time split into *stats. Fails with QK_ERR_INVALID_ARG if either is NULL. */
+QK_API qk_status qk_model_result_stats(const qk_model_result *r, qk_model_stats *stats);
+
 /* ---- reading GGUF files ------------------------------------------------------------------- */
 
 typedef enum qk_gguf_vtype {

@@ -178,6 +178,12 @@ const qk_model_totals *qk_model_result_totals(const qk_model_result *r) { return
 
 const char *qk_model_result_notes(const qk_model_result *r) { return r ? r->r.notes : ""; }
 
+qk_status qk_model_result_stats(const qk_model_result *r, qk_model_stats *stats) {
+    if (!r || !stats) return qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_model_result_stats: result and stats are required");
+    *stats = r->r.stats;
+    return QK_OK;
+}
+
 size_t qk_model_result_curve_count(const qk_model_result *r) { return r ? r->r.n_curve : 0; }
 
 const qk_model_curve_point *qk_model_result_curve(const qk_model_result *r, size_t i) {

@@ -461,7 +461,26 @@ typedef struct stream_state {
     uint64_t queued, completed;
     qk_quantize_error acc; /* of the tensor whose steps are being completed */
     double last_done;      /* when the previous tensor's last bytes were written */
+    qk_model_stats *stats; /* the result's: the data pass's time per stage */
 } stream_state;
+
+/* Adds the time since t0 and `bytes` to a stage; returns now, the next stage's start. The
+ * stages follow one another on this thread, so their times add up to at most the pass's. */
+static double stage_end(qk_model_stage_stats *stage, double t0, uint64_t bytes) {
+    const double now = now_seconds();
+    stage->seconds += now - t0;
+    stage->bytes += bytes;
+    return now;
+}
+
+/* The read stage where the host reads the mapped input in place: one load a page takes the
+ * page faults (the disk) here, so that the stage that uses the bytes next is not charged for
+ * them. */
+static void touch_pages(const void *data, size_t bytes) {
+    const volatile unsigned char *b = data;
+    for (size_t off = 0; off < bytes; off += 4096) (void)b[off];
+    if (bytes) (void)b[bytes - 1];
+}
 
 /* Every conversion goes through the public calls on the run's context: where its device has
  * no kernel for a type, the core runs the call on the cpu (with a notice) or refuses it for a
@@ -488,7 +507,11 @@ static qk_status copy_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_t
         qk_status st = check_cancel(s);
         if (st) return st;
         size_t bytes = src->bytes - off < s->chunk_bytes ? (size_t)(src->bytes - off) : s->chunk_bytes;
+        double t = now_seconds();
+        touch_pages(src->data + off, bytes);
+        t = stage_end(&s->stats->read, t, bytes);
         st = qk_gguf_writer_write(w, src->data + off, bytes);
+        stage_end(&s->stats->write, t, bytes);
         if (st) return forward_error(s->ctx, st);
         off += bytes;
         s->bytes_done += bytes;
@@ -618,9 +641,15 @@ static qk_status finish_step(stream_state *s, qk_gguf_writer *w, size_t i, const
     const size_t src_bytes = (size_t)sp->rows * qk_type_row_bytes(t->src_type, t->ne[0]);
     const size_t dst_bytes = (size_t)sp->rows * qk_type_row_bytes(t->type, t->ne[0]);
     qk_status st;
-    if (s->p->measure_error && (st = measure(s, t, src, src_bytes, dst, dst_bytes, sp)))
-        return tensor_error(s->ctx, st, t->name, expert_of(t, sp));
-    if ((st = qk_gguf_writer_write(w, dst, dst_bytes))) return forward_error(s->ctx, st);
+    double t0 = now_seconds();
+    if (s->p->measure_error) {
+        st = measure(s, t, src, src_bytes, dst, dst_bytes, sp);
+        t0 = stage_end(&s->stats->measure, t0, src_bytes);
+        if (st) return tensor_error(s->ctx, st, t->name, expert_of(t, sp));
+    }
+    st = qk_gguf_writer_write(w, dst, dst_bytes);
+    stage_end(&s->stats->write, t0, dst_bytes);
+    if (st) return forward_error(s->ctx, st);
     s->bytes_done += src_bytes;
     report(s, i, t->name, 0);
     return QK_OK;
@@ -653,8 +682,12 @@ static qk_status convert_tensor(stream_state *s, qk_gguf_writer *w, const qk_ggu
         const unsigned char *in = src->data + (uint64_t)row * src_row;
         const void *qsrc = in;
         qk_type qsrc_type = t->src_type;
+        double t0 = now_seconds();
+        touch_pages(in, (size_t)sp.rows * src_row);
+        t0 = stage_end(&s->stats->read, t0, (uint64_t)sp.rows * src_row);
         if (requant) {
             st = to_f32(s, t->src_type, in, (size_t)sp.rows * src_row, sp.rows, cols, (float *)s->src_f32);
+            t0 = stage_end(&s->stats->convert, t0, (uint64_t)sp.rows * src_row);
             if (st) return tensor_error(s->ctx, st, t->name, expert_of(t, &sp));
             qsrc = s->src_f32;
             qsrc_type = QK_TYPE_F32;
@@ -663,6 +696,7 @@ static qk_status convert_tensor(stream_state *s, qk_gguf_writer *w, const qk_ggu
         q.src = qk_host((void *)qsrc, desc_src_bytes(&q));
         q.dst = qk_host(s->dst, desc_dst_bytes(&q));
         st = run_quantize(s, &q);
+        stage_end(&s->stats->quantize, t0, desc_src_bytes(&q));
         if (st == QK_ERR_VALUE) return locate_bad_value(s, t, qsrc, qsrc_type, sp.rows, row);
         if (st) return tensor_error(s->ctx, st, t->name, expert_of(t, &sp));
         if ((st = finish_step(s, w, i, t, &sp, in, s->dst))) return st;
@@ -687,7 +721,9 @@ static qk_status complete_step(stream_state *s) {
     assert(s->completed < s->queued);
     const int queue = (int)(s->completed++ % QK_QUEUES);
     const slot *sl = &s->slots[queue];
+    const double t0 = now_seconds();
     qk_status st = qk_quantize_wait(s->ctx, queue);
+    stage_end(&s->stats->quantize, t0, 0); /* its bytes were counted when it was queued */
     if (st == QK_ERR_VALUE) return locate_bad_value(s, sl->t, sl->src, sl->t->src_type, sl->sp.rows, sl->sp.first_row);
     if (st) return tensor_error(s->ctx, st, sl->t->name, expert_of(sl->t, &sl->sp));
     if ((st = finish_step(s, sl->w, sl->i, sl->t, &sl->sp, sl->src, sl->dst))) return st;
@@ -725,12 +761,15 @@ static qk_status queue_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_
         sl->last = row + sl->sp.rows == total_rows;
         sl->t0 = t0;
         /* The read: the mapped input's page faults are taken here, beside the device's work. */
+        double t1 = now_seconds();
         memcpy(sl->src, src->data + (uint64_t)row * src_row, (size_t)sl->sp.rows * src_row);
+        t1 = stage_end(&s->stats->read, t1, (uint64_t)sl->sp.rows * src_row);
         qk_quantize_desc q = step_desc(t, &sl->sp, t->src_type);
         q.src = qk_host(sl->src, desc_src_bytes(&q));
         q.dst = qk_host(sl->dst, desc_dst_bytes(&q));
-        if ((st = qk_quantize_queued(s->ctx, queue, &q)))
-            return tensor_error(s->ctx, st, t->name, expert_of(t, &sl->sp));
+        st = qk_quantize_queued(s->ctx, queue, &q);
+        stage_end(&s->stats->quantize, t1, desc_src_bytes(&q));
+        if (st) return tensor_error(s->ctx, st, t->name, expert_of(t, &sl->sp));
         s->queued++;
         row += sl->sp.rows;
     }
@@ -1374,6 +1413,7 @@ static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_pa
     stream_state *s = &r->s;
     s->ctx = ctx;
     s->p = p;
+    s->stats = &res->stats;
     s->chunk_bytes = p->chunk_bytes ? p->chunk_bytes : DEFAULT_CHUNK_BYTES;
     s->n_tensors = res->n_tensors;
     /* Buffers sized for the widest row of any converted tensor, at least one row. */
@@ -1470,12 +1510,14 @@ qk_status qk_model_quantize_run(qk_context *ctx, const qk_model_quantize_params 
     st = stream_data(ctx, &r, p, res);
     if (st) goto done;
     /* All parts complete before any appears under its name. */
+    const double t_close = now_seconds();
     for (int k = 0; k < r.n_w && st == QK_OK; k++)
         if (r.w[k] && (st = qk_gguf_writer_close(r.w[k]))) forward_error(ctx, st);
     for (int k = 0; k < r.n_w && st == QK_OK; k++)
         if (r.w[k] && (st = qk_gguf_writer_commit(r.w[k]))) forward_error(ctx, st);
+    stage_end(&res->stats.write, t_close, 0);
 done:
-    res->seconds = now_seconds() - t0;
+    res->seconds = res->stats.wall_seconds = now_seconds() - t0;
     run_free(&r);
     if (st) qk_model_quantize_result_free(res);
     return st;

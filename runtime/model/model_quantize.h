@@ -72,8 +72,9 @@ typedef struct qk_model_quantize_result {
     size_t n_curve;
     qk_model_preset_point *presets;
     size_t n_presets;
-    char notes[1024]; /* informational lines ('\n'-separated), e.g. tensors quantized
-                         without imatrix data */
+    qk_model_stats stats; /* where the time went (qkern.h's qk_model_result_stats) */
+    char notes[1024];     /* informational lines ('\n'-separated), e.g. tensors quantized
+                             without imatrix data */
 } qk_model_quantize_result;
 
 void qk_model_quantize_params_init(qk_model_quantize_params *p);
