@@ -2,7 +2,8 @@
  * quant_search.glsl once per kind of arithmetic: QKX_FN names the function, and QKX_MUL, QKX_ADD,
  * QKX_SUB, QKX_ABS, QKX_NEG, QKX_LT, QKX_LE and QKX_EQ are the float operations, either the plain ones
  * or common.glsl's subnormal-keeping ones. Every product, sum and compare of the C code is one
- * of them, in the C code's order. No include guard: it is meant to be included more than once. */
+ * of them, in the C code's order. No include guard: it is meant to be included more than once,
+ * and it undefines those parameters at its end, ready for the next. */
 
 float QKX_FN(int n, int nmax, in float x[QK_QS_MAX], in float w[QK_QS_MAX], bool has_w, inout int L[QK_QS_MAX],
              out float the_min, inout int Laux[QK_QS_MAX], float rmin, float rdelta, int nstep, int use_mad,
@@ -83,3 +84,13 @@ float QKX_FN(int n, int nmax, in float x[QK_QS_MAX], in float w[QK_QS_MAX], bool
     the_min = QKX_NEG(mn);
     return scale;
 }
+
+#undef QKX_FN
+#undef QKX_MUL
+#undef QKX_ADD
+#undef QKX_SUB
+#undef QKX_ABS
+#undef QKX_NEG
+#undef QKX_LT
+#undef QKX_LE
+#undef QKX_EQ

@@ -123,15 +123,6 @@ float qk_hd_make_q3(int n, int nmax, in float x[QK_QS_MAX], inout int L[QK_QS_MA
 #define QKX_LE(a, b)   ((a) <= (b))
 #define QKX_EQ(a, b)   ((a) == (b))
 #include "qkx_search_body.glsl"
-#undef QKX_FN
-#undef QKX_MUL
-#undef QKX_ADD
-#undef QKX_SUB
-#undef QKX_ABS
-#undef QKX_NEG
-#undef QKX_LT
-#undef QKX_LE
-#undef QKX_EQ
 
 #ifdef QK_QKX_SEARCH_EXACT
 /* qk_qkx_search_exact: the same in common.glsl's subnormal-keeping arithmetic, for blocks whose
@@ -146,15 +137,6 @@ float qk_hd_make_q3(int n, int nmax, in float x[QK_QS_MAX], inout int L[QK_QS_MA
 #define QKX_LE(a, b)   qk_le(a, b)
 #define QKX_EQ(a, b)   qk_eq(a, b)
 #include "qkx_search_body.glsl"
-#undef QKX_FN
-#undef QKX_MUL
-#undef QKX_ADD
-#undef QKX_SUB
-#undef QKX_ABS
-#undef QKX_NEG
-#undef QKX_LT
-#undef QKX_LE
-#undef QKX_EQ
 #endif
 
 float qk_hd_make_qkx2(int n, int nmax, in float x[QK_QS_MAX], in float w[QK_QS_MAX], bool has_w, inout int L[QK_QS_MAX],
