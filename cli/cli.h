@@ -9,6 +9,7 @@
 
 int cmd_demo(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_state_merge(int argc, char **argv); /* in cmd_quantize.c: the size target's state files */
 int cmd_info(int argc, char **argv);
 int cmd_types(int argc, char **argv);
 int cmd_devices(int argc, char **argv);

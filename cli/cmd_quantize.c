@@ -63,6 +63,9 @@ static void usage(FILE *f) {
            "                              those needing imatrix data only with it)\n"
            "  --state-file F              keep the measured errors in F; a later run with the same model,\n"
            "                              imatrix and candidates reads them instead of measuring\n"
+           "                              with --shard I/N, in two phases: --dry-run measures only part I's\n"
+           "                              tensors into F (one file per part); `qkern state-merge S F1 .. FN`\n"
+           "                              combines them; each part then runs with --state-file S\n"
            "  --plot FILE.svg             also draw the total error against bpw that the target's allocation\n"
            "                              reaches over the reachable range, the chosen mixture and every\n"
            "                              quantized preset priced from the same error matrix (the presets'\n"
@@ -370,9 +373,10 @@ static int parse(int argc, char **argv, options *o) {
         fprintf(stderr, "qkern: --shard makes its own split: not with --keep-split or --split-max-size\n");
         return 0;
     }
-    if (o->shard_count && (o->target_bpw > 0 || o->target_size)) {
-        fprintf(stderr, "qkern: --shard with --target-bpw or --target-size is not supported yet (the size target's "
-                        "allocation needs every tensor's measured errors in one run)\n");
+    if (o->shard_count && (o->target_bpw > 0 || o->target_size) && (!o->state_file || o->plot)) {
+        fprintf(stderr, "qkern: --shard with a size target needs --state-file (and no --plot): first each shard with "
+                        "--dry-run --state-file S-I.bin, then qkern state-merge S.bin S-1.bin ..., then each shard "
+                        "with --state-file S.bin\n");
         return 0;
     }
     return 1;
@@ -475,7 +479,20 @@ static void print_fallbacks(const qk_model_result *r) {
 
 /* The size target's outcome: budget, predicted size, the chosen mixture's error and the
  * preset's from the same measurements. */
-static void print_target(const qk_model_totals *r, const qk_preset *ft) {
+static void print_target(const qk_model_totals *r, const qk_preset *ft, int shard) {
+    if (r->matrix_part) {
+        printf("target: part %d's errors are in the state file: %zu of %zu tensors' errors there now\n", shard,
+               r->matrix_known, r->matrix_free);
+        return;
+    }
+    if (shard) { /* the totals are the part's, the target's numbers the whole model's */
+        printf("target: whole model: %llu bytes of tensor data allowed (metadata excluded), reachable %llu to %llu; "
+               "chosen mixture's total weighted error %.6g\ntarget: this part %llu bytes; error matrix %s\n",
+               (unsigned long long)r->target_budget, (unsigned long long)r->target_min_bytes,
+               (unsigned long long)r->target_max_bytes, r->target_error, (unsigned long long)r->out_bytes,
+               r->matrix_from_state ? "read from the state file" : "measured");
+        return;
+    }
     const double w = r->in_weights ? (double)r->in_weights : 1.0;
     printf("target: %.4f bpw (%llu bytes of tensor data; metadata excluded), reachable %.4f to %.4f bpw\n",
            8.0 * (double)r->target_budget / w, (unsigned long long)r->target_budget,
@@ -847,7 +864,7 @@ int cmd_quantize(int argc, char **argv) {
     if (!o.quiet) print_fallbacks(res);
     const int target = o.target_bpw > 0 || o.target_size;
     if (o.dry_run) print_plan(res, target);
-    if (target) print_target(qk_model_result_totals(res), ft);
+    if (target) print_target(qk_model_result_totals(res), ft, o.shard_index);
     print_summary(qk_model_result_totals(res), out, o.dry_run, o.keep_split, o.shard_index);
     rc = 0;
     qk_device_info di;
@@ -873,4 +890,25 @@ done:
     free(o.overrides);
     free(o.prune);
     return rc;
+}
+
+/* qkern state-merge OUT IN...: the first phase's state files of a sharded size target, one. */
+int cmd_state_merge(int argc, char **argv) {
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: qkern state-merge OUT.bin IN1.bin [IN2.bin ...]\n"
+               "  Combines the state files that `qkern quantize --target-bpw B --shard I/N --dry-run --state-file\n"
+               "  IN_I.bin` wrote, one per part, into OUT.bin, the whole error matrix: then each part runs with\n"
+               "  --state-file OUT.bin and measures nothing. Refused: files of other models, imatrix data or\n"
+               "  candidates, a part given twice, a part missing.\n");
+        return 0;
+    }
+    if (argc < 3) {
+        fprintf(stderr, "usage: qkern state-merge OUT.bin IN1.bin [IN2.bin ...]   (qkern state-merge --help)\n");
+        return 1;
+    }
+    size_t measured = 0;
+    if (qk_model_state_merge(argv[1], (const char *const *)(argv + 2), (size_t)(argc - 2), &measured) != QK_OK)
+        return cli_fail("state-merge", NULL);
+    printf("state-merge: %d files, the errors of %zu tensors -> %s\n", argc - 2, measured, argv[1]);
+    return 0;
 }

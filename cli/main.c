@@ -12,6 +12,7 @@ static const struct {
 } commands[] = {
     {"demo", cmd_demo, "generate a small MoE model and quantize it with Q4_K_M (--formats: every type on one tensor)"},
     {"quantize", cmd_quantize, "quantize a GGUF model to a llama.cpp preset (llama-quantize's interface)"},
+    {"state-merge", cmd_state_merge, "combine a sharded size target's per-part state files (quantize --shard)"},
     {"info", cmd_info, "show a GGUF file's metadata, tensors and bits per weight"},
     {"types", cmd_types, "list the formats: id, block size, bytes, bits per weight, imatrix use"},
     {"devices", cmd_devices, "list the devices qkern can run on"},
@@ -22,8 +23,8 @@ static const struct {
 static void usage(FILE *f) {
     fprintf(f, "usage: qkern COMMAND [OPTIONS]   (qkern COMMAND --help for its options)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "  %-10s %s\n", "version", "print the version, the git commit built from and the backends built in");
+        fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "  %-11s %s\n", "version", "print the version, the git commit built from and the backends built in");
 }
 
 static void print_notice(void *user, const char *line) {

@@ -482,7 +482,16 @@ typedef struct qk_model_quantize_desc {
      * llama.cpp's split GGUF: OUT-0000I-of-0000N.gguf with split.no, split.count and
      * split.tensors.count, the model's metadata in part 1 only, as gguf-split writes them. The
      * parts' tensors are the single run's, byte for byte and in its order; the result lists the
-     * part's. Not with keep_split, split_max_bytes or, for now, a size target (QK_ERR_INVALID_ARG).
+     * part's. Not with keep_split or split_max_bytes (QK_ERR_INVALID_ARG).
+     * With a size target, in two phases around qk_model_state_merge (no target_curve):
+     * 1. dry_run with a state_file measures the errors of part shard_index's tensors only (split
+     *    by input bytes, since the types are not chosen yet) into state_file, which then holds
+     *    the whole matrix with the other tensors' rows unmeasured, and stops: no allocation, the
+     *    result lists those tensors as planned and totals.matrix_part is set. A state_file that
+     *    is complete already makes it a dry run of phase 2 instead.
+     * 2. with the merged, complete state_file: nothing is measured; the allocation is decided
+     *    over the whole model (the same in every process) and the part written as above, split
+     *    by the chosen types' output bytes. Without a complete state_file: QK_ERR_INVALID_ARG.
      * 0: the whole model. */
     int shard_index, shard_count;
 
@@ -504,6 +513,17 @@ QK_API qk_model_quantize_desc qk_model_quantize_default_desc(void);
 /* The candidates of a size target when target_types is NULL: writes at most `max` qk_types to
  * types, returns how many there are. */
 QK_API size_t qk_model_target_default_types(int *types, size_t max);
+
+/* Combines the state files of a sharded size target's first phase (desc.shard_count, dry_run,
+ * state_file: each holds one part's rows of the error matrix) into one complete state file,
+ * written atomically under `output`, which a sharded run's second phase (or a single run) reads.
+ * inputs  n_inputs state files of the same model, imatrix data, pins and candidates.
+ * measured optional: receives the number of tensors whose errors the merged file holds.
+ * Fails with QK_ERR_INVALID_ARG (qk_last_error(NULL) names the files) when a file is missing,
+ * not a state file or damaged, when the files were made for other data or other candidates,
+ * when two of them hold the same tensor's errors, or when a tensor's errors are in none;
+ * `output` is then not written. */
+QK_API qk_status qk_model_state_merge(const char *output, const char *const *inputs, size_t n_inputs, size_t *measured);
 
 /* One tensor of a quantization's result (also of a dry run or a plan), in output order. */
 typedef struct qk_model_tensor {
@@ -547,6 +567,12 @@ typedef struct qk_model_totals {
     double target_error, preset_error;
     double matrix_seconds;
     int matrix_from_state;
+    /* A sharded size target's first phase (desc.shard_count with dry_run and state_file): 1 when
+     * this run stopped after putting its part's errors into the state file (target_budget and
+     * the mixture fields are then 0); matrix_known of matrix_free, the tensors the target chooses
+     * for in the whole model, have their errors in the file now. Else all 0. */
+    int matrix_part;
+    size_t matrix_known, matrix_free;
 } qk_model_totals;
 
 typedef struct qk_model_result qk_model_result;

@@ -121,10 +121,11 @@ static qk_status check_files(qk_context *ctx, const qk_model_quantize_desc *d) {
     if (d->shard_count && (d->keep_split || d->split_max_bytes))
         return qk_fail(ctx, QK_ERR_INVALID_ARG,
                        "qk_model_quantize: shards make their own split; not with keep_split or split_max_bytes");
-    if (d->shard_count && (d->target_bpw > 0 || d->target_bytes))
+    if (d->shard_count && (d->target_bpw > 0 || d->target_bytes) && (!d->state_file || d->target_curve))
         return qk_fail(ctx, QK_ERR_INVALID_ARG,
-                       "qk_model_quantize: a size target cannot be sharded yet (its allocation needs every tensor's "
-                       "errors)");
+                       "qk_model_quantize: a sharded size target needs a state_file and no target_curve: first each "
+                       "shard's errors (dry_run, state_file per shard), then qk_model_state_merge, then each shard "
+                       "with the merged state_file");
     if (d->target_bpw < 0 || !(d->target_bpw == d->target_bpw) || (d->target_bpw > 0 && d->target_bytes))
         return qk_fail(ctx, QK_ERR_INVALID_ARG,
                        "qk_model_quantize: target_bpw must be >= 0, and not with target_bytes");
@@ -161,11 +162,11 @@ static qk_model_result *result_new(void) { return calloc(1, sizeof(qk_model_resu
 
 static void result_close(qk_model_result *r) {
     const qk_model_quantize_result *q = &r->r;
-    r->totals = (qk_model_totals){q->n_tensors,        q->n_splits,          q->in_bytes,       q->out_bytes,
-                                  q->in_weights,       q->quantized_weights, q->out_file_bytes, q->seconds,
-                                  q->imatrix_entries,  q->in_tensors,        q->target_budget,  q->target_min_bytes,
-                                  q->target_max_bytes, q->target_error,      q->preset_error,   q->matrix_seconds,
-                                  q->matrix_from_state};
+    r->totals = (qk_model_totals){q->n_tensors,         q->n_splits,          q->in_bytes,       q->out_bytes,
+                                  q->in_weights,        q->quantized_weights, q->out_file_bytes, q->seconds,
+                                  q->imatrix_entries,   q->in_tensors,        q->target_budget,  q->target_min_bytes,
+                                  q->target_max_bytes,  q->target_error,      q->preset_error,   q->matrix_seconds,
+                                  q->matrix_from_state, q->matrix_part,       q->matrix_known,   q->matrix_free};
 }
 
 size_t qk_model_result_count(const qk_model_result *r) { return r ? r->r.n_tensors : 0; }

@@ -893,6 +893,23 @@ static qk_status select_tensors(qk_context *ctx, run *r, const qk_model_quantize
     return QK_OK;
 }
 
+/* A size target with --shard: the split waits for the allocation (or, in the first phase, is made
+ * by input bytes), since it depends on the types chosen. */
+static int sharded_target(const qk_model_quantize_params *p) {
+    return p->shard_count && (p->target_bpw > 0 || p->target_bytes);
+}
+
+/* The rows [lo, hi) of part shard_index when the rows weigh bytes[i] (qk_shard_range). */
+static qk_status shard_rows(qk_context *ctx, const qk_model_quantize_params *p, const qk_model_tensor *ts, size_t n,
+                            int by_input, size_t *lo, size_t *hi) {
+    uint64_t *bytes = malloc((n ? n : 1) * sizeof *bytes);
+    if (!bytes) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory planning %zu tensors", n);
+    for (size_t i = 0; i < n; i++) bytes[i] = by_input ? ts[i].src_bytes : ts[i].bytes;
+    qk_shard_range(bytes, n, p->shard_index - 1, p->shard_count, lo, hi);
+    free(bytes);
+    return QK_OK;
+}
+
 /* --shard: keeps rows [lo, hi) of the whole plan, part shard_index's; the totals become the part's. */
 static void keep_shard(run *r, const qk_model_quantize_params *p, qk_model_quantize_result *res, size_t lo, size_t hi) {
     const size_t n = hi - lo;
@@ -945,19 +962,14 @@ static qk_status plan_model(qk_context *ctx, run *r, const qk_model_quantize_par
         r->src_split[i] = (size_t)src->split;
         r->in_names[i] = src->name;
     }
-    size_t lo = 0, hi = n; /* the rows this run writes */
-    if (p->shard_count) {
-        uint64_t *bytes = malloc((n ? n : 1) * sizeof *bytes);
-        if (!bytes) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory planning %zu tensors", n);
-        for (size_t i = 0; i < n; i++) bytes[i] = res->tensors[i].bytes;
-        qk_shard_range(bytes, n, p->shard_index - 1, p->shard_count, &lo, &hi);
-        free(bytes);
-    }
+    size_t lo = 0, hi = n;                                      /* the rows this run writes */
+    const int shard_now = p->shard_count && !sharded_target(p); /* else apply_target splits */
+    if (shard_now && (st = shard_rows(ctx, p, res->tensors, n, 0, &lo, &hi))) return st;
     r->all_tensors = n;
     st = match_imatrix(ctx, r->im, &opt, res->tensors, r->in_names, n, lo, hi, r->ie, res);
     if (st) return st;
     res->n_splits = assign_splits(res->tensors, r->src_split, n, p);
-    if (p->shard_count) keep_shard(r, p, res, lo, hi);
+    if (shard_now) keep_shard(r, p, res, lo, hi);
     return QK_OK;
 }
 
@@ -1015,7 +1027,7 @@ static uint64_t target_key(const run *r, const qk_model_quantize_result *res, co
  * only three sums per call come back, no file is written). A tensor's errors are set once all its
  * steps are measured, so an interruption leaves whole rows measured and the rest at -1. extra
  * (NULL: none) holds further options per tensor, measured in the same pass: the types a curve's
- * presets give that are no candidate.
+ * presets give that are no candidate. Only rows [lo, hi) are measured (a shard's, or all).
  *
  * error = sensitivity x sum_i w_i (x_i - q_i)^2, w_i the imatrix's mean x^2 of the column (per
  * expert), 1 where the tensor has no entry; sensitivity 1 for now. A per-tensor factor (how much
@@ -1023,7 +1035,7 @@ static uint64_t target_key(const run *r, const qk_model_quantize_result *res, co
  * (token_embd, often output) on the scale of those with one, which w = 1 does not. */
 static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize_params *p,
                                 const qk_model_quantize_result *res, qk_target_row *rows, qk_target_row *extra,
-                                const qk_imatrix_entry *const *entries) {
+                                const qk_imatrix_entry *const *entries, size_t lo, size_t hi) {
     stream_state *s = &r->s;
     s->ctx = ctx;
     s->p = p;
@@ -1052,7 +1064,7 @@ static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize
         forward_error(ctx, st);
     double err[2 * QK_TARGET_MAX_OPTIONS];
     qk_alloc_option *pending[2 * QK_TARGET_MAX_OPTIONS];
-    for (size_t i = 0; st == QK_OK && i < res->n_tensors; i++) {
+    for (size_t i = lo; st == QK_OK && i < hi; i++) {
         int n_pending = 0; /* candidates the state file did not give, and extras */
         for (int k = 0; !rows[i].pinned && k < rows[i].n; k++)
             if (rows[i].opt[k].error < 0) pending[n_pending++] = &rows[i].opt[k];
@@ -1211,8 +1223,21 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
         goto done;
     }
     const size_t known = measured_rows(rows, n); /* from the state file */
+    /* A sharded target without the whole matrix: this run measures its part's rows (the first
+     * phase, a dry run), split by input bytes as no type is chosen yet; or it is refused. */
+    const int part_phase = sharded_target(p) && known < n_free;
+    size_t lo = 0, hi = n;
+    if (part_phase && !p->dry_run) {
+        st = qk_fail(ctx, QK_ERR_INVALID_ARG,
+                     "state file %s holds the errors of %zu of %zu tensors, and a sharded size target needs them all: "
+                     "first run each shard with --dry-run and its own --state-file, then combine the files with "
+                     "`qkern state-merge MERGED FILES...`, then run each shard with --state-file MERGED",
+                     p->state_file, known, n_free);
+        goto done;
+    }
+    if (part_phase && (st = shard_rows(ctx, p, res->tensors, n, 1, &lo, &hi))) goto done;
     const double t0 = now_seconds();
-    if (known < n_free || n_extra) st = measure_matrix(ctx, r, p, res, rows, extra, entries);
+    if (known < n_free || n_extra) st = measure_matrix(ctx, r, p, res, rows, extra, entries, lo, hi);
     const size_t now_known = measured_rows(rows, n);
     res->matrix_seconds = known < n_free || n_extra ? now_seconds() - t0 : 0.0;
     res->matrix_from_state = found && known == n_free;
@@ -1230,6 +1255,20 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
         if (st == QK_OK) add_note(res, "size target: error matrix written to %s\n", p->state_file);
     }
     if (st) goto done;
+    if (part_phase) {
+        res->matrix_part = 1;
+        res->matrix_known = now_known;
+        res->matrix_free = n_free;
+        res->matrix_seconds = now_seconds() - t0;
+        add_note(res,
+                 "size target, part %d of %d: errors of its tensors %zu to %zu %s %s (%.2f s); %zu of %zu tensors' "
+                 "errors are there now: once every part's are in a file, `qkern state-merge` combines them\n",
+                 p->shard_index, p->shard_count, lo + 1, hi, now_known > known ? "measured into" : "already in",
+                 p->state_file, res->matrix_seconds, now_known, n_free);
+        for (size_t i = lo; i < hi; i++) res->tensors[i].target_error = rows[i].pinned ? 0.0 : -1.0;
+        keep_shard(r, p, res, lo, hi);
+        goto done;
+    }
     if (res->matrix_from_state)
         add_note(res, "size target: error matrix read from %s (%zu tensors, %zu options)%s\n", p->state_file, n_free,
                  n_options, n_extra ? "" : ": nothing measured");
@@ -1299,6 +1338,10 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
     }
     assert(res->out_bytes == tr.bytes);
     res->n_splits = assign_splits(res->tensors, r->src_split, n, p);
+    if (sharded_target(p)) { /* the second phase: the part of the decided plan, by its output bytes */
+        if ((st = shard_rows(ctx, p, res->tensors, n, 0, &lo, &hi))) goto done;
+        keep_shard(r, p, res, lo, hi);
+    }
 done:
     free(rows);
     free(entries);

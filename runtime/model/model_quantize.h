@@ -68,6 +68,8 @@ typedef struct qk_model_quantize_result {
     uint64_t target_budget, target_min_bytes, target_max_bytes;
     double target_error, preset_error, matrix_seconds;
     int matrix_from_state;
+    int matrix_part; /* qkern.h's qk_model_totals */
+    size_t matrix_known, matrix_free;
     qk_model_curve_point *curve; /* with target_curve: qkern.h's qk_model_result_curve */
     size_t n_curve;
     qk_model_preset_point *presets;

@@ -74,9 +74,12 @@ uint64_t qk_target_hash(uint64_t h, const void *data, size_t n) {
 /* ---- the state file -------------------------------------------------------------------------- */
 
 /* Layout, little-endian as written by this host: magic (8 bytes), key, row count, then per row
- * its option count (u32) and per option type (i32), bytes (u64), error (f64); last, the hash of
- * everything before it, so a file cut short or altered is told from a whole one. */
+ * its option count (u32; bit 31 set for a pinned row, whose one option is the plan's type and not
+ * measured) and per option type (i32), bytes (u64), error (f64, negative: not measured); last,
+ * the hash of everything before it, so a file cut short or altered is told from a whole one. A
+ * shard's file (qk_target_state_merge) is the whole matrix with only its own rows measured. */
 static const char state_magic[8] = {'Q', 'K', 'T', 'G', 'T', 'E', 'M', '1'};
+#define PINNED_BIT 0x80000000u
 
 typedef struct blob {
     unsigned char *p;
@@ -101,7 +104,7 @@ static int encode(blob *b, uint64_t key, const qk_target_row *rows, size_t n) {
     uint64_t count = n;
     int ok = blob_put(b, state_magic, sizeof state_magic) && blob_put(b, &key, 8) && blob_put(b, &count, 8);
     for (size_t i = 0; ok && i < n; i++) {
-        uint32_t k = (uint32_t)rows[i].n;
+        uint32_t k = (uint32_t)rows[i].n | (rows[i].pinned ? PINNED_BIT : 0);
         ok = blob_put(b, &k, 4);
         for (int j = 0; ok && j < rows[i].n; j++) {
             int32_t type = rows[i].opt[j].type;
@@ -140,33 +143,46 @@ qk_status qk_target_state_save(const char *path, uint64_t key, const qk_target_r
     return QK_OK;
 }
 
-qk_status qk_target_state_load(const char *path, uint64_t key, qk_target_row *rows, size_t n, int *found) {
+/* Reads the whole of `path` into *in. *found = 0 (QK_OK, nothing read) when it does not exist;
+ * *why says what is wrong with a file that is not a whole state file, else NULL. */
+static qk_status state_read(const char *path, blob *in, int *found, const char **why) {
     *found = 0;
+    *why = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) {
         if (errno == ENOENT) return QK_OK;
         return qk_fail(NULL, QK_ERR_IO, "state file %s: %s", path, strerror(errno));
     }
-    blob in = {0};
     unsigned char buf[65536];
     size_t got;
     int ok = 1;
-    while (ok && (got = fread(buf, 1, sizeof buf, f)) > 0) ok = blob_put(&in, buf, got);
+    while (ok && (got = fread(buf, 1, sizeof buf, f)) > 0) ok = blob_put(in, buf, got);
     ok = ok && !ferror(f);
     fclose(f);
     if (!ok) {
-        free(in.p);
+        free(in->p);
+        in->p = NULL;
         return qk_fail(NULL, QK_ERR_IO, "state file %s: cannot read it", path);
     }
-    const char *why = NULL;
-    uint64_t file_key = 0, sum = 0;
-    const int is_state = in.len >= sizeof state_magic + 24 && !memcmp(in.p, state_magic, sizeof state_magic);
-    if (is_state) memcpy(&sum, in.p + in.len - 8, 8);
-    if (!is_state) {
-        why = "is not a qkern target state file";
-    } else if (sum != qk_target_hash(QK_TARGET_HASH_SEED, in.p, in.len - 8)) {
-        why = "is damaged or cut short (its checksum does not match)";
-    } else {
+    *found = 1;
+    uint64_t sum = 0;
+    const int is_state = in->len >= sizeof state_magic + 24 && !memcmp(in->p, state_magic, sizeof state_magic);
+    if (is_state) memcpy(&sum, in->p + in->len - 8, 8);
+    if (!is_state)
+        *why = "is not a qkern target state file";
+    else if (sum != qk_target_hash(QK_TARGET_HASH_SEED, in->p, in->len - 8))
+        *why = "is damaged or cut short (its checksum does not match)";
+    return QK_OK;
+}
+
+qk_status qk_target_state_load(const char *path, uint64_t key, qk_target_row *rows, size_t n, int *found) {
+    blob in = {0};
+    const char *why;
+    qk_status st = state_read(path, &in, found, &why);
+    if (st || !*found) return st;
+    *found = 0;
+    uint64_t file_key = 0;
+    if (!why) {
         memcpy(&file_key, in.p + 8, 8);
         blob want = {0};
         if (!encode(&want, key, rows, n)) {
@@ -208,6 +224,149 @@ qk_status qk_target_state_load(const char *path, uint64_t key, qk_target_row *ro
     free(in.p);
     *found = 1;
     return QK_OK;
+}
+
+/* ---- merging shards' files ---------------------------------------------------------------- */
+
+/* The rows of a whole state file (state_read's): key and rows (the caller frees them); NULL
+ * (no message) when the layout does not hold together. */
+static const char *decode(const blob *in, uint64_t *key, qk_target_row **out, size_t *n_out) {
+    uint64_t count;
+    memcpy(key, in->p + 8, 8);
+    memcpy(&count, in->p + 16, 8);
+    const size_t end = in->len - 8;
+    if (count > (end - 24) / 4) return "is damaged (its row count does not fit the file)";
+    qk_target_row *rows = calloc(count ? (size_t)count : 1, sizeof *rows);
+    if (!rows) return "is too large for this host's memory";
+    size_t at = 24;
+    for (size_t i = 0; i < count; i++) {
+        uint32_t word;
+        if (at + 4 > end) {
+            free(rows);
+            return "is damaged (its rows end before their count)";
+        }
+        memcpy(&word, in->p + at, 4);
+        at += 4;
+        const uint32_t k = word & ~PINNED_BIT;
+        if (k > QK_TARGET_MAX_OPTIONS || at + 20 * (size_t)k > end) {
+            free(rows);
+            return "is damaged (a row does not fit the file)";
+        }
+        rows[i].n = (int)k;
+        rows[i].pinned = (word & PINNED_BIT) != 0;
+        for (uint32_t j = 0; j < k; j++, at += 20) {
+            int32_t type;
+            memcpy(&type, in->p + at, 4);
+            rows[i].opt[j].type = type;
+            memcpy(&rows[i].opt[j].bytes, in->p + at + 4, 8);
+            memcpy(&rows[i].opt[j].error, in->p + at + 12, 8);
+        }
+    }
+    if (at != end) {
+        free(rows);
+        return "is damaged (its rows do not fill the file)";
+    }
+    *out = rows;
+    *n_out = (size_t)count;
+    return NULL;
+}
+
+/* A free row whose every option has its error. */
+static int row_measured(const qk_target_row *row) {
+    int all = !row->pinned && row->n > 0;
+    for (int j = 0; all && j < row->n; j++) all = row->opt[j].error >= 0;
+    return all;
+}
+
+qk_status qk_model_state_merge(const char *output, const char *const *inputs, size_t n_inputs, size_t *n_measured) {
+    if (n_measured) *n_measured = 0;
+    if (!output || !inputs || !n_inputs)
+        return qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_model_state_merge: an output and at least one input are needed");
+    qk_target_row *all = NULL, *rows = NULL;
+    size_t n_all = 0, n = 0, *owner = NULL; /* owner[i]: the input that gave row i's errors */
+    uint64_t key_all = 0, key = 0;
+    qk_status st = QK_OK;
+    for (size_t f = 0; f < n_inputs && st == QK_OK; f++) {
+        const char *path = inputs[f];
+        blob in = {0};
+        int found;
+        const char *why;
+        if (!path) {
+            st = qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_model_state_merge: input %zu is NULL", f);
+            break;
+        }
+        if ((st = state_read(path, &in, &found, &why))) break;
+        if (!found) why = "does not exist";
+        if (!why) why = decode(&in, &key, &rows, &n);
+        free(in.p);
+        if (why) {
+            st = qk_fail(NULL, QK_ERR_INVALID_ARG, "state file %s %s", path, why);
+            break;
+        }
+        if (f == 0) {
+            all = rows, n_all = n, key_all = key;
+            rows = NULL;
+            owner = malloc((n_all ? n_all : 1) * sizeof *owner);
+            if (!owner) {
+                st = qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "state files: out of host memory");
+                break;
+            }
+            for (size_t i = 0; i < n_all; i++) owner[i] = row_measured(&all[i]) ? 0 : SIZE_MAX;
+            continue;
+        }
+        if (key != key_all) {
+            st = qk_fail(NULL, QK_ERR_INVALID_ARG,
+                         "state files %s and %s were made for other tensor data, imatrix data or pinned tensors (keys "
+                         "%016llx, %016llx): merge the files of one model and one set of options",
+                         inputs[0], path, (unsigned long long)key_all, (unsigned long long)key);
+            break;
+        }
+        for (size_t i = 0; i < n_all && n == n_all && st == QK_OK; i++) {
+            int same = rows[i].n == all[i].n && rows[i].pinned == all[i].pinned;
+            for (int j = 0; same && j < rows[i].n; j++)
+                same = rows[i].opt[j].type == all[i].opt[j].type && rows[i].opt[j].bytes == all[i].opt[j].bytes;
+            if (!same) n = SIZE_MAX; /* reported below */
+        }
+        if (n != n_all) {
+            st = qk_fail(NULL, QK_ERR_INVALID_ARG,
+                         "state files %s and %s hold other candidates (--target-types) for the same model: merge the "
+                         "files of one set of options",
+                         inputs[0], path);
+            break;
+        }
+        for (size_t i = 0; i < n_all && st == QK_OK; i++) {
+            if (!row_measured(&rows[i])) continue;
+            if (owner[i] != SIZE_MAX) {
+                st = qk_fail(NULL, QK_ERR_INVALID_ARG,
+                             "state files %s and %s both hold the errors of tensor %zu of %zu: each shard's file once, "
+                             "all made with the same --shard count",
+                             inputs[owner[i]], path, i + 1, n_all);
+                break;
+            }
+            owner[i] = f;
+            for (int j = 0; j < all[i].n; j++) all[i].opt[j].error = rows[i].opt[j].error;
+        }
+        free(rows);
+        rows = NULL;
+    }
+    size_t missing = 0, first_missing = 0, measured = 0;
+    for (size_t i = 0; st == QK_OK && i < n_all; i++) {
+        if (all[i].pinned) continue;
+        if (owner[i] == SIZE_MAX && !missing++) first_missing = i;
+        measured += owner[i] != SIZE_MAX;
+    }
+    if (st == QK_OK && missing)
+        st = qk_fail(NULL, QK_ERR_INVALID_ARG,
+                     "the %zu state file(s) leave %zu of %zu tensors without errors (the first: tensor %zu of %zu, in "
+                     "output order): is a shard's file missing, or one cut short by an interruption (run that shard "
+                     "again)?",
+                     n_inputs, missing, measured + missing, first_missing + 1, n_all);
+    if (st == QK_OK) st = qk_target_state_save(output, key_all, all, n_all);
+    if (st == QK_OK && n_measured) *n_measured = measured;
+    free(rows);
+    free(all);
+    free(owner);
+    return st;
 }
 
 /* ---- the budget ------------------------------------------------------------------------------ */
