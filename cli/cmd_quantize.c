@@ -44,6 +44,7 @@ static void usage(FILE *f) {
            "  THREADS                     cpu worker threads; 0 (or less): all cores\n"
            "qkern options:\n"
            "  --split-max-size N[K|M|G]   split the output into files of at most N bytes\n"
+           "  --mem-limit N[K|M|G]        keep host memory within N bytes (smaller steps; same output)\n"
            "  --shard I/N                 write only part I (1..N) of N: a contiguous run of about 1/N of the\n"
            "                              output bytes, as OUT-0000I-of-0000N.gguf; the N parts, each run on\n"
            "                              its own (other machines), form the split model that llama.cpp loads\n"
@@ -93,7 +94,7 @@ typedef struct options {
     size_t n_prune;
     int pure, leave_output, allow_requantize, keep_split, dry_run, quiet, resume, stats;
     int output_type, embd_type;
-    uint64_t split_max, max_buffer;
+    uint64_t split_max, max_buffer, mem_limit;
     double target_bpw;
     uint64_t target_size;
     int target_types[64];
@@ -320,6 +321,8 @@ static int parse(int argc, char **argv, options *o) {
             long long mib;
             if (!cli_parse_int(name, val, 1, 1 << 30, &mib)) return 0;
             o->max_buffer = (uint64_t)mib << 20;
+        } else if (!strcmp(name, "--mem-limit")) {
+            if (!parse_size(name, val, &o->mem_limit)) return 0;
         } else if (!strcmp(name, "--split-max-size")) {
             if (!parse_size(name, val, &o->split_max)) return 0;
         } else if (!strcmp(name, "--device")) {
@@ -836,6 +839,7 @@ int cmd_quantize(int argc, char **argv) {
     if (o.max_buffer) q.chunk_bytes = o.max_buffer < 64u << 20 ? (size_t)o.max_buffer : (size_t)64 << 20;
     q.dry_run = o.dry_run;
     q.resume = o.resume;
+    q.mem_limit_bytes = o.mem_limit;
     if (o.resume) safe_output_resumable();
     q.measure_error = o.report != NULL;
     q.target_bpw = o.target_bpw;

@@ -506,6 +506,13 @@ typedef struct qk_model_quantize_desc {
      * when the output is committed. 0: a stopped run leaves nothing, and a later run replaces
      * any temporary and journal it finds. */
     int resume;
+
+    /* Host memory (qkern quantize --mem-limit): >0 sizes the streaming steps so that the run's
+     * own buffers (step buffers, pinned queue buffers, the input pages of the steps in flight,
+     * the writer's buffer) and a margin for the rest of the process fit in this many bytes,
+     * whatever the model's size; QK_ERR_INVALID_ARG when the model's widest row cannot fit (the
+     * message gives the least that does). The same bytes as without. 0: steps of chunk_bytes. */
+    uint64_t mem_limit_bytes;
 } qk_model_quantize_desc;
 
 QK_API qk_model_quantize_desc qk_model_quantize_default_desc(void);

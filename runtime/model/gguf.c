@@ -603,6 +603,14 @@ void qk_gguf_release_tensor(const qk_gguf *g, size_t i) {
     madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
+void qk_gguf_release_bytes(const qk_gguf *g, const qk_gguf_tensor *t, uint64_t off, uint64_t bytes) {
+    if (!g || !t || t->split >= g->n_parts || !g->parts[t->split].map || off >= t->bytes) return;
+    if (bytes > t->bytes - off) bytes = t->bytes - off;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), p = (uintptr_t)t->data + off;
+    const uintptr_t lo = (p + page - 1) & ~(page - 1), hi = (p + bytes) & ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 /* ---- values -------------------------------------------------------------------------------- */
 
 static int is_integer(uint32_t type) {

@@ -45,6 +45,10 @@ const qk_gguf_kv *qk_gguf_find_kv(const qk_gguf *g, const char *key);
 /* Tells the OS that the mapped pages of tensor i are no longer needed (streaming a model
  * larger than RAM). Harmless on an in-memory image. */
 void qk_gguf_release_tensor(const qk_gguf *g, size_t i);
+/* The same for bytes [off, off + bytes) of tensor t (one of g's), page by page: only the pages
+ * wholly inside, so that a neighbour's bytes stay; qk_gguf_release_tensor takes the edges. A
+ * streaming step's source, once read, so that host memory does not grow with a tensor's size. */
+void qk_gguf_release_bytes(const qk_gguf *g, const qk_gguf_tensor *t, uint64_t off, uint64_t bytes);
 
 /* ---- metadata values ------------------------------------------------------------------------ */
 
@@ -66,6 +70,9 @@ qk_status qk_gguf_kv_array_string(const qk_gguf_kv *kv, uint64_t i, const char *
 void qk_gguf_kv_format(const qk_gguf_kv *kv, char *buf, size_t buf_len);
 
 /* ---- writing (qkern.h has the writer's public calls) ------------------------------------ */
+
+/* The writer gathers metadata and small writes in a buffer of this many bytes. */
+#define QK_GGUF_WRITE_BUFFER ((size_t)4 << 20)
 
 /* Sets a pair (ggml semantics: an existing key is removed and the pair appended). `raw` is
  * the value's encoding as in qk_gguf_kv. general.alignment must be UINT32 and a power of two

@@ -31,7 +31,7 @@
 
 /* Metadata arrives in many small pieces and tensor data in multi-MB chunks: pieces are
  * gathered here, chunks at least this large go straight to the file. */
-#define WBUF_BYTES (4u << 20)
+#define WBUF_BYTES QK_GGUF_WRITE_BUFFER
 
 #define TEMP_SUFFIX ".tmp.qkern"
 

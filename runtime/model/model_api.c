@@ -233,6 +233,7 @@ qk_status qk_model_quantize(qk_context *ctx, const qk_model_quantize_desc *d, qk
     p.resume = d->resume;
     p.measure_error = d->measure_error;
     p.chunk_bytes = d->chunk_bytes;
+    p.mem_limit = d->mem_limit_bytes;
     p.target_bpw = d->target_bpw;
     p.target_bytes = d->target_bytes;
     p.target_types = d->target_types;

@@ -462,6 +462,7 @@ typedef struct stream_state {
     qk_quantize_error acc; /* of the tensor whose steps are being completed */
     double last_done;      /* when the previous tensor's last bytes were written */
     qk_model_stats *stats; /* the result's: the data pass's time per stage */
+    const qk_gguf *in;     /* the input, whose pages each step releases once read */
 } stream_state;
 
 /* Adds the time since t0 and `bytes` to a stage; returns now, the next stage's start. The
@@ -513,6 +514,7 @@ static qk_status copy_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_t
         st = qk_gguf_writer_write(w, src->data + off, bytes);
         stage_end(&s->stats->write, t, bytes);
         if (st) return forward_error(s->ctx, st);
+        qk_gguf_release_bytes(s->in, src, off, bytes);
         off += bytes;
         s->bytes_done += bytes;
         report(s, i, src->name, 0);
@@ -700,6 +702,7 @@ static qk_status convert_tensor(stream_state *s, qk_gguf_writer *w, const qk_ggu
         if (st == QK_ERR_VALUE) return locate_bad_value(s, t, qsrc, qsrc_type, sp.rows, row);
         if (st) return tensor_error(s->ctx, st, t->name, expert_of(t, &sp));
         if ((st = finish_step(s, w, i, t, &sp, in, s->dst))) return st;
+        qk_gguf_release_bytes(s->in, src, (uint64_t)row * src_row, (uint64_t)sp.rows * src_row);
         row += sp.rows;
     }
     return QK_OK;
@@ -764,6 +767,7 @@ static qk_status queue_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_
         double t1 = now_seconds();
         memcpy(sl->src, src->data + (uint64_t)row * src_row, (size_t)sl->sp.rows * src_row);
         t1 = stage_end(&s->stats->read, t1, (uint64_t)sl->sp.rows * src_row);
+        qk_gguf_release_bytes(s->in, src, (uint64_t)row * src_row, (uint64_t)sl->sp.rows * src_row);
         qk_quantize_desc q = step_desc(t, &sl->sp, t->src_type);
         q.src = qk_host(sl->src, desc_src_bytes(&q));
         q.dst = qk_host(sl->dst, desc_dst_bytes(&q));
@@ -1451,12 +1455,35 @@ static qk_status open_outputs(qk_context *ctx, run *r, const qk_model_quantize_p
     return QK_OK;
 }
 
+/* --mem-limit: the step size that keeps host memory within p->mem_limit. Per step-sized buffer:
+ * dst and src_f32, check with --report, each queue's pinned src and dst on the overlapped path, and
+ * the mapped input pages of the steps not yet read and released (one a queue, or the one of the
+ * synchronous path); besides them the writer's buffer and a margin for the process itself (code,
+ * libraries, the plan, the metadata: measured at about 10 MB for the CLI on the CPU). */
+#define MEM_LIMIT_MARGIN ((uint64_t)24 << 20)
+static qk_status limit_chunk(qk_context *ctx, const qk_model_quantize_params *p, size_t widest, int any_overlapped,
+                             size_t *chunk) {
+    const uint64_t buffers = 2 + (p->measure_error ? 1 : 0) + (any_overlapped ? 3 * QK_QUEUES : 1),
+                   fixed = MEM_LIMIT_MARGIN + QK_GGUF_WRITE_BUFFER;
+    const uint64_t need = fixed + buffers * (uint64_t)(widest ? widest : 1);
+    if (p->mem_limit < need)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG,
+                       "mem_limit %.1f MiB is too small: this run's %d step buffers of its widest row (%zu bytes) "
+                       "and %.0f MiB besides need at least %.1f MiB",
+                       (double)p->mem_limit / (1 << 20), (int)buffers, widest, (double)fixed / (1 << 20),
+                       (double)need / (1 << 20));
+    const uint64_t c = (p->mem_limit - fixed) / buffers;
+    if (c < *chunk) *chunk = (size_t)c;
+    return QK_OK;
+}
+
 static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_params *p,
                              qk_model_quantize_result *res) {
     stream_state *s = &r->s;
     s->ctx = ctx;
     s->p = p;
     s->stats = &res->stats;
+    s->in = r->in;
     s->chunk_bytes = p->chunk_bytes ? p->chunk_bytes : DEFAULT_CHUNK_BYTES;
     s->n_tensors = res->n_tensors;
     /* Buffers sized for the widest row of any converted tensor, at least one row. */
@@ -1468,6 +1495,10 @@ static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_pa
         size_t f32_row = (size_t)t->ne[0] * sizeof(float);
         if (f32_row > widest) widest = f32_row;
         any_overlapped |= overlapped(s, t);
+    }
+    if (p->mem_limit) {
+        qk_status st = limit_chunk(ctx, p, widest, any_overlapped, &s->chunk_bytes);
+        if (st) return st;
     }
     size_t buf_bytes = widest > s->chunk_bytes ? widest : s->chunk_bytes;
     if (widest) {

@@ -38,6 +38,7 @@ typedef struct qk_model_quantize_params {
                                  from them (qkern.h's desc.resume) */
     int measure_error;        /* fill rmse/rel_rmse (costs a dequantize pass) */
     size_t chunk_bytes;       /* input bytes per step; 0: 64 MiB */
+    uint64_t mem_limit;       /* >0: steps sized to keep host memory within it (qkern.h) */
     int no_overlap;           /* 1: every step read, converted and written before the next,
                                  even where the device could overlap them (same output;
                                  for tests and measurements) */
