@@ -112,11 +112,7 @@ truncated:
 
 /* ---- name index ------------------------------------------------------------------------------ */
 
-static uint64_t name_hash(const char *s) {
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    return h;
-}
+static uint64_t name_hash(const char *s) { return qk_fnv1a64(QK_FNV1A64_INIT, s, strlen(s)); }
 
 void qk_gguf_names_init(qk_gguf_names *ix, qk_gguf_name_fn name_of, const void *owner) {
     memset(ix, 0, sizeof *ix);

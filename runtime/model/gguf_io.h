@@ -9,6 +9,15 @@
 
 #include "gguf.h"
 
+/* FNV-1a, 64 bits, continued from h (QK_FNV1A64_INIT to start): the name index's hash, and the
+ * resume journal's checksum of a tensor's bytes (journal.h), which arrive in pieces. */
+#define QK_FNV1A64_INIT 0xcbf29ce484222325ull
+static inline uint64_t qk_fnv1a64(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
 /* ggml's caps on string lengths and array counts; also ours on keys. */
 #define QK_GGUF_MAX_COUNT (1ull << 30)
 /* Arrays may hold arrays (the spec allows it); this bounds the reader's recursion. */

@@ -12,12 +12,6 @@
 static const char header_magic[8] = {'Q', 'K', 'J', 'O', 'U', 'R', 'N', '1'};
 #define RECORD_TAG 0x524a4b51u /* "QKJR" */
 
-uint64_t qk_fnv1a64(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
 static void make_header(unsigned char *b, uint64_t identity) {
     memcpy(b, header_magic, 8);
     qk_put_le64(b + 8, identity);

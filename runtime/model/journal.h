@@ -4,7 +4,7 @@
  * finished tensor, in output order, each appended only after the tensor's bytes reached the
  * temporary's storage. Every header and record carries its own checksum, so a record torn by a
  * kill is seen as absent; and a record only claims bytes that the resuming run checks again
- * (qk_fnv1a64 of the tensor's data), so the journal can lose records but never vouch for
+ * (gguf_io.h's qk_fnv1a64 of the tensor's data), so the journal can lose records but never vouch for
  * wrong bytes. */
 #ifndef QK_JOURNAL_H
 #define QK_JOURNAL_H
@@ -12,13 +12,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gguf_io.h" /* qk_fnv1a64, the records' checksum */
+
 #define QK_JOURNAL_SUFFIX ".journal"
-#define QK_FNV1A64_INIT   0xcbf29ce484222325ull
 #define QK_JOURNAL_RECORD 32u
 #define QK_JOURNAL_HEADER 32u
-
-/* FNV-1a, 64 bits, continued from h (QK_FNV1A64_INIT to start). */
-uint64_t qk_fnv1a64(uint64_t h, const void *p, size_t n);
 
 /* Reads the journal at `path`: the intact records for tensors 0, 1, ... in a row (at most `max`)
  * into sums[], their count in *n. *other_run is 1 when a journal exists whose header is not
