@@ -11,3 +11,6 @@ finish() {
   echo "$pass passed, $fail failed"
   [ "$fail" -eq 0 ]
 }
+# Non-empty in a sanitizer build's run (scripts/test.sh sets ASAN_OPTIONS or TSAN_OPTIONS there),
+# where a run takes 5-10x as long and the sanitizer's own memory counts in the RSS.
+sanitized=${ASAN_OPTIONS:-}${TSAN_OPTIONS:-}

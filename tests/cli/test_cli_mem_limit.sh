@@ -11,9 +11,8 @@ if ! /usr/bin/time -f %M true >/dev/null 2>&1; then
   exit 77
 fi
 
-# A sanitizer's shadow memory and quarantine count in the RSS: under one (scripts/test.sh sets
-# ASAN_OPTIONS or TSAN_OPTIONS for those builds) only the bytes and the refusals are checked.
-sanitized=${ASAN_OPTIONS:-}${TSAN_OPTIONS:-}
+# A sanitizer's shadow memory and quarantine count in the RSS: under one ($sanitized, harness.sh)
+# only the bytes and the refusals are checked.
 [ -z "$sanitized" ] || echo "peak RSS checks skipped: a sanitizer's own memory counts in it"
 rss_check() { [ -n "$sanitized" ] || check "$@"; }
 

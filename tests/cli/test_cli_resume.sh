@@ -54,10 +54,10 @@ finish_run() { # finish_run TYPE: the resuming run to the end; its stderr in $di
 
 # ---- random kills, then --resume -------------------------------------------------------------
 kills=0 mid=0
-# Under a sanitizer (scripts/test.sh sets ASAN_OPTIONS or TSAN_OPTIONS) a run takes 5-10x as
-# long: two rounds there (one killed twice), the eight in the release build.
+# Under a sanitizer ($sanitized, harness.sh) a run takes 5-10x as long: two rounds there (one
+# killed twice), the eight in the release build.
 rounds="1 2 3 4 5 6 7 8"
-[ -z "${ASAN_OPTIONS:-}${TSAN_OPTIONS:-}" ] || rounds="1 2"
+[ -z "$sanitized" ] || rounds="1 2"
 for round in $rounds; do
   rm -f "$o" "$tmp" "$jnl"
   n_kills=$((1 + round % 2)) # odd rounds: killed twice, the second time while resuming
@@ -80,7 +80,7 @@ for round in $rounds; do
 done
 echo "$kills kills, $mid of them between the first and the last tensor"
 # (with the two sanitizer rounds that could miss by chance; the kill after 20 records below is certain)
-[ -n "${ASAN_OPTIONS:-}${TSAN_OPTIONS:-}" ] || check "some kills landed mid-run ($mid of $kills)" test $mid -gt 0
+[ -n "$sanitized" ] || check "some kills landed mid-run ($mid of $kills)" test $mid -gt 0
 
 # a kill mid-run for certain: after 20 tensors are journaled
 rm -f "$o"
@@ -178,7 +178,7 @@ check "without --resume: the old temporary and journal are gone" nothing_left
 
 # ---- split output: a temporary and a journal per part --------------------------------------------
 "$qkern" "${q[@]}" --quiet --split-max-size 1M "$dir/sref.gguf" Q4_K_M 1 >/dev/null
-for round in $([ -z "${ASAN_OPTIONS:-}${TSAN_OPTIONS:-}" ] && echo 1 2 || echo 1); do
+for round in $([ -z "$sanitized" ] && echo 1 2 || echo 1); do
   "$qkern" "${q[@]}" --quiet --resume --split-max-size 1M "$dir/sp.gguf" Q4_K_M 1 >/dev/null 2>&1 &
   pid=$!
   kill_at $((RANDOM % span))
