@@ -226,8 +226,9 @@ struct no_dot {
     static constexpr bool EXISTS = false;
 };
 
-/* DOT_ROWS rows per lane group: each activation part loaded serves that many rows. */
-constexpr int DOT_WARPS = 4, DOT_ROWS = 2;
+/* DOT_ROWS rows per lane group: each activation part loaded serves that many rows. The CTA's
+ * warps are the plan's (qk_cuda_moe_plan.dot_warps), DOT_MAX_WARPS at most. */
+constexpr int DOT_ROWS = 2, DOT_MAX_WARPS = 8;
 
 /* Part P of a slot's 8-bit activations: codes x0 (values 0-15), x1 (16-31), and xs: scale, sums of
  * the two halves (qk_cuda_moe_quantize_x). */
@@ -239,7 +240,32 @@ struct x_part {
         x1 = reinterpret_cast<const int4 *>(x + P * 32)[1];
         xs = xm[P];
     }
+    /* from the CTA's copy (stage_x) */
+    __device__ void load_shared(const int4 *s, int parts, int P) {
+        x0 = s[P];
+        x1 = s[parts + P];
+        xs = reinterpret_cast<const float4 *>(s + 2 * parts)[P];
+    }
 };
+
+/* A slot's 8-bit activations (parts of 32 codes, and their float4) into the CTA's shared memory
+ * by cp.async, so that its warps read them from L2 once between them where each warp read its own
+ * copy (at 8 tokens those reads were as many bytes as the weights). The codes lie as the 16-byte
+ * first halves of every part, then the second halves: lanes reading one half of consecutive parts
+ * read consecutive words, without bank conflicts (32-byte strides would conflict 2-way). Then the
+ * parts' float4. 48 bytes per part; the caller commits and waits. */
+__device__ inline void stage_x(int4 *s, const int8_t *x, const float4 *xm, int parts) {
+    const int4 *codes = reinterpret_cast<const int4 *>(x);
+    for (int j = threadIdx.x; j < 3 * parts; j += blockDim.x)
+        cp_async16(j < 2 * parts ? s + (j % 2) * parts + j / 2 : s + j,
+                   j < 2 * parts ? static_cast<const void *>(codes + j)
+                                 : static_cast<const void *>(xm + (j - 2 * parts)));
+}
+
+/* Activations of up to this many values a row are staged in shared memory (1.5 bytes a value,
+ * within the 48 KiB a CTA gets without opting in); longer rows are read from global memory. */
+constexpr int64_t DOT_SHARED_MAX_K = 32768;
+__host__ __device__ constexpr size_t dot_shared_bytes(int64_t k) { return (size_t)(k / 32) * 48; }
 
 /* A decoded weight part (r) times an activation part: four dp4a per half, the halves' integer
  * sums scaled by the weights' and the activations' scales, plus the offsets times the
@@ -283,7 +309,7 @@ template <int N> __device__ inline float reduce_spread(const float (&v)[N], int 
     return w[0];
 }
 
-/* grid: (row groups of DOT_WARPS * 32 / L * DOT_ROWS rows, slots, grid-stride): every slot is its
+/* grid: (row groups of warps * 32 / L * DOT_ROWS rows, slots, grid-stride): every slot is its
  * own work item. Slots that chose the same expert read its rows each (measured, bench/results
  * 2026-12-06: grouping slots by expert first cost more than it saved up to 128 tokens, the
  * repeated reads being served by L2, and from there the tiled kernel is faster; so did decoding
@@ -293,16 +319,20 @@ template <int N> __device__ inline float reduce_spread(const float (&v)[N], int 
  * Lane (g, u) of a warp takes DOT_ROWS rows (the g-th group of the warp's) and their parts u,
  * u + L, ...: per part it decodes the weights of each row to 8-bit codes (straight from global
  * memory: a warp's lanes together read whole rows, every byte once) and takes the dot product with
- * the slot's activations, loaded once for all the rows; the L lanes of a row then add their sums
- * in a fixed order. Launched as a programmatic dependent of the quantize kernel: the first slot's
- * rows are prefetched into L2 while the activations are quantized. */
-template <class T, class D, int KIND>
-__global__ void __launch_bounds__(DOT_WARPS * 32)
+ * the slot's activations, loaded once for all the rows (XS: from the CTA's shared copy, stage_x);
+ * the L lanes of a row then add their sums in a fixed order. A part's decode is issued before the
+ * previous part's products, so that its loads are in flight while they run. Launched as a
+ * programmatic dependent of the quantize kernel: the first slot's rows are prefetched into L2 and
+ * its first parts decoded (the weights are the caller's, ready) while the activations are
+ * quantized. */
+template <class T, class D, int KIND, bool XS>
+__global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
     moe_dot_kernel(qk_cuda_moe_args a, const int8_t *xq, const float4 *xm, float *y, int L) {
     constexpr bool GATE_UP = KIND == QK_CUDA_MOE_GATE_UP;
     constexpr int NW = GATE_UP ? 2 : 1, PARTS = T::QK / 32, R = DOT_ROWS;
+    extern __shared__ int4 x_shared[];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / L, u = lane % L;
-    const int64_t row0 = (((int64_t)blockIdx.x * DOT_WARPS + warp) * (32 / L) + g) * R;
+    const int64_t row0 = (((int64_t)blockIdx.x * (blockDim.x / 32) + warp) * (32 / L) + g) * R;
     const int64_t parts = a.k / 32, row_bytes = a.k / T::QK * T::BYTES;
     const uint8_t *w[NW];
     w[0] = static_cast<const uint8_t *>(a.w);
@@ -324,10 +354,10 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
                     prefetch_l2(w[t] + (e * a.m + row0 + rr) * row_bytes + off);
         }
     }
-    wait_for_prerequisite_grid();
 
+    bool waited = false; /* for the quantize kernel's activations */
     for (int64_t i = blockIdx.y; i < slots; i += gridDim.y) {
-        const int64_t e = expert(i);
+        const int64_t e = expert(i); /* the same for the whole CTA */
         if (e < 0) {
             for (int rr = 0; rr < R; rr++)
                 if (u == 0 && row0 + rr < a.m) y[i * a.m + row0 + rr] = __int_as_float(0x7fc00000);
@@ -349,20 +379,41 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
 #pragma unroll
             for (int rr = 0; rr < R; rr++)
                 wr[t][rr] = w[t] + (e * a.m + (row0 + rr < a.m ? row0 + rr : a.m - 1)) * row_bytes;
-        if (row0 < a.m) {
-            for (int64_t P = u; P < parts; P += L) {
-                qk_part_i8 r[NW][R];
+        qk_part_i8 r[NW][R];
+        auto decode = [&](int64_t P) {
 #pragma unroll
-                for (int t = 0; t < NW; t++)
+            for (int t = 0; t < NW; t++)
 #pragma unroll
-                    for (int rr = 0; rr < R; rr++)
-                        D::part(wr[t][rr] + P / PARTS * T::BYTES, (int)(P % PARTS), &r[t][rr]);
+                for (int rr = 0; rr < R; rr++) D::part(wr[t][rr] + P / PARTS * T::BYTES, (int)(P % PARTS), &r[t][rr]);
+        };
+        const bool rows_here = row0 < a.m;
+        int64_t P = u;
+        if (rows_here && P < parts) decode(P);
+        if (!waited) wait_for_prerequisite_grid(), waited = true;
+        if constexpr (XS) {
+            stage_x(x_shared, xr, xmr, (int)parts);
+            cp_async_commit();
+            cp_async_wait_all();
+            __syncthreads();
+        }
+        if (rows_here) {
+            while (P < parts) {
                 x_part x;
-                x.load(xr, xmr, P);
+                if constexpr (XS)
+                    x.load_shared(x_shared, (int)parts, (int)P);
+                else
+                    x.load(xr, xmr, P);
+                float d[NW][R];
 #pragma unroll
                 for (int t = 0; t < NW; t++)
 #pragma unroll
-                    for (int rr = 0; rr < R; rr++) acc[t][rr] += part_dot<D>(r[t][rr], x);
+                    for (int rr = 0; rr < R; rr++) d[t][rr] = part_dot<D>(r[t][rr], x);
+                P += L;
+                if (P < parts) decode(P);
+#pragma unroll
+                for (int t = 0; t < NW; t++)
+#pragma unroll
+                    for (int rr = 0; rr < R; rr++) acc[t][rr] += d[t][rr];
             }
         }
         if (L >= NW * R) {
@@ -386,6 +437,7 @@ __global__ void __launch_bounds__(DOT_WARPS * 32)
                     y[i * a.m + row0 + rr] = GATE_UP ? silu(acc[0][rr]) * acc[NW - 1][rr] : acc[0][rr];
             }
         }
+        if constexpr (XS) __syncthreads(); /* the next slot's activations overwrite the copy */
     }
 }
 
@@ -613,21 +665,26 @@ int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, c
     const int L = p.lanes; /* lanes per row (moe_plan.cu): 32 / L rows per warp */
     const int64_t slots = a.n_tokens * a.n_used;
     if (slots > INT32_MAX) return (int)cudaErrorInvalidValue; /* the kernel's slot arithmetic is 32-bit */
-    const int64_t rows_per_cta = (int64_t)DOT_WARPS * (32 / L) * DOT_ROWS;
+    const int warps = p.dot_warps >= 1 && p.dot_warps <= DOT_MAX_WARPS ? p.dot_warps : DOT_MAX_WARPS;
+    const bool shared = p.dot_shared && a.k <= DOT_SHARED_MAX_K;
+    const int64_t rows_per_cta = (int64_t)warps * (32 / L) * DOT_ROWS;
     const uint8_t *ws = static_cast<const uint8_t *>(a.workspace);
     /* launched as a programmatic dependent of qk_cuda_moe_quantize_x's kernel, just before it */
     cudaLaunchConfig_t config = {};
     config.gridDim =
         dim3((unsigned)((a.m + rows_per_cta - 1) / rows_per_cta), (unsigned)(slots < 65535 ? slots : 65535));
-    config.blockDim = dim3(DOT_WARPS * 32);
+    config.blockDim = dim3(warps * 32);
+    config.dynamicSmemBytes = shared ? dot_shared_bytes(a.k) : 0;
     config.stream = s;
     cudaLaunchAttribute early;
     early.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     early.val.programmaticStreamSerializationAllowed = 1;
     config.attrs = &early;
     config.numAttrs = 1;
-    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND>, a, reinterpret_cast<const int8_t *>(ws + p.xq),
-                                   reinterpret_cast<const float4 *>(ws + p.xm), y, L);
+    const int8_t *xq = reinterpret_cast<const int8_t *>(ws + p.xq);
+    const float4 *xm = reinterpret_cast<const float4 *>(ws + p.xm);
+    return shared ? (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND, true>, a, xq, xm, y, L)
+                  : (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND, false>, a, xq, xm, y, L);
 }
 
 template <class T, int KIND> int launch_vec(const qk_cuda_moe_args &a, cudaStream_t s) {

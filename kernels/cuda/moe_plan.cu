@@ -61,10 +61,12 @@ constexpr threshold thresholds[] = {
 struct dot_threshold {
     int type; /* -1: the default */
     int max_tokens;
+    int warps;  /* a CTA's */
+    int shared; /* the activations staged in shared memory (moe_kernels.cuh: stage_x) */
 };
 
 constexpr dot_threshold dot_thresholds[] = {
-    {-1, 64},
+    {-1, 64, 8, 1},
 };
 
 template <class R, size_t N> const R &row_of(const R (&table)[N], int type) {
@@ -107,6 +109,19 @@ int dot_lanes(int64_t k) {
     return l;
 }
 
+/* QK_MOE_DOT_FORM=gN|sN (N warps a CTA, 1 to 8; s: the activations staged in shared memory, g:
+ * read from global memory by each warp) overrides the table's form, for measuring
+ * (scripts/gpu_peer.sh's QK_PEER_PATHS entries dot:FORM). Read once; 0 where unset. */
+int forced_dot_form() {
+    static const int f = [] {
+        const char *v = getenv("QK_MOE_DOT_FORM");
+        if (!v || (v[0] != 'g' && v[0] != 's')) return 0;
+        const int w = atoi(v + 1);
+        return w >= 1 && w <= 8 ? (v[0] == 's' ? 16 : 0) + w : 0;
+    }();
+    return f;
+}
+
 } // namespace
 
 /* The path and the layout do not depend on the kind; the weighted sum only adds its per-slot
@@ -135,6 +150,9 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         size_t at = 0;
         p.path = QK_CUDA_MOE_DOT;
         p.lanes = dot_lanes(a->k);
+        const int form = forced_dot_form();
+        p.dot_warps = form ? form % 16 : dt.warps;
+        p.dot_shared = form ? form / 16 : dt.shared;
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;
