@@ -248,18 +248,38 @@ struct x_part {
     }
 };
 
-/* A slot's 8-bit activations (parts of 32 codes, and their float4) into the CTA's shared memory
- * by cp.async, so that its warps read them from L2 once between them where each warp read its own
- * copy (at 8 tokens those reads were as many bytes as the weights). The codes lie as the 16-byte
- * first halves of every part, then the second halves: lanes reading one half of consecutive parts
- * read consecutive words, without bank conflicts (32-byte strides would conflict 2-way). Then the
- * parts' float4. 48 bytes per part; the caller commits and waits. */
+/* Where a dot kernel's CTA reads its slot's 8-bit activations (qk_cuda_moe_plan.dot_x):
+ *   DOT_X_GLOBAL:    each warp from global memory (qk_cuda_moe_quantize_x's), its own copy;
+ *   DOT_X_STAGED:    once per CTA into shared memory (stage_x), so that its warps read them from L2
+ *                    once between them (at 8 tokens each warp's own copy was as many bytes as the
+ *                    weights);
+ *   DOT_X_QUANTIZED: quantized by the CTA itself into shared memory (quantize_x_shared), with no
+ *                    quantize kernel before it: for few tokens, where that launch is a large share
+ *                    of the call. */
+enum { DOT_X_GLOBAL = 0, DOT_X_STAGED = 1, DOT_X_QUANTIZED = 2 };
+
+/* The shared copy holds the codes as the 16-byte first halves of every part, then the second
+ * halves (lanes reading one half of consecutive parts read consecutive words, without the 2-way
+ * bank conflicts of 32-byte strides), then the parts' float4: 48 bytes a part. */
 __device__ inline void stage_x(int4 *s, const int8_t *x, const float4 *xm, int parts) {
     const int4 *codes = reinterpret_cast<const int4 *>(x);
     for (int j = threadIdx.x; j < 3 * parts; j += blockDim.x)
         cp_async16(j < 2 * parts ? s + (j % 2) * parts + j / 2 : s + j,
                    j < 2 * parts ? static_cast<const void *>(codes + j)
                                  : static_cast<const void *>(xm + (j - 2 * parts)));
+}
+
+/* The same copy from the activations x (elements [at, at + 32 * parts) of type x_type), quantized
+ * here: a warp per part, as qk_cuda_moe_quantize_x does it (the same codes and scales). */
+__device__ inline void quantize_x_shared(int4 *s, const void *x, int x_type, int64_t at, int parts) {
+    const int lane = threadIdx.x % 32;
+    int8_t *codes = reinterpret_cast<int8_t *>(s);
+    for (int P = threadIdx.x / 32; P < parts; P += blockDim.x / 32) {
+        float4 xs;
+        const int q = quantize_x_group(load_value(x, x_type, at + (int64_t)P * 32 + lane), lane, &xs);
+        codes[((lane / 16) * parts + P) * 16 + lane % 16] = (int8_t)q;
+        if (lane == 0) reinterpret_cast<float4 *>(s + 2 * parts)[P] = xs;
+    }
 }
 
 /* Activations of up to this many values a row are staged in shared memory (1.5 bytes a value,
@@ -319,13 +339,13 @@ template <int N> __device__ inline float reduce_spread(const float (&v)[N], int 
  * Lane (g, u) of a warp takes DOT_ROWS rows (the g-th group of the warp's) and their parts u,
  * u + L, ...: per part it decodes the weights of each row to 8-bit codes (straight from global
  * memory: a warp's lanes together read whole rows, every byte once) and takes the dot product with
- * the slot's activations, loaded once for all the rows (XS: from the CTA's shared copy, stage_x);
+ * the slot's activations, loaded once for all the rows (from where XS says: DOT_X_*);
  * the L lanes of a row then add their sums in a fixed order. A part's decode is issued before the
  * previous part's products, so that its loads are in flight while they run. Launched as a
  * programmatic dependent of the quantize kernel: the first slot's rows are prefetched into L2 and
  * its first parts decoded (the weights are the caller's, ready) while the activations are
  * quantized. */
-template <class T, class D, int KIND, bool XS>
+template <class T, class D, int KIND, int XS>
 __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
     moe_dot_kernel(qk_cuda_moe_args a, const int8_t *xq, const float4 *xm, float *y, int L) {
     constexpr bool GATE_UP = KIND == QK_CUDA_MOE_GATE_UP;
@@ -390,16 +410,19 @@ __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
         int64_t P = u;
         if (rows_here && P < parts) decode(P);
         if (!waited) wait_for_prerequisite_grid(), waited = true;
-        if constexpr (XS) {
+        if constexpr (XS == DOT_X_STAGED) {
             stage_x(x_shared, xr, xmr, (int)parts);
             cp_async_commit();
             cp_async_wait_all();
+            __syncthreads();
+        } else if constexpr (XS == DOT_X_QUANTIZED) {
+            quantize_x_shared(x_shared, a.x, a.x_type, xrow * a.k, (int)parts);
             __syncthreads();
         }
         if (rows_here) {
             while (P < parts) {
                 x_part x;
-                if constexpr (XS)
+                if constexpr (XS != DOT_X_GLOBAL)
                     x.load_shared(x_shared, (int)parts, (int)P);
                 else
                     x.load(xr, xmr, P);
@@ -437,7 +460,7 @@ __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
                     y[i * a.m + row0 + rr] = GATE_UP ? silu(acc[0][rr]) * acc[NW - 1][rr] : acc[0][rr];
             }
         }
-        if constexpr (XS) __syncthreads(); /* the next slot's activations overwrite the copy */
+        if constexpr (XS != DOT_X_GLOBAL) __syncthreads(); /* the next slot's activations overwrite the copy */
     }
 }
 
@@ -660,31 +683,40 @@ __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1, BN))
 
 /* ---- launch ----------------------------------------------------------------------------------- */
 
+/* The dot path: the activations quantized (by their own kernel, or by each CTA as the plan says),
+ * then the dot kernel. */
 template <class T, class D, int KIND>
 int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, cudaStream_t s) {
     const int L = p.lanes; /* lanes per row (moe_plan.cu): 32 / L rows per warp */
     const int64_t slots = a.n_tokens * a.n_used;
     if (slots > INT32_MAX) return (int)cudaErrorInvalidValue; /* the kernel's slot arithmetic is 32-bit */
     const int warps = p.dot_warps >= 1 && p.dot_warps <= DOT_MAX_WARPS ? p.dot_warps : DOT_MAX_WARPS;
-    const bool shared = p.dot_shared && a.k <= DOT_SHARED_MAX_K;
+    const int x_at = a.k > DOT_SHARED_MAX_K ? DOT_X_GLOBAL : p.dot_x;
+    if (x_at != DOT_X_QUANTIZED) {
+        const int err = qk_cuda_moe_quantize_x(&a, &p, s); /* just before: the dot kernel depends on it early */
+        if (err) return err;
+    }
     const int64_t rows_per_cta = (int64_t)warps * (32 / L) * DOT_ROWS;
     const uint8_t *ws = static_cast<const uint8_t *>(a.workspace);
-    /* launched as a programmatic dependent of qk_cuda_moe_quantize_x's kernel, just before it */
     cudaLaunchConfig_t config = {};
     config.gridDim =
         dim3((unsigned)((a.m + rows_per_cta - 1) / rows_per_cta), (unsigned)(slots < 65535 ? slots : 65535));
     config.blockDim = dim3(warps * 32);
-    config.dynamicSmemBytes = shared ? dot_shared_bytes(a.k) : 0;
+    config.dynamicSmemBytes = x_at == DOT_X_GLOBAL ? 0 : dot_shared_bytes(a.k);
     config.stream = s;
+    /* a programmatic dependent of the quantize kernel: it may start while that one runs */
     cudaLaunchAttribute early;
     early.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     early.val.programmaticStreamSerializationAllowed = 1;
     config.attrs = &early;
-    config.numAttrs = 1;
+    config.numAttrs = x_at == DOT_X_QUANTIZED ? 0 : 1;
     const int8_t *xq = reinterpret_cast<const int8_t *>(ws + p.xq);
     const float4 *xm = reinterpret_cast<const float4 *>(ws + p.xm);
-    return shared ? (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND, true>, a, xq, xm, y, L)
-                  : (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND, false>, a, xq, xm, y, L);
+    if (x_at == DOT_X_QUANTIZED)
+        return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND, DOT_X_QUANTIZED>, a, xq, xm, y, L);
+    if (x_at == DOT_X_STAGED)
+        return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND, DOT_X_STAGED>, a, xq, xm, y, L);
+    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND, DOT_X_GLOBAL>, a, xq, xm, y, L);
 }
 
 template <class T, int KIND> int launch_vec(const qk_cuda_moe_args &a, cudaStream_t s) {
@@ -760,10 +792,8 @@ template <class T, class D> int launch_moe(const qk_cuda_moe_args *a, const qk_c
     if constexpr (D::EXISTS) {
         if (plan->path == QK_CUDA_MOE_DOT && dot_aligned<T>(*a)) {
             float *out = a->kind == QK_CUDA_MOE_WEIGHTED_SUM ? partial : a->y;
-            int err = qk_cuda_moe_quantize_x(a, plan, s); /* just before: the dot kernel depends on it early */
-            if (err) return err;
             if (a->kind == QK_CUDA_MOE_GATE_UP) return launch_dot<T, D, QK_CUDA_MOE_GATE_UP>(*a, *plan, out, s);
-            err = launch_dot<T, D, QK_CUDA_MOE_MATMUL>(*a, *plan, out, s);
+            const int err = launch_dot<T, D, QK_CUDA_MOE_MATMUL>(*a, *plan, out, s);
             if (err || a->kind == QK_CUDA_MOE_MATMUL) return err;
             return qk_cuda_moe_weighted_sum(a, partial, s);
         }

@@ -61,8 +61,9 @@ constexpr threshold thresholds[] = {
 struct dot_threshold {
     int type; /* -1: the default */
     int max_tokens;
-    int warps;  /* a CTA's */
-    int shared; /* the activations staged in shared memory (moe_kernels.cuh: stage_x) */
+    int warps; /* a CTA's */
+    int x;     /* where a CTA reads the 8-bit activations: 0 global, 1 staged in shared memory, 2
+                * quantized by the CTA (moe_kernels.cuh: DOT_X_*) */
 };
 
 constexpr dot_threshold dot_thresholds[] = {
@@ -109,15 +110,16 @@ int dot_lanes(int64_t k) {
     return l;
 }
 
-/* QK_MOE_DOT_FORM=gN|sN (N warps a CTA, 1 to 8; s: the activations staged in shared memory, g:
- * read from global memory by each warp) overrides the table's form, for measuring
- * (scripts/gpu_peer.sh's QK_PEER_PATHS entries dot:FORM). Read once; 0 where unset. */
+/* QK_MOE_DOT_FORM=gN|sN|qN (N warps a CTA, 1 to 8; g: each warp reads the activations from
+ * global memory, s: a CTA stages them in shared memory, q: a CTA quantizes them there itself)
+ * overrides the table's form, for measuring (scripts/gpu_peer.sh's QK_PEER_PATHS entries
+ * dot:FORM). Read once; 0 where unset, else 16 * x + N. */
 int forced_dot_form() {
     static const int f = [] {
         const char *v = getenv("QK_MOE_DOT_FORM");
-        if (!v || (v[0] != 'g' && v[0] != 's')) return 0;
-        const int w = atoi(v + 1);
-        return w >= 1 && w <= 8 ? (v[0] == 's' ? 16 : 0) + w : 0;
+        const char *forms = "gsq", *at = v && v[0] ? strchr(forms, v[0]) : nullptr;
+        const int w = at ? atoi(v + 1) : 0;
+        return w >= 1 && w <= 8 ? 16 * (int)(at - forms) + w : 0;
     }();
     return f;
 }
@@ -152,7 +154,7 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         p.lanes = dot_lanes(a->k);
         const int form = forced_dot_form();
         p.dot_warps = form ? form % 16 : dt.warps;
-        p.dot_shared = form ? form / 16 : dt.shared;
+        p.dot_x = form ? form / 16 : dt.x;
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;

@@ -67,20 +67,10 @@ __global__ void quantize_x_kernel(const void *x, int x_type, int64_t groups, int
     qk_cuda::allow_dependent_launch(); /* the dot kernel starts early and waits for these */
     for (int64_t g = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; g < groups;
          g += (int64_t)gridDim.x * blockDim.x / 32) {
-        const float v = qk_cuda::load_value(x, x_type, g * 32 + lane);
-        float amax = fabsf(v);
-        for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-        const float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        const int q = __float2int_rn(v * inv);
+        float4 s;
+        const int q = qk_cuda::quantize_x_group(qk_cuda::load_value(x, x_type, g * 32 + lane), lane, &s);
         xq[g * 32 + lane] = (int8_t)q;
-        /* The half sums of the quantized values, not of x: where a weight's offset nearly cancels
-         * its scaled codes (the K-quants' mins), the product must be that of one activation
-         * vector, or the activations' rounding error is not cancelled with them (measured: 2-4%
-         * relative error with exact sums, below 1% with these). */
-        int half = q;
-        for (int o = 8; o > 0; o >>= 1) half += __shfl_xor_sync(0xffffffffu, half, o);
-        const int other = __shfl_sync(0xffffffffu, half, 16);
-        if (lane == 0) xm[g] = make_float4(d, d * (float)half, d * (float)other, 0.0f);
+        if (lane == 0) xm[g] = s;
     }
 }
 
