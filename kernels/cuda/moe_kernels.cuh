@@ -491,9 +491,14 @@ template <class T, int BN, int NW> struct tile_smem {
     static constexpr size_t PACKED1 = (size_t)NW * tile_m(NW) * tile_shape<T>::PACKED_STRIDE; /* one buffer */
     static constexpr size_t BT1 = (size_t)BN * B_STRIDE * 2;
     static constexpr size_t PACKED = 2 * PACKED1;
-    static constexpr size_t A = (size_t)NW * tile_m(NW) * A_STRIDE * 2;
+    /* decoded half-steps: two buffers for 64-slot tiles (one tile an SM either way), one for
+     * 32-slot tiles, of which a second buffer would leave one tile an SM where two fit */
+    static constexpr int A_BUFFERS = BN == 64 ? 2 : 1;
+    static constexpr size_t A1 = (size_t)NW * tile_m(NW) * A_STRIDE * 2; /* one decoded half-step */
+    static constexpr size_t A = A_BUFFERS * A1;
     static constexpr size_t BT = 2 * BT1;
     static constexpr size_t BYTES = PACKED + A + BT + BN * sizeof(int);
+    static_assert(BYTES <= 227 * 1024, "a tile's shared memory exceeds an SM's");
 };
 
 __device__ inline void ldmatrix_x4(unsigned *r, const void *p) {
@@ -598,68 +603,81 @@ __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1, BN))
             }
             cp_async_commit();
         };
-        /* two buffers: the next step's loads are in flight while this one is decoded and
-         * multiplied (the buffer written next was last read before the previous step's final
-         * barrier) */
+        /* half-step h of the step at k0 (4 parts of every row) decoded to f16 into at's buffer h */
+        auto decode = [&](const uint8_t *packed_now, int64_t seg_off, int nparts, int h) {
+            __half *ah = at + h % M::A_BUFFERS * (M::A1 / 2);
+            for (int i = tid; i < NW * TILE_M * 4; i += TILE_THREADS) {
+                const int pp = i % 4, rr = i / 4 % TILE_M, ti = i / 4 / TILE_M, p = h * 4 + pp;
+                __half2 *dst = reinterpret_cast<__half2 *>(ah + (ti * TILE_M + rr) * A_STRIDE + pp * 32);
+                if (rr < rows && p < nparts) {
+                    const uint8_t *src = wbase[ti] + rr * row_bytes + seg_off;
+                    const uint8_t *row =
+                        packed_now + (ti * TILE_M + rr) * S::PACKED_STRIDE + (reinterpret_cast<uintptr_t>(src) & 15);
+                    decode_half<B, D>(row + p / B::PARTS * B::BYTES, p % B::PARTS, dst);
+                } else {
+#pragma unroll
+                    for (int j = 0; j < 16; j++) dst[j] = __floats2half2_rn(0.0f, 0.0f);
+                }
+            }
+        };
+        /* the products of half-step h (at's buffer h) with the activations in bt_now */
+        auto multiply = [&](const __half *bt_now, int h) {
+            const __half *ah = at + h % M::A_BUFFERS * (M::A1 / 2);
+#pragma unroll
+            for (int kk = 0; kk < HALF_K / 16; kk++) {
+                unsigned bf[NT][2];
+#pragma unroll
+                for (int nt = 0; nt < NT; nt += 2) {
+                    const int n = wn * CW + nt * 8 + (lane % 8) + (lane / 16) * 8;
+                    const int kc = h * HALF_K + kk * 16 + (lane / 8) % 2 * 8;
+                    unsigned q[4];
+                    ldmatrix_x4(q, bt_now + n * B_STRIDE + kc);
+                    bf[nt][0] = q[0], bf[nt][1] = q[1], bf[nt + 1][0] = q[2], bf[nt + 1][1] = q[3];
+                }
+#pragma unroll
+                for (int ti = 0; ti < NW; ti++) {
+#pragma unroll
+                    for (int mt = 0; mt < 2; mt++) {
+                        unsigned af[4];
+                        const int rr = wm * 32 + mt * 16 + lane % 16;
+                        ldmatrix_x4(af, ah + (ti * TILE_M + rr) * A_STRIDE + kk * 16 + lane / 16 * 8);
+#pragma unroll
+                        for (int nt = 0; nt < NT; nt++) {
+                            if (ti == 0)
+                                mma16816(acc[mt][nt], af, bf[nt][0], bf[nt][1]);
+                            else if constexpr (GATE_UP)
+                                mma16816(accu[mt][nt], af, bf[nt][0], bf[nt][1]);
+                        }
+                    }
+                }
+            }
+        };
+        /* Per step of 256 values: its copy waited for, the next step's issued (two buffers: its
+         * loads are in flight while this one is decoded and multiplied), then the two half-steps.
+         * With two decode buffers the second is decoded while the first is multiplied: the tensor
+         * cores and the decoding overlap within and across warps, three barriers a step. The
+         * first barrier also ends the previous step's readers of the buffers that the next step's
+         * copy and decode overwrite. */
         issue(0, 0);
         int buf = 0;
         for (int64_t k0 = 0; k0 < a.k; k0 += TILE_K, buf ^= 1) {
             const int kvals = a.k - k0 < TILE_K ? (int)(a.k - k0) : TILE_K, nparts = kvals / 32;
             const int64_t seg_off = k0 / B::QK * B::BYTES;
-            if (k0 + TILE_K < a.k)
-                issue(k0 + TILE_K, buf ^ 1);
-            else
-                cp_async_commit();
-            cp_async_wait_one();
+            cp_async_wait_all();
             __syncthreads();
+            if (k0 + TILE_K < a.k) issue(k0 + TILE_K, buf ^ 1);
             const uint8_t *packed_now = packed + buf * M::PACKED1;
             const __half *bt_now = bt + buf * (M::BT1 / 2);
-
-            for (int h = 0; h * 4 < nparts; h++) {
-                /* decode 4 parts of every row into f16 */
-                for (int i = tid; i < NW * TILE_M * 4; i += TILE_THREADS) {
-                    const int pp = i % 4, rr = i / 4 % TILE_M, ti = i / 4 / TILE_M, p = h * 4 + pp;
-                    __half2 *dst = reinterpret_cast<__half2 *>(at + (ti * TILE_M + rr) * A_STRIDE + pp * 32);
-                    if (rr < rows && p < nparts) {
-                        const uint8_t *src = wbase[ti] + rr * row_bytes + seg_off;
-                        const uint8_t *row = packed_now + (ti * TILE_M + rr) * S::PACKED_STRIDE +
-                                             (reinterpret_cast<uintptr_t>(src) & 15);
-                        decode_half<B, D>(row + p / B::PARTS * B::BYTES, p % B::PARTS, dst);
-                    } else {
-#pragma unroll
-                        for (int j = 0; j < 16; j++) dst[j] = __floats2half2_rn(0.0f, 0.0f);
-                    }
-                }
+            decode(packed_now, seg_off, nparts, 0);
+            __syncthreads();
+            if (nparts > 4) {
+                multiply(bt_now, 0);
+                if constexpr (M::A_BUFFERS == 1) __syncthreads();
+                decode(packed_now, seg_off, nparts, 1);
                 __syncthreads();
-#pragma unroll
-                for (int kk = 0; kk < HALF_K / 16; kk++) {
-                    unsigned bf[NT][2];
-#pragma unroll
-                    for (int nt = 0; nt < NT; nt += 2) {
-                        const int n = wn * CW + nt * 8 + (lane % 8) + (lane / 16) * 8;
-                        const int kc = h * HALF_K + kk * 16 + (lane / 8) % 2 * 8;
-                        unsigned q[4];
-                        ldmatrix_x4(q, bt_now + n * B_STRIDE + kc);
-                        bf[nt][0] = q[0], bf[nt][1] = q[1], bf[nt + 1][0] = q[2], bf[nt + 1][1] = q[3];
-                    }
-#pragma unroll
-                    for (int ti = 0; ti < NW; ti++) {
-#pragma unroll
-                        for (int mt = 0; mt < 2; mt++) {
-                            unsigned af[4];
-                            const int rr = wm * 32 + mt * 16 + lane % 16;
-                            ldmatrix_x4(af, at + (ti * TILE_M + rr) * A_STRIDE + kk * 16 + lane / 16 * 8);
-#pragma unroll
-                            for (int nt = 0; nt < NT; nt++) {
-                                if (ti == 0)
-                                    mma16816(acc[mt][nt], af, bf[nt][0], bf[nt][1]);
-                                else if constexpr (GATE_UP)
-                                    mma16816(accu[mt][nt], af, bf[nt][0], bf[nt][1]);
-                            }
-                        }
-                    }
-                }
-                __syncthreads();
+                multiply(bt_now, 1);
+            } else {
+                multiply(bt_now, 0);
             }
         }
         /* out[slot][row]: the fragment's rows lane/4 and +8, columns 2*(lane%4) and +1 */
