@@ -610,7 +610,8 @@ static void write_report_stats(FILE *f, const qk_model_result *res, int on_devic
 /* What a size target minimises, in the words the report and the plot use. */
 static const char error_definition[] =
     "sum w (x - q)^2 over the tensors the target chooses for, w the imatrix's mean x^2 of the value's column "
-    "(1 without imatrix data)";
+    "(1 without imatrix data); where the imatrix has means a (in_sum), sum (w - a^2) (x - q)^2 plus each row's "
+    "(sum a (x - q))^2";
 
 /* The size target's outcome and, with --plot, its curve and the presets priced beside it. */
 static void write_report_target(FILE *f, const qk_model_result *res) {

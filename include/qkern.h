@@ -231,20 +231,47 @@ QK_API qk_status qk_quantize(qk_context *ctx, const qk_quantize_desc *desc);
 /* How far a quantization is from its input: over every value x (row r, column c) and its
  * dequantized result q, with weight w = weights[(r / (rows / m)) * cols + c] (weights_len = m *
  * cols, m dividing rows: laid out as qk_quantize_desc.imatrix; w = 1 for every value without
- * weights). */
+ * weights) and, with qk_quantize_measure_ex, mean a = means[same index] (a = 0 without means).
+ *
+ * Why two more sums: the output error of a row is (sum_c (x - q) z_c) for an input column z_c of
+ * mean a_c and mean square w_c; taking the columns as independent, its expectation is
+ * sum_c (w_c - a_c^2) (x - q)^2 + (sum_c a_c (x - q))^2, i.e. centered + bias summed over rows.
+ * Without means that is err. */
 typedef struct qk_quantize_error {
-    double err;    /* sum of w (x - q)^2 */
-    double signal; /* sum of w x^2 */
-    double weight; /* sum of w */
+    double err;      /* sum of w (x - q)^2 */
+    double signal;   /* sum of w x^2 */
+    double weight;   /* sum of w */
+    double centered; /* sum of max(w - a^2, 0) (x - q)^2 (the clamp only absorbs rounding: a^2 <= w for
+                        statistics of one sample); equals err without means */
+    double bias;     /* sum over rows of (sum over the row's columns of a (x - q))^2; 0 without means */
 } qk_quantize_error;
 
 /* Quantizes as qk_quantize does (desc->dst receives the blocks), then measures the blocks against
  * desc->src into *out without another call or copy: on a GPU the blocks are decoded and the sums
  * reduced on the device. weights is host memory and need not be desc->imatrix (a type that
  * quantizes without an imatrix can still have its error weighed by one). The same inputs on the
- * same device give the same sums, bit for bit; devices differ only in the order of additions. */
+ * same device give the same sums, bit for bit; devices differ only in the order of additions.
+ * The same as qk_quantize_measure_ex without means. */
 QK_API qk_status qk_quantize_measure(qk_context *ctx, const qk_quantize_desc *desc, const float *weights,
                                      int64_t weights_len, qk_quantize_error *out);
+
+typedef struct qk_measure_desc {
+    size_t struct_size;   /* sizeof(qk_measure_desc): set by qk_measure_default_desc */
+    const float *weights; /* host: weights_len values >= 0 (mean x^2 per input column), or NULL */
+    int64_t weights_len;  /* as qk_quantize_measure's */
+    const float *means;   /* host: weights_len finite values (mean x per input column, laid out as
+                             weights), or NULL; needs weights */
+} qk_measure_desc;
+
+QK_API qk_measure_desc qk_measure_default_desc(void);
+
+/* qk_quantize_measure with the inputs' means too: fills out->centered and out->bias (see
+ * qk_quantize_error) besides the sums without means. Each row's sum of a (x - q) is complete
+ * before it is squared. Fails as qk_quantize_measure does, and with QK_ERR_INVALID_ARG for means
+ * without weights or a struct_size below this header's, QK_ERR_VALUE for a non-finite
+ * mean. */
+QK_API qk_status qk_quantize_measure_ex(qk_context *ctx, const qk_quantize_desc *desc, const qk_measure_desc *measure,
+                                        qk_quantize_error *out);
 
 typedef struct qk_dequantize_desc {
     size_t struct_size; /* sizeof(qk_dequantize_desc): set by qk_dequantize_default_desc */

@@ -114,7 +114,7 @@ static bytes g_build(const g_file *f) {
 #define E2 "blk.0.attn_k.weight"        /* 64 columns, written [64, 1] / [1, 1] */
 
 typedef struct ref_gguf {
-    float s0[32 * 4], c0[4], s1[64], c1[1], in_sum1[64], s2[64], c2[1];
+    float s0[32 * 4], c0[4], in_sum0[32 * 4], s1[64], c1[1], in_sum1[64], s2[64], c2[1];
     uint16_t half[64];
 } ref_gguf;
 
@@ -129,12 +129,16 @@ static void ref_fill(ref_gguf *r) {
         float g = tu_gauss(&rng);
         r->s0[i] = r->c0[i / 32] * g * g;
     }
-    for (int i = 32 * 2; i < 32 * 3; i++) r->s0[i] = 123.0f + (float)i; /* must be ignored: count 0 */
+    for (int i = 0; i < 128; i++) r->in_sum0[i] = r->c0[i / 32] * tu_gauss(&rng);
+    for (int i = 32 * 2; i < 32 * 3; i++) {
+        r->s0[i] = 123.0f + (float)i; /* must be ignored: count 0 */
+        r->in_sum0[i] = -55.0f;
+    }
     for (int i = 0; i < 64; i++) {
         float g = tu_gauss(&rng), h = tu_gauss(&rng);
         r->s1[i] = r->c1[0] * g * g;
         r->s2[i] = r->c2[0] * h * h;
-        r->in_sum1[i] = g;
+        r->in_sum1[i] = r->c1[0] * g * (float)(tu_u01(&rng) < 0.5 ? -0.5 : 0.5);
     }
     memset(r->half, 0, sizeof r->half);
 }
@@ -152,6 +156,8 @@ enum {
     DATASETS_STRING = 1 << 9,
     CHUNK_COUNT_NEG = 1 << 10,
     DATASETS_EMPTY = 1 << 11,
+    IN_SUM_F16 = 1 << 12,
+    IN_SUM_SHAPE = 1 << 13,
 };
 
 #define REF_CHUNK_COUNT 7
@@ -179,7 +185,13 @@ static bytes ref_build(const ref_gguf *r, unsigned flags) {
         g_add(&f, E0 ".in_sum2", GT_F32, 3, 32, 2, 2, r->s0, sizeof r->s0);
     else
         g_add(&f, E0 ".in_sum2", GT_F32, 2, 32, 4, 1, r->s0, sizeof r->s0);
-    g_add(&f, E1 ".in_sum", GT_F32, 1, 64, 1, 1, r->in_sum1, sizeof r->in_sum1);
+    if (flags & IN_SUM_F16)
+        g_add(&f, E1 ".in_sum", GT_F16, 1, 64, 1, 1, r->half, sizeof r->half);
+    else if (flags & IN_SUM_SHAPE)
+        g_add(&f, E1 ".in_sum", GT_F32, 2, 32, 2, 1, r->in_sum1, sizeof r->in_sum1);
+    else
+        g_add(&f, E1 ".in_sum", GT_F32, 1, 64, 1, 1, r->in_sum1, sizeof r->in_sum1);
+    g_add(&f, E0 ".in_sum", GT_F32, 2, 32, 4, 1, r->in_sum0, sizeof r->in_sum0);
     if (flags & SUM2_F16)
         g_add(&f, E1 ".in_sum2", GT_F16, 1, 64, 1, 1, r->half, sizeof r->half);
     else
@@ -235,7 +247,8 @@ static void check_sorted(const qk_imatrix *im, const char *what) {
 /* ---- GGUF reader ----------------------------------------------------------------------------- */
 
 /* A hand-made GGUF imatrix: values are in_sum2 / counts, the never-routed expert reads 1.0,
- * 1-D and [K, 1] shapes are equivalent, .in_sum is ignored, the first dataset is kept. */
+ * 1-D and [K, 1] shapes are equivalent, the first dataset is kept; means are in_sum / counts
+ * where an entry has in_sum (0.0 for the never-routed expert), and absent where it has none. */
 static void test_gguf_values_from_hand_made_file(void) {
     ref_gguf r;
     ref_fill(&r);
@@ -270,6 +283,17 @@ static void test_gguf_values_from_hand_made_file(void) {
             }
             CHECK(bad == 0, "%d values differ", bad);
             CHECK(e0->values[2 * 32] == 1.0f && e0->values[3 * 32 - 1] == 1.0f, "never-routed expert is not 1.0");
+            CHECK(e0->means && e1->means && !e2->means, "means: E0 %p, E1 %p (both expected), E2 %p (none expected)",
+                  (void *)e0->means, (void *)e1->means, (void *)e2->means);
+            for (int i = 0; e0->means && i < 128; i++) {
+                float want = r.c0[i / 32] > 0 ? r.in_sum0[i] / r.c0[i / 32] : 0.0f;
+                if (!same_bits(e0->means[i], want) && bad++ < 3)
+                    CHECK(0, "expert entry mean %d: %g, expected %g", i, e0->means[i], want);
+            }
+            for (int i = 0; e1->means && i < 64; i++)
+                if (!same_bits(e1->means[i], r.in_sum1[i] / r.c1[0]) && bad++ < 6)
+                    CHECK(0, "E1 mean %d: %g, expected %g", i, e1->means[i], r.in_sum1[i] / r.c1[0]);
+            CHECK(bad == 0, "%d means differ", bad);
         }
         CHECK(!qk_imatrix_find(im, E1 ".in_sum") && !qk_imatrix_find(im, E1 ".in_sum2"),
               "suffixed names must not be entries");
@@ -324,6 +348,8 @@ static void test_gguf_broken_files_are_refused(void) {
         {COUNTS_F16, "F16 counts", "F32"},
         {COUNTS_SHAPE, "counts of the wrong length", E0 ".counts"},
         {SUM2_3D, "3-D in_sum2", E0 ".in_sum2"},
+        {IN_SUM_F16, "F16 in_sum", "F32"},
+        {IN_SUM_SHAPE, "in_sum of another shape than in_sum2", E1 ".in_sum"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bytes b = ref_build(&r, cases[i].flags);
@@ -346,6 +372,11 @@ static void test_gguf_broken_files_are_refused(void) {
     v.s2[63] = -1.0f;
     b = ref_build(&v, 0);
     expect_fail(b.p, b.len, "neg.gguf", "negative in_sum2", E2, "value 63", (const char *)NULL);
+    free(b.p);
+    v = r;
+    v.in_sum0[32 * 3 + 4] = NAN;
+    b = ref_build(&v, 0);
+    expect_fail(b.p, b.len, "nanmean.gguf", "NaN in in_sum", E0, "mean 100", (const char *)NULL);
     free(b.p);
     v = r;
     v.c0[1] = -2.0f;
@@ -784,6 +815,66 @@ static void test_gguf_writer_round_trip(void) {
     owned_free(&o);
 }
 
+/* Entries with means get `<name>.in_sum` = mean * count, which reads back as in_sum / count
+ * (0.0 for the never-routed expert); entries without means get none and read back without; the
+ * legacy form has no place for means and drops them. */
+static void test_gguf_writer_round_trip_with_means(void) {
+    owned o;
+    owned_make(&o, 11, 512);
+    char path[512];
+    path_in(path, sizeof path, "means.gguf");
+    const float *const *counts = (const float *const *)o.counts;
+    static const int with[2] = {1, 2}; /* the 8-expert entry (expert 3 never routed) and a 1-D one */
+    for (int k = 0; k < 2; k++) {
+        qk_imatrix_entry *e = &o.e[with[k]];
+        e->means = malloc((size_t)(e->n_mat * e->cols) * sizeof(float));
+        for (int64_t j = 0; j < e->n_mat * e->cols; j++) e->means[j] = 0.9f * tu_gauss(&rng) * sqrtf(e->values[j]);
+    }
+    qk_status st = qk_imatrix_save_gguf(&o.im, counts, path);
+    CHECK(st == QK_OK, "save_gguf with means: %s", qk_last_error(NULL));
+    size_t len = 0;
+    void *data = st == QK_OK ? tu_read_file(tmpdir, "means.gguf", &len) : NULL;
+    qk_gguf *g = NULL;
+    CHECK(data && qk_gguf_parse(data, len, path, &g) == QK_OK, "written file: %s", qk_last_error(NULL));
+    qk_imatrix *back = NULL;
+    CHECK(data && qk_imatrix_parse(data, len, path, &back) == QK_OK, "reload: %s", qk_last_error(NULL));
+    CHECK(!g || qk_gguf_tensor_count(g) == 12, "%zu tensors, expected 10 + 2 in_sum", g ? qk_gguf_tensor_count(g) : 0);
+    for (int i = 0; g && back && i < 5; i++) {
+        const qk_imatrix_entry *e = &o.e[i], *b = qk_imatrix_find(back, e->name);
+        char name[96];
+        snprintf(name, sizeof name, "%s.in_sum", e->name);
+        const qk_gguf_tensor *t = qk_gguf_find_tensor(g, name);
+        CHECK(b && !t == !e->means && !b->means == !e->means, "%s: in_sum %s, means read %s, written %s", e->name,
+              t ? "stored" : "absent", b && b->means ? "yes" : "no", e->means ? "yes" : "no");
+        if (!b || !t || !e->means || !b->means || t->ne[0] != e->cols || t->ne[1] != e->n_mat) continue;
+        int bad = 0;
+        for (int64_t m = 0; m < e->n_mat; m++)
+            for (int64_t j = 0; j < e->cols; j++) {
+                const float c = counts[i][m], stored = e->means[m * e->cols + j] * c;
+                bad += !same_bits(rd_f32(t->data + 4 * (m * e->cols + j)), stored);
+                bad += !same_bits(b->means[m * e->cols + j], c > 0 ? stored / c : 0.0f);
+            }
+        CHECK(bad == 0, "%s: %d means stored or read back wrong", e->name, bad);
+        if (i == 1) CHECK(b->means[3 * e->cols] == 0.0f, "never-routed expert's mean %g", b->means[3 * e->cols]);
+    }
+    qk_imatrix_free(back);
+    if (g) qk_gguf_close(g);
+    free(data);
+
+    path_in(path, sizeof path, "means.dat");
+    back = NULL;
+    CHECK(qk_imatrix_save_legacy(&o.im, path) == QK_OK && qk_imatrix_load(path, &back) == QK_OK,
+          "legacy with means: %s", qk_last_error(NULL));
+    for (size_t i = 0; back && i < back->n_entries; i++)
+        CHECK(!back->entries[i].means, "legacy entry '%s' read back with means", back->entries[i].name);
+    qk_imatrix_free(back);
+    unlink(path);
+    path_in(path, sizeof path, "means.gguf");
+    unlink(path);
+    for (int k = 0; k < 2; k++) free(o.e[with[k]].means);
+    owned_free(&o);
+}
+
 static void test_gguf_writer_refusals(void) {
     owned o;
     owned_make(&o, 2, 64);
@@ -1005,6 +1096,7 @@ int main(void) {
     test_legacy_truncated_at_every_length();
     test_legacy_bad_lengths_and_values();
     test_gguf_writer_round_trip();
+    test_gguf_writer_round_trip_with_means();
     test_gguf_writer_refusals();
     test_legacy_writer_round_trip();
     test_load_errors_name_the_file();

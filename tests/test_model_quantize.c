@@ -101,10 +101,12 @@ static int write_model(const char *path, int64_t nan_at) {
     return ok;
 }
 
-/* An imatrix for the model's blk.* matmul weights (per expert for *_exps). */
-static int write_imatrix(const char *path, int wrong_size) {
+/* An imatrix for the model's blk.* matmul weights (per expert for *_exps); with means_path, the
+ * same values with mean activations too (of both signs, a^2 < w) written there. */
+static int write_imatrix(const char *path, int wrong_size, const char *means_path) {
     qk_imatrix im = {0};
     qk_imatrix_entry e[N_TENSORS];
+    memset(e, 0, sizeof e);
     for (size_t i = 0; i < N_TENSORS; i++) {
         const tdef *t = &model_tensors[i];
         if (strncmp(t->name, "blk.", 4) || t->n_dims < 2 || strstr(t->name, "gate_inp")) continue;
@@ -113,7 +115,11 @@ static int write_imatrix(const char *path, int wrong_size) {
         x->n_mat = t->ne[2];
         x->cols = t->ne[0] + (wrong_size ? 32 : 0);
         x->values = malloc(sizeof(float) * (size_t)(x->n_mat * x->cols));
-        for (int64_t k = 0; k < x->n_mat * x->cols; k++) x->values[k] = (float)exp(1.5 * tu_gauss(&rng));
+        x->means = malloc(sizeof(float) * (size_t)(x->n_mat * x->cols));
+        for (int64_t k = 0; k < x->n_mat * x->cols; k++) {
+            x->values[k] = (float)exp(1.5 * tu_gauss(&rng));
+            x->means[k] = (float)((tu_u01(&rng) < 0.5 ? -0.9 : 0.9) * tu_u01(&rng) * sqrt(x->values[k]));
+        }
     }
     /* sorted by name, as the reader keeps them */
     for (size_t a = 0; a < im.n_entries; a++)
@@ -127,7 +133,12 @@ static int write_imatrix(const char *path, int wrong_size) {
     im.dataset = "test.txt";
     im.chunk_count = 10;
     im.chunk_size = 512;
-    int ok = qk_imatrix_save_gguf(&im, NULL, path) == QK_OK;
+    int ok = !means_path || qk_imatrix_save_gguf(&im, NULL, means_path) == QK_OK;
+    for (size_t i = 0; i < im.n_entries; i++) {
+        free(e[i].means);
+        e[i].means = NULL;
+    }
+    ok = ok && qk_imatrix_save_gguf(&im, NULL, path) == QK_OK;
     for (size_t i = 0; i < im.n_entries; i++) free(e[i].values);
     return ok;
 }
@@ -375,7 +386,7 @@ static void test_failures_leave_nothing_behind(const char *model, const char *im
 
     /* an imatrix for another model (every entry 32 columns too long) */
     path_in(wrong_im, sizeof wrong_im, "wrong.imatrix.gguf");
-    CHECK(write_imatrix(wrong_im, 1), "write wrong imatrix: %s", qk_last_error(NULL));
+    CHECK(write_imatrix(wrong_im, 1, NULL), "write wrong imatrix: %s", qk_last_error(NULL));
     st = run(model, out, "Q4_K_M", wrong_im, 0, &r);
     CHECK(st == QK_ERR_SHAPE && strstr(qk_last_error(ctx), "different model"), "wrong imatrix gave %d: %s", st,
           qk_last_error(ctx));
@@ -622,6 +633,56 @@ static void test_interrupted_target_keeps_what_it_measured(const char *model, co
     unlink(state);
 }
 
+/* An imatrix with mean activations (in_sum): a size target measures the bias term too, so its
+ * errors differ from those of the same imatrix without means; it writes a file
+ * that reads back, its state file is its own (refused for the means-free imatrix and back), and
+ * the error it reports is the state file's. */
+static void test_target_with_means(const char *model) {
+    char out[300], state[300], imatrix[300], means_im[300];
+    path_in(out, sizeof out, "means.gguf");
+    path_in(state, sizeof state, "means.state");
+    path_in(imatrix, sizeof imatrix, "plain_im.gguf");
+    path_in(means_im, sizeof means_im, "means_im.gguf");
+    CHECK(write_imatrix(imatrix, 0, means_im), "write the imatrices: %s", qk_last_error(NULL));
+    qk_model_quantize_params p = params_for(model, out, "Q4_K_M", means_im, 0);
+    p.target_bpw = 4.0;
+    p.state_file = state;
+    qk_model_quantize_result with, plain, again;
+    memset(&plain, 0, sizeof plain);
+    CHECK(qk_model_quantize_run(ctx, &p, &with) == QK_OK, "target with means: %s", qk_last_error(ctx));
+    CHECK(tu_exists(out) && tu_exists(state), "target with means: no output or no state file");
+    size_t n = 0;
+    unsigned char *bytes = tu_read_file(dir, "means.gguf", &n);
+    qk_gguf *g = NULL;
+    CHECK(bytes && qk_gguf_parse(bytes, n, out, &g) == QK_OK, "output with means does not read back: %s",
+          qk_last_error(NULL));
+    if (g) qk_gguf_close(g);
+    free(bytes);
+    CHECK(with.target_error > 0 && isfinite(with.target_error), "target error with means %g", with.target_error);
+
+    p.imatrix_path = imatrix; /* the same values without means: another key */
+    CHECK(qk_model_quantize_run(ctx, &p, &plain) != QK_OK && strstr(qk_last_error(ctx), "was made for other"),
+          "a state file made with means taken for an imatrix without them: %s", qk_last_error(ctx));
+    p.state_file = NULL;
+    p.dry_run = 1;
+    CHECK(qk_model_quantize_run(ctx, &p, &plain) == QK_OK, "target without means: %s", qk_last_error(ctx));
+    CHECK(plain.target_error != with.target_error, "the means changed no error (%.17g both)", with.target_error);
+
+    p.imatrix_path = means_im;
+    p.state_file = state;
+    CHECK(qk_model_quantize_run(ctx, &p, &again) == QK_OK && again.matrix_from_state,
+          "with means again: the state file not taken: %s", qk_last_error(ctx));
+    CHECK(again.target_error == with.target_error, "with means: %.17g measured, %.17g from the state file",
+          with.target_error, again.target_error);
+    qk_model_quantize_result_free(&with);
+    qk_model_quantize_result_free(&plain);
+    qk_model_quantize_result_free(&again);
+    unlink(out);
+    unlink(state);
+    unlink(imatrix);
+    unlink(means_im);
+}
+
 int main(void) {
     rng.s = tu_seed();
     snprintf(dir, sizeof dir, "/tmp/qk_model_quantize_XXXXXX");
@@ -633,7 +694,7 @@ int main(void) {
     path_in(model, sizeof model, "model.gguf");
     path_in(imatrix, sizeof imatrix, "imatrix.gguf");
     CHECK(write_model(model, -1), "write model: %s", qk_last_error(NULL));
-    CHECK(write_imatrix(imatrix, 0), "write imatrix: %s", qk_last_error(NULL));
+    CHECK(write_imatrix(imatrix, 0, NULL), "write imatrix: %s", qk_last_error(NULL));
 
     test_q4_k_m_output_equals_direct_quantization(model, imatrix);
     test_split_output_reads_back_and_keeps_split(model);
@@ -642,6 +703,7 @@ int main(void) {
     test_dry_run_writes_nothing(model, imatrix);
     test_output_over_an_input_is_refused(model, imatrix);
     test_interrupted_target_keeps_what_it_measured(model, imatrix);
+    test_target_with_means(model);
 
     unlink(model);
     unlink(imatrix);

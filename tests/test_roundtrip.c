@@ -53,7 +53,7 @@ static void check_measure(tu_rng *rng, const qk_type_info *ti, const float *x, c
     d.dst = qk_host(qm, qbytes);
     d.imatrix = im, d.imatrix_len = im ? cols : 0;
     for (int weighted = 0; weighted < 2; weighted++) {
-        qk_quantize_error e = {-1, -1, -1};
+        qk_quantize_error e = {-1, -1, -1, -1, -1};
         CHECK(qk_quantize_measure(ctx4, &d, weighted ? wt : NULL, weighted ? cols * groups : 0, &e) == QK_OK,
               "%s measure: %s", ti->name, qk_last_error(ctx4));
         CHECK(!memcmp(qm, q, qbytes), "%s measure: other blocks than qk_quantize's", ti->name);

@@ -291,45 +291,89 @@ template <class T> __global__ void __launch_bounds__(THREADS) dequantize_plain_k
 /* The error of a quantization (qk_cuda_quant_error): a thread decodes one part of q (32 values,
  * or a whole block of fewer) straight from global memory and weighs its differences from the
  * input; the CTA adds its threads' sums in a fixed order into partial[blockIdx.x]. The products
- * are the CPU's (double, no contraction: this file compiles with --fmad=false). */
+ * are the CPU's (double, no contraction: this file compiles with --fmad=false). The bias, whose
+ * square needs a whole row's sum first, is bias_kernel's; without means its slot is 0 here. */
 template <class T> __global__ void __launch_bounds__(THREADS) error_kernel(qk_cuda_eargs a) {
     using L = tile<T>;
+    constexpr int N = QK_CUDA_ERROR_SUMS - 1;
     const int64_t per_row = a.cols / L::PART, n = a.rows * per_row;
     const uint8_t *q = static_cast<const uint8_t *>(a.q);
-    double sum[3] = {0.0, 0.0, 0.0}; /* w d^2, w x^2, w */
+    double sum[N] = {0.0, 0.0, 0.0, 0.0}; /* w d^2, w x^2, w, max(w - a^2, 0) d^2 */
     for (int64_t i = (int64_t)blockIdx.x * THREADS + threadIdx.x; i < n; i += (int64_t)gridDim.x * THREADS) {
         const int64_t r = i / per_row, c0 = i % per_row * L::PART;
         float y[L::PART];
         decode_part<T>(q + (r * (a.cols / T::QK) + c0 / T::QK) * T::BYTES, (int)(c0 % T::QK / L::PART), y);
-        const float *w = a.weights ? a.weights + r / a.rows_per_weights * a.cols + c0 : nullptr;
+        const int64_t at = r / a.rows_per_weights * a.cols + c0;
+        const float *w = a.weights ? a.weights + at : nullptr, *m = a.means ? a.means + at : nullptr;
 #pragma unroll 4
         for (int j = 0; j < L::PART; j++) {
             const double x = load_value(a.src, a.src_type, r * a.cols + c0 + j), d = x - (double)y[j],
-                         wj = w ? (double)w[j] : 1.0;
+                         wj = w ? (double)w[j] : 1.0, mj = m ? (double)m[j] : 0.0, var = wj - mj * mj;
             sum[0] += wj * d * d;
             sum[1] += wj * x * x;
             sum[2] += wj;
+            sum[3] += (var > 0.0 ? var : 0.0) * d * d;
         }
     }
-    __shared__ double warps[THREADS / 32][3];
+    __shared__ double warps[THREADS / 32][N];
 #pragma unroll
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < N; k++) {
         for (int o = 16; o > 0; o >>= 1) sum[k] += __shfl_xor_sync(0xffffffffu, sum[k], o);
         if (threadIdx.x % 32 == 0) warps[threadIdx.x / 32][k] = sum[k];
     }
     __syncthreads();
-    if (threadIdx.x < 3) {
+    if (threadIdx.x < N) {
         double t = 0.0;
         for (int v = 0; v < THREADS / 32; v++) t += warps[v][threadIdx.x];
-        a.partial[blockIdx.x * 3 + threadIdx.x] = t;
+        a.partial[blockIdx.x * QK_CUDA_ERROR_SUMS + threadIdx.x] = t;
+    } else if (threadIdx.x == N && !a.means) {
+        a.partial[blockIdx.x * QK_CUDA_ERROR_SUMS + N] = 0.0;
+    }
+}
+
+/* The bias, sum over rows of (sum_c a_c d_c)^2: a warp takes whole rows (its lanes the row's parts
+ * in turn), reduces the row's sum over its lanes before squaring it, and the CTA adds its warps'
+ * squares in warp order into the last slot of partial[blockIdx.x]. Launched with error_kernel's
+ * grid, after it. */
+template <class T> __global__ void __launch_bounds__(THREADS) bias_kernel(qk_cuda_eargs a) {
+    using L = tile<T>;
+    constexpr int WARPS = THREADS / 32;
+    const int64_t per_row = a.cols / L::PART;
+    const uint8_t *q = static_cast<const uint8_t *>(a.q);
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    double sum = 0.0;
+    for (int64_t r = (int64_t)blockIdx.x * WARPS + warp; r < a.rows; r += (int64_t)gridDim.x * WARPS) {
+        const float *m = a.means + r / a.rows_per_weights * a.cols;
+        double dot = 0.0;
+        for (int64_t p = lane; p < per_row; p += 32) {
+            const int64_t c0 = p * L::PART;
+            float y[L::PART];
+            decode_part<T>(q + (r * (a.cols / T::QK) + c0 / T::QK) * T::BYTES, (int)(c0 % T::QK / L::PART), y);
+#pragma unroll 4
+            for (int j = 0; j < L::PART; j++) {
+                const double x = load_value(a.src, a.src_type, r * a.cols + c0 + j), d = x - (double)y[j];
+                dot += (double)m[c0 + j] * d;
+            }
+        }
+        /* the butterfly leaves the same sum in every lane, so lane 0's squares are the warp's */
+        for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        sum += dot * dot;
+    }
+    __shared__ double warps[WARPS];
+    if (lane == 0) warps[warp] = sum;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double t = 0.0;
+        for (int v = 0; v < WARPS; v++) t += warps[v];
+        a.partial[blockIdx.x * QK_CUDA_ERROR_SUMS + QK_CUDA_ERROR_SUMS - 1] = t;
     }
 }
 
 /* The CTAs' sums, added in CTA order. */
 template <class T> __global__ void error_total_kernel(const double *partial, int ctas, double *sums) {
-    if (threadIdx.x >= 3) return;
+    if (threadIdx.x >= QK_CUDA_ERROR_SUMS) return;
     double t = 0.0;
-    for (int c = 0; c < ctas; c++) t += partial[c * 3 + threadIdx.x];
+    for (int c = 0; c < ctas; c++) t += partial[c * QK_CUDA_ERROR_SUMS + threadIdx.x];
     sums[threadIdx.x] = t;
 }
 
@@ -387,6 +431,7 @@ template <class T> int launch_error(const qk_cuda_eargs *a, cudaStream_t s) {
     const int64_t items = a->rows * (a->cols / tile<T>::PART), need = (items + THREADS - 1) / THREADS;
     const int ctas = (int)(need < QK_CUDA_ERROR_CTAS ? need : QK_CUDA_ERROR_CTAS);
     error_kernel<T><<<ctas, THREADS, 0, s>>>(*a);
+    if (a->means) bias_kernel<T><<<ctas, THREADS, 0, s>>>(*a);
     error_total_kernel<T><<<1, 32, 0, s>>>(a->partial, ctas, a->sums);
     return (int)cudaGetLastError();
 }

@@ -31,9 +31,10 @@ typedef struct qk_cuda_eargs {
     const void *src, *q;
     int64_t rows, cols;
     const float *weights;     /* or NULL (every weight 1): row r uses weights + (r / rows_per_weights) * cols */
+    const float *means;       /* or NULL (no bias): laid out as weights, which it needs */
     int64_t rows_per_weights; /* >= 1 */
-    double *partial;          /* scratch: QK_CUDA_ERROR_CTAS x 3 doubles */
-    double *sums;             /* out: the three sums */
+    double *partial;          /* scratch: QK_CUDA_ERROR_CTAS x QK_CUDA_ERROR_SUMS doubles */
+    double *sums;             /* out: the QK_CUDA_ERROR_SUMS sums */
 } qk_cuda_eargs;
 
 typedef int (*qk_cuda_quant_launcher)(const qk_cuda_qargs *a, cudaStream_t s);

@@ -58,13 +58,15 @@ extern "C" int qk_cuda_dequantize(int type, int dst_type, const void *src, void 
 }
 
 extern "C" int qk_cuda_quant_error(int type, int src_type, const void *src, const void *q, int64_t rows, int64_t cols,
-                                   const float *weights, int64_t rows_per_weights, double *scratch, double *sums,
-                                   void *stream) {
+                                   const float *weights, const float *means, int64_t rows_per_weights, double *scratch,
+                                   double *sums, void *stream) {
     const codec c = codec_of(type);
     if (!c.error) return (int)cudaErrorNotSupported;
-    if (!plain_type(src_type) || rows < 1 || cols <= 0 || (weights && rows_per_weights < 1) || !scratch || !sums)
+    if (!plain_type(src_type) || rows < 1 || cols <= 0 || (weights && rows_per_weights < 1) || (means && !weights) ||
+        !scratch || !sums)
         return (int)cudaErrorInvalidValue;
-    const qk_cuda_eargs a = {src_type, src, q, rows, cols, weights, weights ? rows_per_weights : 1, scratch, sums};
+    const qk_cuda_eargs a = {src_type, src, q, rows, cols, weights, means, weights ? rows_per_weights : 1,
+                             scratch,  sums};
     return c.error(&a, static_cast<cudaStream_t>(stream));
 }
 

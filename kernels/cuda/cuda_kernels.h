@@ -28,14 +28,18 @@ int qk_cuda_quantize(int type, int src_type, const void *src, void *dst, int64_t
 /* rows of `type` blocks -> rows x cols values of dst_type (F32, F16 or BF16). */
 int qk_cuda_dequantize(int type, int dst_type, const void *src, void *dst, int64_t rows, int64_t cols, void *stream);
 
-/* The error of a quantization, as qk_quantize_measure defines it: q holds the rows x cols values
+/* The error of a quantization, as qk_quantize_measure_ex defines it: q holds the rows x cols values
  * of src (src_type) quantized to `type`; each value is weighed by weights + (r / rows_per_weights)
- * * cols + c (device memory; NULL: every weight 1). Writes sum w (x - q)^2, sum w x^2 and sum w to
- * sums[0..2] (device memory), using scratch (QK_CUDA_ERROR_CTAS * 3 doubles of device memory). A
- * fixed grid and a fixed order of additions: the same inputs give the same sums, bit for bit. */
+ * * cols + c (device memory; NULL: every weight 1) and has the mean at the same offset of means
+ * (device memory; NULL: no means; needs weights). Writes the sums of qk_quantize_error in its
+ * order (err, signal, weight, centered, bias) to sums[0..QK_CUDA_ERROR_SUMS) (device memory), using
+ * scratch (QK_CUDA_ERROR_CTAS * QK_CUDA_ERROR_SUMS doubles of device memory). A fixed grid and a
+ * fixed order of additions: the same inputs give the same sums, bit for bit. */
 #define QK_CUDA_ERROR_CTAS 1024
+#define QK_CUDA_ERROR_SUMS 5
 int qk_cuda_quant_error(int type, int src_type, const void *src, const void *q, int64_t rows, int64_t cols,
-                        const float *weights, int64_t rows_per_weights, double *scratch, double *sums, void *stream);
+                        const float *weights, const float *means, int64_t rows_per_weights, double *scratch,
+                        double *sums, void *stream);
 
 /* The first non-finite input value: writes min(row * cols + col) over every NaN/Inf of the
  * rows x cols values of src_type into *first (device memory, which the caller sets to

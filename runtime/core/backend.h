@@ -104,11 +104,11 @@ typedef struct qk_backend {
     qk_status (*quantize)(qk_context *ctx, void *state, const qk_quantize_args *args);
     qk_status (*dequantize)(qk_context *ctx, void *state, const qk_dequantize_args *args);
     /* Optional: the error of a quantization that args describes and has just run (qkern.h:
-     * qk_quantize_measure), from its operands in device memory; weights (host, or NULL) as
-     * args->imatrix with weights_mats groups. Without it the core dequantizes through the
-     * backend and adds on the host. */
+     * qk_quantize_measure_ex), from its operands in device memory; weights (host, or NULL) as
+     * args->imatrix with weights_mats groups, means (host, or NULL) laid out as weights. Without
+     * it the core dequantizes through the backend and adds on the host. */
     qk_status (*quantize_error)(qk_context *ctx, void *state, const qk_quantize_args *args, const float *weights,
-                                int64_t weights_mats, qk_quantize_error *out);
+                                const float *means, int64_t weights_mats, qk_quantize_error *out);
     /* The plan of a MoE call (qk_moe_plan): once per call, from the shapes of args (its pointers
      * are not read). */
     void (*moe_plan)(void *state, const qk_moe_args *args, qk_moe_plan *plan);

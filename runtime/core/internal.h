@@ -72,10 +72,11 @@ qk_status qk_write_back(qk_context *ctx, const qk_exec *ex, const qk_operand *op
 /* Frees the operand's staging, if any (operands never resolved, all zero, are ignored). */
 void qk_release(const qk_exec *ex, qk_operand *op);
 /* Adds to *out the weighted error of q against x (rows x cols f32 each): per row, then the rows in
- * order; row r weighed by weights + (r / rows_per_weights) * cols, or 1 (weights NULL). The sums
- * of qk_quantize_measure on the host. */
+ * order; row r weighed by weights + (r / rows_per_weights) * cols, or 1 (weights NULL), with means
+ * at the same offset (NULL: none, so centered = err and bias = 0). The sums of
+ * qk_quantize_measure_ex on the host. */
 void qk_weighted_error(const float *x, const float *q, int64_t rows, int64_t cols, const float *weights,
-                       int64_t rows_per_weights, qk_quantize_error *out);
+                       const float *means, int64_t rows_per_weights, qk_quantize_error *out);
 
 /* The error of a quantize whose input holds NaN or Inf: `first` is the value's flat index,
  * `value` its bytes (host memory), as the backends' non-finite scans report it. */

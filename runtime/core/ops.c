@@ -233,8 +233,8 @@ static qk_status check_quantize(qk_context *ctx, const qk_quantize_desc *d, int 
 
 /* The measurement a synchronous quantize may add (qk_quantize_measure). */
 typedef struct measure_req {
-    const float *weights;
-    int64_t mats; /* groups of rows of weights (0 without) */
+    const float *weights, *means; /* means NULL, or laid out as weights */
+    int64_t mats;                 /* groups of rows of weights (0 without) */
     qk_quantize_error *out;
 } measure_req;
 
@@ -262,8 +262,9 @@ static qk_status measure_on_host(qk_context *ctx, const qk_quantize_desc *d, con
         dq.dst = qk_host(x, n * sizeof *x);
         st = qk_dequantize(ctx, &dq);
     }
-    qk_quantize_error e = {0, 0, 0};
-    if (st == QK_OK) qk_weighted_error(x, q, d->rows, d->cols, m->weights, m->mats ? d->rows / m->mats : 1, &e);
+    qk_quantize_error e = {0, 0, 0, 0, 0};
+    if (st == QK_OK)
+        qk_weighted_error(x, q, d->rows, d->cols, m->weights, m->means, m->mats ? d->rows / m->mats : 1, &e);
     free(x);
     free(q);
     if (st == QK_OK) *m->out = e;
@@ -271,19 +272,26 @@ static qk_status measure_on_host(qk_context *ctx, const qk_quantize_desc *d, con
 }
 
 void qk_weighted_error(const float *x, const float *q, int64_t rows, int64_t cols, const float *weights,
-                       int64_t rows_per_weights, qk_quantize_error *out) {
+                       const float *means, int64_t rows_per_weights, qk_quantize_error *out) {
     for (int64_t r = 0; r < rows; r++) {
         const float *w = weights ? weights + r / rows_per_weights * cols : NULL;
-        qk_quantize_error row = {0, 0, 0};
+        const float *a = means ? means + r / rows_per_weights * cols : NULL;
+        qk_quantize_error row = {0, 0, 0, 0, 0};
+        double dot = 0.0; /* sum a (x - q): squared only once the row is complete */
         for (int64_t c = 0; c < cols; c++) {
             const double v = x[r * cols + c], diff = v - (double)q[r * cols + c], wc = w ? (double)w[c] : 1.0;
+            const double ac = a ? (double)a[c] : 0.0, var = wc - ac * ac;
             row.err += wc * diff * diff;
             row.signal += wc * v * v;
             row.weight += wc;
+            row.centered += (var > 0.0 ? var : 0.0) * diff * diff;
+            dot += ac * diff;
         }
         out->err += row.err;
         out->signal += row.signal;
         out->weight += row.weight;
+        out->centered += row.centered;
+        out->bias += dot * dot;
     }
 }
 
@@ -304,7 +312,8 @@ static qk_status quantize(qk_context *ctx, const qk_quantize_desc *d, int async,
                           async,    stream};
     st = ex.backend->quantize(ctx, ex.state, &a);
     const int on_device = m && ex.backend->quantize_error;
-    if (st == QK_OK && on_device) st = ex.backend->quantize_error(ctx, ex.state, &a, m->weights, m->mats, m->out);
+    if (st == QK_OK && on_device)
+        st = ex.backend->quantize_error(ctx, ex.state, &a, m->weights, m->means, m->mats, m->out);
     st = complete(ctx, &ex, st, &src, &dst);
     if (st == QK_OK && m && !on_device) st = measure_on_host(ctx, d, m);
     return st;
@@ -312,10 +321,25 @@ static qk_status quantize(qk_context *ctx, const qk_quantize_desc *d, int async,
 
 qk_status qk_quantize(qk_context *ctx, const qk_quantize_desc *d) { return quantize(ctx, d, 0, NULL, NULL); }
 
-qk_status qk_quantize_measure(qk_context *ctx, const qk_quantize_desc *d, const float *weights, int64_t weights_len,
-                              qk_quantize_error *out) {
+qk_measure_desc qk_measure_default_desc(void) {
+    qk_measure_desc d = {0};
+    d.struct_size = sizeof d;
+    return d;
+}
+
+qk_status qk_quantize_measure_ex(qk_context *ctx, const qk_quantize_desc *d, const qk_measure_desc *md,
+                                 qk_quantize_error *out) {
     if (!out) return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_quantize_measure: out is NULL");
     if (!ctx || !d) return quantize(ctx, d, 0, NULL, NULL); /* its checks say which */
+    if (!md) return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_quantize_measure_ex: the measure desc is NULL");
+    if (md->struct_size < sizeof *md)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_measure_desc.struct_size is %zu, expected %zu", md->struct_size,
+                       sizeof *md);
+    const float *weights = md->weights, *means = md->means;
+    const int64_t weights_len = md->weights_len;
+    if (means && !weights)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG,
+                       "qk_quantize_measure_ex: means without weights (the error needs the mean squares too)");
     if (!weights != !weights_len ||
         (weights && (weights_len <= 0 || d->cols <= 0 || weights_len % d->cols || d->rows % (weights_len / d->cols))))
         return qk_fail(ctx, QK_ERR_SHAPE,
@@ -328,8 +352,20 @@ qk_status qk_quantize_measure(qk_context *ctx, const qk_quantize_desc *d, const 
             return qk_fail(ctx, QK_ERR_VALUE,
                            "qk_quantize_measure: weights[%lld] is %g: weights must be finite and >= 0", (long long)j,
                            (double)weights[j]);
-    const measure_req m = {weights, weights ? weights_len / d->cols : 0, out};
+    for (int64_t j = 0; means && j < weights_len; j++)
+        if (!isfinite(means[j]))
+            return qk_fail(ctx, QK_ERR_VALUE, "qk_quantize_measure: means[%lld] is %g: means must be finite",
+                           (long long)j, (double)means[j]);
+    const measure_req m = {weights, means, weights ? weights_len / d->cols : 0, out};
     return quantize(ctx, d, 0, NULL, &m);
+}
+
+qk_status qk_quantize_measure(qk_context *ctx, const qk_quantize_desc *d, const float *weights, int64_t weights_len,
+                              qk_quantize_error *out) {
+    qk_measure_desc md = qk_measure_default_desc();
+    md.weights = weights;
+    md.weights_len = weights_len;
+    return qk_quantize_measure_ex(ctx, d, &md, out);
 }
 
 qk_status qk_cuda_quantize_async(qk_context *ctx, const qk_quantize_desc *d, qk_cuda_stream stream) {

@@ -16,6 +16,7 @@
 #include "internal.h"
 
 #define SUM2_SUFFIX     ".in_sum2"
+#define SUM_SUFFIX      ".in_sum"
 #define COUNTS_SUFFIX   ".counts"
 #define KEY_DATASETS    "imatrix.datasets"
 #define KEY_CHUNK_COUNT "imatrix.chunk_count"
@@ -84,8 +85,10 @@ static shown show(const char *name) {
 static void entry_clear(qk_imatrix_entry *e) {
     free(e->name);
     free(e->values);
+    free(e->means);
     e->name = NULL;
     e->values = NULL;
+    e->means = NULL;
 }
 
 void qk_imatrix_free(qk_imatrix *im) {
@@ -319,6 +322,43 @@ static size_t strip_suffix(const char *name, const char *suffix) {
     return n >= s && memcmp(name + n - s, suffix, s) == 0 ? n - s : 0;
 }
 
+/* Means are any finite number; a mean square below the mean's square is rounding (or a merge of
+ * files), which the measure clamps. */
+static qk_status check_means(const qk_imatrix_entry *e, const char *file) {
+    for (int64_t i = 0; i < e->n_mat * e->cols; i++)
+        if (!isfinite(e->means[i]))
+            return qk_fail(
+                NULL, QK_ERR_VALUE, "%s: imatrix entry '%s' mean %lld (matrix %lld, column %lld) is %g; must be finite",
+                file, show(e->name).s, (long long)i, (long long)(i / e->cols), (long long)(i % e->cols), e->means[i]);
+    return QK_OK;
+}
+
+/* `<name>.in_sum` / counts into e->means, e's values already read (so e->n_mat and e->cols hold
+ * in_sum2's shape, which in_sum must have). */
+static qk_status gguf_means(const qk_gguf_tensor *sum, const qk_gguf_tensor *counts, const char *file,
+                            qk_imatrix_entry *e) {
+    if (sum->type != QK_TYPE_F32)
+        return qk_fail(NULL, QK_ERR_FORMAT, "%s: imatrix tensor '%s' must be F32 (found %s)", file, show(sum->name).s,
+                       type_name(sum->type));
+    if (sum->ne[0] != e->cols || sum->ne[1] != e->n_mat || sum->ne[2] != 1 || sum->ne[3] != 1)
+        return qk_fail(NULL, QK_ERR_FORMAT,
+                       "%s: imatrix tensor '%s' has shape [%lld, %lld, %lld, %lld]; expected [%lld, %lld] as its "
+                       "'%s'",
+                       file, show(sum->name).s, (long long)sum->ne[0], (long long)sum->ne[1], (long long)sum->ne[2],
+                       (long long)sum->ne[3], (long long)e->cols, (long long)e->n_mat, SUM2_SUFFIX);
+    size_t n = (size_t)e->cols * (size_t)e->n_mat;
+    e->means = malloc(n * sizeof *e->means);
+    if (!e->means) return qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu means", file, n);
+    for (int64_t m = 0; m < e->n_mat; m++) {
+        /* the counts were checked (finite, >= 0) with the values */
+        float count = get_f32(counts->data + (size_t)m * 4);
+        const unsigned char *row = sum->data + (size_t)m * (size_t)e->cols * 4;
+        float *dst = e->means + (size_t)m * (size_t)e->cols;
+        for (int64_t j = 0; j < e->cols; j++) dst[j] = count > 0 ? get_f32(row + (size_t)j * 4) / count : 0.0f;
+    }
+    return check_means(e, file);
+}
+
 static qk_status gguf_entry(const qk_gguf_tensor *sums, const qk_gguf_tensor *counts, size_t name_len, const char *file,
                             qk_imatrix_entry *e) {
     e->name = dup_bytes(sums->name, name_len);
@@ -371,7 +411,11 @@ static qk_status gguf_entries(const qk_gguf *g, const char *file, qk_imatrix *im
                 return qk_fail(NULL, QK_ERR_FORMAT, "%s: imatrix tensor '%s' has no matching '%s'", file,
                                show(t->name).s, show(other).s);
             im->n_entries++;
-            if ((st = gguf_entry(t, counts, len, file, &im->entries[im->n_entries - 1]))) return st;
+            qk_imatrix_entry *e = &im->entries[im->n_entries - 1];
+            if ((st = gguf_entry(t, counts, len, file, e))) return st;
+            snprintf(other, sizeof other, "%.*s%s", (int)len, t->name, SUM_SUFFIX);
+            const qk_gguf_tensor *sum = qk_gguf_find_tensor(g, other);
+            if (sum && (st = gguf_means(sum, counts, file, e))) return st;
         } else if ((len = strip_suffix(t->name, COUNTS_SUFFIX)) > 0) {
             snprintf(other, sizeof other, "%.*s%s", (int)len, t->name, SUM2_SUFFIX);
             if (!qk_gguf_find_tensor(g, other))
@@ -381,7 +425,7 @@ static qk_status gguf_entries(const qk_gguf *g, const char *file, qk_imatrix *im
             return qk_fail(NULL, QK_ERR_FORMAT, "%s: imatrix tensor '%s' has an empty entry name", file,
                            show(t->name).s);
         }
-        /* Anything else (e.g. `<name>.in_sum` from statistics builds) is not needed. */
+        /* Anything else is not needed; `<name>.in_sum` is read with its in_sum2. */
     }
     if (im->n_entries == 0)
         return qk_fail(NULL, QK_ERR_FORMAT, "%s: GGUF imatrix has no '<name>%s' tensors (no data)", file, SUM2_SUFFIX);
@@ -393,7 +437,7 @@ static qk_status parse_gguf(const void *data, size_t size, const char *file, qk_
     qk_status st = qk_gguf_parse(data, size, file, &g);
     if (st) return st;
     qk_imatrix *im = NULL;
-    /* Every entry takes two tensors, so half the tensor count is enough room. */
+    /* Every entry takes at least two tensors, so half the tensor count is enough room. */
     if ((st = new_imatrix(qk_gguf_tensor_count(g) / 2, file, &im))) goto done;
     if ((st = gguf_metadata(g, file, im)) || (st = gguf_entries(g, file, im))) {
         qk_imatrix_free(im);
@@ -481,8 +525,8 @@ static qk_status writer_order(const qk_imatrix *im, const char *path, const qk_i
             __builtin_mul_overflow(e->n_mat, e->cols, &n) || n > (int64_t)(SIZE_MAX / 4))
             st = qk_fail(NULL, QK_ERR_INVALID_ARG, "%s: imatrix entry %zu ('%s') has no name, no values or a bad shape",
                          path, i, e->name ? e->name : "");
-        else
-            st = check_values(e, path);
+        else if ((st = check_values(e, path)) == QK_OK && e->means)
+            st = check_means(e, path);
     }
     if (!st) qsort(order, im->n_entries, sizeof *order, cmp_entry_ptr);
     for (size_t i = 1; i < im->n_entries && !st; i++)
@@ -508,7 +552,8 @@ static qk_status gguf_metadata_out(qk_gguf_writer *w, const qk_imatrix *im, cons
     return qk_gguf_writer_set_u32(w, KEY_CHUNK_SIZE, (uint32_t)im->chunk_size);
 }
 
-/* Streams one entry's in_sum2 (value * count) and counts; `counts` may be NULL (all `dflt`). */
+/* Streams one entry's in_sum2 (value * count), counts and, with means, in_sum (mean * count);
+ * `counts` may be NULL (all `dflt`). */
 static qk_status gguf_entry_out(qk_gguf_writer *w, const qk_imatrix_entry *e, const float *counts, float dflt,
                                 unsigned char *buf, const char *path) {
     qk_status st;
@@ -524,7 +569,19 @@ static qk_status gguf_entry_out(qk_gguf_writer *w, const qk_imatrix_entry *e, co
         if ((st = qk_gguf_writer_write(w, buf, (size_t)e->cols * 4))) return st;
     }
     for (int64_t m = 0; m < e->n_mat; m++) put_f32(buf + (size_t)m * 4, counts ? counts[m] : dflt);
-    return qk_gguf_writer_write(w, buf, (size_t)e->n_mat * 4);
+    if ((st = qk_gguf_writer_write(w, buf, (size_t)e->n_mat * 4)) || !e->means) return st;
+    for (int64_t m = 0; m < e->n_mat; m++) {
+        float c = counts ? counts[m] : dflt;
+        for (int64_t j = 0; j < e->cols; j++) {
+            float s = e->means[m * e->cols + j] * c;
+            if (!isfinite(s))
+                return qk_fail(NULL, QK_ERR_VALUE, "%s: imatrix entry '%s' mean %lld times count %g overflows", path,
+                               e->name, (long long)(m * e->cols + j), c);
+            put_f32(buf + (size_t)j * 4, s);
+        }
+        if ((st = qk_gguf_writer_write(w, buf, (size_t)e->cols * 4))) return st;
+    }
+    return QK_OK;
 }
 
 qk_status qk_imatrix_save_gguf(const qk_imatrix *im, const float *const *counts, const char *path) {
@@ -576,6 +633,8 @@ qk_status qk_imatrix_save_gguf(const qk_imatrix *im, const float *const *counts,
         if ((st = qk_gguf_writer_add_tensor(w, tname, QK_TYPE_F32, 2, ne_sums))) goto done;
         snprintf(tname, sizeof tname, "%s%s", e->name, COUNTS_SUFFIX);
         if ((st = qk_gguf_writer_add_tensor(w, tname, QK_TYPE_F32, 2, ne_counts))) goto done;
+        snprintf(tname, sizeof tname, "%s%s", e->name, SUM_SUFFIX);
+        if (e->means && (st = qk_gguf_writer_add_tensor(w, tname, QK_TYPE_F32, 2, ne_sums))) goto done;
     }
     if ((st = qk_gguf_writer_begin(w, path))) goto done;
     for (size_t i = 0; i < im->n_entries; i++) {
@@ -732,7 +791,7 @@ qk_status qk_imatrix_write(const char *path, const qk_imatrix_write_desc *d) {
     for (size_t i = 0; i < n; i++) {
         const qk_imatrix_entry_desc *e = &d->entries[i];
         /* the writers only read them */
-        im.entries[i] = (qk_imatrix_entry){(char *)e->name, e->n_mat, e->cols, (float *)e->values};
+        im.entries[i] = (qk_imatrix_entry){(char *)e->name, e->n_mat, e->cols, (float *)e->values, NULL};
         if (counts) counts[i] = e->counts;
     }
     im.n_entries = n;

@@ -23,6 +23,9 @@ typedef struct qk_imatrix_entry {
     int64_t n_mat; /* 1, or the number of experts of a 3D expert tensor */
     int64_t cols;  /* values per matrix (the weight's ne[0]) */
     float *values; /* n_mat * cols mean squared activations; never-routed experts are 1.0 */
+    float *means;  /* n_mat * cols mean activations, laid out as values, or NULL where the file has
+                      none (legacy; a GGUF entry without `<name>.in_sum`); never-routed experts
+                      are 0.0, which with their flat values leaves them the error without means */
 } qk_imatrix_entry;
 
 typedef struct qk_imatrix {
@@ -37,7 +40,10 @@ typedef struct qk_imatrix {
 /* Reads an imatrix file: a file starting with the magic "GGUF" is read as a GGUF imatrix,
  * anything else as the legacy format (a legacy file cannot start with "GGUF": it would claim
  * over 10^9 entries). GGUF: values are in_sum2 / counts per matrix (1.0 for a matrix whose
- * count is 0); imatrix.datasets, imatrix.chunk_count and imatrix.chunk_size are required.
+ * count is 0); imatrix.datasets, imatrix.chunk_count and imatrix.chunk_size are required. Where
+ * an entry also has `<name>.in_sum` (some llama-imatrix builds write it; llama-quantize ignores
+ * it), its means are in_sum / counts (0.0 for a count of 0); it must then be F32 of in_sum2's
+ * shape and finite. A `.in_sum` without its `.in_sum2` is ignored, as llama-quantize does.
  * Legacy: values are stored / ncall when ncall > 0; the trailer is optional. A file without
  * any entry is rejected (llama-quantize does too). Rejects non-finite or negative values,
  * duplicate names, sizes beyond the file, bytes after the end. */
@@ -57,7 +63,9 @@ void qk_imatrix_filter(qk_imatrix *im, const char *const *substrings, size_t n, 
  * chunk_count, chunk_size; counts per matrix given in `counts`, n_mat per entry, may be
  * NULL meaning `chunk_count * chunk_size` rows everywhere) and the legacy form. Both go
  * through a temporary file renamed into place.
- * GGUF: `<name>.in_sum2` = value * count, so a matrix with count 0 reads back as 1.0; when
+ * GGUF: `<name>.in_sum2` = value * count, so a matrix with count 0 reads back as 1.0, and for an
+ * entry with means `<name>.in_sum` = mean * count after the counts (a count of 0 reads back as
+ * means 0.0; the legacy form drops the means, having no place for them); when
  * `counts` is NULL and chunk_count * chunk_size is 0 (an imatrix read from a legacy file) the
  * count written is 1, so the values survive. Names must leave room for ".in_sum2" within 63
  * bytes; chunk_count and chunk_size must fit UINT32.

@@ -426,10 +426,11 @@ static int assign_splits(qk_model_tensor *ts, const size_t *src_split, size_t n,
 
 /* One step of a tensor: `rows` rows from `first_row` (rows of all experts counted together),
  * covering `mats` whole experts from expert first_row / rows_per_mat, or part of one. Row r of
- * the step is weighted by imatrix + (r / rows_per_im) * cols (imatrix_len values), or not. */
+ * the step is weighted by imatrix + (r / rows_per_im) * cols (imatrix_len values), or not; means
+ * (the entry's mean activations, or NULL) lie at the same offsets. */
 typedef struct step {
     int64_t first_row, rows, mats;
-    const float *imatrix;
+    const float *imatrix, *means;
     int64_t imatrix_len, rows_per_im;
 } step;
 
@@ -546,7 +547,7 @@ static qk_status measure(stream_state *s, const qk_model_tensor *t, const void *
     qk_status st = to_f32(s, t->src_type, src, src_bytes, rows, cols, x);
     if (st == QK_OK) st = to_f32(s, t->type, out, out_bytes, rows, cols, s->check);
     if (st) return st;
-    qk_weighted_error(x, s->check, rows, cols, sp->imatrix, sp->rows_per_im, &s->acc);
+    qk_weighted_error(x, s->check, rows, cols, sp->imatrix, NULL, sp->rows_per_im, &s->acc);
     return QK_OK;
 }
 
@@ -588,7 +589,7 @@ static int64_t rows_per_step(const stream_state *s, const qk_model_tensor *t) {
 static step plan_step(const qk_model_tensor *t, const qk_imatrix_entry *ie, int64_t row, int64_t step_rows) {
     const int64_t cols = t->ne[0], rows_per_mat = t->ne[1], n_mat = t->ne[2] * t->ne[3];
     const int64_t m = row / rows_per_mat, r0 = row % rows_per_mat;
-    step sp = {row, 0, 1, NULL, 0, 0};
+    step sp = {row, 0, 1, NULL, NULL, 0, 0};
     if (r0 == 0 && rows_per_mat <= step_rows) {
         sp.mats = step_rows / rows_per_mat;
         if (sp.mats > n_mat - m) sp.mats = n_mat - m;
@@ -600,6 +601,7 @@ static step plan_step(const qk_model_tensor *t, const qk_imatrix_entry *ie, int6
     if (ie) {
         sp.imatrix = ie->values + (t->ne[2] > 1 ? (m % t->ne[2]) * cols : 0);
         sp.imatrix_len = cols * (t->ne[2] > 1 ? sp.mats : 1);
+        if (ie->means) sp.means = ie->means + (sp.imatrix - ie->values);
     }
     sp.rows_per_im = t->ne[2] > 1 ? rows_per_mat : sp.rows;
     /* a step is whole experts or part of one, inside the tensor, and its imatrix slices inside
@@ -664,7 +666,7 @@ static void tensor_done(stream_state *s, size_t i, qk_model_tensor *t, double t0
         t->rmse = sqrt(s->acc.err / s->acc.weight);
         t->rel_rmse = s->acc.signal > 0 ? sqrt(s->acc.err / s->acc.signal) : 0.0;
     }
-    s->acc = (qk_quantize_error){0, 0, 0};
+    s->acc = (qk_quantize_error){0, 0, 0, 0, 0};
     double now = now_seconds();
     t->seconds = now - (t0 > s->last_done ? t0 : s->last_done);
     s->last_done = now;
@@ -1004,7 +1006,8 @@ static const qk_imatrix_entry *target_entry(const run *r, const qk_model_tensor 
  * --include/--exclude-weights), not by its file name. */
 static uint64_t target_key(const run *r, const qk_model_quantize_result *res, const qk_target_row *rows,
                            const qk_imatrix_entry *const *entries) {
-    static const char version[] = "qkern target matrix 1: sum w (x - q)^2, sensitivity 1";
+    static const char version[] = "qkern target matrix 2: sum (w - a^2) (x - q)^2 + rows' (sum a (x - q))^2, "
+                                  "sensitivity 1";
     uint64_t h = qk_target_hash(QK_TARGET_HASH_SEED, version, sizeof version);
     for (size_t i = 0; i < res->n_tensors; i++) {
         const qk_model_tensor *t = &res->tensors[i];
@@ -1017,9 +1020,13 @@ static uint64_t target_key(const run *r, const qk_model_quantize_result *res, co
         h = qk_target_hash(h, src->data, (size_t)src->bytes);
         qk_gguf_release_tensor(r->in, r->pe[i].tensor);
         const qk_imatrix_entry *e = entries[i];
-        if (e)
+        if (e) {
             h = qk_target_hash(h, e->values, (size_t)(e->n_mat * e->cols) * sizeof(float));
-        else
+            if (e->means)
+                h = qk_target_hash(h, e->means, (size_t)(e->n_mat * e->cols) * sizeof(float));
+            else
+                h = qk_target_hash(h, "no means", 8);
+        } else
             h = qk_target_hash(h, "no imatrix", 10);
     }
     return h;
@@ -1027,14 +1034,20 @@ static uint64_t target_key(const run *r, const qk_model_quantize_result *res, co
 
 /* The error matrix of the tensors not yet measured (an option's error < 0; the state file may
  * have given the others): each step of a tensor (whole experts where they fit) is read once into
- * a device buffer, then quantized to every candidate and measured there (qk_quantize_measure:
- * only three sums per call come back, no file is written). A tensor's errors are set once all its
+ * a device buffer, then quantized to every candidate and measured there (qk_quantize_measure_ex:
+ * only a few sums per call come back, no file is written). A tensor's errors are set once all its
  * steps are measured, so an interruption leaves whole rows measured and the rest at -1. extra
  * (NULL: none) holds further options per tensor, measured in the same pass: the types a curve's
  * presets give that are no candidate. Only rows [lo, hi) are measured (a shard's, or all).
  *
- * error = sensitivity x sum_i w_i (x_i - q_i)^2, w_i the imatrix's mean x^2 of the column (per
- * expert), 1 where the tensor has no entry; sensitivity 1 for now. A per-tensor factor (how much
+ * error = sensitivity x the expected squared error of the tensor's outputs, over its rows:
+ * a row's output error is sum_i e_i z_i (e_i = x_i - q_i, z_i the input of column i, of mean a_i
+ * and mean square w_i per the imatrix, per expert); with the columns taken as independent its
+ * expectation is sum_i (w_i - a_i^2) e_i^2 + (sum_i a_i e_i)^2. The second term, the bias, is
+ * what a shared offset of the inputs makes of errors of one sign; w_i - a_i^2 is clamped at 0
+ * (rounding). Where the imatrix holds no means (the legacy format, llama-imatrix's usual GGUF)
+ * a = 0 and the error is sum_i w_i e_i^2; w = 1 and a = 0 where the tensor has no entry;
+ * sensitivity 1 for now. A per-tensor factor (how much
  * the model's output moves per unit of it) goes here, and would also put tensors without an entry
  * (token_embd, often output) on the scale of those with one, which w = 1 does not. */
 static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize_params *p,
@@ -1108,13 +1121,17 @@ static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize
                 q.src = qk_buf(src_buf, 0, data_bytes);
                 q.dst = qk_buf(dst_buf, 0, desc_dst_bytes(&q));
                 qk_quantize_error e;
-                st = qk_quantize_measure(ctx, &q, sp.imatrix, sp.imatrix_len, &e);
+                qk_measure_desc md = qk_measure_default_desc();
+                md.weights = sp.imatrix;
+                md.weights_len = sp.imatrix_len;
+                md.means = sp.means;
+                st = qk_quantize_measure_ex(ctx, &q, &md, &e);
                 if (st == QK_ERR_VALUE)
                     st = locate_bad_value(s, t, data, data_type, sp.rows, row);
                 else if (st)
                     st = tensor_error(ctx, st, t->name, expert_of(t, &sp));
                 else
-                    err[k] += e.err;
+                    err[k] += e.centered + e.bias;
             }
             row += sp.rows;
         }

@@ -52,6 +52,24 @@ out=$("$qkern" quantize --dry-run --imatrix "$dir/im.gguf" --state-file "$dir/cu
   "$dir/dry.gguf" Q4_K_M 2>&1)
 check "state file cut short refused" grep -q "is damaged or cut short" <<<"$out"
 
+# a state file of the error matrix before the bias term ("target matrix 1", written by that
+# version with --device cpu for this model, imatrix and command) is refused as another run's, and
+# differs from this version's only in its key (and the file's hash): this imatrix has no means, so the errors are the
+# same numbers (a generator or libm that changed the model would show here as more differences)
+v1="$(dirname "$0")/../data/target_state/v1_tiny_seed7_q4km.bin"
+cp "$v1" "$dir/v1.bin"
+out=$("$qkern" quantize --dry-run --device cpu --imatrix "$dir/im.gguf" --state-file "$dir/v1.bin" --target-bpw 4.5 \
+  "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M 2>&1)
+check "state file of target matrix 1 refused (exit 1)" test $? -eq 1
+check "state file of target matrix 1: clear message" grep -q "state file .* was made for other" <<<"$out"
+check "state file of target matrix 1 left as it was" cmp -s "$v1" "$dir/v1.bin"
+check "this version's state file" "$qkern" quantize --quiet --dry-run --device cpu --imatrix "$dir/im.gguf" \
+  --state-file "$dir/v2.bin" --target-bpw 4.5 "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M
+check "target matrix 1 and 2 differ in the key (bytes 9-16)" \
+  test "$(head -c 16 "$v1" | tail -c 8 | od -An -tx1)" != "$(head -c 16 "$dir/v2.bin" | tail -c 8 | od -An -tx1)"
+check "target matrix 1 and 2 agree in the rest (but the final hash of it all)" \
+  cmp -s <(tail -c +17 "$v1" | head -c -8) <(tail -c +17 "$dir/v2.bin" | head -c -8)
+
 # misuse exits 1 with one line and runs nothing
 misuse() { # misuse "what" ARGS...: exit 1, a message naming the option
   local what=$1; shift

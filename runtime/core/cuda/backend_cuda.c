@@ -274,23 +274,30 @@ static qk_status cuda_quantize(qk_context *ctx, void *state, const qk_quantize_a
 }
 
 /* After cuda_quantize of the same args: the blocks decoded and the sums reduced on the device;
- * only the three sums come back. */
+ * only the sums come back. The weights and the means share the imatrix buffer (weights first),
+ * which the quantize that ran before no longer needs. */
 static qk_status cuda_quantize_error(qk_context *ctx, void *state, const qk_quantize_args *a, const float *weights,
-                                     int64_t weights_mats, qk_quantize_error *out) {
+                                     const float *means, int64_t weights_mats, qk_quantize_error *out) {
     cuda_state *s = state;
     QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
-    const float *w = NULL;
-    qk_status st = upload_imatrix(ctx, s, weights, a->cols * weights_mats, &w);
+    const size_t n = weights ? (size_t)(a->cols * weights_mats) : 0;
+    qk_status st = grow(ctx, (void **)&s->imatrix, &s->imatrix_cap, (means ? 2 : 1) * n * sizeof(float), 0);
     if (st == QK_OK && !s->error)
-        st = allocate(ctx, (3 + 3 * QK_CUDA_ERROR_CTAS) * sizeof(double), 0, (void **)&s->error);
+        st = allocate(ctx, QK_CUDA_ERROR_SUMS * (1 + QK_CUDA_ERROR_CTAS) * sizeof(double), 0, (void **)&s->error);
     if (st != QK_OK) return st;
-    double sums[3];
-    QK_CHECK_CUDA(ctx,
-                  (cudaError_t)qk_cuda_quant_error((int)a->type, (int)a->src_type, a->src, a->dst, a->rows, a->cols, w,
-                                                   w ? a->rows / weights_mats : 0, s->error + 3, s->error, s->stream));
+    const float *w = weights ? s->imatrix : NULL, *m = means ? s->imatrix + n : NULL;
+    if (w)
+        QK_CHECK_CUDA(ctx, cudaMemcpyAsync(s->imatrix, weights, n * sizeof(float), cudaMemcpyHostToDevice, s->stream));
+    if (m)
+        QK_CHECK_CUDA(ctx,
+                      cudaMemcpyAsync(s->imatrix + n, means, n * sizeof(float), cudaMemcpyHostToDevice, s->stream));
+    double sums[QK_CUDA_ERROR_SUMS];
+    QK_CHECK_CUDA(ctx, (cudaError_t)qk_cuda_quant_error((int)a->type, (int)a->src_type, a->src, a->dst, a->rows,
+                                                        a->cols, w, m, w ? a->rows / weights_mats : 0,
+                                                        s->error + QK_CUDA_ERROR_SUMS, s->error, s->stream));
     QK_CHECK_CUDA(ctx, cudaMemcpyAsync(sums, s->error, sizeof sums, cudaMemcpyDeviceToHost, s->stream));
     QK_CHECK_CUDA(ctx, cudaStreamSynchronize(s->stream));
-    *out = (qk_quantize_error){sums[0], sums[1], sums[2]};
+    *out = (qk_quantize_error){sums[0], sums[1], sums[2], sums[3], sums[4]};
     return QK_OK;
 }
 
