@@ -69,6 +69,7 @@ if want vkbench; then
 fi
 
 want tests && echo "== GPU tests" && QK_TEST_LARGE=1 "$B/tests/test_gpu_equivalence" 2>&1 | tee "$out/gpu_tests.log" | tail -40
+want tests && [ -x "$B/tests/test_measure_bias" ] && "$B/tests/test_measure_bias" 2>&1 | tee "$out/measure_bias.log" | tail -8
 want moe && echo "== GPU MoE tests" && QK_TEST_LARGE=1 "$B/tests/test_gpu_moe" 2>&1 | tee "$out/gpu_moe.log" | tail -60
 
 if want file; then
