@@ -71,12 +71,6 @@ fi
 want tests && echo "== GPU tests" && QK_TEST_LARGE=1 "$B/tests/test_gpu_equivalence" 2>&1 | tee "$out/gpu_tests.log" | tail -40
 want tests && [ -x "$B/tests/test_measure_bias" ] && "$B/tests/test_measure_bias" 2>&1 | tee "$out/measure_bias.log" | tail -8
 want moe && echo "== GPU MoE tests" && QK_TEST_LARGE=1 "$B/tests/test_gpu_moe" 2>&1 | tee "$out/gpu_moe.log" | tail -60
-# the dot path's other forms (moe_plan.cu: QK_MOE_DOT_FORM), which the table may not choose for the
-# tests' shapes: every form must pass the same checks
-for form in g4 s8 q8; do
-  want moe && echo "== GPU MoE tests, dot form $form" && QK_MOE_DOT_FORM=$form "$B/tests/test_gpu_moe" 2>&1 |
-    tee "$out/gpu_moe_$form.log" | tail -2
-done
 
 if want file; then
 echo "== file path: cuda against cpu"

@@ -240,52 +240,7 @@ struct x_part {
         x1 = reinterpret_cast<const int4 *>(x + P * 32)[1];
         xs = xm[P];
     }
-    /* from the CTA's copy (stage_x) */
-    __device__ void load_shared(const int4 *s, int parts, int P) {
-        x0 = s[P];
-        x1 = s[parts + P];
-        xs = reinterpret_cast<const float4 *>(s + 2 * parts)[P];
-    }
 };
-
-/* Where a dot kernel's CTA reads its slot's 8-bit activations (qk_cuda_moe_plan.dot_x):
- *   DOT_X_GLOBAL:    each warp from global memory (qk_cuda_moe_quantize_x's), its own copy;
- *   DOT_X_STAGED:    once per CTA into shared memory (stage_x), so that its warps read them from L2
- *                    once between them (at 8 tokens each warp's own copy was as many bytes as the
- *                    weights);
- *   DOT_X_QUANTIZED: quantized by the CTA itself into shared memory (quantize_x_shared), with no
- *                    quantize kernel before it: for few tokens, where that launch is a large share
- *                    of the call. */
-enum { DOT_X_GLOBAL = 0, DOT_X_STAGED = 1, DOT_X_QUANTIZED = 2 };
-
-/* The shared copy holds the codes as the 16-byte first halves of every part, then the second
- * halves (lanes reading one half of consecutive parts read consecutive words, without the 2-way
- * bank conflicts of 32-byte strides), then the parts' float4: 48 bytes a part. */
-__device__ inline void stage_x(int4 *s, const int8_t *x, const float4 *xm, int parts) {
-    const int4 *codes = reinterpret_cast<const int4 *>(x);
-    for (int j = threadIdx.x; j < 3 * parts; j += blockDim.x)
-        cp_async16(j < 2 * parts ? s + (j % 2) * parts + j / 2 : s + j,
-                   j < 2 * parts ? static_cast<const void *>(codes + j)
-                                 : static_cast<const void *>(xm + (j - 2 * parts)));
-}
-
-/* The same copy from the activations x (elements [at, at + 32 * parts) of type x_type), quantized
- * here: a warp per part, as qk_cuda_moe_quantize_x does it (the same codes and scales). */
-__device__ inline void quantize_x_shared(int4 *s, const void *x, int x_type, int64_t at, int parts) {
-    const int lane = threadIdx.x % 32;
-    int8_t *codes = reinterpret_cast<int8_t *>(s);
-    for (int P = threadIdx.x / 32; P < parts; P += blockDim.x / 32) {
-        float4 xs;
-        const int q = quantize_x_group(load_value(x, x_type, at + (int64_t)P * 32 + lane), lane, &xs);
-        codes[((lane / 16) * parts + P) * 16 + lane % 16] = (int8_t)q;
-        if (lane == 0) reinterpret_cast<float4 *>(s + 2 * parts)[P] = xs;
-    }
-}
-
-/* Activations of up to this many values a row are staged in shared memory (1.5 bytes a value,
- * within the 48 KiB a CTA gets without opting in); longer rows are read from global memory. */
-constexpr int64_t DOT_SHARED_MAX_K = 32768;
-__host__ __device__ constexpr size_t dot_shared_bytes(int64_t k) { return (size_t)(k / 32) * 48; }
 
 /* A decoded weight part (r) times an activation part: four dp4a per half, the halves' integer
  * sums scaled by the weights' and the activations' scales, plus the offsets times the
@@ -334,23 +289,26 @@ template <int N> __device__ inline float reduce_spread(const float (&v)[N], int 
  * 2026-12-06: grouping slots by expert first cost more than it saved up to 128 tokens, the
  * repeated reads being served by L2, and from there the tiled kernel is faster; so did decoding
  * each part once for two slots of an expert inside this kernel, 1.07-1.64x slower at 1 to 32
- * tokens with 80-109 registers a thread instead of 40-48: -a3596c7-sweep.md).
+ * tokens with 80-109 registers a thread instead of 40-48: -a3596c7-sweep.md). Each warp reads
+ * its own copy of the slot's activations from L2: a CTA staging them once in shared memory for its
+ * 8 warps was 1.01-1.61x slower at 1 to 32 tokens, and quantizing them in every CTA (no quantize
+ * kernel) up to 2.1x, faster only on 1 token's down rows, by up to 5% (2026-12-07-cuda-h100-ae67d82-sweep.md:
+ * the CTA-wide wait for the copy costs more than the L2 reads it saves).
  *
  * Lane (g, u) of a warp takes DOT_ROWS rows (the g-th group of the warp's) and their parts u,
  * u + L, ...: per part it decodes the weights of each row to 8-bit codes (straight from global
  * memory: a warp's lanes together read whole rows, every byte once) and takes the dot product with
- * the slot's activations, loaded once for all the rows (from where XS says: DOT_X_*);
- * the L lanes of a row then add their sums in a fixed order. A part's decode is issued before the
+ * the slot's activations, loaded once for all the rows; the L lanes of a row then add their sums
+ * in a fixed order. A part's decode is issued before the
  * previous part's products, so that its loads are in flight while they run. Launched as a
  * programmatic dependent of the quantize kernel: the first slot's rows are prefetched into L2 and
  * its first parts decoded (the weights are the caller's, ready) while the activations are
  * quantized. */
-template <class T, class D, int KIND, int XS>
+template <class T, class D, int KIND>
 __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
     moe_dot_kernel(qk_cuda_moe_args a, const int8_t *xq, const float4 *xm, float *y, int L) {
     constexpr bool GATE_UP = KIND == QK_CUDA_MOE_GATE_UP;
     constexpr int NW = GATE_UP ? 2 : 1, PARTS = T::QK / 32, R = DOT_ROWS;
-    extern __shared__ int4 x_shared[];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / L, u = lane % L;
     const int64_t row0 = (((int64_t)blockIdx.x * (blockDim.x / 32) + warp) * (32 / L) + g) * R;
     const int64_t parts = a.k / 32, row_bytes = a.k / T::QK * T::BYTES;
@@ -410,22 +368,10 @@ __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
         int64_t P = u;
         if (rows_here && P < parts) decode(P);
         if (!waited) wait_for_prerequisite_grid(), waited = true;
-        if constexpr (XS == DOT_X_STAGED) {
-            stage_x(x_shared, xr, xmr, (int)parts);
-            cp_async_commit();
-            cp_async_wait_all();
-            __syncthreads();
-        } else if constexpr (XS == DOT_X_QUANTIZED) {
-            quantize_x_shared(x_shared, a.x, a.x_type, xrow * a.k, (int)parts);
-            __syncthreads();
-        }
         if (rows_here) {
             while (P < parts) {
                 x_part x;
-                if constexpr (XS != DOT_X_GLOBAL)
-                    x.load_shared(x_shared, (int)parts, (int)P);
-                else
-                    x.load(xr, xmr, P);
+                x.load(xr, xmr, P);
                 float d[NW][R];
 #pragma unroll
                 for (int t = 0; t < NW; t++)
@@ -460,7 +406,6 @@ __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
                     y[i * a.m + row0 + rr] = GATE_UP ? silu(acc[0][rr]) * acc[NW - 1][rr] : acc[0][rr];
             }
         }
-        if constexpr (XS != DOT_X_GLOBAL) __syncthreads(); /* the next slot's activations overwrite the copy */
     }
 }
 
@@ -701,40 +646,30 @@ __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1, BN))
 
 /* ---- launch ----------------------------------------------------------------------------------- */
 
-/* The dot path: the activations quantized (by their own kernel, or by each CTA as the plan says),
- * then the dot kernel. */
+/* The dot path: the activations quantized by their own kernel, then the dot kernel. */
 template <class T, class D, int KIND>
 int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, cudaStream_t s) {
     const int L = p.lanes; /* lanes per row (moe_plan.cu): 32 / L rows per warp */
     const int64_t slots = a.n_tokens * a.n_used;
     if (slots > INT32_MAX) return (int)cudaErrorInvalidValue; /* the kernel's slot arithmetic is 32-bit */
     const int warps = p.dot_warps >= 1 && p.dot_warps <= DOT_MAX_WARPS ? p.dot_warps : DOT_MAX_WARPS;
-    const int x_at = a.k > DOT_SHARED_MAX_K ? DOT_X_GLOBAL : p.dot_x;
-    if (x_at != DOT_X_QUANTIZED) {
-        const int err = qk_cuda_moe_quantize_x(&a, &p, s); /* just before: the dot kernel depends on it early */
-        if (err) return err;
-    }
+    const int err = qk_cuda_moe_quantize_x(&a, &p, s); /* just before: the dot kernel depends on it early */
+    if (err) return err;
     const int64_t rows_per_cta = (int64_t)warps * (32 / L) * DOT_ROWS;
     const uint8_t *ws = static_cast<const uint8_t *>(a.workspace);
     cudaLaunchConfig_t config = {};
     config.gridDim =
         dim3((unsigned)((a.m + rows_per_cta - 1) / rows_per_cta), (unsigned)(slots < 65535 ? slots : 65535));
     config.blockDim = dim3(warps * 32);
-    config.dynamicSmemBytes = x_at == DOT_X_GLOBAL ? 0 : dot_shared_bytes(a.k);
     config.stream = s;
     /* a programmatic dependent of the quantize kernel: it may start while that one runs */
     cudaLaunchAttribute early;
     early.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     early.val.programmaticStreamSerializationAllowed = 1;
     config.attrs = &early;
-    config.numAttrs = x_at == DOT_X_QUANTIZED ? 0 : 1;
-    const int8_t *xq = reinterpret_cast<const int8_t *>(ws + p.xq);
-    const float4 *xm = reinterpret_cast<const float4 *>(ws + p.xm);
-    if (x_at == DOT_X_QUANTIZED)
-        return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND, DOT_X_QUANTIZED>, a, xq, xm, y, L);
-    if (x_at == DOT_X_STAGED)
-        return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND, DOT_X_STAGED>, a, xq, xm, y, L);
-    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND, DOT_X_GLOBAL>, a, xq, xm, y, L);
+    config.numAttrs = 1;
+    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND>, a, reinterpret_cast<const int8_t *>(ws + p.xq),
+                                   reinterpret_cast<const float4 *>(ws + p.xm), y, L);
 }
 
 template <class T, int KIND> int launch_vec(const qk_cuda_moe_args &a, cudaStream_t s) {

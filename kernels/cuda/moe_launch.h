@@ -53,24 +53,6 @@ __device__ inline void wait_for_prerequisite_grid() {
 #endif
 }
 
-/* 32 activations to 8 bits, lane i of a warp holding value v: returns its code round(v / d), d =
- * max |v| / 127, and sets *xs (every lane) to d and d times the sums of the two halves' codes.
- * The half sums are of the codes, not of x: where a weight's offset nearly cancels its scaled
- * codes (the K-quants' mins), the product must be that of one activation vector, or the
- * activations' rounding error is not cancelled with them (measured: 2-4% relative error with
- * exact sums, below 1% with these). The dot kernels' one quantizer, whichever kernel runs it. */
-__device__ inline int quantize_x_group(float v, int lane, float4 *xs) {
-    float amax = fabsf(v);
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    const int q = __float2int_rn(v * inv);
-    int half = q;
-    for (int o = 8; o > 0; o >>= 1) half += __shfl_xor_sync(0xffffffffu, half, o);
-    const int lower = __shfl_sync(0xffffffffu, half, 0), upper = __shfl_sync(0xffffffffu, half, 16);
-    *xs = make_float4(d, d * (float)lower, d * (float)upper, 0.0f);
-    return q;
-}
-
 } // namespace qk_cuda
 
 typedef int (*qk_cuda_moe_launcher)(const qk_cuda_moe_args *a, const qk_cuda_moe_plan *p, cudaStream_t s);

@@ -62,12 +62,10 @@ struct dot_threshold {
     int type; /* -1: the default */
     int max_tokens;
     int warps; /* a CTA's */
-    int x;     /* where a CTA reads the 8-bit activations: 0 global, 1 staged in shared memory, 2
-                * quantized by the CTA (moe_kernels.cuh: DOT_X_*) */
 };
 
 constexpr dot_threshold dot_thresholds[] = {
-    {-1, 64, 8, 1},
+    {-1, 64, 4},
 };
 
 template <class R, size_t N> const R &row_of(const R (&table)[N], int type) {
@@ -110,16 +108,13 @@ int dot_lanes(int64_t k) {
     return l;
 }
 
-/* QK_MOE_DOT_FORM=gN|sN|qN (N warps a CTA, 1 to 8; g: each warp reads the activations from
- * global memory, s: a CTA stages them in shared memory, q: a CTA quantizes them there itself)
- * overrides the table's form, for measuring (scripts/gpu_peer.sh's QK_PEER_PATHS entries
- * dot:FORM). Read once; 0 where unset, else 16 * x + N. */
-int forced_dot_form() {
+/* QK_MOE_DOT_WARPS=N (1 to 8) overrides the table's warps a CTA, for measuring
+ * (scripts/gpu_peer.sh's QK_PEER_PATHS entries dot:N). Read once; 0 where unset. */
+int forced_dot_warps() {
     static const int f = [] {
-        const char *v = getenv("QK_MOE_DOT_FORM");
-        const char *forms = "gsq", *at = v && v[0] ? strchr(forms, v[0]) : nullptr;
-        const int w = at ? atoi(v + 1) : 0;
-        return w >= 1 && w <= 8 ? 16 * (int)(at - forms) + w : 0;
+        const char *v = getenv("QK_MOE_DOT_WARPS");
+        const int w = v ? atoi(v) : 0;
+        return w >= 1 && w <= 8 ? w : 0;
     }();
     return f;
 }
@@ -152,9 +147,7 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         size_t at = 0;
         p.path = QK_CUDA_MOE_DOT;
         p.lanes = dot_lanes(a->k);
-        const int form = forced_dot_form();
-        p.dot_warps = form ? form % 16 : dt.warps;
-        p.dot_x = form ? form / 16 : dt.x;
+        p.dot_warps = forced_dot_warps() ? forced_dot_warps() : dt.warps;
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;

