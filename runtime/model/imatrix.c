@@ -552,36 +552,34 @@ static qk_status gguf_metadata_out(qk_gguf_writer *w, const qk_imatrix *im, cons
     return qk_gguf_writer_set_u32(w, KEY_CHUNK_SIZE, (uint32_t)im->chunk_size);
 }
 
+/* Streams an entry's per-matrix values times the matrix's count (in_sum2 from values, in_sum from
+ * means): `what` names them in the overflow message. */
+static qk_status gguf_scaled_out(qk_gguf_writer *w, const qk_imatrix_entry *e, const float *v, const char *what,
+                                 const float *counts, float dflt, unsigned char *buf, const char *path) {
+    for (int64_t m = 0; m < e->n_mat; m++) {
+        float c = counts ? counts[m] : dflt;
+        for (int64_t j = 0; j < e->cols; j++) {
+            float s = v[m * e->cols + j] * c;
+            if (!isfinite(s))
+                return qk_fail(NULL, QK_ERR_VALUE, "%s: imatrix entry '%s' %s %lld times count %g overflows", path,
+                               e->name, what, (long long)(m * e->cols + j), c);
+            put_f32(buf + (size_t)j * 4, s);
+        }
+        qk_status st = qk_gguf_writer_write(w, buf, (size_t)e->cols * 4);
+        if (st) return st;
+    }
+    return QK_OK;
+}
+
 /* Streams one entry's in_sum2 (value * count), counts and, with means, in_sum (mean * count);
  * `counts` may be NULL (all `dflt`). */
 static qk_status gguf_entry_out(qk_gguf_writer *w, const qk_imatrix_entry *e, const float *counts, float dflt,
                                 unsigned char *buf, const char *path) {
-    qk_status st;
-    for (int64_t m = 0; m < e->n_mat; m++) {
-        float c = counts ? counts[m] : dflt;
-        for (int64_t j = 0; j < e->cols; j++) {
-            float s = e->values[m * e->cols + j] * c;
-            if (!isfinite(s))
-                return qk_fail(NULL, QK_ERR_VALUE, "%s: imatrix entry '%s' value %lld times count %g overflows", path,
-                               e->name, (long long)(m * e->cols + j), c);
-            put_f32(buf + (size_t)j * 4, s);
-        }
-        if ((st = qk_gguf_writer_write(w, buf, (size_t)e->cols * 4))) return st;
-    }
+    qk_status st = gguf_scaled_out(w, e, e->values, "value", counts, dflt, buf, path);
+    if (st) return st;
     for (int64_t m = 0; m < e->n_mat; m++) put_f32(buf + (size_t)m * 4, counts ? counts[m] : dflt);
     if ((st = qk_gguf_writer_write(w, buf, (size_t)e->n_mat * 4)) || !e->means) return st;
-    for (int64_t m = 0; m < e->n_mat; m++) {
-        float c = counts ? counts[m] : dflt;
-        for (int64_t j = 0; j < e->cols; j++) {
-            float s = e->means[m * e->cols + j] * c;
-            if (!isfinite(s))
-                return qk_fail(NULL, QK_ERR_VALUE, "%s: imatrix entry '%s' mean %lld times count %g overflows", path,
-                               e->name, (long long)(m * e->cols + j), c);
-            put_f32(buf + (size_t)j * 4, s);
-        }
-        if ((st = qk_gguf_writer_write(w, buf, (size_t)e->cols * 4))) return st;
-    }
-    return QK_OK;
+    return gguf_scaled_out(w, e, e->means, "mean", counts, dflt, buf, path);
 }
 
 qk_status qk_imatrix_save_gguf(const qk_imatrix *im, const float *const *counts, const char *path) {
