@@ -292,18 +292,18 @@ template <int N> __device__ inline float reduce_spread(const float (&v)[N], int 
  * tokens with 80-109 registers a thread instead of 40-48: -a3596c7-sweep.md). Each warp reads
  * its own copy of the slot's activations from L2: a CTA staging them once in shared memory for its
  * 8 warps was 1.01-1.61x slower at 1 to 32 tokens, and quantizing them in every CTA (no quantize
- * kernel) up to 2.1x, faster only on 1 token's down rows, by up to 5% (2026-12-07-cuda-h100-ae67d82-sweep.md:
- * the CTA-wide wait for the copy costs more than the L2 reads it saves).
+ * kernel) up to 2.1x, faster only on 1 token's down rows, by up to 5%
+ * (2026-12-07-cuda-h100-ae67d82-sweep.md: the CTA-wide wait for the copy costs more than the L2
+ * reads it saves).
  *
  * Lane (g, u) of a warp takes DOT_ROWS rows (the g-th group of the warp's) and their parts u,
  * u + L, ...: per part it decodes the weights of each row to 8-bit codes (straight from global
  * memory: a warp's lanes together read whole rows, every byte once) and takes the dot product with
  * the slot's activations, loaded once for all the rows; the L lanes of a row then add their sums
- * in a fixed order. A part's decode is issued before the
- * previous part's products, so that its loads are in flight while they run. Launched as a
- * programmatic dependent of the quantize kernel: the first slot's rows are prefetched into L2 and
- * its first parts decoded (the weights are the caller's, ready) while the activations are
- * quantized. */
+ * in a fixed order. A part's decode is issued before the previous part's products, so that its
+ * loads are in flight while they run. Launched as a programmatic dependent of the quantize
+ * kernel: the first slot's rows are prefetched into L2 and its first parts decoded (the weights
+ * are the caller's, ready) while the activations are quantized. */
 template <class T, class D, int KIND>
 __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
     moe_dot_kernel(qk_cuda_moe_args a, const int8_t *xq, const float4 *xm, float *y, int L) {
