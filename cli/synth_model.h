@@ -33,6 +33,7 @@ typedef struct synth_model_params {
     char size_name[16]; /* goes into general.name */
     uint64_t seed;
     qk_type type; /* QK_TYPE_BF16 or QK_TYPE_F16 for the weight matrices */
+    int means;    /* 1: the imatrix also holds mean activations (`<name>.in_sum`) */
 } synth_model_params;
 
 typedef struct synth_model_summary {

@@ -873,6 +873,11 @@ typedef struct qk_imatrix_write_desc {
     const char *dataset; /* the calibration data's name, or NULL */
     int64_t chunk_count, chunk_size;
     int legacy; /* 0: llama-imatrix's GGUF form; 1: the legacy .dat form (no counts) */
+    /* Mean activations, written as `<name>.in_sum` (GGUF form only): n_entries arrays, entry i's
+     * holding n_mat * cols finite values laid out as its values; or NULL for none. A size target
+     * (qk_model_quantize_desc.target_bpw) reads them for its error's bias term. A caller built
+     * before this field passes the shorter struct_size and writes no means. */
+    const float *const *means;
 } qk_imatrix_write_desc;
 
 QK_API qk_imatrix_write_desc qk_imatrix_write_default_desc(void);
@@ -880,7 +885,8 @@ QK_API qk_imatrix_write_desc qk_imatrix_write_default_desc(void);
 /* Writes an importance matrix file that llama-quantize and qk_model_quantize read, entries sorted
  * by name, through a temporary file renamed into place. Fails with QK_ERR_INVALID_ARG for no
  * entries, duplicate or over-long names (GGUF: 63 bytes with ".in_sum2"), counts given for some
- * entries and not others; QK_ERR_VALUE for a non-finite or negative value or count; QK_ERR_IO. */
+ * entries and not others, means with the legacy form; QK_ERR_VALUE for a non-finite or negative
+ * value or count, a non-finite mean; QK_ERR_IO. */
 QK_API qk_status qk_imatrix_write(const char *path, const qk_imatrix_write_desc *desc);
 
 #ifdef __cplusplus

@@ -4,6 +4,8 @@
  * with a message that names it, and plans in memory what it does from a file. The GGUF and
  * imatrix writers read back through the reader. Usage: test_model_api PATH/TO/qkern */
 #include <dirent.h>
+#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -406,6 +408,59 @@ static void test_imatrix_writer_feeds_the_quantizer(const char *model) {
     unlink(path);
 }
 
+/* Means through the public writer: `<name>.in_sum` holds mean * count (chunk_count * chunk_size
+ * without counts), refused with the legacy form or when not finite; a caller's struct from before
+ * the field (struct_size at its offset) still writes, without means. */
+static void test_imatrix_writer_means(void) {
+    char path[300];
+    path_in(path, sizeof path, "means.imatrix.gguf");
+    enum { COLS = 64, MATS = 3 };
+    float values[MATS * COLS], means[MATS * COLS], counts[MATS] = {7.0f, 0.0f, 300.0f};
+    for (int j = 0; j < MATS * COLS; j++) {
+        values[j] = 0.25f + (float)((j * 37) % 11);
+        means[j] = ((j * 13) % 3 == 0 ? -0.6f : 0.3f) * sqrtf(values[j]);
+    }
+    qk_imatrix_entry_desc e = {"blk.0.ffn_down_exps.weight", MATS, COLS, values, counts};
+    const float *mp[1] = {means};
+    qk_imatrix_write_desc d = qk_imatrix_write_default_desc();
+    d.entries = &e, d.n_entries = 1, d.chunk_count = 2, d.chunk_size = 512, d.means = mp;
+    CHECK(qk_imatrix_write(path, &d) == QK_OK, "write with means: %s", qk_last_error(NULL));
+    qk_gguf *g = NULL;
+    CHECK(qk_gguf_open(path, &g) == QK_OK, "open: %s", qk_last_error(NULL));
+    const qk_gguf_tensor *t = g ? qk_gguf_find_tensor(g, "blk.0.ffn_down_exps.weight.in_sum") : NULL;
+    CHECK(t && t->type == QK_TYPE_F32 && t->ne[0] == COLS && t->ne[1] == MATS, "in_sum missing or of another shape");
+    int bad = 0;
+    for (int m = 0; t && m < MATS; m++)
+        for (int j = 0; j < COLS; j++) {
+            float got;
+            memcpy(&got, (const uint8_t *)t->data + 4 * (size_t)(m * COLS + j), 4);
+            bad += got != means[m * COLS + j] * counts[m];
+        }
+    CHECK(bad == 0, "%d in_sum values are not mean * count", bad);
+    qk_gguf_close(g);
+    unlink(path);
+
+    d.legacy = 1;
+    path_in(path, sizeof path, "means.imatrix.dat");
+    CHECK(qk_imatrix_write(path, &d) == QK_ERR_INVALID_ARG && !tu_exists(path), "legacy with means accepted");
+    d.legacy = 0;
+    path_in(path, sizeof path, "bad-means.imatrix.gguf");
+    means[5] = NAN;
+    CHECK(qk_imatrix_write(path, &d) == QK_ERR_VALUE && !tu_exists(path), "a NaN mean accepted");
+    /* an older caller: the struct ends before `means`, whatever the field's memory holds */
+    d.struct_size = offsetof(qk_imatrix_write_desc, means);
+    path_in(path, sizeof path, "old-caller.imatrix.gguf");
+    CHECK(qk_imatrix_write(path, &d) == QK_OK, "older struct_size refused: %s", qk_last_error(NULL));
+    g = NULL;
+    CHECK(qk_gguf_open(path, &g) == QK_OK && !qk_gguf_find_tensor(g, "blk.0.ffn_down_exps.weight.in_sum") &&
+              qk_gguf_find_tensor(g, "blk.0.ffn_down_exps.weight.in_sum2"),
+          "an older caller's file: in_sum written or in_sum2 missing");
+    qk_gguf_close(g);
+    d.struct_size = offsetof(qk_imatrix_write_desc, means) - 1;
+    CHECK(qk_imatrix_write(path, &d) == QK_ERR_INVALID_ARG, "a struct_size short of the older struct accepted");
+    unlink(path);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return fprintf(stderr, "usage: test_model_api PATH/TO/qkern\n"), 2;
     qkern_bin = argv[1];
@@ -435,6 +490,7 @@ int main(int argc, char **argv) {
     test_plan_in_memory_equals_dry_run(tiny, tiny_im);
     test_gguf_writer_reads_back();
     test_imatrix_writer_feeds_the_quantizer(tiny);
+    test_imatrix_writer_means();
 
     unlink(demo), unlink(demo_im), unlink(tiny), unlink(tiny_im);
     CHECK(tu_dir_entries(dir) == 0, "%d files left in %s", tu_dir_entries(dir), dir);

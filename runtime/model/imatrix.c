@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -600,6 +601,10 @@ qk_status qk_imatrix_save_gguf(const qk_imatrix *im, const float *const *counts,
             free(order);
             return qk_fail(NULL, QK_ERR_INVALID_ARG, "%s: no counts given for imatrix entry '%s'", path, e->name);
         }
+        if (e->means && (st = check_means(e, path))) {
+            free(order);
+            return st;
+        }
         for (int64_t m = 0; counts && m < e->n_mat; m++) {
             float c = counts[i][m];
             if (!isfinite(c) || c < 0) {
@@ -764,9 +769,14 @@ qk_imatrix_write_desc qk_imatrix_write_default_desc(void) {
 /* The caller's entries as the writers' in-memory imatrix (borrowed, not copied). */
 qk_status qk_imatrix_write(const char *path, const qk_imatrix_write_desc *d) {
     if (!path || !d) return qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_imatrix_write: path and desc are required");
-    if (d->struct_size < sizeof *d)
+    /* a caller built before `means` was added passes the shorter struct: no means */
+    const size_t before_means = offsetof(qk_imatrix_write_desc, means);
+    if (d->struct_size < before_means)
         return qk_fail(NULL, QK_ERR_INVALID_ARG, "qk_imatrix_write_desc.struct_size is %zu, expected %zu",
                        d->struct_size, sizeof *d);
+    const float *const *means = d->struct_size >= sizeof *d ? d->means : NULL;
+    if (means && d->legacy)
+        return qk_fail(NULL, QK_ERR_INVALID_ARG, "%s: the legacy imatrix format stores no mean activations", path);
     if (d->n_entries && !d->entries)
         return qk_fail(NULL, QK_ERR_INVALID_ARG, "%s: %zu imatrix entries but no array", path, d->n_entries);
     const size_t n = d->n_entries;
@@ -789,7 +799,8 @@ qk_status qk_imatrix_write(const char *path, const qk_imatrix_write_desc *d) {
     for (size_t i = 0; i < n; i++) {
         const qk_imatrix_entry_desc *e = &d->entries[i];
         /* the writers only read them */
-        im.entries[i] = (qk_imatrix_entry){(char *)e->name, e->n_mat, e->cols, (float *)e->values, NULL};
+        im.entries[i] = (qk_imatrix_entry){(char *)e->name, e->n_mat, e->cols, (float *)e->values,
+                                           means ? (float *)means[i] : NULL};
         if (counts) counts[i] = e->counts;
     }
     im.n_entries = n;

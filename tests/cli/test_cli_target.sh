@@ -92,6 +92,19 @@ check "unreachable target names the range in bpw" grep -q "outside the reachable
 # At Q4_K_M's size the mixture's error is lower than Q4_K_M's, summed from both written files'
 # --report (weighted_rmse^2 x weights: without an imatrix every weight is 1, the same measure
 # the matrix uses), and the written error is the predicted one.
+# generate --means: the same model, an imatrix with <name>.in_sum, whose bias term moves the errors
+check "generate --means" "$qkern" generate --size tiny --seed 7 --imatrix "$dir/im_means.gguf" --means "$dir/m2.gguf" >/dev/null
+check "generate --means: the same model bytes" cmp -s "$dir/m.gguf" "$dir/m2.gguf"
+check "generate --means without --imatrix refused" test "$("$qkern" generate --means "$dir/m3.gguf" >/dev/null 2>&1; echo $?)" = 2
+mixture_error() { awk '/^target: chosen mixture/ { sub(/;/, "", $11); print $11 }' "$1"; }
+"$qkern" quantize --dry-run --imatrix "$dir/im_means.gguf" --target-bpw 4.5 "$dir/m.gguf" "$dir/d.gguf" Q4_K_M \
+  >"$dir/plan_means.txt" 2>/dev/null
+"$qkern" quantize --dry-run --imatrix "$dir/im.gguf" --target-bpw 4.5 "$dir/m.gguf" "$dir/d.gguf" Q4_K_M \
+  >"$dir/plan_plain.txt" 2>/dev/null
+em=$(mixture_error "$dir/plan_means.txt") ep=$(mixture_error "$dir/plan_plain.txt")
+echo "target 4.5 total error: with means $em, without $ep"
+check "the means change the target's error ($em against $ep)" test -n "$em" -a -n "$ep" -a "$em" != "$ep"
+
 check "Q4_K_M" "$qkern" quantize --quiet --report "$dir/p.json" "$dir/m.gguf" "$dir/p.gguf" Q4_K_M
 pb=$(bpw_of "$dir/p.gguf")
 xout=$("$qkern" quantize --quiet --report "$dir/x.json" --state-file "$dir/st0.bin" --target-bpw "$pb" \
