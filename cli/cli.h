@@ -30,6 +30,15 @@ void cli_totals_print(const cli_totals *t);
  * the library's notices (an operation the device cannot do, run on the cpu instead) on stderr. */
 qk_context_params cli_context_params(const char *device, int n_threads);
 
+/* --device's list: one context per device of `devices`, comma-separated: "cpu", "cuda:0,cuda:1",
+ * "cuda:0,cpu", "cuda:all" / "vulkan:all" (every such device present, software ones left out),
+ * or NULL for the best one present. A GPU named twice is refused (each is one worker of its own);
+ * the cpu may be repeated, one more worker on the host's cores each time. Returns 1 with
+ * *contexts (release with cli_contexts_destroy) and *n >= 1, or prints why not to stderr and
+ * returns 0. */
+int cli_contexts_create(const char *devices, int n_threads, qk_context ***contexts, size_t *n);
+void cli_contexts_destroy(qk_context **contexts, size_t n);
+
 /* Prints "qkern: <what>: <library message>" to stderr and returns 1. */
 int cli_fail(const char *what, const qk_context *ctx);
 /* The same with a message of the CLI's own (e.g. synth_model_error()). */

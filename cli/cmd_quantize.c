@@ -51,7 +51,10 @@ static void usage(FILE *f) {
            "  --resume                    keep the temporary output and a journal if stopped; run again with\n"
            "                              the same arguments and --resume to continue where it stopped (the\n"
            "                              same bytes as an uninterrupted run; after any change, from the start)\n"
-           "  --device D                  cpu, cuda:N, vulkan:N (default: the best present)\n"
+           "  --device D[,D...]           cpu, cuda:N, vulkan:N (default: the best present); a list, or cuda:all /\n"
+           "                              vulkan:all, runs one worker per device over the steps, the same bytes\n"
+           "                              (cpu may repeat: one more worker on the host's cores); --stats and\n"
+           "                              --report say how many steps and bytes each device did\n"
            "  --report FILE.json          per tensor: type, bytes, weighted RMSE, time\n"
            "  --quiet                     no progress output, no notes, no fallback warnings\n"
            "  --stats                     after the run, print on stderr where the wall time went (read,\n"
@@ -571,6 +574,14 @@ static void stat_rows(const qk_model_stats *s, int on_device, stat_row rows[STAT
 
 static double gb_per_s(uint64_t bytes, double seconds) { return seconds > 0 ? (double)bytes / 1e9 / seconds : 0.0; }
 
+/* The input read: by the calling thread, and with several devices by their workers too. */
+static uint64_t input_read(const qk_model_result *res, const qk_model_stats *s) {
+    uint64_t bytes = s->read.bytes;
+    const size_t nd = qk_model_result_device_count(res);
+    for (size_t k = 0; nd > 1 && k < nd; k++) bytes += qk_model_result_device(res, k)->bytes;
+    return bytes;
+}
+
 static void print_stats(const qk_model_result *res, int on_device) {
     qk_model_stats s;
     if (qk_model_result_stats(res, &s) != QK_OK) return;
@@ -588,7 +599,16 @@ static void print_stats(const qk_model_result *res, int on_device) {
     }
     fprintf(stderr, "%-40s %10.4f %6.1f%%\n", "total (wall)", s.wall_seconds, 100.0);
     fprintf(stderr, "input %.3f GB/s, output %.3f GB/s (tensor data read and written / wall time)\n",
-            gb_per_s(s.read.bytes, s.wall_seconds), gb_per_s(s.write.bytes, s.wall_seconds));
+            gb_per_s(input_read(res, &s), s.wall_seconds), gb_per_s(s.write.bytes, s.wall_seconds));
+    const size_t nd = qk_model_result_device_count(res);
+    if (nd > 1) /* the stages above are the calling thread's: its quantize is the wait for the devices */
+        fprintf(stderr, "%zu devices (their busy time overlaps; quantize above is the writer's wait for them):\n", nd);
+    fprintf(stderr, "%-10s %-12s %10s %14s %10s\n", "worker", "device", "steps", "bytes", "busy s");
+    for (size_t k = 0; k < nd; k++) {
+        const qk_model_device_stats *d = qk_model_result_device(res, k);
+        fprintf(stderr, "%-10zu %-12s %10llu %14llu %10.4f\n", k, d->device, (unsigned long long)d->steps,
+                (unsigned long long)d->bytes, d->seconds);
+    }
 }
 
 static void write_report_stats(FILE *f, const qk_model_result *res, int on_device) {
@@ -597,7 +617,7 @@ static void write_report_stats(FILE *f, const qk_model_result *res, int on_devic
     stat_row rows[STAT_ROWS];
     stat_rows(&s, on_device, rows);
     fprintf(f, "  \"stats\": {\"wall_seconds\": %.6f, \"in_gb_per_s\": %.6f, \"out_gb_per_s\": %.6f, ", s.wall_seconds,
-            gb_per_s(s.read.bytes, s.wall_seconds), gb_per_s(s.write.bytes, s.wall_seconds));
+            gb_per_s(input_read(res, &s), s.wall_seconds), gb_per_s(s.write.bytes, s.wall_seconds));
     fprintf(f, "\"quantize_includes_transfers\": %s, \"stages\": [", on_device ? "true" : "false");
     for (int k = 0; k < STAT_ROWS; k++) {
         fprintf(f, "%s\n    {\"stage\": \"%s\", \"seconds\": %.6f, \"bytes\": %llu, \"gb_per_s\": %.6f}", k ? "," : "",
@@ -605,6 +625,15 @@ static void write_report_stats(FILE *f, const qk_model_result *res, int on_devic
                 gb_per_s(rows[k].bytes, rows[k].seconds));
     }
     fputs("\n  ]},\n", f);
+    /* one row per device of the data pass, in --device's order */
+    fputs("  \"devices\": [", f);
+    const size_t nd = qk_model_result_device_count(res);
+    for (size_t k = 0; k < nd; k++) {
+        const qk_model_device_stats *d = qk_model_result_device(res, k);
+        fprintf(f, "%s\n    {\"worker\": %zu, \"device\": \"%s\", \"steps\": %llu, \"bytes\": %llu, \"seconds\": %.6f}",
+                k ? "," : "", k, d->device, (unsigned long long)d->steps, (unsigned long long)d->bytes, d->seconds);
+    }
+    fputs("\n  ],\n", f);
 }
 
 /* What a size target minimises, in the words the report and the plot use. */
@@ -785,7 +814,8 @@ int cmd_quantize(int argc, char **argv) {
     const qk_preset *ft = NULL;
     long long threads = 0;
     char default_out[4096];
-    qk_context *ctx = NULL;
+    qk_context *ctx = NULL, **contexts = NULL; /* ctx is contexts[0], --device's first */
+    size_t n_contexts = 0;
     qk_model_result *res = NULL;
     FILE *report = NULL;
     if (pr < 0) {
@@ -795,15 +825,12 @@ int cmd_quantize(int argc, char **argv) {
     }
     if (!pr || !positional(&o, &in, &out, &ft, &threads, default_out, sizeof default_out)) goto done;
 
-    qk_context_params cp = cli_context_params(o.device, (int)threads); /* NULL: the best device present */
     /* partial outputs removed on a signal, until the report is in place too */
     safe_output_install();
-    int made = qk_context_create(&cp, &ctx) == QK_OK;
+    int made = cli_contexts_create(o.device, (int)threads, &contexts, &n_contexts); /* it says why not */
     safe_output_arm();
-    if (!made) {
-        rc = cli_fail(o.device ? o.device : "device", NULL);
-        goto done;
-    }
+    if (!made) goto done;
+    ctx = contexts[0];
     /* made first: a report or plot that cannot be written stops the run before any output
      * exists. The plot is only tried here (one temporary at a time) and written at the end. */
     if (o.plot) {
@@ -849,6 +876,8 @@ int cmd_quantize(int argc, char **argv) {
     q.n_target_types = o.n_target_types;
     q.state_file = o.state_file;
     q.target_curve = o.plot ? CURVE_BUDGETS : 0;
+    q.extra_contexts = contexts + 1;
+    q.n_extra_contexts = n_contexts - 1;
     progress_state ps = {isatty(STDERR_FILENO), -1.0};
     if (!o.quiet && !o.dry_run) {
         q.progress = on_progress;
@@ -890,7 +919,7 @@ done:
     safe_output_discard(report);
     safe_output_restore();
     qk_model_result_free(res);
-    qk_context_destroy(ctx);
+    cli_contexts_destroy(contexts, n_contexts);
     for (size_t i = 0; i < o.n_overrides; i++) free((char *)o.overrides[i].pattern);
     free(o.overrides);
     free(o.prune);

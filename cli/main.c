@@ -39,6 +39,111 @@ qk_context_params cli_context_params(const char *device, int n_threads) {
     return p;
 }
 
+/* Appends device `id` to the list; a GPU already in it is refused. */
+static int add_device(const char *devices, char (**ids)[32], size_t *n, size_t *cap, const char *id) {
+    for (size_t k = 0; strcmp(id, "cpu") && k < *n; k++)
+        if (!strcmp((*ids)[k], id)) {
+            fprintf(stderr, "qkern: --device %s: %s is named twice (a device is one worker; only cpu may repeat)\n",
+                    devices, id);
+            return 0;
+        }
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 8;
+        char(*grown)[32] = realloc(*ids, c * sizeof *grown);
+        if (!grown) return fprintf(stderr, "qkern: --device: out of memory\n"), 0;
+        *ids = grown, *cap = c;
+    }
+    snprintf((*ids)[(*n)++], sizeof **ids, "%s", id);
+    return 1;
+}
+
+/* "KIND:all": every device of that backend present that is no software emulation. */
+static int add_all(const char *devices, const char *kind, size_t kind_len, char (**ids)[32], size_t *n, size_t *cap) {
+    size_t found = 0, software = 0;
+    for (int i = 0; i < qk_device_count(); i++) {
+        qk_device_info info;
+        if (qk_device_get(i, &info) != QK_OK || strncmp(info.id, kind, kind_len) || info.id[kind_len] != ':') continue;
+        if (qk_device_is_software(i)) {
+            software++;
+            continue;
+        }
+        if (!add_device(devices, ids, n, cap, info.id)) return 0;
+        found++;
+    }
+    if (!found) {
+        fprintf(stderr, "qkern: --device %s: %.*s:all asks for every %.*s device, and none is present%s\n", devices,
+                (int)kind_len, kind, (int)kind_len, kind,
+                software ? " (only software ones: name one, e.g. vulkan:0, to use it)" : " (qkern devices lists them)");
+        return 0;
+    }
+    return 1;
+}
+
+int cli_contexts_create(const char *devices, int n_threads, qk_context ***contexts, size_t *n) {
+    char(*ids)[32] = NULL;
+    size_t n_ids = 0, cap = 0;
+    int ok = 1;
+    *contexts = NULL;
+    *n = 0;
+    if (!devices || (!strchr(devices, ',') && !strstr(devices, ":all"))) { /* one device, the library's words */
+        qk_context **one = calloc(1, sizeof *one);
+        qk_context_params cp = cli_context_params(devices, n_threads); /* NULL: the best device present */
+        if (!one || qk_context_create(&cp, &one[0]) != QK_OK) {
+            free(one);
+            cli_fail(devices ? devices : "device", NULL);
+            return 0;
+        }
+        *contexts = one, *n = 1;
+        return 1;
+    }
+    for (const char *p = devices; ok;) {
+        const size_t len = strcspn(p, ",");
+        char id[32];
+        if (!len || len >= sizeof id) {
+            fprintf(stderr, "qkern: --device %s: '%.*s' is no device (cpu, cuda:N, vulkan:N, cuda:all, vulkan:all)\n",
+                    devices, (int)len, p);
+            ok = 0;
+            break;
+        }
+        snprintf(id, sizeof id, "%.*s", (int)len, p);
+        const char *colon = strchr(id, ':');
+        if (colon && !strcmp(colon, ":all"))
+            ok = add_all(devices, id, (size_t)(colon - id), &ids, &n_ids, &cap);
+        else {
+            if (!strcmp(id, "cuda") || !strcmp(id, "vulkan")) strcat(id, ":0"); /* as the library reads them */
+            ok = add_device(devices, &ids, &n_ids, &cap, id);
+        }
+        if (!p[len]) break;
+        p += len + 1;
+    }
+    qk_context **ctx = ok ? calloc(n_ids, sizeof *ctx) : NULL;
+    if (ok && !ctx) {
+        fprintf(stderr, "qkern: --device: out of memory\n");
+        ok = 0;
+    }
+    for (size_t k = 0; ok && k < n_ids; k++) {
+        qk_context_params cp = cli_context_params(ids[k], n_threads);
+        if (qk_context_create(&cp, &ctx[k]) != QK_OK) {
+            char what[300];
+            snprintf(what, sizeof what, "--device %s", devices);
+            cli_fail(what, NULL);
+            ok = 0;
+        }
+    }
+    if (ok) {
+        *contexts = ctx, *n = n_ids;
+    } else if (ctx) {
+        cli_contexts_destroy(ctx, n_ids);
+    }
+    free(ids);
+    return ok;
+}
+
+void cli_contexts_destroy(qk_context **contexts, size_t n) {
+    for (size_t k = 0; contexts && k < n; k++) qk_context_destroy(contexts[k]);
+    free(contexts);
+}
+
 int cli_fail(const char *what, const qk_context *ctx) { return cli_fail_message(what, qk_last_error(ctx)); }
 
 int cli_fail_message(const char *what, const char *message) {

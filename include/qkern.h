@@ -540,6 +540,24 @@ typedef struct qk_model_quantize_desc {
      * whatever the model's size; QK_ERR_INVALID_ARG when the model's widest row cannot fit (the
      * message gives the least that does). The same bytes as without. 0: steps of chunk_bytes. */
     uint64_t mem_limit_bytes;
+
+    /* More devices for the data pass (qkern quantize --device cuda:0,cuda:1 / cuda:all): n_extra_contexts
+     * further contexts, each on its own device, beside ctx. One worker thread per context (ctx's
+     * first) converts steps of the converted tensors (chunk_bytes of input each), handed out in output
+     * order to whichever worker is free, so a faster device simply takes more of them; the calling
+     * thread is the single reader of copied tensors and the single writer, writing every step in
+     * output order as soon as it is ready. Shared by the workers: the mapped input, the imatrix, the
+     * plan and the output files; each has its own step buffers (host memory: mem_limit_bytes covers
+     * them all, with smaller steps) and its context's device memory. A size target's error matrix is
+     * measured on ctx alone. Every device gives the cpu reference's bytes, so the output does not
+     * depend on the devices, their number or who converted which step; qk_model_result_device says
+     * who did what; qk_model_stats then holds the calling thread's stages (the copied tensors' reads,
+     * every write, and as quantize its wait for the workers' steps, bytes: their input). The contexts
+     * must be distinct, not NULL and not ctx (else QK_ERR_INVALID_ARG),
+     * and must not be used elsewhere during the call. A failure on any of them stops all and is
+     * reported, with its message, on ctx; no output file is then left. NULL / 0: ctx alone. */
+    qk_context *const *extra_contexts;
+    size_t n_extra_contexts;
 } qk_model_quantize_desc;
 
 QK_API qk_model_quantize_desc qk_model_quantize_default_desc(void);
@@ -729,6 +747,22 @@ typedef struct qk_model_stats {
 
 /* Copies r's time split into *stats. Fails with QK_ERR_INVALID_ARG if either is NULL. */
 QK_API qk_status qk_model_result_stats(const qk_model_result *r, qk_model_stats *stats);
+
+/* What one device of a quantization's data pass did: ctx's, then desc.extra_contexts' in their order
+ * (one row for a run on ctx alone). Its worker's busy seconds (reading its steps' input, converting,
+ * quantizing, measuring) overlap the other workers' and the writer's, so they are no share of
+ * qk_model_stats' stages. All 0 for a dry run. */
+typedef struct qk_model_device_stats {
+    char device[32]; /* the context's qk_device_info.id: "cpu", "cuda:0", "vulkan:1" */
+    uint64_t steps;  /* steps it converted */
+    uint64_t bytes;  /* their input bytes */
+    double seconds;  /* the time its worker was busy with them */
+} qk_model_device_stats;
+
+/* The devices of a result: count (0 for qk_model_plan's), then row i (NULL beyond), valid until the
+ * result is freed. */
+QK_API size_t qk_model_result_device_count(const qk_model_result *r);
+QK_API const qk_model_device_stats *qk_model_result_device(const qk_model_result *r, size_t i);
 
 /* ---- reading GGUF files ------------------------------------------------------------------- */
 

@@ -156,6 +156,25 @@ static qk_status check_files(qk_context *ctx, const qk_model_quantize_desc *d) {
     return QK_OK;
 }
 
+/* The extra devices: each a context of its own, not ctx, none NULL or given twice. Two contexts
+ * on one device are allowed (the cpu standing in for several devices, in tests). */
+static qk_status check_contexts(qk_context *ctx, const qk_model_quantize_desc *d) {
+    if (d->n_extra_contexts && !d->extra_contexts)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: %zu extra contexts but no array",
+                       d->n_extra_contexts);
+    for (size_t k = 0; k < d->n_extra_contexts; k++) {
+        const qk_context *c = d->extra_contexts[k];
+        if (!c) return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: extra context %zu is NULL", k);
+        if (c == ctx)
+            return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: extra context %zu is the context itself", k);
+        for (size_t j = 0; j < k; j++)
+            if (d->extra_contexts[j] == c)
+                return qk_fail(ctx, QK_ERR_INVALID_ARG,
+                               "qk_model_quantize: extra contexts %zu and %zu are the same context", j, k);
+    }
+    return QK_OK;
+}
+
 /* ---- results ------------------------------------------------------------------------------ */
 
 static qk_model_result *result_new(void) { return calloc(1, sizeof(qk_model_result)); }
@@ -197,6 +216,12 @@ const qk_model_preset_point *qk_model_result_preset(const qk_model_result *r, si
     return r && i < r->r.n_presets ? &r->r.presets[i] : NULL;
 }
 
+size_t qk_model_result_device_count(const qk_model_result *r) { return r ? r->r.n_devices : 0; }
+
+const qk_model_device_stats *qk_model_result_device(const qk_model_result *r, size_t i) {
+    return r && i < r->r.n_devices ? &r->r.devices[i] : NULL;
+}
+
 void qk_model_result_free(qk_model_result *r) {
     if (!r) return;
     qk_model_quantize_result_free(&r->r);
@@ -213,6 +238,7 @@ qk_status qk_model_quantize(qk_context *ctx, const qk_model_quantize_desc *d, qk
     qk_model_quantize_params_init(&p);
     qk_status st = recipe_options(ctx, "qk_model_quantize", d, &p.plan);
     if (st == QK_OK) st = check_files(ctx, d);
+    if (st == QK_OK) st = check_contexts(ctx, d);
     if (st != QK_OK) return st;
     p.input = d->input;
     p.output = d->output;
@@ -243,6 +269,8 @@ qk_status qk_model_quantize(qk_context *ctx, const qk_model_quantize_desc *d, qk
     p.cancel_fn = d->cancel;
     p.progress = d->progress;
     p.user = d->user;
+    p.extra_contexts = d->extra_contexts;
+    p.n_extra_contexts = d->n_extra_contexts;
 
     qk_model_result *r = result_new();
     if (!r) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "qk_model_quantize: out of host memory");

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,7 @@ void qk_model_quantize_result_free(qk_model_quantize_result *res) {
     free(res->tensors);
     free(res->curve);
     free(res->presets);
+    free(res->devices);
     memset(res, 0, sizeof *res);
 }
 
@@ -460,10 +462,11 @@ typedef struct stream_state {
      * output in order. */
     slot slots[QK_QUEUES];
     uint64_t queued, completed;
-    qk_quantize_error acc; /* of the tensor whose steps are being completed */
-    double last_done;      /* when the previous tensor's last bytes were written */
-    qk_model_stats *stats; /* the result's: the data pass's time per stage */
-    const qk_gguf *in;     /* the input, whose pages each step releases once read */
+    qk_quantize_error acc;      /* of the tensor whose steps are being completed */
+    double last_done;           /* when the previous tensor's last bytes were written */
+    qk_model_stats *stats;      /* the result's: the data pass's time per stage */
+    const qk_gguf *in;          /* the input, whose pages each step releases once read */
+    qk_model_device_stats *dev; /* the row of ctx's device: the steps it converted */
 } stream_state;
 
 /* Adds the time since t0 and `bytes` to a stage; returns now, the next stage's start. The
@@ -540,15 +543,27 @@ static qk_status to_f32(stream_state *s, qk_type type, const void *src, size_t s
     return run_dequantize(s, &d);
 }
 
+/* A step's error sums into *e. Each step has sums of its own, added to the tensor's in output
+ * order by whoever writes the step: the same sums, in the same order, whichever device converted
+ * it (the report's rmse does not depend on the devices either). */
 static qk_status measure(stream_state *s, const qk_model_tensor *t, const void *src, size_t src_bytes, const void *out,
-                         size_t out_bytes, const step *sp) {
+                         size_t out_bytes, const step *sp, qk_quantize_error *e) {
     int64_t cols = t->ne[0], rows = sp->rows;
     float *x = (float *)s->src_f32;
+    *e = (qk_quantize_error){0, 0, 0, 0, 0};
     qk_status st = to_f32(s, t->src_type, src, src_bytes, rows, cols, x);
     if (st == QK_OK) st = to_f32(s, t->type, out, out_bytes, rows, cols, s->check);
     if (st) return st;
-    qk_weighted_error(x, s->check, rows, cols, sp->imatrix, NULL, sp->rows_per_im, &s->acc);
+    qk_weighted_error(x, s->check, rows, cols, sp->imatrix, NULL, sp->rows_per_im, e);
     return QK_OK;
+}
+
+static void add_error(qk_quantize_error *acc, const qk_quantize_error *e) {
+    acc->err += e->err;
+    acc->signal += e->signal;
+    acc->weight += e->weight;
+    acc->centered += e->centered;
+    acc->bias += e->bias;
 }
 
 /* qk_quantize refused a chunk for a NaN/Inf: find it again to name its place in the tensor. */
@@ -639,24 +654,41 @@ static size_t desc_dst_bytes(const qk_quantize_desc *q) {
     return (size_t)q->rows * qk_type_row_bytes(q->type, q->cols);
 }
 
-/* A step's output is ready: measure it against `src` (its input as read), write it, count it. */
-static qk_status finish_step(stream_state *s, qk_gguf_writer *w, size_t i, const qk_model_tensor *t, const step *sp,
-                             const void *src, const void *dst) {
+/* With measure_error, a converted step's error against `src` (its input as read) into *e. */
+static qk_status measure_step(stream_state *s, const qk_model_tensor *t, const step *sp, const void *src,
+                              const void *dst, qk_quantize_error *e) {
+    *e = (qk_quantize_error){0, 0, 0, 0, 0};
+    if (!s->p->measure_error) return QK_OK;
     const size_t src_bytes = (size_t)sp->rows * qk_type_row_bytes(t->src_type, t->ne[0]);
     const size_t dst_bytes = (size_t)sp->rows * qk_type_row_bytes(t->type, t->ne[0]);
-    qk_status st;
-    double t0 = now_seconds();
-    if (s->p->measure_error) {
-        st = measure(s, t, src, src_bytes, dst, dst_bytes, sp);
-        t0 = stage_end(&s->stats->measure, t0, src_bytes);
-        if (st) return tensor_error(s->ctx, st, t->name, expert_of(t, sp));
-    }
-    st = qk_gguf_writer_write(w, dst, dst_bytes);
+    const double t0 = now_seconds();
+    qk_status st = measure(s, t, src, src_bytes, dst, dst_bytes, sp, e);
+    stage_end(&s->stats->measure, t0, src_bytes);
+    return st ? tensor_error(s->ctx, st, t->name, expert_of(t, sp)) : QK_OK;
+}
+
+/* A converted step's output is measured: write it, count it. */
+static qk_status write_step(stream_state *s, qk_gguf_writer *w, size_t i, const qk_model_tensor *t, const step *sp,
+                            const void *dst) {
+    const size_t src_bytes = (size_t)sp->rows * qk_type_row_bytes(t->src_type, t->ne[0]);
+    const size_t dst_bytes = (size_t)sp->rows * qk_type_row_bytes(t->type, t->ne[0]);
+    const double t0 = now_seconds();
+    qk_status st = qk_gguf_writer_write(w, dst, dst_bytes);
     stage_end(&s->stats->write, t0, dst_bytes);
     if (st) return forward_error(s->ctx, st);
     s->bytes_done += src_bytes;
     report(s, i, t->name, 0);
     return QK_OK;
+}
+
+/* A step's output is ready: measure it against `src` (its input as read), write it, count it. */
+static qk_status finish_step(stream_state *s, qk_gguf_writer *w, size_t i, const qk_model_tensor *t, const step *sp,
+                             const void *src, const void *dst) {
+    qk_quantize_error e;
+    qk_status st = measure_step(s, t, sp, src, dst, &e);
+    if (st) return st;
+    add_error(&s->acc, &e);
+    return write_step(s, w, i, t, sp, dst);
 }
 
 /* A tensor's last bytes are written. Its time runs from its start, or from the previous
@@ -673,38 +705,55 @@ static void tensor_done(stream_state *s, size_t i, qk_model_tensor *t, double t0
     report(s, i, t->name, 1);
 }
 
+/* One step of a converted tensor, synchronously on s's device: its input read in place from the
+ * mapped file (and widened to f32 when requantizing), converted into dst, measured into *e
+ * (with measure_error) and its pages released. Runs on a device's worker too (the workers
+ * below), with s that worker's. */
+static qk_status convert_step(stream_state *s, const qk_model_tensor *t, const qk_gguf_tensor *src, const step *sp,
+                              void *dst, qk_quantize_error *e) {
+    const int64_t cols = t->ne[0];
+    const size_t src_row = qk_type_row_bytes(t->src_type, cols);
+    const int requant = qk_format_of(t->src_type)->family != QK_FAMILY_FLOAT;
+    const unsigned char *in = src->data + (uint64_t)sp->first_row * src_row;
+    const void *qsrc = in;
+    qk_type qsrc_type = t->src_type;
+    qk_status st;
+    double t0 = now_seconds();
+    touch_pages(in, (size_t)sp->rows * src_row);
+    t0 = stage_end(&s->stats->read, t0, (uint64_t)sp->rows * src_row);
+    if (requant) {
+        st = to_f32(s, t->src_type, in, (size_t)sp->rows * src_row, sp->rows, cols, (float *)s->src_f32);
+        t0 = stage_end(&s->stats->convert, t0, (uint64_t)sp->rows * src_row);
+        if (st) return tensor_error(s->ctx, st, t->name, expert_of(t, sp));
+        qsrc = s->src_f32;
+        qsrc_type = QK_TYPE_F32;
+    }
+    qk_quantize_desc q = step_desc(t, sp, qsrc_type);
+    q.src = qk_host((void *)qsrc, desc_src_bytes(&q));
+    q.dst = qk_host(dst, desc_dst_bytes(&q));
+    st = run_quantize(s, &q);
+    stage_end(&s->stats->quantize, t0, desc_src_bytes(&q));
+    if (st == QK_ERR_VALUE) return locate_bad_value(s, t, qsrc, qsrc_type, sp->rows, sp->first_row);
+    if (st) return tensor_error(s->ctx, st, t->name, expert_of(t, sp));
+    if ((st = measure_step(s, t, sp, in, dst, e))) return st;
+    qk_gguf_release_bytes(s->in, src, (uint64_t)sp->first_row * src_row, (uint64_t)sp->rows * src_row);
+    s->dev->steps++;
+    s->dev->bytes += (uint64_t)sp->rows * src_row;
+    return QK_OK;
+}
+
 /* The synchronous path: each step read, converted and written before the next. */
 static qk_status convert_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_tensor *src, qk_model_tensor *t,
                                 const qk_imatrix_entry *ie, size_t i) {
-    const int64_t cols = t->ne[0], total_rows = t->ne[1] * t->ne[2] * t->ne[3], step_rows = rows_per_step(s, t);
-    const size_t src_row = qk_type_row_bytes(t->src_type, cols);
-    const int requant = qk_format_of(t->src_type)->family != QK_FAMILY_FLOAT;
+    const int64_t total_rows = t->ne[1] * t->ne[2] * t->ne[3], step_rows = rows_per_step(s, t);
     for (int64_t row = 0; row < total_rows;) {
         qk_status st = check_cancel(s);
         if (st) return st;
         const step sp = plan_step(t, ie, row, step_rows);
-        const unsigned char *in = src->data + (uint64_t)row * src_row;
-        const void *qsrc = in;
-        qk_type qsrc_type = t->src_type;
-        double t0 = now_seconds();
-        touch_pages(in, (size_t)sp.rows * src_row);
-        t0 = stage_end(&s->stats->read, t0, (uint64_t)sp.rows * src_row);
-        if (requant) {
-            st = to_f32(s, t->src_type, in, (size_t)sp.rows * src_row, sp.rows, cols, (float *)s->src_f32);
-            t0 = stage_end(&s->stats->convert, t0, (uint64_t)sp.rows * src_row);
-            if (st) return tensor_error(s->ctx, st, t->name, expert_of(t, &sp));
-            qsrc = s->src_f32;
-            qsrc_type = QK_TYPE_F32;
-        }
-        qk_quantize_desc q = step_desc(t, &sp, qsrc_type);
-        q.src = qk_host((void *)qsrc, desc_src_bytes(&q));
-        q.dst = qk_host(s->dst, desc_dst_bytes(&q));
-        st = run_quantize(s, &q);
-        stage_end(&s->stats->quantize, t0, desc_src_bytes(&q));
-        if (st == QK_ERR_VALUE) return locate_bad_value(s, t, qsrc, qsrc_type, sp.rows, row);
-        if (st) return tensor_error(s->ctx, st, t->name, expert_of(t, &sp));
-        if ((st = finish_step(s, w, i, t, &sp, in, s->dst))) return st;
-        qk_gguf_release_bytes(s->in, src, (uint64_t)row * src_row, (uint64_t)sp.rows * src_row);
+        qk_quantize_error e;
+        if ((st = convert_step(s, t, src, &sp, s->dst, &e))) return st;
+        add_error(&s->acc, &e);
+        if ((st = write_step(s, w, i, t, &sp, s->dst))) return st;
         row += sp.rows;
     }
     return QK_OK;
@@ -776,6 +825,8 @@ static qk_status queue_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_
         st = qk_quantize_queued(s->ctx, queue, &q);
         stage_end(&s->stats->quantize, t1, desc_src_bytes(&q));
         if (st) return tensor_error(s->ctx, st, t->name, expert_of(t, &sl->sp));
+        s->dev->steps++;
+        s->dev->bytes += desc_src_bytes(&q);
         s->queued++;
         row += sl->sp.rows;
     }
@@ -1049,7 +1100,9 @@ static uint64_t target_key(const run *r, const qk_model_quantize_result *res, co
  * a = 0 and the error is sum_i w_i e_i^2; w = 1 and a = 0 where the tensor has no entry;
  * sensitivity 1 for now. A per-tensor factor (how much
  * the model's output moves per unit of it) goes here, and would also put tensors without an entry
- * (token_embd, often output) on the scale of those with one, which w = 1 does not. */
+ * (token_embd, often output) on the scale of those with one, which w = 1 does not.
+ * With extra contexts (several devices) the matrix is still measured on ctx alone; handing its
+ * tensors to the data pass's workers is a later step (its passes are per tensor, not per step). */
 static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize_params *p,
                                 const qk_model_quantize_result *res, qk_target_row *rows, qk_target_row *extra,
                                 const qk_imatrix_entry *const *entries, size_t lo, size_t hi) {
@@ -1472,15 +1525,263 @@ static qk_status open_outputs(qk_context *ctx, run *r, const qk_model_quantize_p
     return QK_OK;
 }
 
+/* ---- several devices ------------------------------------------------------------------------ */
+
+/* With extra contexts (qkern.h's desc.extra_contexts), one worker thread per context converts
+ * steps and the calling thread writes them. The steps are handed out one at a time, in output
+ * order, to whichever worker is free: a device that is faster, or whose types are cheaper, comes
+ * back sooner and takes more of them, so the load balances by what each step actually costs on
+ * each device, where a split decided beforehand would need a cost per type and per device (a cpu
+ * beside a GPU differs by 100x, and by type) and still leave the devices idle at the end by the
+ * size of its error. Handing out in output order keeps the steps in flight close together: the
+ * writer never waits long for the oldest one, and at most POOL_OUTS steps a worker are held
+ * (converted, not yet written), which bounds the memory (limit_chunk). Every step handed out is
+ * converted without waiting on anything, so the writer always gets the one it waits for: no
+ * deadlock, on a failure either. A failure stops the hand-out; the steps in flight finish, and
+ * the failure of the earliest step (in output order, the writer's own included) is reported, as
+ * one device would have met it first. Copied tensors are read and written by the calling thread. */
+#define POOL_OUTS 2 /* per worker: one step being converted, one waiting for the writer */
+
+typedef struct pool_out {
+    unsigned char *dst; /* buf_bytes: the converted step */
+    int busy;           /* handed out and not yet written */
+    uint64_t seq;       /* its place among all the pool's steps, in output order */
+    size_t i;           /* tensor */
+    step sp;
+    qk_quantize_error err; /* with measure_error */
+} pool_out;
+
+struct pool;
+
+typedef struct pool_worker {
+    struct pool *pool;
+    stream_state s;       /* its context and scratch (src_f32, check); s.stats is `stats` */
+    qk_model_stats stats; /* its own stages: their sum is its device's busy time */
+    pool_out out[POOL_OUTS];
+    pthread_t thread;
+} pool_worker;
+
+typedef struct pool {
+    pthread_mutex_t lock;
+    pthread_cond_t changed; /* a step handed out, converted or written; a failure */
+    const run *r;
+    qk_model_tensor *tensors; /* the result's rows; workers read only the plan's fields */
+    size_t n_tensors;
+    const unsigned char *kept; /* per tensor: 1 where --resume kept it from an earlier run */
+    const unsigned char *skip; /* per tensor: 1 where no worker converts it (copied, or kept) */
+    size_t next_i;             /* the next step to hand out: tensor and row */
+    int64_t next_row;
+    uint64_t next_seq, written; /* steps handed out; steps written (the writer's next is `written`) */
+    pool_out **ready;           /* converted steps by seq % n_ready (n_ready: all the outs) */
+    size_t n_ready;
+    int failed;
+    int writer_stopped; /* the writer gave up for the failure above (the writer's own field) */
+    uint64_t fail_seq;
+    qk_status fail_st;
+    char fail_msg[QK_ERROR_LEN];
+    pool_worker *w;
+    size_t n_w;
+} pool;
+
+/* Keeps the failure of the earliest step. Called with the lock held. */
+static void pool_fail(pool *pl, uint64_t seq, qk_status st, const char *msg) {
+    if (pl->failed && pl->fail_seq <= seq) return;
+    pl->failed = 1;
+    pl->fail_seq = seq;
+    pl->fail_st = st;
+    snprintf(pl->fail_msg, sizeof pl->fail_msg, "%s", msg);
+    pthread_cond_broadcast(&pl->changed);
+}
+
+/* Moves the hand-out past tensors no worker converts; 0 when no step is left. */
+static int pool_has_step(pool *pl) {
+    while (pl->next_i < pl->n_tensors && pl->skip[pl->next_i]) pl->next_i++;
+    return pl->next_i < pl->n_tensors;
+}
+
+static pool_out *free_out(pool_worker *w) {
+    for (int k = 0; k < POOL_OUTS; k++)
+        if (!w->out[k].busy) return &w->out[k];
+    return NULL;
+}
+
+static void *pool_worker_main(void *arg) {
+    pool_worker *w = arg;
+    pool *pl = w->pool;
+    const run *r = pl->r;
+    pthread_mutex_lock(&pl->lock);
+    for (;;) {
+        pool_out *o = NULL;
+        while (!pl->failed && pool_has_step(pl) && !(o = free_out(w))) pthread_cond_wait(&pl->changed, &pl->lock);
+        if (!o) break; /* a failure, or no step left */
+        const size_t i = pl->next_i;
+        const qk_model_tensor *t = &pl->tensors[i];
+        o->busy = 1;
+        o->seq = pl->next_seq++;
+        o->i = i;
+        o->sp = plan_step(t, r->ie[i], pl->next_row, rows_per_step(&w->s, t));
+        pl->next_row += o->sp.rows;
+        if (pl->next_row == t->ne[1] * t->ne[2] * t->ne[3]) {
+            pl->next_i++;
+            pl->next_row = 0;
+        }
+        pthread_mutex_unlock(&pl->lock);
+        const double t0 = now_seconds();
+        qk_status st = convert_step(&w->s, t, qk_gguf_tensor_at(r->in, r->pe[i].tensor), &o->sp, o->dst, &o->err);
+        w->s.dev->seconds += now_seconds() - t0;
+        pthread_mutex_lock(&pl->lock);
+        if (st) {
+            pool_fail(pl, o->seq, st, qk_last_error(w->s.ctx));
+            break;
+        }
+        pl->ready[o->seq % pl->n_ready] = o;
+        pthread_cond_broadcast(&pl->changed);
+    }
+    pthread_mutex_unlock(&pl->lock);
+    return NULL;
+}
+
+/* The writer's side of one converted tensor: its steps, in order, as the workers finish them.
+ * The time waiting for them is the calling thread's quantize stage. */
+static qk_status pool_write_tensor(pool *pl, stream_state *s, qk_gguf_writer *w, size_t i, qk_model_tensor *t) {
+    const int64_t total_rows = t->ne[1] * t->ne[2] * t->ne[3];
+    for (int64_t row = 0; row < total_rows;) {
+        qk_status st = check_cancel(s);
+        if (st) return st;
+        const double t0 = now_seconds();
+        pthread_mutex_lock(&pl->lock);
+        pool_out *o = NULL;
+        while (!pl->failed && !(o = pl->ready[pl->written % pl->n_ready])) pthread_cond_wait(&pl->changed, &pl->lock);
+        const int failed = pl->failed;
+        pthread_mutex_unlock(&pl->lock);
+        if (failed) {
+            pl->writer_stopped = 1; /* the pool's failure is reported, not this */
+            return QK_ERR_BACKEND;
+        }
+        assert(o->seq == pl->written && o->i == i && o->sp.first_row == row);
+        stage_end(&s->stats->quantize, t0, (uint64_t)o->sp.rows * qk_type_row_bytes(t->src_type, t->ne[0]));
+        add_error(&s->acc, &o->err);
+        st = write_step(s, w, i, t, &o->sp, o->dst);
+        row += o->sp.rows;
+        pthread_mutex_lock(&pl->lock);
+        pl->ready[pl->written % pl->n_ready] = NULL;
+        pl->written++;
+        o->busy = 0;
+        pthread_cond_broadcast(&pl->changed);
+        pthread_mutex_unlock(&pl->lock);
+        if (st) return st;
+    }
+    return QK_OK;
+}
+
+/* The writer: every tensor in output order; converted ones from the workers. Runs with s->ctx
+ * NULL, so that its messages (the thread's own) do not meet worker 0's on ctx. */
+static qk_status pool_write(pool *pl, run *r, qk_model_quantize_result *res) {
+    stream_state *s = &r->s;
+    for (size_t i = 0; i < res->n_tensors; i++) {
+        qk_model_tensor *t = &res->tensors[i];
+        const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
+        const double t0 = now_seconds();
+        qk_status st;
+        if (pl->kept[i]) { /* kept from an earlier run (--resume): not read */
+            s->bytes_done += src->bytes;
+            report(s, i, t->name, 1);
+            continue;
+        }
+        report(s, i, t->name, 0);
+        st = t->converted ? pool_write_tensor(pl, s, r->w[t->split], i, t) : copy_tensor(s, r->w[t->split], src, i);
+        if (st) return st;
+        qk_gguf_release_tensor(r->in, r->pe[i].tensor);
+        tensor_done(s, i, t, t0);
+    }
+    return QK_OK;
+}
+
+/* The data pass on ctx and the extra contexts: contexts[k] is worker k's, and its row
+ * res->devices[k]. kept[i]: tensor i kept by --resume. */
+static qk_status stream_pool(qk_context *ctx, run *r, const qk_model_quantize_params *p, qk_model_quantize_result *res,
+                             qk_context *const *contexts, size_t n_ctx, const unsigned char *kept, size_t buf_bytes) {
+    stream_state *s = &r->s;
+    pool pl;
+    memset(&pl, 0, sizeof pl);
+    pl.r = r;
+    pl.tensors = res->tensors;
+    pl.n_tensors = res->n_tensors;
+    pl.n_w = n_ctx;
+    pl.n_ready = n_ctx * POOL_OUTS;
+    unsigned char *skip = calloc(res->n_tensors ? res->n_tensors : 1, 1);
+    pl.kept = kept;
+    pl.skip = skip;
+    pl.w = calloc(n_ctx, sizeof *pl.w);
+    pl.ready = calloc(pl.n_ready, sizeof *pl.ready);
+    qk_status st = QK_OK;
+    if (!skip || !pl.w || !pl.ready) st = qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (size_t i = 0; st == QK_OK && i < res->n_tensors; i++) skip[i] = kept[i] || !res->tensors[i].converted;
+    for (size_t k = 0; st == QK_OK && k < n_ctx; k++) {
+        pool_worker *w = &pl.w[k];
+        w->pool = &pl;
+        w->s = *s;
+        w->s.ctx = contexts[k];
+        w->s.stats = &w->stats;
+        w->s.dev = &res->devices[k];
+        w->s.dst = NULL;
+        w->s.src_f32 = malloc(buf_bytes);
+        w->s.check = p->measure_error ? malloc(buf_bytes) : NULL;
+        int ok = w->s.src_f32 && (w->s.check || !p->measure_error);
+        for (int j = 0; j < POOL_OUTS; j++) ok &= (w->out[j].dst = malloc(buf_bytes)) != NULL;
+        if (!ok)
+            st = qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory for %d workers' %zu-byte step buffers",
+                         (int)n_ctx, buf_bytes);
+    }
+    size_t started = 0;
+    if (st == QK_OK) {
+        pthread_mutex_init(&pl.lock, NULL);
+        pthread_cond_init(&pl.changed, NULL);
+        for (; started < n_ctx; started++)
+            if (pthread_create(&pl.w[started].thread, NULL, pool_worker_main, &pl.w[started]) != 0) break;
+        if (started < n_ctx) {
+            pthread_mutex_lock(&pl.lock);
+            pool_fail(&pl, 0, QK_ERR_BACKEND, "cannot start a thread for each device");
+            pthread_mutex_unlock(&pl.lock);
+        }
+        s->ctx = NULL;
+        qk_status wst = pool_write(&pl, r, res);
+        if (wst) {
+            pthread_mutex_lock(&pl.lock);
+            if (!pl.writer_stopped) /* its own failure, not the pool's */
+                pool_fail(&pl, pl.written, wst, qk_last_error(NULL));
+            pthread_mutex_unlock(&pl.lock);
+        }
+        for (size_t k = 0; k < started; k++) pthread_join(pl.w[k].thread, NULL);
+        s->ctx = ctx;
+        pthread_cond_destroy(&pl.changed);
+        pthread_mutex_destroy(&pl.lock);
+        if (pl.failed) st = qk_fail(ctx, pl.fail_st, "%s", pl.fail_msg);
+    }
+    for (size_t k = 0; pl.w && k < n_ctx; k++) {
+        free(pl.w[k].s.src_f32);
+        free(pl.w[k].s.check);
+        for (int j = 0; j < POOL_OUTS; j++) free(pl.w[k].out[j].dst);
+    }
+    free(pl.w);
+    free(pl.ready);
+    free(skip);
+    return st;
+}
+
 /* --mem-limit: the step size that keeps host memory within p->mem_limit. Per step-sized buffer:
  * dst and src_f32, check with --report, each queue's pinned src and dst on the overlapped path, and
  * the mapped input pages of the steps not yet read and released (one a queue, or the one of the
  * synchronous path); besides them the writer's buffer and a margin for the process itself (code,
- * libraries, the plan, the metadata: measured at about 10 MB for the CLI on the CPU). */
+ * libraries, the plan, the metadata: measured at about 10 MB for the CLI on the CPU). With several
+ * devices (n_workers > 1), per worker its POOL_OUTS outputs, src_f32, check with --report and the
+ * pages of the step it reads; and the pages of the step the writer copies. */
 #define MEM_LIMIT_MARGIN ((uint64_t)24 << 20)
 static qk_status limit_chunk(qk_context *ctx, const qk_model_quantize_params *p, size_t widest, int any_overlapped,
-                             size_t *chunk) {
-    const uint64_t buffers = 2 + (p->measure_error ? 1 : 0) + (any_overlapped ? 3 * QK_QUEUES : 1),
+                             size_t n_workers, size_t *chunk) {
+    const uint64_t measure = p->measure_error ? 1 : 0,
+                   buffers = n_workers > 1 ? n_workers * (POOL_OUTS + 2 + measure) + 1
+                                           : 2 + measure + (any_overlapped ? 3 * QK_QUEUES : 1),
                    fixed = MEM_LIMIT_MARGIN + QK_GGUF_WRITE_BUFFER;
     const uint64_t need = fixed + buffers * (uint64_t)(widest ? widest : 1);
     if (p->mem_limit < need)
@@ -1494,13 +1795,15 @@ static qk_status limit_chunk(qk_context *ctx, const qk_model_quantize_params *p,
     return QK_OK;
 }
 
-static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_params *p,
-                             qk_model_quantize_result *res) {
+/* contexts: ctx, then p->extra_contexts (n_ctx of them; res->devices has a row for each). */
+static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_params *p, qk_model_quantize_result *res,
+                             qk_context *const *contexts, size_t n_ctx) {
     stream_state *s = &r->s;
     s->ctx = ctx;
     s->p = p;
     s->stats = &res->stats;
     s->in = r->in;
+    s->dev = &res->devices[0];
     s->chunk_bytes = p->chunk_bytes ? p->chunk_bytes : DEFAULT_CHUNK_BYTES;
     s->n_tensors = res->n_tensors;
     /* Buffers sized for the widest row of any converted tensor, at least one row. */
@@ -1511,13 +1814,29 @@ static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_pa
         if (!t->converted) continue;
         size_t f32_row = (size_t)t->ne[0] * sizeof(float);
         if (f32_row > widest) widest = f32_row;
-        any_overlapped |= overlapped(s, t);
+        any_overlapped |= n_ctx == 1 && overlapped(s, t);
     }
     if (p->mem_limit) {
-        qk_status st = limit_chunk(ctx, p, widest, any_overlapped, &s->chunk_bytes);
+        qk_status st = limit_chunk(ctx, p, widest, any_overlapped, n_ctx, &s->chunk_bytes);
         if (st) return st;
     }
     size_t buf_bytes = widest > s->chunk_bytes ? widest : s->chunk_bytes;
+    s->bytes_total = res->in_bytes;
+    s->t0 = now_seconds();
+    size_t *in_part = r->in_part = calloc((size_t)r->n_w, sizeof *in_part); /* tensors met, per part */
+    if (!in_part) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory");
+    if (n_ctx > 1) {
+        unsigned char *kept = calloc(res->n_tensors ? res->n_tensors : 1, 1);
+        if (!kept) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory");
+        for (size_t i = 0; i < res->n_tensors; i++) {
+            const int part = res->tensors[i].split;
+            kept[i] = in_part[part]++ < qk_gguf_writer_resumed(r->w[part]);
+        }
+        qk_status st = stream_pool(ctx, r, p, res, contexts, n_ctx, kept, widest ? buf_bytes : 1);
+        free(kept);
+        assert(st != QK_OK || s->bytes_done == s->bytes_total);
+        return st;
+    }
     if (widest) {
         s->dst = malloc(buf_bytes);
         s->src_f32 = malloc(buf_bytes);
@@ -1530,10 +1849,6 @@ static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_pa
         if (st == QK_OK) st = ctx->backend->host_alloc(ctx, ctx->state, buf_bytes, &s->slots[k].dst);
         if (st) return st;
     }
-    s->bytes_total = res->in_bytes;
-    s->t0 = now_seconds();
-    size_t *in_part = r->in_part = calloc((size_t)r->n_w, sizeof *in_part); /* tensors met, per part */
-    if (!in_part) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory");
     for (size_t i = 0; i < res->n_tensors; i++) {
         qk_model_tensor *t = &res->tensors[i];
         const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
@@ -1561,17 +1876,39 @@ static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_pa
     qk_status st = drain(s);
     /* every input byte went through exactly once: progress ends at its total */
     assert(st != QK_OK || s->bytes_done == s->bytes_total);
+    const qk_model_stats *t = &res->stats; /* one device: its time is the calling thread's stages */
+    s->dev->seconds = t->read.seconds + t->convert.seconds + t->quantize.seconds + t->measure.seconds;
     return st;
 }
 
 qk_status qk_model_quantize_run(qk_context *ctx, const qk_model_quantize_params *p, qk_model_quantize_result *res) {
     if (!ctx || !p || !res || !p->input || (!p->output && !p->dry_run) || !p->plan.ftype)
         return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: input, output, preset and result are required");
+    if (p->n_extra_contexts && !p->extra_contexts)
+        return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: %zu extra contexts but no array",
+                       p->n_extra_contexts);
     memset(res, 0, sizeof *res);
     res->imatrix_entries = -1;
     double t0 = now_seconds();
     run r;
     memset(&r, 0, sizeof r);
+    /* the data pass's devices: ctx, then the extra ones (a row each in the result) */
+    const size_t n_ctx = 1 + p->n_extra_contexts;
+    qk_context **contexts = malloc(n_ctx * sizeof *contexts);
+    res->devices = calloc(n_ctx, sizeof *res->devices);
+    if (!contexts || !res->devices) {
+        free(contexts);
+        free(res->devices);
+        res->devices = NULL;
+        return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory");
+    }
+    res->n_devices = n_ctx;
+    for (size_t k = 0; k < n_ctx; k++) {
+        contexts[k] = k ? p->extra_contexts[k - 1] : ctx;
+        qk_device_info info;
+        if (qk_context_device(contexts[k], &info) == QK_OK)
+            snprintf(res->devices[k].device, sizeof res->devices[k].device, "%s", info.id);
+    }
     qk_status st = qk_gguf_open(p->input, &r.in);
     if (st) {
         forward_error(ctx, st);
@@ -1598,7 +1935,7 @@ qk_status qk_model_quantize_run(qk_context *ctx, const qk_model_quantize_params 
     if (st || p->dry_run) goto done;
     st = open_outputs(ctx, &r, p, res);
     if (st) goto done;
-    st = stream_data(ctx, &r, p, res);
+    st = stream_data(ctx, &r, p, res, contexts, n_ctx);
     if (st) goto done;
     /* All parts complete before any appears under its name. */
     const double t_close = now_seconds();
@@ -1610,6 +1947,7 @@ qk_status qk_model_quantize_run(qk_context *ctx, const qk_model_quantize_params 
 done:
     res->seconds = res->stats.wall_seconds = now_seconds() - t0;
     run_free(&r);
+    free(contexts);
     if (st) qk_model_quantize_result_free(res);
     return st;
 }

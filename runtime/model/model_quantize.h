@@ -52,6 +52,9 @@ typedef struct qk_model_quantize_params {
     int (*cancel_fn)(void *user);  /* the same, asked of the caller; NULL: never */
     void (*progress)(void *user, const qk_model_progress *p);
     void *user;
+    qk_context *const *extra_contexts; /* more devices for the data pass (qkern.h's desc); checked by
+                                          the caller: distinct, not NULL, not the run's ctx */
+    size_t n_extra_contexts;
 } qk_model_quantize_params;
 
 typedef struct qk_model_quantize_result {
@@ -75,18 +78,19 @@ typedef struct qk_model_quantize_result {
     size_t n_curve;
     qk_model_preset_point *presets;
     size_t n_presets;
-    qk_model_stats stats; /* where the time went (qkern.h's qk_model_result_stats) */
-    char notes[1024];     /* informational lines ('\n'-separated), e.g. tensors quantized
-                             without imatrix data */
+    qk_model_stats stats;           /* where the time went (qkern.h's qk_model_result_stats) */
+    qk_model_device_stats *devices; /* per context of the data pass, ctx's first (qkern.h) */
+    size_t n_devices;
+    char notes[1024]; /* informational lines ('\n'-separated), e.g. tensors quantized
+                         without imatrix data */
 } qk_model_quantize_result;
 
 void qk_model_quantize_params_init(qk_model_quantize_params *p);
 
-/* Runs the whole path on ctx's device. On failure the message (qk_last_error(ctx)) names the
- * file, tensor, row and column as far as they apply, and no output file exists. The result
- * is filled on success (and for a dry run); release it with qk_model_quantize_result_free.
- * An output (any part) that is the input (any part) or the imatrix file, by whatever name, is
- * refused with QK_ERR_INVALID_ARG before anything is created. */
+/* Runs the whole path on ctx's device, and on p->extra_contexts' beside it. On failure the message (qk_last_error(ctx))
+ * names the file, tensor, row and column as far as they apply, and no output file exists. The result is filled on
+ * success (and for a dry run); release it with qk_model_quantize_result_free. An output (any part) that is the input
+ * (any part) or the imatrix file, by whatever name, is refused with QK_ERR_INVALID_ARG before anything is created. */
 qk_status qk_model_quantize_run(qk_context *ctx, const qk_model_quantize_params *p, qk_model_quantize_result *res);
 void qk_model_quantize_result_free(qk_model_quantize_result *res);
 
