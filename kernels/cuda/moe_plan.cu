@@ -66,7 +66,7 @@ struct dot_threshold {
 };
 
 constexpr dot_threshold dot_thresholds[] = {
-    {-1, 64, 4, 1},
+    {-1, 64, 4, 0},
 };
 
 template <class R, size_t N> const R &row_of(const R (&table)[N], int type) {
