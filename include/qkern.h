@@ -126,7 +126,9 @@ QK_API int qk_device_is_software(int i);
 typedef struct qk_context qk_context;
 
 /* Receives a one-line notice (no newline), e.g. "qkern: vulkan:0 (llvmpipe) cannot quantize
- * IQ2_XXS (no shaderFloat64); running it on the cpu". Called on the thread of the call. */
+ * IQ2_XXS (no shaderFloat64); running it on the cpu". Called on the thread of the call that
+ * used the context: for a qk_model_quantize on several devices (its extra_contexts) that is the
+ * device's worker thread, so a callback shared by contexts must be thread-safe. */
 typedef void (*qk_notice_fn)(void *user, const char *line);
 
 typedef struct qk_context_params {
