@@ -23,28 +23,7 @@ static qk_context *ctx;
 static void path_in(char *out, size_t len, const char *name) { snprintf(out, len, "%s/%s", dir, name); }
 
 /* Runs the CLI with `args` (paths inside dir need no quoting); its exit code. */
-static int cli(const char *args) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' %s >/dev/null", qkern_bin, args);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-/* 1 if the two files hold the same bytes; says where they first differ otherwise. */
-static int same_bytes(const char *a, const char *b) {
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    int same = fa && fb;
-    long at = 0;
-    for (int ca = 0, cb = 0; same; at++) {
-        ca = fgetc(fa), cb = fgetc(fb);
-        if (ca != cb) same = 0;
-        if (ca == EOF || cb == EOF) break;
-    }
-    if (!same) fprintf(stderr, "  %s and %s differ at byte %ld\n", a, b, at);
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return same;
-}
+static int cli(const char *args) { return tu_run(qkern_bin, args); }
 
 static uint64_t file_size(const char *p) {
     struct stat st;
@@ -66,7 +45,7 @@ static void test_public_call_writes_what_the_cli_writes(const char *model, const
     q.input = model, q.output = api_out, q.preset = "Q4_K_M", q.imatrix = im;
     qk_model_result *r = NULL;
     CHECK(qk_model_quantize(ctx, &q, &r) == QK_OK && r, "qk_model_quantize: %s", qk_last_error(ctx));
-    CHECK(same_bytes(cli_out, api_out), "Q4_K_M: the public call and the CLI wrote different files");
+    CHECK(tu_same_files(cli_out, api_out), "Q4_K_M: the public call and the CLI wrote different files");
 
     qk_gguf *g = NULL;
     CHECK(qk_gguf_open(api_out, &g) == QK_OK, "open %s: %s", api_out, qk_last_error(NULL));
@@ -121,7 +100,7 @@ static void test_per_tensor_options_and_split_match_the_cli(const char *model, c
         char a[300], b[300];
         snprintf(a, sizeof a, "%s/cli-%05d-of-%05d.gguf", dir, k, parts);
         snprintf(b, sizeof b, "%s/api-%05d-of-%05d.gguf", dir, k, parts);
-        CHECK(same_bytes(a, b), "part %d of %d differs", k, parts);
+        CHECK(tu_same_files(a, b), "part %d of %d differs", k, parts);
         unlink(a);
         unlink(b);
     }

@@ -23,12 +23,7 @@ static qk_context *ctx, *extra[N_EXTRA];
 
 static void path_in(char *out, size_t len, const char *name) { snprintf(out, len, "%s/%s", dir, name); }
 
-static int cli(const char *args) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' %s >/dev/null", qkern_bin, args);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
+static int cli(const char *args) { return tu_run(qkern_bin, args); }
 
 /* The whole file, or NULL; *len its size. */
 static unsigned char *slurp(const char *path, size_t *len) {
@@ -47,21 +42,6 @@ static unsigned char *slurp(const char *path, size_t *len) {
     return b;
 }
 
-/* 1 if the files hold the same bytes; says where they first differ otherwise. */
-static int same_bytes(const char *a, const char *b) {
-    size_t na, nb;
-    unsigned char *x = slurp(a, &na), *y = slurp(b, &nb);
-    size_t at = 0;
-    while (x && y && at < na && at < nb && x[at] == y[at]) at++;
-    const int same = x && y && na == nb && at == na;
-    if (!same) fprintf(stderr, "  %s (%zu bytes) and %s (%zu bytes) differ at byte %zu\n", a, na, b, nb, at);
-    free(x);
-    free(y);
-    return same;
-}
-
-static int exists(const char *p) { return access(p, F_OK) == 0; }
-
 /* One run of `q` on ctx alone (n_extra 0) or with the extra contexts; NULL result on failure. */
 static qk_status run(qk_model_quantize_desc q, size_t n_extra, qk_model_result **r) {
     q.extra_contexts = n_extra ? extra : NULL;
@@ -79,7 +59,7 @@ static void check_same_run(const char *what, const qk_model_quantize_desc *q, co
     CHECK(run(a, 0, &ra) == QK_OK, "%s, one device: %s", what, qk_last_error(ctx));
     CHECK(run(b, N_EXTRA, &rb) == QK_OK, "%s, %d devices: %s", what, 1 + N_EXTRA, qk_last_error(ctx));
     if (!ra || !rb) goto done;
-    CHECK(same_bytes(one_out, many_out), "%s: %d devices wrote other bytes than one", what, 1 + N_EXTRA);
+    CHECK(tu_same_files(one_out, many_out), "%s: %d devices wrote other bytes than one", what, 1 + N_EXTRA);
     CHECK(qk_model_result_device_count(ra) == 1 && qk_model_result_device_count(rb) == 1 + N_EXTRA,
           "%s: %zu and %zu device rows, want 1 and %d", what, qk_model_result_device_count(ra),
           qk_model_result_device_count(rb), 1 + N_EXTRA);
@@ -149,7 +129,7 @@ static void test_many_devices_write_the_one_device_bytes(const char *small, cons
     a.output = one, b.output = many;
     qk_model_result *ra = NULL, *rb = NULL;
     CHECK(run(a, 0, &ra) == QK_OK && run(b, N_EXTRA, &rb) == QK_OK, "shard 2/3: %s", qk_last_error(ctx));
-    CHECK(same_bytes(one_part, many_part), "shard 2/3: %d devices wrote other bytes than one", 1 + N_EXTRA);
+    CHECK(tu_same_files(one_part, many_part), "shard 2/3: %d devices wrote other bytes than one", 1 + N_EXTRA);
     qk_model_result_free(ra);
     qk_model_result_free(rb);
     unlink(one_part);
@@ -223,7 +203,7 @@ static void test_a_failing_worker_stops_all_and_reports_the_first_failure(void) 
     }
     char tmp[400];
     snprintf(tmp, sizeof tmp, "%s.tmp.qkern", out);
-    CHECK(!exists(out) && !exists(tmp), "a failed run left %s or its temporary", out);
+    CHECK(!tu_exists(out) && !tu_exists(tmp), "a failed run left %s or its temporary", out);
     unlink(bad);
 }
 
@@ -244,7 +224,7 @@ static void test_cancel_with_many_devices_leaves_no_file(const char *small) {
         qk_status st = run(q, N_EXTRA, &r);
         CHECK(st == QK_ERR_IO && !r && strstr(qk_last_error(ctx), "interrupted"),
               "cancelled after %d polls: status %d, '%s'", after, (int)st, qk_last_error(ctx));
-        CHECK(!exists(out) && !exists(tmp), "cancelled after %d polls: %s or its temporary left", after, out);
+        CHECK(!tu_exists(out) && !tu_exists(tmp), "cancelled after %d polls: %s or its temporary left", after, out);
     }
 }
 
@@ -269,7 +249,7 @@ static void test_bad_context_lists_are_refused(const char *tiny) {
         CHECK(st == QK_ERR_INVALID_ARG && !r && strstr(qk_last_error(ctx), cases[c].says),
               "case %zu: status %d, message '%s', want QK_ERR_INVALID_ARG saying '%s'", c, (int)st, qk_last_error(ctx),
               cases[c].says);
-        CHECK(!exists(out), "case %zu: a refused run wrote %s", c, out);
+        CHECK(!tu_exists(out), "case %zu: a refused run wrote %s", c, out);
     }
 }
 

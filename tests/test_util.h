@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 
 static int tu_passed, tu_failed;
@@ -130,6 +131,31 @@ static inline int tu_dir_entries(const char *dir) {
 static inline int tu_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+/* 1 if the two files hold the same bytes; says where they first differ otherwise. */
+static inline int tu_same_files(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb;
+    long at = 0;
+    for (int ca = 0, cb = 0; same; at++) {
+        ca = fgetc(fa), cb = fgetc(fb);
+        if (ca != cb) same = 0;
+        if (ca == EOF || cb == EOF) break;
+    }
+    if (!same) fprintf(stderr, "  %s and %s differ at byte %ld\n", a, b, at);
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
+}
+
+/* Runs the program `bin` with `args` (paths that need no quoting), its output dropped; its exit
+ * code, -1 if it did not exit. */
+static inline int tu_run(const char *bin, const char *args) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' %s >/dev/null", bin, args);
+    const int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
 #endif
