@@ -549,7 +549,8 @@ static void on_progress(void *user, const qk_model_progress *p) {
 }
 
 /* --stats's rows: the library's stages, then the rest of the wall time. `key` names a row in the
- * report. On a device with its own memory the quantize stage holds the copies both ways too. */
+ * report. On a device with its own memory the quantize stage holds the copies both ways too; the
+ * device rows split them (qk_model_device_stats). */
 enum { STAT_ROWS = 6 };
 typedef struct stat_row {
     const char *name, *key;
@@ -604,10 +605,22 @@ static void print_stats(const qk_model_result *res, int on_device) {
     if (nd > 1) /* the stages above are the calling thread's: its quantize is the wait for the devices */
         fprintf(stderr, "%zu devices (their busy time overlaps; quantize above is the writer's wait for them):\n", nd);
     fprintf(stderr, "%-10s %-12s %10s %14s %10s\n", "worker", "device", "steps", "bytes", "busy s");
+    int device_times = 0;
     for (size_t k = 0; k < nd; k++) {
         const qk_model_device_stats *d = qk_model_result_device(res, k);
         fprintf(stderr, "%-10zu %-12s %10llu %14llu %10.4f\n", k, d->device, (unsigned long long)d->steps,
                 (unsigned long long)d->bytes, d->seconds);
+        device_times |= d->h2d_seconds + d->kernel_seconds + d->d2h_seconds > 0;
+    }
+    if (!device_times) return; /* the cpu quantizes in host memory: nothing to split */
+    fprintf(stderr, "device time (overlaps the stages above):\n%-10s %-12s %10s %9s %10s %10s %9s\n", "worker",
+            "device", "H2D s", "GB/s", "kernel s", "D2H s", "GB/s");
+    for (size_t k = 0; k < nd; k++) {
+        const qk_model_device_stats *d = qk_model_result_device(res, k);
+        if (d->h2d_seconds + d->kernel_seconds + d->d2h_seconds <= 0) continue;
+        fprintf(stderr, "%-10zu %-12s %10.4f %9.2f %10.4f %10.4f %9.2f\n", k, d->device, d->h2d_seconds,
+                gb_per_s(d->h2d_bytes, d->h2d_seconds), d->kernel_seconds, d->d2h_seconds,
+                gb_per_s(d->d2h_bytes, d->d2h_seconds));
     }
 }
 
@@ -630,8 +643,13 @@ static void write_report_stats(FILE *f, const qk_model_result *res, int on_devic
     const size_t nd = qk_model_result_device_count(res);
     for (size_t k = 0; k < nd; k++) {
         const qk_model_device_stats *d = qk_model_result_device(res, k);
-        fprintf(f, "%s\n    {\"worker\": %zu, \"device\": \"%s\", \"steps\": %llu, \"bytes\": %llu, \"seconds\": %.6f}",
-                k ? "," : "", k, d->device, (unsigned long long)d->steps, (unsigned long long)d->bytes, d->seconds);
+        fprintf(f,
+                "%s\n    {\"worker\": %zu, \"device\": \"%s\", \"steps\": %llu, \"bytes\": %llu, \"seconds\": %.6f, "
+                "\"h2d_seconds\": %.6f, \"h2d_bytes\": %llu, \"kernel_seconds\": %.6f, \"d2h_seconds\": %.6f, "
+                "\"d2h_bytes\": %llu}",
+                k ? "," : "", k, d->device, (unsigned long long)d->steps, (unsigned long long)d->bytes, d->seconds,
+                d->h2d_seconds, (unsigned long long)d->h2d_bytes, d->kernel_seconds, d->d2h_seconds,
+                (unsigned long long)d->d2h_bytes);
     }
     fputs("\n  ],\n", f);
 }

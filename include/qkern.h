@@ -737,8 +737,8 @@ typedef struct qk_model_stage_stats {
  *   quantize  the qk_quantize calls; where the device has queues, queueing each step and then
  *             waiting for it: the quantize time the overlap with reading and writing did not
  *             hide. Bytes: their input. On a device with its own memory this is host-to-device
- *             copy, kernel and device-to-host copy together; telling them apart (and the time
- *             the host only waits) needs the backends' events (not yet).
+ *             copy, kernel and device-to-host copy together; qk_model_result_device tells them
+ *             apart, in the device's time.
  *   measure   the error measurement (desc.measure_error). Bytes: source measured.
  *   write     the bytes handed to the output writer, its flushes, and closing, syncing and
  *             renaming the files. Bytes: tensor data written (headers excluded). */
@@ -759,6 +759,13 @@ typedef struct qk_model_device_stats {
     uint64_t steps;  /* steps it converted */
     uint64_t bytes;  /* their input bytes */
     double seconds;  /* the time its worker was busy with them */
+    /* Of the device's own time (0 on the cpu, which quantizes in host memory): copies of the input
+     * (and imatrix) from host to device memory, its kernels (quantize, and the error measurement's
+     * with desc.measure_error), copies of the results back; bytes / seconds is a copy's throughput.
+     * Timed by the device's events where steps overlap (queued), else around each synchronous
+     * call. They overlap the host's stages of qk_model_stats. */
+    double h2d_seconds, kernel_seconds, d2h_seconds;
+    uint64_t h2d_bytes, d2h_bytes;
 } qk_model_device_stats;
 
 /* The devices of a result: count (0 for qk_model_plan's), then row i (NULL beyond), valid until the

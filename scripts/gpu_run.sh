@@ -70,6 +70,9 @@ fi
 
 want tests && echo "== GPU tests" && QK_TEST_LARGE=1 "$B/tests/test_gpu_equivalence" 2>&1 | tee "$out/gpu_tests.log" | tail -40
 want tests && [ -x "$B/tests/test_measure_bias" ] && "$B/tests/test_measure_bias" 2>&1 | tee "$out/measure_bias.log" | tail -8
+# several devices and the device rows' time split (cuda:0 and vulkan:0 where they open)
+want tests && [ -x "$B/tests/test_model_devices" ] && "$B/tests/test_model_devices" "$q" 2>&1 | tee "$out/model_devices.log" |
+  grep -E "device time|passed|FAIL" | head -12
 want moe && echo "== GPU MoE tests" && QK_TEST_LARGE=1 "$B/tests/test_gpu_moe" 2>&1 | tee "$out/gpu_moe.log" | tail -60
 
 if want file; then
@@ -86,6 +89,16 @@ for preset in Q8_0 Q4_0 Q4_K_M MXFP4_MOE IQ2_XXS; do
   if cmp -s "$work/$preset-cpu.gguf" "$work/$preset-cuda.gguf"; then echo "$preset: cuda file == cpu file"; else
     echo "$preset: FILES DIFFER"; fi
 done 2>&1 | tee "$out/file_path.log"
+# several devices (issue 20 item 2): the GPU and the CPU as workers of one run, and every CUDA
+# device; the same bytes as the one-device file, and each worker's share in --stats
+for preset in Q4_K_M IQ2_XXS; do
+  for devs in cuda:0,cpu cuda:all; do
+    "$q" quantize --quiet --stats --device "$devs" --imatrix "$work/im.gguf" "$work/m.gguf" \
+      "$work/$preset-multi.gguf" "$preset" 2>&1 | tail -24
+    if cmp -s "$work/$preset-cuda.gguf" "$work/$preset-multi.gguf"; then echo "$preset on $devs: file == cuda:0 file"; else
+      echo "$preset on $devs: FILES DIFFER"; fi
+  done
+done 2>&1 | tee "$out/file_multi.log"
 rm -rf "$work"
 fi
 

@@ -71,6 +71,9 @@ static void check_same_run(const char *what, const qk_model_quantize_desc *q, co
                (unsigned long long)d->steps, (unsigned long long)d->bytes, d->seconds);
         CHECK(d->steps > 0 && d->bytes > 0 && !strcmp(d->device, "cpu"), "%s: device %zu (%s) did %llu steps", what, k,
               d->device, (unsigned long long)d->steps);
+        CHECK(d->h2d_seconds == 0 && d->kernel_seconds == 0 && d->d2h_seconds == 0 && !d->h2d_bytes && !d->d2h_bytes,
+              "%s: device %zu, the cpu, has device time (%g, %g, %g s)", what, k, d->h2d_seconds, d->kernel_seconds,
+              d->d2h_seconds);
         steps += d->steps;
         bytes += d->bytes;
     }
@@ -134,6 +137,58 @@ static void test_many_devices_write_the_one_device_bytes(const char *small, cons
     qk_model_result_free(rb);
     unlink(one_part);
     unlink(many_part);
+}
+
+/* On a device with its own memory (a GPU; lavapipe, which CI has, counts: its buffers are the
+ * driver's), a run's device row splits its time into host-to-device copies, kernels and copies
+ * back: each there, each within the run's wall time, the copies' bytes at least the steps' input
+ * and at most the data written; and the file is the cpu's. Skipped, and said so, where no such
+ * device opens. */
+static void test_device_rows_split_copies_and_kernels(const char *tiny, const char *tiny_im) {
+    static const char *const devices[] = {"cuda:0", "vulkan:0"};
+    char ref[300], out[300];
+    path_in(ref, sizeof ref, "split-cpu.gguf");
+    path_in(out, sizeof out, "split-dev.gguf");
+    qk_model_quantize_desc q = qk_model_quantize_default_desc();
+    q.input = tiny, q.preset = "Q8_0", q.imatrix = tiny_im, q.output = ref, q.chunk_bytes = STEP_BYTES;
+    qk_model_result *r = NULL;
+    CHECK(run(q, 0, &r) == QK_OK, "Q8_0 on the cpu: %s", qk_last_error(ctx));
+    qk_model_result_free(r);
+    for (size_t k = 0; k < sizeof devices / sizeof devices[0]; k++) {
+        qk_context_params cp = qk_context_default_params();
+        cp.device = devices[k];
+        qk_context *dev = NULL;
+        if (qk_context_create(&cp, &dev) != QK_OK) {
+            printf("device time split on %s: skipped (%s)\n", devices[k], qk_last_error(NULL));
+            continue;
+        }
+        q.output = out;
+        r = NULL;
+        qk_status st = qk_model_quantize(dev, &q, &r);
+        CHECK(st == QK_OK, "Q8_0 on %s: %s", devices[k], qk_last_error(dev));
+        const qk_model_device_stats *d = r ? qk_model_result_device(r, 0) : NULL;
+        qk_model_stats s;
+        if (d && qk_model_result_stats(r, &s) == QK_OK) {
+            printf("device time split on %s (%s): H2D %.4f s (%llu bytes), kernels %.4f s, D2H %.4f s (%llu bytes), "
+                   "wall %.4f s\n",
+                   devices[k], d->device, d->h2d_seconds, (unsigned long long)d->h2d_bytes, d->kernel_seconds,
+                   d->d2h_seconds, (unsigned long long)d->d2h_bytes, s.wall_seconds);
+            CHECK(d->h2d_seconds > 0 && d->kernel_seconds > 0 && d->d2h_seconds > 0, "%s: a device time is 0",
+                  devices[k]);
+            CHECK(d->h2d_seconds <= s.wall_seconds && d->kernel_seconds <= s.wall_seconds &&
+                      d->d2h_seconds <= s.wall_seconds,
+                  "%s: a device time exceeds the wall time %.4f s", devices[k], s.wall_seconds);
+            CHECK(d->h2d_bytes >= d->bytes && d->d2h_bytes > 0 && d->d2h_bytes <= s.write.bytes,
+                  "%s: copied %llu bytes up for %llu of input, %llu down for %llu written", devices[k],
+                  (unsigned long long)d->h2d_bytes, (unsigned long long)d->bytes, (unsigned long long)d->d2h_bytes,
+                  (unsigned long long)s.write.bytes);
+            CHECK(tu_same_files(ref, out), "%s wrote other bytes than the cpu", devices[k]);
+        }
+        qk_model_result_free(r);
+        unlink(out);
+        qk_context_destroy(dev);
+    }
+    unlink(ref);
 }
 
 /* Writes a quiet NaN (bf16 0x7FC0) over the value at `at` bytes into `name`'s data, found in the
@@ -278,6 +333,7 @@ int main(int argc, char **argv) {
     test_a_failing_worker_stops_all_and_reports_the_first_failure();
     test_cancel_with_many_devices_leaves_no_file(small);
     test_bad_context_lists_are_refused(tiny);
+    test_device_rows_split_copies_and_kernels(tiny, tiny_im);
 
     unlink(small), unlink(small_im), unlink(tiny), unlink(tiny_im);
     CHECK(tu_dir_entries(dir) == 0, "%d files left in %s", tu_dir_entries(dir), dir);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef __linux__
 #include <dirent.h>
 #include <unistd.h>
@@ -10,6 +11,12 @@
 
 #include "internal.h"
 #include "invariants.h"
+
+double qk_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 /* Best first: a GPU backend registers ahead of the CPU when it is built. */
 static const qk_backend *const registry[] = {

@@ -13,6 +13,16 @@ struct qk_buffer {
     qk_buffer *prev, *next; /* the context's list, so destroy can release what is left */
 };
 
+/* Where a context's device spent its time on work for the host, for qk_model_result_device:
+ * copies from host to device memory, kernels (quantize, and measure's), copies back, in seconds,
+ * and the copies' bytes. Synchronous calls are timed on the host around each (they return once
+ * the device is done), the queued path by the backend's events on the device. All 0 for a device
+ * that works in host memory (the cpu). */
+typedef struct qk_device_times {
+    double h2d, kernel, d2h;
+    uint64_t h2d_bytes, d2h_bytes;
+} qk_device_times;
+
 struct qk_context {
     const qk_backend *backend;
     void *state;
@@ -28,8 +38,12 @@ struct qk_context {
     unsigned char noticed[QK_OP_COUNT][QK_TYPE_ID_LIMIT]; /* fallbacks announced, by (op, type) */
     void *cpu_state; /* the cpu backend's state for fallbacks, opened by the first one */
     qk_buffer *buffers;
+    qk_device_times times;
     char error[QK_ERROR_LEN];
 };
+
+/* Monotonic wall-clock seconds. */
+double qk_seconds(void);
 
 /* Records a formatted message on ctx (or the context-less slot when ctx is NULL) and
  * returns status, so error paths read `return qk_fail(ctx, QK_ERR_SHAPE, "...", ...)`. */

@@ -35,7 +35,10 @@ static qk_status stage(qk_context *ctx, const qk_exec *ex, const qk_mem *m, int 
             device_place(m, &mem, &offset);
             st = ctx->backend->read(ctx, ctx->state, mem, offset, op->addr, op->bytes);
         } else {
+            const double t0 = qk_seconds();
             st = ex->backend->write(ctx, ex->state, op->staged, 0, m->host, op->bytes);
+            ctx->times.h2d += qk_seconds() - t0;
+            ctx->times.h2d_bytes += op->bytes;
         }
     }
     if (st != QK_OK) qk_release(ex, op);
@@ -94,7 +97,11 @@ qk_status qk_write_back(qk_context *ctx, const qk_exec *ex, const qk_operand *op
         return ctx->backend->write(ctx, ctx->state, mem, offset, op->addr, op->bytes);
     }
     assert(op->from->host);
-    return ex->backend->read(ctx, ex->state, op->staged, 0, op->from->host, op->bytes);
+    const double t0 = qk_seconds();
+    qk_status st = ex->backend->read(ctx, ex->state, op->staged, 0, op->from->host, op->bytes);
+    ctx->times.d2h += qk_seconds() - t0;
+    ctx->times.d2h_bytes += op->bytes;
+    return st;
 }
 
 void qk_release(const qk_exec *ex, qk_operand *op) {
@@ -310,10 +317,12 @@ static qk_status quantize(qk_context *ctx, const qk_quantize_desc *d, int async,
     qk_quantize_args a = {d->type,  d->src_type, d->rows,    d->cols,
                           src.addr, dst.addr,    d->imatrix, d->imatrix ? d->imatrix_len / d->cols : 0,
                           async,    stream};
+    const double t0 = qk_seconds();
     st = ex.backend->quantize(ctx, ex.state, &a);
     const int on_device = m && ex.backend->quantize_error;
     if (st == QK_OK && on_device)
         st = ex.backend->quantize_error(ctx, ex.state, &a, m->weights, m->means, m->mats, m->out);
+    if (!async && !ex.backend->host_memory) ctx->times.kernel += qk_seconds() - t0;
     st = complete(ctx, &ex, st, &src, &dst);
     if (st == QK_OK && m && !on_device) st = measure_on_host(ctx, d, m);
     return st;

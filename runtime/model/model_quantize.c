@@ -1881,6 +1881,27 @@ static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_pa
     return st;
 }
 
+/* stream_data, with each device's own time over it (its copies and kernels, internal.h) put into
+ * its row of res->devices. */
+static qk_status stream_data_timed(qk_context *ctx, run *r, const qk_model_quantize_params *p,
+                                   qk_model_quantize_result *res, qk_context *const *contexts, size_t n_ctx) {
+    qk_device_times *before = calloc(n_ctx, sizeof *before);
+    if (!before) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (size_t k = 0; k < n_ctx; k++) before[k] = contexts[k]->times;
+    const qk_status st = stream_data(ctx, r, p, res, contexts, n_ctx);
+    for (size_t k = 0; k < n_ctx; k++) {
+        const qk_device_times *b = &before[k], *a = &contexts[k]->times;
+        qk_model_device_stats *d = &res->devices[k];
+        d->h2d_seconds = a->h2d - b->h2d;
+        d->kernel_seconds = a->kernel - b->kernel;
+        d->d2h_seconds = a->d2h - b->d2h;
+        d->h2d_bytes = a->h2d_bytes - b->h2d_bytes;
+        d->d2h_bytes = a->d2h_bytes - b->d2h_bytes;
+    }
+    free(before);
+    return st;
+}
+
 qk_status qk_model_quantize_run(qk_context *ctx, const qk_model_quantize_params *p, qk_model_quantize_result *res) {
     if (!ctx || !p || !res || !p->input || (!p->output && !p->dry_run) || !p->plan.ftype)
         return qk_fail(ctx, QK_ERR_INVALID_ARG, "qk_model_quantize: input, output, preset and result are required");
@@ -1935,7 +1956,7 @@ qk_status qk_model_quantize_run(qk_context *ctx, const qk_model_quantize_params 
     if (st || p->dry_run) goto done;
     st = open_outputs(ctx, &r, p, res);
     if (st) goto done;
-    st = stream_data(ctx, &r, p, res, contexts, n_ctx);
+    st = stream_data_timed(ctx, &r, p, res, contexts, n_ctx);
     if (st) goto done;
     /* All parts complete before any appears under its name. */
     const double t_close = now_seconds();

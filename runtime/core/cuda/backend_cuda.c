@@ -74,6 +74,11 @@ typedef struct cuda_queue {
     unsigned long long *first_bad, *first_bad_host; /* device scalar of the scan, its pinned copy */
     qk_quantize_args step;                          /* in flight: names the bad value after the wait */
     int busy;
+    /* Recorded around the step's upload, its kernels and its download: their device times go to
+     * the context's times (internal.h) once waited for. */
+    cudaEvent_t ev[4];
+    int timed; /* all four recorded for the step in flight */
+    size_t up_bytes, down_bytes;
 } cuda_queue;
 
 typedef struct cuda_state {
@@ -101,6 +106,8 @@ static void cuda_close(void *state) {
         cudaFreeHost(q->imatrix_host);
         cudaFreeHost(q->first_bad_host);
         if (q->stream) cudaStreamDestroy(q->stream);
+        for (int k = 0; k < 4; k++)
+            if (q->ev[k]) cudaEventDestroy(q->ev[k]);
     }
     cudaFree(s->imatrix);
     cudaFree(s->first_bad);
@@ -389,14 +396,21 @@ static qk_status cuda_quantize_queued(qk_context *ctx, void *state, int queue, c
     if (st == QK_OK) st = grow(ctx, (void **)&q->imatrix, &q->imatrix_cap, im_bytes, 0);
     if (st == QK_OK) st = grow(ctx, (void **)&q->imatrix_host, &q->imatrix_host_cap, im_bytes, 1);
     if (st != QK_OK) return st;
+    for (int k = 0; k < 4; k++)
+        if (!q->ev[k]) QK_CHECK_CUDA(ctx, cudaEventCreate(&q->ev[k]));
     if (im_bytes) memcpy(q->imatrix_host, a->imatrix, im_bytes);
     /* Busy from the first enqueued copy: after a failure part-way, wait_queue still waits. */
     *q->first_bad_host = ~0ull;
     q->step = *a;
     q->busy = 1;
+    q->timed = 0;
+    q->up_bytes = src_bytes + im_bytes;
+    q->down_bytes = dst_bytes;
+    QK_CHECK_CUDA(ctx, cudaEventRecord(q->ev[0], q->stream));
     QK_CHECK_CUDA(ctx, cudaMemcpyAsync(q->src, a->src, src_bytes, cudaMemcpyHostToDevice, q->stream));
     if (im_bytes)
         QK_CHECK_CUDA(ctx, cudaMemcpyAsync(q->imatrix, q->imatrix_host, im_bytes, cudaMemcpyHostToDevice, q->stream));
+    QK_CHECK_CUDA(ctx, cudaEventRecord(q->ev[1], q->stream));
     QK_CHECK_CUDA(ctx, cudaMemsetAsync(q->first_bad, 0xff, scalar, q->stream));
     QK_CHECK_CUDA(
         ctx, (cudaError_t)qk_cuda_find_nonfinite((int)a->src_type, q->src, a->rows, a->cols, q->first_bad, q->stream));
@@ -404,7 +418,22 @@ static qk_status cuda_quantize_queued(qk_context *ctx, void *state, int queue, c
     QK_CHECK_CUDA(ctx, (cudaError_t)qk_cuda_quantize((int)a->type, (int)a->src_type, q->src, q->dst, a->rows, a->cols,
                                                      im_bytes ? q->imatrix : NULL,
                                                      im_bytes ? a->rows / a->imatrix_mats : 0, q->stream));
+    QK_CHECK_CUDA(ctx, cudaEventRecord(q->ev[2], q->stream));
     QK_CHECK_CUDA(ctx, cudaMemcpyAsync(a->dst, q->dst, dst_bytes, cudaMemcpyDeviceToHost, q->stream));
+    QK_CHECK_CUDA(ctx, cudaEventRecord(q->ev[3], q->stream));
+    q->timed = 1;
+    return QK_OK;
+}
+
+/* A waited-for step's upload, kernel and download times, from its events, into ctx's times. */
+static qk_status add_queue_times(qk_context *ctx, const cuda_queue *q) {
+    float ms[3];
+    for (int k = 0; k < 3; k++) QK_CHECK_CUDA(ctx, cudaEventElapsedTime(&ms[k], q->ev[k], q->ev[k + 1]));
+    ctx->times.h2d += 1e-3 * ms[0];
+    ctx->times.kernel += 1e-3 * ms[1];
+    ctx->times.d2h += 1e-3 * ms[2];
+    ctx->times.h2d_bytes += q->up_bytes;
+    ctx->times.d2h_bytes += q->down_bytes;
     return QK_OK;
 }
 
@@ -415,7 +444,13 @@ static qk_status cuda_wait_queue(qk_context *ctx, void *state, int queue) {
     q->busy = 0;
     QK_CHECK_CUDA(ctx, cudaSetDevice(s->device));
     QK_CHECK_CUDA(ctx, cudaStreamSynchronize(q->stream));
-    if (!busy || *q->first_bad_host == ~0ull) return QK_OK;
+    if (!busy) return QK_OK;
+    /* a step that failed part-way is not timed */
+    if (q->timed) {
+        qk_status st = add_queue_times(ctx, q);
+        if (st) return st;
+    }
+    if (*q->first_bad_host == ~0ull) return QK_OK;
     /* the step's own host copy of src holds the bad value */
     unsigned long long first = *q->first_bad_host;
     return qk_nonfinite_fail(ctx, &q->step, first,
