@@ -441,13 +441,17 @@ static int positional(const options *o, const char **in, const char **out, const
 
 static void print_plan(const qk_model_result *r, int target) {
     printf("%-40s %-22s %-8s    %-8s %12s  %s%s\n", "tensor", "shape", "from", "to", "bytes",
-           target ? "   error  " : "", "why");
+           target ? "   error        sens  " : "", "why");
     const size_t n = qk_model_result_count(r);
     for (size_t i = 0; i < n; i++) {
         const qk_model_tensor *t = qk_model_result_tensor(r, i);
-        char shape[64], err[32] = "";
+        char shape[64], err[48] = "";
         cli_shape(shape, sizeof shape, t->n_dims, t->ne);
-        if (target) snprintf(err, sizeof err, "%10.4g  ", t->target_error);
+        /* sens "-": a pinned tensor's, which the target does not measure */
+        if (target && t->target_sensitivity >= 0)
+            snprintf(err, sizeof err, "%10.4g  %10.4g  ", t->target_error, t->target_sensitivity);
+        else if (target)
+            snprintf(err, sizeof err, "%10.4g  %10s  ", t->target_error, "-");
         printf("%-40s %-22s %-8s -> %-8s %12llu  %s%s%s\n", t->name, shape, qk_type_name(t->src_type),
                qk_type_name(t->type), (unsigned long long)t->bytes, err, qk_plan_reason_name(t->reason),
                t->imatrix ? ", imatrix" : "");
@@ -656,9 +660,10 @@ static void write_report_stats(FILE *f, const qk_model_result *res, int on_devic
 
 /* What a size target minimises, in the words the report and the plot use. */
 static const char error_definition[] =
-    "sum w (x - q)^2 over the tensors the target chooses for, w the imatrix's mean x^2 of the value's column "
-    "(1 without imatrix data); where the imatrix has means a (in_sum), sum (w - a^2) (x - q)^2 plus each row's "
-    "(sum a (x - q))^2";
+    "sens x sum w (x - q)^2 over the tensors the target chooses for, w the imatrix's mean x^2 of the value's column "
+    "(1 without imatrix data); where the imatrix has means a (in_sum), sens x (sum (w - a^2) (x - q)^2 plus each "
+    "row's (sum a (x - q))^2); sens: a tensor's gain to the residual stream (1 for tensors writing into it, through "
+    "ffn_down for ffn_up/gate, through attn_output for attn_q/k/v)";
 
 /* The size target's outcome and, with --plot, its curve and the presets priced beside it. */
 static void write_report_target(FILE *f, const qk_model_result *res) {
@@ -758,7 +763,7 @@ static int write_plot(const char *path, const qk_model_result *res, const char *
         .title = title,
         .subtitle = subtitle,
         .x_label = "bits per weight (tensor data of all tensors / weights)",
-        .y_label = "total error, sum w (x - q)^2",
+        .y_label = "total error, sens x sum w (x - q)^2",
         .curve_x = cx,
         .curve_y = cy,
         .n_curve = nc,
@@ -816,6 +821,13 @@ static int write_report(FILE *f, const char *path, const qk_model_result *res, c
             fprintf(f, "\"weighted_rmse\": %.9g, \"weighted_rel_rmse\": %.9g, ", t->rmse, t->rel_rmse);
         else
             fprintf(f, "\"weighted_rmse\": null, \"weighted_rel_rmse\": null, ");
+        if (r->target_budget) { /* the size target's: error as the matrix holds it, its factor */
+            fprintf(f, "\"target_error\": %.17g, \"sens\": ", t->target_error);
+            if (t->target_sensitivity >= 0)
+                fprintf(f, "%.17g, ", t->target_sensitivity);
+            else
+                fputs("null, ", f);
+        }
         fprintf(f, "\"seconds\": %.6f, \"why\": \"%s\"}%s\n", t->seconds, qk_plan_reason_name(t->reason),
                 i + 1 < r->n_tensors ? "," : "");
     }

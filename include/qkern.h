@@ -596,9 +596,18 @@ typedef struct qk_model_tensor {
      * to sqrt(sum w x^2 / sum w). Negative when not measured. */
     double rmse, rel_rmse;
     qk_type planned_type; /* reason QK_PLAN_FALLBACK: the type chosen before the fallback; else type */
-    /* With a size target: the chosen type's sum w (x - q)^2 over the whole tensor (0 for a pinned
-     * tensor, which the target does not measure); negative otherwise. */
+    /* With a size target: the chosen type's error over the whole tensor, target_sensitivity x
+     * sum w (x - q)^2 (with the imatrix's means, sum (w - a^2) (x - q)^2 + each row's
+     * (sum a (x - q))^2); 0 for a pinned tensor, which the target does not measure; negative
+     * otherwise. */
     double target_error;
+    /* With a size target: the factor its errors were multiplied by, the expected squared error
+     * that a unit of its output error causes in the residual stream (1 for a tensor that writes
+     * into it; for ffn_up/gate the gain through the block's ffn_down, for attn_q/k/v through
+     * attn_output, from the weights and the imatrix; 1 / rows for a token embedding without
+     * imatrix data). Negative for a pinned tensor, which the target does not measure, and in a
+     * sharded target's first phase for the other parts' tensors. */
+    double target_sensitivity;
 } qk_model_tensor;
 
 /* The totals of a result. */

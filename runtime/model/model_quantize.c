@@ -20,6 +20,7 @@
 #include "shard.h"
 #include "target.h"
 #include "target_curve.h"
+#include "target_sensitivity.h"
 
 #define QK_QUANT_VERSION    2 /* GGML_QNT_VERSION */
 #define DEFAULT_CHUNK_BYTES ((size_t)64 << 20)
@@ -902,7 +903,7 @@ void qk_model_result_add_row(qk_model_quantize_result *res, const qk_plan_tensor
     t->planned_type = e->planned;
     t->converted = t->type != t->src_type;
     assert(t->converted == e->quantize);
-    t->rmse = t->rel_rmse = t->target_error = -1.0;
+    t->rmse = t->rel_rmse = t->target_error = t->target_sensitivity = -1.0;
     uint64_t elems = (uint64_t)t->ne[0] * rows;
     res->in_bytes += t->src_bytes;
     res->out_bytes += t->bytes;
@@ -1054,19 +1055,23 @@ static const qk_imatrix_entry *target_entry(const run *r, const qk_model_tensor 
 /* The state file's key: what the errors depend on. The whole of each measured tensor's data
  * is hashed, not a sample: a fine-tune may change a few rows, and reading the data once costs
  * little beside quantizing it a dozen times. The imatrix counts by the values used (after
- * --include/--exclude-weights), not by its file name. */
+ * --include/--exclude-weights), not by its file name. The sensitivities read the down
+ * projections, attn_output and attn_v (weights and entries) even where those are pinned, and
+ * the head counts. */
 static uint64_t target_key(const run *r, const qk_model_quantize_result *res, const qk_target_row *rows,
                            const qk_imatrix_entry *const *entries) {
-    static const char version[] = "qkern target matrix 2: sum (w - a^2) (x - q)^2 + rows' (sum a (x - q))^2, "
-                                  "sensitivity 1";
+    static const char version[] = "qkern target matrix 3: sensitivity x (sum (w - a^2) (x - q)^2 + rows' "
+                                  "(sum a (x - q))^2), sensitivity: gain to the residual (target_sensitivity.c)";
     uint64_t h = qk_target_hash(QK_TARGET_HASH_SEED, version, sizeof version);
+    const int64_t heads[2] = {r->model.n_head, r->model.n_head_kv};
+    h = qk_target_hash(h, heads, sizeof heads);
     for (size_t i = 0; i < res->n_tensors; i++) {
         const qk_model_tensor *t = &res->tensors[i];
         h = qk_target_hash(h, t->name, strlen(t->name));
         int32_t head[2] = {(int32_t)t->src_type, rows[i].pinned};
         h = qk_target_hash(h, head, sizeof head);
         h = qk_target_hash(h, t->ne, sizeof t->ne);
-        if (rows[i].pinned) continue;
+        if (rows[i].pinned && !qk_sens_is_partner(t->name)) continue;
         const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
         h = qk_target_hash(h, src->data, (size_t)src->bytes);
         qk_gguf_release_tensor(r->in, r->pe[i].tensor);
@@ -1097,15 +1102,21 @@ static uint64_t target_key(const run *r, const qk_model_quantize_result *res, co
  * expectation is sum_i (w_i - a_i^2) e_i^2 + (sum_i a_i e_i)^2. The second term, the bias, is
  * what a shared offset of the inputs makes of errors of one sign; w_i - a_i^2 is clamped at 0
  * (rounding). Where the imatrix holds no means (the legacy format, llama-imatrix's usual GGUF)
- * a = 0 and the error is sum_i w_i e_i^2; w = 1 and a = 0 where the tensor has no entry;
- * sensitivity 1 for now. A per-tensor factor (how much
- * the model's output moves per unit of it) goes here, and would also put tensors without an entry
- * (token_embd, often output) on the scale of those with one, which w = 1 does not.
+ * a = 0 and the error is sum_i w_i e_i^2; w = 1 and a = 0 where the tensor has no entry.
+ * That sum is the error at the tensor's own outputs; what the model's output sees is the error
+ * those cause in the residual stream, which the tensors after it scale: ffn_up's and ffn_gate's
+ * go through the activation and ffn_down, attn_v's through the attention average and
+ * attn_output. sens[i] (target_sensitivity.h: the rules and why) is that gain, from the weights
+ * and the imatrix: at 4 to 6 bpw the unscaled sum chose mixtures that lost to the presets in
+ * llama.cpp's KL divergence (bench/results/2026-12-06-target-bpw-kld-smollm2.md), the presets
+ * keeping attention and the FFN's inputs high where the sum did not. The factor also puts a
+ * token embedding without an entry (w = 1, every row summed) on the per-token scale: 1 / rows.
+ * The state file holds the errors multiplied, its key names the rule.
  * With extra contexts (several devices) the matrix is still measured on ctx alone; handing its
  * tensors to the data pass's workers is a later step (its passes are per tensor, not per step). */
 static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize_params *p,
                                 const qk_model_quantize_result *res, qk_target_row *rows, qk_target_row *extra,
-                                const qk_imatrix_entry *const *entries, size_t lo, size_t hi) {
+                                const qk_imatrix_entry *const *entries, const double *sens, size_t lo, size_t hi) {
     stream_state *s = &r->s;
     s->ctx = ctx;
     s->p = p;
@@ -1189,7 +1200,7 @@ static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize
             row += sp.rows;
         }
         if (st == QK_OK)
-            for (int k = 0; k < n_pending; k++) pending[k]->error = 1.0 * err[k]; /* sensitivity 1 */
+            for (int k = 0; k < n_pending; k++) pending[k]->error = sens[i] * err[k];
         qk_gguf_release_tensor(r->in, r->pe[i].tensor);
     }
     qk_buffer_destroy(src_buf);
@@ -1197,6 +1208,85 @@ static qk_status measure_matrix(qk_context *ctx, run *r, const qk_model_quantize
     free(wide);
     free(s->src_f32);
     s->src_f32 = NULL;
+    return st;
+}
+
+/* ---- the sensitivities ----------------------------------------------------------------------- */
+
+typedef struct sens_reader {
+    run *r;
+    const qk_model_quantize_result *res;
+} sens_reader;
+
+/* qk_sens_read_fn: rows of result tensor i as floats, their pages released once read. No
+ * cancellation point: the pass is one read of the FFN and attention weights, as the key's hashing
+ * (which has none either) is of all free tensors; the measuring's steps are where a run stops. */
+static qk_status read_rows_f32(void *user, size_t i, int64_t row, int64_t n_rows, float *out) {
+    const sens_reader *sr = user;
+    run *r = sr->r;
+    const qk_model_tensor *t = &sr->res->tensors[i];
+    qk_status st;
+    const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
+    const uint64_t row_bytes = qk_type_row_bytes(t->src_type, t->ne[0]), off = (uint64_t)row * row_bytes;
+    const size_t bytes = (size_t)((uint64_t)n_rows * row_bytes);
+    if ((st = to_f32(&r->s, t->src_type, src->data + off, bytes, n_rows, t->ne[0], out)))
+        return tensor_error(r->s.ctx, st, t->name, -1);
+    qk_gguf_release_bytes(r->in, src, off, bytes);
+    return QK_OK;
+}
+
+/* The sensitivity (target_sensitivity.h) of every free tensor of rows [lo, hi), into sens[i]
+ * and its result row; 1 elsewhere. A note names the tensors whose factor fell back to 1 and why.
+ * Computed even where the state file gives every error, so that the result shows them: one
+ * pass over the FFN and attention weights on the host, little beside the key's hashing of all
+ * free tensors' data. */
+static qk_status measure_sensitivities(qk_context *ctx, run *r, const qk_model_quantize_params *p,
+                                       qk_model_quantize_result *res, const qk_target_row *rows,
+                                       const qk_imatrix_entry *const *entries, size_t lo, size_t hi, double *sens) {
+    const size_t n = res->n_tensors;
+    qk_sens_tensor *ts = calloc(n ? n : 1, sizeof *ts);
+    unsigned char *want = calloc(n ? n : 1, 1);
+    const char **why = calloc(n ? n : 1, sizeof *why);
+    if (!ts || !want || !why) {
+        free(ts);
+        free(want);
+        free(why);
+        return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory for the sensitivities of %zu tensors", n);
+    }
+    size_t n_want = 0;
+    for (size_t i = 0; i < n; i++) {
+        const qk_model_tensor *t = &res->tensors[i];
+        ts[i] = (qk_sens_tensor){t->name, {t->ne[0], t->ne[1], t->ne[2], t->ne[3]}, NULL, NULL};
+        if (entries[i]) {
+            ts[i].w = entries[i]->values;
+            ts[i].a = entries[i]->means;
+        }
+        sens[i] = 1.0;
+        want[i] = i >= lo && i < hi && !rows[i].pinned;
+        n_want += want[i];
+    }
+    r->s.ctx = ctx;
+    r->s.p = p;
+    sens_reader sr = {r, res};
+    const size_t chunk = (p->chunk_bytes ? p->chunk_bytes : DEFAULT_CHUNK_BYTES) / sizeof(float);
+    const double t0 = now_seconds();
+    qk_status st =
+        qk_target_sensitivities(ts, n, want, r->model.n_head, r->model.n_head_kv, read_rows_f32, &sr, chunk, sens, why);
+    if (st == QK_ERR_OUT_OF_MEMORY) forward_error(ctx, st);
+    size_t n_fallback = 0;
+    for (size_t i = 0; st == QK_OK && i < n; i++) {
+        if (want[i]) res->tensors[i].target_sensitivity = sens[i];
+        if (!want[i] || !why[i]) continue;
+        if (n_fallback++ < 3) add_note(res, "size target: sensitivity 1 for %s: %s\n", res->tensors[i].name, why[i]);
+    }
+    if (n_fallback > 3)
+        add_note(res, "size target: sensitivity 1 for %zu more tensors, for the same reasons\n", n_fallback - 3);
+    if (st == QK_OK && n_want)
+        add_note(res, "size target: sensitivities (gain to the residual) of %zu tensors in %.2f s\n", n_want,
+                 now_seconds() - t0);
+    free(ts);
+    free(want);
+    free(why);
     return st;
 }
 
@@ -1260,12 +1350,13 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
     qk_target_row *rows = calloc(n ? n : 1, sizeof *rows);
     const qk_imatrix_entry **entries = calloc(n ? n : 1, sizeof *entries);
     int *choice = calloc(n ? n : 1, sizeof *choice);
+    double *sens = calloc(n ? n : 1, sizeof *sens);
     qk_target_row *extra = NULL; /* with a curve: the presets' types that are no candidate */
     qk_model_preset_point *pp = NULL;
     int *preset_types = NULL;
     size_t n_pp = 0;
     qk_status st = QK_OK;
-    if (!rows || !entries || !choice) {
+    if (!rows || !entries || !choice || !sens) {
         st = qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory for the error matrix of %zu tensors", n);
         goto done;
     }
@@ -1311,7 +1402,10 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
     }
     if (part_phase && (st = shard_rows(ctx, p, res->tensors, n, 1, &lo, &hi))) goto done;
     const double t0 = now_seconds();
-    if (known < n_free || n_extra) st = measure_matrix(ctx, r, p, res, rows, extra, entries, lo, hi);
+    /* also where the state file holds every error (multiplied): the result reports the factors */
+    st = measure_sensitivities(ctx, r, p, res, rows, entries, lo, hi, sens);
+    if (st == QK_OK && (known < n_free || n_extra))
+        st = measure_matrix(ctx, r, p, res, rows, extra, entries, sens, lo, hi);
     const size_t now_known = measured_rows(rows, n);
     res->matrix_seconds = known < n_free || n_extra ? now_seconds() - t0 : 0.0;
     res->matrix_from_state = found && known == n_free;
@@ -1420,6 +1514,7 @@ done:
     free(rows);
     free(entries);
     free(choice);
+    free(sens);
     free(extra);
     free(pp);
     free(preset_types);

@@ -23,7 +23,8 @@ err=$("$qkern" quantize --dry-run --imatrix "$dir/im.gguf" --state-file "$dir/st
 check "first run measures the matrix" grep -q "error matrix measured" <<<"$err"
 check "first run writes the state file" test -s "$dir/st.bin"
 check "dry run writes nothing" test ! -e "$dir/dry.gguf"
-check "dry run prints the chosen types and errors" grep -q "ffn_down_exps.*-> [A-Z0-9_]* *[0-9]* *[0-9.e+-]*  default" "$dir/plan.txt"
+check "dry run prints the chosen types, errors and sensitivities" \
+  grep -q "ffn_down_exps.*-> [A-Z0-9_]* *[0-9]* *[0-9.e+-]*  *1  default" "$dir/plan.txt"
 check "dry run predicts the bpw" grep -q "^target: chosen mixture .* 4\.[45][0-9]* bpw" "$dir/plan.txt"
 for t in 2.5 3.5 4.5 6.0; do
   err=$("$qkern" quantize --imatrix "$dir/im.gguf" --state-file "$dir/st.bin" --target-bpw $t \
@@ -53,9 +54,7 @@ out=$("$qkern" quantize --dry-run --imatrix "$dir/im.gguf" --state-file "$dir/cu
 check "state file cut short refused" grep -q "is damaged or cut short" <<<"$out"
 
 # a state file of the error matrix before the bias term ("target matrix 1", written by that
-# version with --device cpu for this model, imatrix and command) is refused as another run's, and
-# differs from this version's only in its key (and the file's hash): this imatrix has no means, so the errors are the
-# same numbers (a generator or libm that changed the model would show here as more differences)
+# version with --device cpu for this model, imatrix and command) is refused as another run's
 v1="$(dirname "$0")/../data/target_state/v1_tiny_seed7_q4km.bin"
 cp "$v1" "$dir/v1.bin"
 out=$("$qkern" quantize --dry-run --device cpu --imatrix "$dir/im.gguf" --state-file "$dir/v1.bin" --target-bpw 4.5 \
@@ -63,12 +62,62 @@ out=$("$qkern" quantize --dry-run --device cpu --imatrix "$dir/im.gguf" --state-
 check "state file of target matrix 1 refused (exit 1)" test $? -eq 1
 check "state file of target matrix 1: clear message" grep -q "state file .* was made for other" <<<"$out"
 check "state file of target matrix 1 left as it was" cmp -s "$v1" "$dir/v1.bin"
-check "this version's state file" "$qkern" quantize --quiet --dry-run --device cpu --imatrix "$dir/im.gguf" \
-  --state-file "$dir/v2.bin" --target-bpw 4.5 "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M
-check "target matrix 1 and 2 differ in the key (bytes 9-16)" \
-  test "$(head -c 16 "$v1" | tail -c 8 | od -An -tx1)" != "$(head -c 16 "$dir/v2.bin" | tail -c 8 | od -An -tx1)"
-check "target matrix 1 and 2 agree in the rest (but the final hash of it all)" \
-  cmp -s <(tail -c +17 "$v1" | head -c -8) <(tail -c +17 "$dir/v2.bin" | head -c -8)
+
+# and one of "target matrix 2" (sensitivity 1: written by qkern f294772 with the same command) too;
+# this version's errors are matrix 2's times each tensor's sensitivity, as the report gives it
+# (printed with 17 digits, so the product is exact): the measuring itself did not change
+v2="$(dirname "$0")/../data/target_state/v2_tiny_seed7_q4km.bin"
+cp "$v2" "$dir/v2.bin"
+out=$("$qkern" quantize --dry-run --device cpu --imatrix "$dir/im.gguf" --state-file "$dir/v2.bin" --target-bpw 4.5 \
+  "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M 2>&1)
+check "state file of target matrix 2 refused (exit 1)" test $? -eq 1
+check "state file of target matrix 2: clear message" grep -q "state file .* was made for other" <<<"$out"
+check "state file of target matrix 2 left as it was" cmp -s "$v2" "$dir/v2.bin"
+check "this version's state file" "$qkern" quantize --dry-run --device cpu --imatrix "$dir/im.gguf" \
+  --state-file "$dir/v3.bin" --report "$dir/v3.json" --target-bpw 4.5 "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M \
+  >"$dir/plan_v3.txt" 2>/dev/null
+check "dry run prints the sens column" grep -q "error *sens  why" "$dir/plan_v3.txt"
+check "dry run: token_embd's sens is 1 / rows (1024)" grep -q "^token_embd.weight .* 0.0009766  default" \
+  "$dir/plan_v3.txt"
+sens_out=$(python3 - "$v2" "$dir/v3.bin" "$dir/v3.json" <<'EOF2'
+import json, struct, sys
+def rows(path):
+    b = open(path, "rb").read()
+    assert b[:8] == b"QKTGTEM1", path
+    key, count = struct.unpack_from("<QQ", b, 8)
+    at, out = 24, []
+    for _ in range(count):
+        (k,) = struct.unpack_from("<I", b, at)
+        at += 4
+        opts = []
+        for _ in range(k & 0x7FFFFFFF):
+            opts.append(struct.unpack_from("<iQd", b, at))
+            at += 20
+        out.append((bool(k & 0x80000000), opts))
+    assert at + 8 == len(b), path
+    return key, out
+k2, r2 = rows(sys.argv[1])
+k3, r3 = rows(sys.argv[2])
+tensors = json.load(open(sys.argv[3]))["tensors"]
+bad, scaled, kinds = [], 0, set()
+if k2 == k3: bad.append("same key")
+if len(r2) != len(r3) or len(r3) != len(tensors): bad.append("row counts differ")
+for (p2, o2), (p3, o3), t in zip(r2, r3, tensors):
+    if p2 != p3 or [o[:2] for o in o2] != [o[:2] for o in o3]: bad.append(t["name"] + ": options differ")
+    if p3: continue
+    s = t["sens"]
+    if s is None or not s > 0: bad.append(f"{t['name']}: sens {s}")
+    elif any(e3 != e2 * s for (_, _, e2), (_, _, e3) in zip(o2, o3)): bad.append(f"{t['name']}: errors not x {s}")
+    elif s != 1:
+        scaled += 1
+        kinds.add(t["name"].split(".")[-2] if t["name"].startswith("blk.") else t["name"])
+print(f"{scaled} tensors' errors scaled by their sensitivity ({', '.join(sorted(kinds))}); {len(bad)} problems: {bad[:3]}")
+want = {"ffn_up_exps", "ffn_gate_exps", "ffn_up_shexp", "ffn_gate_shexp", "attn_q", "attn_k", "attn_v", "token_embd.weight"}
+sys.exit(0 if not bad and want <= kinds else 1)
+EOF2
+)
+check "matrix 3's errors are matrix 2's times the reported sensitivity" test $? -eq 0
+echo "$sens_out"
 
 # misuse exits 1 with one line and runs nothing
 misuse() { # misuse "what" ARGS...: exit 1, a message naming the option
@@ -90,8 +139,9 @@ check "unreachable target exits 1" test $? -eq 1
 check "unreachable target names the range in bpw" grep -q "outside the reachable range [0-9.]* to [0-9.]* bpw" <<<"$out"
 
 # At Q4_K_M's size the mixture's error is lower than Q4_K_M's, summed from both written files'
-# --report (weighted_rmse^2 x weights: without an imatrix every weight is 1, the same measure
-# the matrix uses), and the written error is the predicted one.
+# --report (sens x weighted_rmse^2 x weights: without an imatrix every weight is 1, the same
+# measure the matrix uses; sens per tensor from the mixture's report, 1 where it has none: the
+# pinned tensors, copied alike in both), and the written error is the predicted one.
 # generate --means: the same model, an imatrix with <name>.in_sum, whose bias term moves the errors
 check "generate --means" "$qkern" generate --size tiny --seed 7 --imatrix "$dir/im_means.gguf" --means "$dir/m2.gguf" >/dev/null
 check "generate --means: the same model bytes" cmp -s "$dir/m.gguf" "$dir/m2.gguf"
@@ -113,9 +163,10 @@ check "mixture at Q4_K_M's bpw ($pb)" test $? -eq 0
 predicted=$(awk '/^target: chosen mixture/ { sub(/;/, "", $11); print $11 }' <<<"$xout")
 cmp_out=$(python3 - "$dir/p.json" "$dir/x.json" "${predicted:-nan}" <<'EOF'
 import json, math, sys
+sens = {t["name"]: t["sens"] or 1.0 for t in json.load(open(sys.argv[2]))["tensors"]}
 def sse(path):
     r = json.load(open(path))
-    return r["bpw"], sum(t["weighted_rmse"] ** 2 * math.prod(t["shape"]) for t in r["tensors"]
+    return r["bpw"], sum(sens[t["name"]] * t["weighted_rmse"] ** 2 * math.prod(t["shape"]) for t in r["tensors"]
                          if t["weighted_rmse"] is not None)
 (pb, pe), (xb, xe) = sse(sys.argv[1]), sse(sys.argv[2])
 predicted = float(sys.argv[3])
