@@ -15,8 +15,7 @@
 #          tests first), QK_PEER_MODELS=1 (then `qkern bench tg` and `pp` on Qwen3.5-35B-A3B and
 #          397B-A17B, Q4_K and IQ2_XXS, appended to the JSONL), QK_PEER_COMMIT (the peer's commit
 #          when GGML has no PEER_COMMIT file), QK_PEER_PATHS (comma list of QK_MOE_PATH values,
-#          e.g. dot,dots,dotd,tiled,dot@16,dot:8 (dots, dotd: the dot path's weights staged in
-#          shared memory or read directly; @N: N lanes a row on the dot path, :W its warps a CTA,
+#          e.g. dot,tiled,dot@16,dot:8 (@N: N lanes a row on the dot path, :W its warps a CTA,
 #          QK_MOE_DOT_WARPS in moe_plan.cu; the dot paths at
 #          QK_PEER_SWEEP_TOKENS, default 1|8|32|128|512):
 #          qkern's MoE benchmark again with each path forced, into

@@ -72,12 +72,11 @@ enum { QK_CUDA_MOE_VEC = 0, QK_CUDA_MOE_TILED = 1, QK_CUDA_MOE_DOT = 2 };
  * activations (xq: int8 [rows of x][k]; xm: float4 per 32 values: the scale d, d times the sum of
  * the first 16 codes, of the last 16). */
 typedef struct qk_cuda_moe_plan {
-    int path;       /* QK_CUDA_MOE_VEC, _TILED or _DOT */
-    int bn;         /* tiled: slots per tile, 32 or 64 */
-    int max_tiles;  /* tiled: an upper bound of the tiles the routing can need */
-    int lanes;      /* dot: lanes that share a row (a power of two, at most 32) */
-    int dot_warps;  /* dot: warps a CTA (1 to 8) */
-    int dot_staged; /* dot: 1: the weights staged in shared memory (moe_dot_staged_kernel) */
+    int path;      /* QK_CUDA_MOE_VEC, _TILED or _DOT */
+    int bn;        /* tiled: slots per tile, 32 or 64 */
+    int max_tiles; /* tiled: an upper bound of the tiles the routing can need */
+    int lanes;     /* dot: lanes that share a row (a power of two, at most 32) */
+    int dot_warps; /* dot: warps a CTA (1 to 8) */
     size_t counts, tiles, n_tiles, sorted, xh, xq, xm, partial, bytes;
     size_t bytes_any; /* the most any of the three kinds needs with these shapes (the weighted sum's) */
 } qk_cuda_moe_plan;

@@ -5,9 +5,9 @@
  * Three paths (moe_plan.cu chooses, from one table):
  *   - moe_dot_kernel, for few tokens per expert (token generation) at the default precision: the
  *     activations quantized to 8 bits once per call (moe_route.cu), each slot reads its expert's
- *     rows once (staged in shared memory by cp.async, or straight from global memory: the plan's
- *     form), and multiplies them as 8-bit codes with dp4a, scaling per 16 values. The weighted
- *     sum is every slot's product into the workspace, then the ordered sum (moe_route.cu).
+ *     rows once, straight from global memory, and multiplies them as 8-bit codes with dp4a,
+ *     scaling per 16 values. The weighted sum is every slot's product into the workspace, then
+ *     the ordered sum (moe_route.cu).
  *   - moe_vec_kernel, the same in f32 (the exact precision, the float weights, weights at an
  *     address the dot path cannot load from): a lane decodes whole blocks of a row (L lanes
  *     share a row, by the row length) and the dot products accumulate in f32.
@@ -284,33 +284,6 @@ template <int N> __device__ inline float reduce_spread(const float (&v)[N], int 
     return w[0];
 }
 
-/* The end of a slot on the dot path: each of the lane group's R rows (from row0; NW sums each,
- * over its L lanes) into yrow[row], gate/up as silu(gate) * up; rows from m on are not written. */
-template <bool GATE_UP, int NW, int R>
-__device__ inline void store_dot_rows(float (&acc)[NW][R], int lane, int L, int64_t row0, int64_t m, float *yrow) {
-    const int u = lane % L;
-    if (L >= NW * R) {
-        /* value t * R + rr ends in lane u = t * R + rr: the gate's lanes take the up sums from
-         * u + R */
-        float v[NW * R];
-#pragma unroll
-        for (int t = 0; t < NW; t++)
-#pragma unroll
-            for (int rr = 0; rr < R; rr++) v[t * R + rr] = acc[t][rr];
-        const float sum = reduce_spread<NW * R>(v, lane, L);
-        const float up = GATE_UP ? __shfl_xor_sync(0xffffffffu, sum, R) : 0.0f;
-        if (u < R && row0 + u < m) yrow[row0 + u] = GATE_UP ? silu(sum) * up : sum;
-    } else { /* rows of fewer than NW * R parts: each sum on its own */
-#pragma unroll
-        for (int rr = 0; rr < R; rr++) {
-#pragma unroll
-            for (int t = 0; t < NW; t++)
-                for (int o = L / 2; o > 0; o >>= 1) acc[t][rr] += __shfl_xor_sync(0xffffffffu, acc[t][rr], o);
-            if (u == 0 && row0 + rr < m) yrow[row0 + rr] = GATE_UP ? silu(acc[0][rr]) * acc[NW - 1][rr] : acc[0][rr];
-        }
-    }
-}
-
 /* grid: (row groups of warps * 32 / L * DOT_ROWS rows, slots, grid-stride): every slot is its
  * own work item. Slots that chose the same expert read its rows each (measured, bench/results
  * 2026-12-06: grouping slots by expert first cost more than it saved up to 128 tokens, the
@@ -321,7 +294,12 @@ __device__ inline void store_dot_rows(float (&acc)[NW][R], int lane, int L, int6
  * 8 warps was 1.01-1.61x slower at 1 to 32 tokens, and quantizing them in every CTA (no quantize
  * kernel) up to 2.1x, faster only on 1 token's down rows, by up to 5%
  * (2026-12-07-cuda-h100-ae67d82-sweep.md: the CTA-wide wait for the copy costs more than the L2
- * reads it saves).
+ * reads it saves). The weights, too, are read straight from global memory: each warp copying its
+ * rows' next two chunks into shared memory by cp.async and decoding from there was 1.09-1.44x
+ * slower at 1 to 32 tokens on every type (geomean 1.31 at 8 tokens; Nsight Compute on Q4_K gate/up
+ * at 8 tokens: 28.1 against 23.2 us, DRAM 37% against 45% busy, issue slots 69% against 46%: the
+ * shared-memory stores and loads cost more issue slots than the global loads' latency they hid;
+ * 2026-12-07-cuda-h100-2b351cb-dot-staged.md).
  *
  * Lane (g, u) of a warp takes DOT_ROWS rows (the g-th group of the warp's) and their parts u,
  * u + L, ...: per part it decodes the weights of each row to 8-bit codes (straight from global
@@ -412,115 +390,27 @@ __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
                     for (int rr = 0; rr < R; rr++) acc[t][rr] += d[t][rr];
             }
         }
-        store_dot_rows<GATE_UP>(acc, lane, L, row0, a.m, y + i * a.m);
-    }
-}
-
-/* The staged form's chunks (moe_dot_staged_kernel): a chunk is the parts [c * cp, c * cp + cp)
- * of each of a warp's rows (cp: the lanes of a row, or a whole block where it has more parts),
- * in shared memory as the aligned 16-byte words that cover them (words_of), `stride` bytes a row. */
-struct dot_stage {
-    int cp, stride;
-};
-__host__ __device__ constexpr dot_stage dot_stage_for(int L, int qk, int block_bytes) {
-    return {L > qk / 32 ? L : qk / 32, ((L > qk / 32 ? L : qk / 32) / (qk / 32) * block_bytes + 15 + 15) / 16 * 16};
-}
-/* A CTA's shared memory for the staged form: two chunk buffers a warp, NW tensors, 32 / L *
- * DOT_ROWS rows each. */
-__host__ __device__ constexpr size_t dot_stage_bytes(int L, int warps, int nw, int qk, int block_bytes) {
-    return (size_t)warps * 2 * nw * (32 / L * DOT_ROWS) * dot_stage_for(L, qk, block_bytes).stride;
-}
-
-/* The dot path, its weights staged (QK_MOE_DOT_FORM staged): the same products and sums as
- * moe_dot_kernel, but each warp copies its rows' chunks into its own part of shared memory by
- * cp.async, two chunks ahead, and the lanes decode from there. A chunk's words are 16-byte loads
- * that hold no registers while in flight, so a warp has all of its rows' bytes of two chunks
- * (k = 2048: the whole rows) requested at once, where the direct form has one part of each row
- * in flight, read in loads of 2 or 4 bytes for most types. No CTA-wide barrier: a warp's chunks
- * are its own (__syncwarp orders the copies and the reads). */
-template <class T, class D, int KIND>
-__global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
-    moe_dot_staged_kernel(qk_cuda_moe_args a, const int8_t *xq, const float4 *xm, float *y, int L) {
-    constexpr bool GATE_UP = KIND == QK_CUDA_MOE_GATE_UP;
-    constexpr int NW = GATE_UP ? 2 : 1, PARTS = T::QK / 32, R = DOT_ROWS;
-    extern __shared__ __align__(16) uint8_t smem[];
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / L, u = lane % L;
-    const dot_stage st = dot_stage_for(L, T::QK, T::BYTES);
-    const int WR = 32 / L * R; /* the warp's rows */
-    const int64_t wrow0 = ((int64_t)blockIdx.x * (blockDim.x / 32) + warp) * WR, row0 = wrow0 + g * R;
-    if (wrow0 >= a.m) return; /* no barrier follows: a warp without rows may leave */
-    const int rows = a.m - wrow0 < WR ? (int)(a.m - wrow0) : WR;
-    const size_t buf_bytes = (size_t)NW * WR * st.stride;
-    uint8_t *const buf = smem + (size_t)warp * 2 * buf_bytes;
-    const int64_t parts = a.k / 32, row_bytes = a.k / T::QK * T::BYTES;
-    const int64_t chunks = (parts + st.cp - 1) / st.cp;
-    const uint8_t *w[NW];
-    w[0] = static_cast<const uint8_t *>(a.w);
-    if constexpr (GATE_UP) w[NW - 1] = static_cast<const uint8_t *>(a.w_up);
-    /* rows past m read the warp's last row (their sums are not written) */
-    int lr[R];
+        if (L >= NW * R) {
+            /* value t * R + rr ends in lane u = t * R + rr: the gate's lanes take the up sums
+             * from u + R */
+            float v[NW * R];
 #pragma unroll
-    for (int rr = 0; rr < R; rr++) lr[rr] = g * R + rr < rows ? g * R + rr : rows - 1;
-
-    const int64_t slots = a.n_tokens * a.n_used;
-    bool waited = false; /* for the quantize kernel's activations */
-    for (int64_t i = blockIdx.y; i < slots; i += gridDim.y) {
-        const int64_t e = a.ids ? a.ids[i] : 0; /* the same for the whole CTA */
-        if (e < 0 || e >= a.n_expert) {         /* never read through a bad id */
-            for (int rr = 0; rr < R; rr++)
-                if (u == 0 && row0 + rr < a.m) y[i * a.m + row0 + rr] = __int_as_float(0x7fc00000);
-            continue;
-        }
-        const uint8_t *base[NW];
+            for (int t = 0; t < NW; t++)
 #pragma unroll
-        for (int t = 0; t < NW; t++) base[t] = w[t] + (e * a.m + wrow0) * row_bytes;
-        /* chunk c into buffer c % 2, one cp.async group (empty past the last chunk) */
-        auto stage = [&](int64_t c) {
-            if (c < chunks) {
-                const int64_t p0 = c * st.cp;
-                const int n = (int)(parts - p0 < st.cp ? parts - p0 : st.cp);
-                stage_rows<NW>(buf + (c % 2) * buf_bytes, st.stride, WR, rows, base, row_bytes, p0 / PARTS * T::BYTES,
-                               n / PARTS * T::BYTES, lane, 32);
-            }
-            cp_async_commit();
-        };
-        stage(0);
-        stage(1);
-        /* 32-bit: the launcher keeps the slots below 2^31 (a 64-bit division is a call) */
-        const int64_t xrow = a.x_per_slot ? i : (int64_t)((unsigned)i / (unsigned)a.n_used);
-        const int8_t *xr = xq + xrow * a.k;
-        const float4 *xmr = xm + xrow * parts;
-        if (!waited) wait_for_prerequisite_grid(), waited = true;
-        float acc[NW][R];
+                for (int rr = 0; rr < R; rr++) v[t * R + rr] = acc[t][rr];
+            const float sum = reduce_spread<NW * R>(v, lane, L);
+            const float up = GATE_UP ? __shfl_xor_sync(0xffffffffu, sum, R) : 0.0f;
+            if (u < R && row0 + u < a.m) y[i * a.m + row0 + u] = GATE_UP ? silu(sum) * up : sum;
+        } else { /* rows of fewer than NW * R parts: each sum on its own */
 #pragma unroll
-        for (int t = 0; t < NW; t++)
-#pragma unroll
-            for (int rr = 0; rr < R; rr++) acc[t][rr] = 0.0f;
-        for (int64_t c = 0; c < chunks; c++) {
-            const int64_t p0 = c * st.cp;
-            const uint8_t *cb = buf + (c % 2) * buf_bytes;
-            cp_async_wait_one(); /* this chunk's group; the next may still be in flight */
-            __syncwarp();
-            for (int64_t P = p0 + u; P < p0 + st.cp && P < parts; P += L) {
-                x_part x;
-                x.load(xr, xmr, P);
-                const int64_t off = (P - p0) / PARTS * T::BYTES;
+            for (int rr = 0; rr < R; rr++) {
 #pragma unroll
                 for (int t = 0; t < NW; t++)
-#pragma unroll
-                    for (int rr = 0; rr < R; rr++) {
-                        /* the row's first byte lies at its global address % 16 in its words */
-                        const uintptr_t src =
-                            reinterpret_cast<uintptr_t>(base[t] + lr[rr] * row_bytes + p0 / PARTS * T::BYTES);
-                        qk_part_i8 r;
-                        D::part(cb + (size_t)(t * WR + lr[rr]) * st.stride + (src & 15) + off, (int)(P % PARTS), &r);
-                        acc[t][rr] += part_dot<D>(r, x);
-                    }
+                    for (int o = L / 2; o > 0; o >>= 1) acc[t][rr] += __shfl_xor_sync(0xffffffffu, acc[t][rr], o);
+                if (u == 0 && row0 + rr < a.m)
+                    y[i * a.m + row0 + rr] = GATE_UP ? silu(acc[0][rr]) * acc[NW - 1][rr] : acc[0][rr];
             }
-            __syncwarp(); /* every lane is done with the buffer before it is refilled */
-            stage(c + 2);
         }
-        store_dot_rows<GATE_UP>(acc, lane, L, row0, a.m, y + i * a.m);
     }
 }
 
@@ -761,25 +651,7 @@ __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1, BN))
 
 /* ---- launch ----------------------------------------------------------------------------------- */
 
-/* The most shared memory a staged dot kernel is given (init_moe sets it): what the widest layout
- * (lanes a row from 1 to 32, DOT_MAX_WARPS) needs, at most an SM's 227 KiB. A launch needing more
- * takes the direct form. */
-template <class T, int KIND> constexpr size_t dot_stage_cap() {
-    size_t most = 0;
-    for (int L = 1; L <= 32; L *= 2) {
-        const size_t b = dot_stage_bytes(L, DOT_MAX_WARPS, KIND == QK_CUDA_MOE_GATE_UP ? 2 : 1, T::QK, T::BYTES);
-        most = b > most ? b : most;
-    }
-    return most < 227 * 1024 ? most : 227 * 1024;
-}
-
-template <class T, class D, int KIND> cudaError_t allow_dot_smem() {
-    return cudaFuncSetAttribute(moe_dot_staged_kernel<T, D, KIND>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)dot_stage_cap<T, KIND>());
-}
-
-/* The dot path: the activations quantized by their own kernel, then the dot kernel (staged or
- * direct, by the plan). */
+/* The dot path: the activations quantized by their own kernel, then the dot kernel. */
 template <class T, class D, int KIND>
 int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, cudaStream_t s) {
     const int L = p.lanes; /* lanes per row (moe_plan.cu): 32 / L rows per warp */
@@ -801,14 +673,8 @@ int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, c
     early.val.programmaticStreamSerializationAllowed = 1;
     config.attrs = &early;
     config.numAttrs = 1;
-    const int8_t *xq = reinterpret_cast<const int8_t *>(ws + p.xq);
-    const float4 *xm = reinterpret_cast<const float4 *>(ws + p.xm);
-    const size_t smem = dot_stage_bytes(L, warps, KIND == QK_CUDA_MOE_GATE_UP ? 2 : 1, T::QK, T::BYTES);
-    if (p.dot_staged && smem <= dot_stage_cap<T, KIND>()) {
-        config.dynamicSmemBytes = smem;
-        return (int)cudaLaunchKernelEx(&config, moe_dot_staged_kernel<T, D, KIND>, a, xq, xm, y, L);
-    }
-    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND>, a, xq, xm, y, L);
+    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND>, a, reinterpret_cast<const int8_t *>(ws + p.xq),
+                                   reinterpret_cast<const float4 *>(ws + p.xm), y, L);
 }
 
 template <class T, int KIND> int launch_vec(const qk_cuda_moe_args &a, cudaStream_t s) {
@@ -846,10 +712,6 @@ template <class T, class D> int init_moe() {
     if constexpr (!moe_block<T>::PLAIN) { /* the plain types take the vector path only (moe_plan.cu) */
         if (err == cudaSuccess) err = allow_tiled_smem<T, D>();
         if (err == cudaSuccess) err = allow_tiled_smem<T, no_dot>();
-        if constexpr (D::EXISTS) {
-            if (err == cudaSuccess) err = allow_dot_smem<T, D, QK_CUDA_MOE_MATMUL>();
-            if (err == cudaSuccess) err = allow_dot_smem<T, D, QK_CUDA_MOE_GATE_UP>();
-        }
     }
     return (int)err;
 }

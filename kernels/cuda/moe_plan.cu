@@ -61,12 +61,11 @@ constexpr threshold thresholds[] = {
 struct dot_threshold {
     int type; /* -1: the default */
     int max_tokens;
-    int warps;  /* a CTA's */
-    int staged; /* 1: the weights staged in shared memory by cp.async (moe_dot_staged_kernel) */
+    int warps; /* a CTA's */
 };
 
 constexpr dot_threshold dot_thresholds[] = {
-    {-1, 64, 4, 0},
+    {-1, 64, 4},
 };
 
 template <class R, size_t N> const R &row_of(const R (&table)[N], int type) {
@@ -79,23 +78,17 @@ size_t align_up(size_t n) { return (n + 255) & ~(size_t)255; }
 
 bool plain_type(int t) { return t == QK_TYPE_F32 || t == QK_TYPE_F16 || t == QK_TYPE_BF16; }
 
-/* QK_MOE_PATH=vec|dot|dots|dotd|tiled forces a path where the type and precision allow it (dots:
- * the dot path with its weights staged, dotd: read directly): for measuring the thresholds above
- * (bench/, scripts/gpu_peer.sh's QK_PEER_PATHS), never needed for correct results. Read once.
- * The dot path's form: 1 staged, 0 direct, -1 the table's. */
-struct forced {
-    int path, staged;
-};
-forced forced_path() {
-    static const forced f = [] {
+/* QK_MOE_PATH=vec|dot|tiled forces a path where the type and precision allow it: for measuring
+ * the thresholds above (bench/, scripts/gpu_peer.sh's QK_PEER_PATHS), never needed for correct
+ * results. Read once. */
+int forced_path() {
+    static const int f = [] {
         const char *v = getenv("QK_MOE_PATH");
-        if (!v) return forced{-1, -1};
-        if (!strcmp(v, "vec")) return forced{QK_CUDA_MOE_VEC, -1};
-        if (!strcmp(v, "dot")) return forced{QK_CUDA_MOE_DOT, -1};
-        if (!strcmp(v, "dots")) return forced{QK_CUDA_MOE_DOT, 1};
-        if (!strcmp(v, "dotd")) return forced{QK_CUDA_MOE_DOT, 0};
-        if (!strcmp(v, "tiled")) return forced{QK_CUDA_MOE_TILED, -1};
-        return forced{-1, -1};
+        if (!v) return -1;
+        if (!strcmp(v, "vec")) return (int)QK_CUDA_MOE_VEC;
+        if (!strcmp(v, "dot")) return (int)QK_CUDA_MOE_DOT;
+        if (!strcmp(v, "tiled")) return (int)QK_CUDA_MOE_TILED;
+        return -1;
     }();
     return f;
 }
@@ -139,8 +132,7 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     const bool plain = plain_type(a->type), dot_ok = !plain && !a->exact;
     int path = dot_ok ? (a->n_tokens <= (int64_t)dt.max_tokens ? QK_CUDA_MOE_DOT : QK_CUDA_MOE_TILED)
                       : (a->n_tokens <= (int64_t)t.vec_max_tokens ? QK_CUDA_MOE_VEC : QK_CUDA_MOE_TILED);
-    const forced fp = forced_path();
-    const int f = fp.path;
+    const int f = forced_path();
     if (f == QK_CUDA_MOE_VEC || (f == QK_CUDA_MOE_DOT && dot_ok) || (f == QK_CUDA_MOE_TILED && !plain)) path = f;
     if (path == QK_CUDA_MOE_VEC) { /* scratch: the weighted sum's per-slot products */
         p.path = QK_CUDA_MOE_VEC;
@@ -156,7 +148,6 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         p.path = QK_CUDA_MOE_DOT;
         p.lanes = dot_lanes(a->k);
         p.dot_warps = forced_dot_warps() ? forced_dot_warps() : dt.warps;
-        p.dot_staged = fp.staged >= 0 ? fp.staged : dt.staged;
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;
