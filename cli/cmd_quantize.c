@@ -663,7 +663,7 @@ static const char error_definition[] =
     "sens x sum w (x - q)^2 over the tensors the target chooses for, w the imatrix's mean x^2 of the value's column "
     "(1 without imatrix data); where the imatrix has means a (in_sum), sens x (sum (w - a^2) (x - q)^2 plus each "
     "row's (sum a (x - q))^2); sens: a tensor's gain to the residual stream (1 for tensors writing into it, through "
-    "ffn_down for ffn_up/gate, through attn_output for attn_q/k/v)";
+    "ffn_down for ffn_up/gate, through attn_output for attn_v)";
 
 /* The size target's outcome and, with --plot, its curve and the presets priced beside it. */
 static void write_report_target(FILE *f, const qk_model_result *res) {

@@ -603,7 +603,7 @@ typedef struct qk_model_tensor {
     double target_error;
     /* With a size target: the factor its errors were multiplied by, the expected squared error
      * that a unit of its output error causes in the residual stream (1 for a tensor that writes
-     * into it; for ffn_up/gate the gain through the block's ffn_down, for attn_q/k/v through
+     * into it; for ffn_up/gate the gain through the block's ffn_down, for attn_v through
      * attn_output, from the weights and the imatrix; 1 / rows for a token embedding without
      * imatrix data). Negative for a pinned tensor, which the target does not measure, and in a
      * sharded target's first phase for the other parts' tensors. */

@@ -316,8 +316,8 @@ static void test_attention_gain_matches_monte_carlo(void) {
     const char *why[7];
     CHECK(factors(t, 7, data, NH, NKV, sens, why, -1) == QK_OK, "the factors of attention");
     CHECK(!why[0] && !why[1] && !why[2] && !why[4], "attention's factors fell back: %s", why[2] ? why[2] : "-");
-    CHECK(sens[0] == sens[2] && sens[1] == sens[2], "attn_q %g and attn_k %g take attn_v's factor %g", sens[0], sens[1],
-          sens[2]);
+    CHECK(sens[0] == 1.0 && sens[1] == 1.0 && sens[2] != 1.0, "attn_q %g and attn_k %g keep 1, attn_v's factor %g",
+          sens[0], sens[1], sens[2]);
     CHECK(sens[3] == 1.0, "attn_output writes into the residual: factor %g", sens[3]);
     CHECK(fabs(sens[4] - sens[2]) <= 1e-12 * sens[2], "fused attn_qkv %.17g against attn_v's %.17g", sens[4], sens[2]);
     CHECK(sens[6] == 1.0 && why[6], "attn_qkv without attn_output: factor %g, reason %s", sens[6],
@@ -411,6 +411,11 @@ static void test_fallbacks_and_rules(void) {
     const qk_sens_tensor tied[1] = {{"token_embd.weight", {D, 1000, 1, 1}, wd, NULL}};
     CHECK(factors(tied, 1, dm, 0, 0, sens, why, -1) == QK_OK && sens[0] == 1.0,
           "token_embd with an entry (tied output): %g", sens[0]);
+    /* no output tensor: the embedding is the output projection too, entry or not */
+    const qk_sens_tensor tied_bare[2] = {{"token_embd.weight", {D, 1000, 1, 1}, NULL, NULL},
+                                         {"blk.0.ssm_out.weight", {D, D, 1, 1}, NULL, NULL}};
+    CHECK(factors(tied_bare, 2, dm, 0, 0, sens, why, -1) == QK_OK && sens[0] == 1.0 && !why[0],
+          "token_embd of a model without output.weight (tied): %g, expected 1", sens[0]);
 
     /* a failed read stops it with the reader's status */
     CHECK(factors(up_bare, 2, d2, 0, 0, sens, why, 1) == QK_ERR_IO, "a read failure is passed on");

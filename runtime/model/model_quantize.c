@@ -1060,8 +1060,9 @@ static const qk_imatrix_entry *target_entry(const run *r, const qk_model_tensor 
  * the head counts. */
 static uint64_t target_key(const run *r, const qk_model_quantize_result *res, const qk_target_row *rows,
                            const qk_imatrix_entry *const *entries) {
-    static const char version[] = "qkern target matrix 3: sensitivity x (sum (w - a^2) (x - q)^2 + rows' "
-                                  "(sum a (x - q))^2), sensitivity: gain to the residual (target_sensitivity.c)";
+    static const char version[] =
+        "qkern target matrix 3: sensitivity x (sum (w - a^2) (x - q)^2 + rows' "
+        "(sum a (x - q))^2), sensitivity: gain to the residual (target_sensitivity.c: attn_q/k 1, a tied embedding 1)";
     uint64_t h = qk_target_hash(QK_TARGET_HASH_SEED, version, sizeof version);
     const int64_t heads[2] = {r->model.n_head, r->model.n_head_kv};
     h = qk_target_hash(h, heads, sizeof heads);

@@ -174,8 +174,7 @@ static qk_status ffn_factor(sens_run *s, size_t i, const char *down, double *sen
     return st;
 }
 
-/* attn_v, attn_q, attn_k (the block's attn_v factor) and a fused attn_qkv (its v rows) through
- * attn_output. */
+/* attn_v, and a fused attn_qkv (its v rows), through attn_output. */
 static qk_status attn_factor(sens_run *s, size_t i, int fused, int64_t n_head, int64_t n_head_kv, double *sens,
                              const char **why) {
     const size_t o = find_partner(s, i, "attn_output"), v = fused ? i : find_partner(s, i, "attn_v");
@@ -224,6 +223,10 @@ qk_status qk_target_sensitivities(const qk_sens_tensor *t, size_t n, const unsig
         return qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "out of host memory for the sensitivities of %zu tensors", n);
     }
     for (size_t i = 0; i < n; i++) s.memo[i] = NAN;
+    /* without an output tensor the embedding is tied: it is the output projection too, whose
+     * every row each token's logits read */
+    int has_output = 0;
+    for (size_t i = 0; i < n; i++) has_output |= !strcmp(t[i].name, "output.weight");
     qk_status st = QK_OK;
     for (size_t i = 0; st == QK_OK && i < n; i++) {
         if (!want[i]) continue;
@@ -232,14 +235,13 @@ qk_status qk_target_sensitivities(const qk_sens_tensor *t, size_t n, const unsig
         const char *kind = NULL;
         const size_t len = name_kind(t[i].name, &kind);
         if (!strcmp(t[i].name, "token_embd.weight")) {
-            if (!t[i].w && t[i].ne[1] > 0) sens[i] = 1.0 / (double)t[i].ne[1];
+            if (!t[i].w && t[i].ne[1] > 0 && has_output) sens[i] = 1.0 / (double)t[i].ne[1];
             continue;
         }
         if (!len) continue;
         for (size_t k = 0; k < sizeof ffn_pairs / sizeof ffn_pairs[0]; k++)
             if (kind_is(kind, len, ffn_pairs[k].kind)) st = ffn_factor(&s, i, ffn_pairs[k].partner, &sens[i], &why[i]);
-        if (kind_is(kind, len, "attn_v") || kind_is(kind, len, "attn_q") || kind_is(kind, len, "attn_k"))
-            st = attn_factor(&s, i, 0, n_head, n_head_kv, &sens[i], &why[i]);
+        if (kind_is(kind, len, "attn_v")) st = attn_factor(&s, i, 0, n_head, n_head_kv, &sens[i], &why[i]);
         if (kind_is(kind, len, "attn_qkv")) st = attn_factor(&s, i, 1, n_head, n_head_kv, &sens[i], &why[i]);
     }
     free(s.buf);

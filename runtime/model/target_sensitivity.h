@@ -20,10 +20,14 @@
  *     attention average shrinks an error of v as it shrinks v itself, which m measures; every
  *     query head of a kv group adds its own copy through its own columns, so no division by the
  *     group size (measured: with it the prediction is half the Monte Carlo's). attn_q and attn_k
- *     take their block's attn_v factor: no closed form without the attention pattern (an
- *     assumption); a fused attn_qkv is measured on its v rows;
- *   - token_embd without an imatrix entry: 1 / rows, as one row per token is read (with an entry,
- *     tied embeddings used as the output, 1).
+ *     keep 1: they reach the output through the attention pattern, which has no closed form
+ *     here; giving them attn_v's factor (tried) raised SmolLM2's KL divergence at every size
+ *     (bench/results/2026-12-07-target-sensitivity-kld-smollm2.md). A fused attn_qkv is measured
+ *     on its v rows;
+ *   - token_embd without an imatrix entry: 1 / rows, as one row per token is read; 1 where the
+ *     model has no output tensor (tied embeddings: it is the output projection too, every row read
+ *     for each token's logits; measured: 1 / rows gave it MXFP4 and SmolLM2 a KL divergence of
+ *     0.40 against Q4_K_M's 0.038) or where it has an entry.
  * E[y_r^2] = sum_i W_ri^2 (w_i - a_i^2) + (sum_i W_ri a_i)^2 (columns independent; w, a the
  * tensor's imatrix mean square and mean, 1 and 0 without an entry), the same model of the input
  * as the tensor's error. Where a factor cannot be formed (the partner tensor or its imatrix entry
@@ -52,8 +56,8 @@ typedef qk_status (*qk_sens_read_fn)(void *user, size_t i, int64_t row, int64_t 
  * back to 1, the reason into why[i] (a static string; NULL where the factor was formed or is 1 by
  * its rule). Each tensor the factors need is read once, in chunks of at most `chunk_floats`
  * floats (whole rows); of a large one only evenly spaced rows of each expert (4096 rows in all,
- * at least 8 of each expert), their sums scaled to the whole. n_head and n_head_kv (GGUF <arch>.attention.head_count, _kv)
- * split a fused attn_qkv; 0 where unknown. Fails with QK_ERR_OUT_OF_MEMORY or read's status. */
+ * at least 8 of each expert), their sums scaled to the whole. n_head and n_head_kv (GGUF <arch>.attention.head_count,
+ * _kv) split a fused attn_qkv; 0 where unknown. Fails with QK_ERR_OUT_OF_MEMORY or read's status. */
 qk_status qk_target_sensitivities(const qk_sens_tensor *t, size_t n, const unsigned char *want, int64_t n_head,
                                   int64_t n_head_kv, qk_sens_read_fn read, void *user, size_t chunk_floats,
                                   double *sens, const char **why);

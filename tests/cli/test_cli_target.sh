@@ -111,8 +111,10 @@ for (p2, o2), (p3, o3), t in zip(r2, r3, tensors):
     elif s != 1:
         scaled += 1
         kinds.add(t["name"].split(".")[-2] if t["name"].startswith("blk.") else t["name"])
+for t in tensors:  # attn_q and attn_k keep 1 (target_sensitivity.h)
+    if t["name"].split(".")[-2:-1] in (["attn_q"], ["attn_k"]) and t["sens"] not in (None, 1): bad.append(t["name"] + ": sens not 1")
 print(f"{scaled} tensors' errors scaled by their sensitivity ({', '.join(sorted(kinds))}); {len(bad)} problems: {bad[:3]}")
-want = {"ffn_up_exps", "ffn_gate_exps", "ffn_up_shexp", "ffn_gate_shexp", "attn_q", "attn_k", "attn_v", "token_embd.weight"}
+want = {"ffn_up_exps", "ffn_gate_exps", "ffn_up_shexp", "ffn_gate_shexp", "attn_v", "token_embd.weight"}
 sys.exit(0 if not bad and want <= kinds else 1)
 EOF2
 )
