@@ -53,26 +53,23 @@ out=$("$qkern" quantize --dry-run --imatrix "$dir/im.gguf" --state-file "$dir/cu
   "$dir/dry.gguf" Q4_K_M 2>&1)
 check "state file cut short refused" grep -q "is damaged or cut short" <<<"$out"
 
-# a state file of the error matrix before the bias term ("target matrix 1", written by that
-# version with --device cpu for this model, imatrix and command) is refused as another run's
-v1="$(dirname "$0")/../data/target_state/v1_tiny_seed7_q4km.bin"
-cp "$v1" "$dir/v1.bin"
-out=$("$qkern" quantize --dry-run --device cpu --imatrix "$dir/im.gguf" --state-file "$dir/v1.bin" --target-bpw 4.5 \
-  "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M 2>&1)
-check "state file of target matrix 1 refused (exit 1)" test $? -eq 1
-check "state file of target matrix 1: clear message" grep -q "state file .* was made for other" <<<"$out"
-check "state file of target matrix 1 left as it was" cmp -s "$v1" "$dir/v1.bin"
-
-# and one of "target matrix 2" (sensitivity 1: written by qkern f294772 with the same command) too;
-# this version's errors are matrix 2's times each tensor's sensitivity, as the report gives it
-# (printed with 17 digits, so the product is exact): the measuring itself did not change
+# A state file of an older error matrix (written by that version with --device cpu for this
+# model, imatrix and command) is refused as another run's, with a clear message, and left as it was.
+refuses_old_state() { # NAME FILE
+  cp "$2" "$dir/old.bin"
+  out=$("$qkern" quantize --dry-run --device cpu --imatrix "$dir/im.gguf" --state-file "$dir/old.bin" --target-bpw 4.5 \
+    "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M 2>&1)
+  check "state file of $1 refused (exit 1)" test $? -eq 1
+  check "state file of $1: clear message" grep -q "state file .* was made for other" <<<"$out"
+  check "state file of $1 left as it was" cmp -s "$2" "$dir/old.bin"
+}
+# "target matrix 1": before the bias term
+refuses_old_state "target matrix 1" "$(dirname "$0")/../data/target_state/v1_tiny_seed7_q4km.bin"
+# "target matrix 2": sensitivity 1, written by qkern f294772; this version's errors are matrix 2's
+# times each tensor's sensitivity, as the report gives it (printed with 17 digits, so the product
+# is exact): the measuring itself did not change
 v2="$(dirname "$0")/../data/target_state/v2_tiny_seed7_q4km.bin"
-cp "$v2" "$dir/v2.bin"
-out=$("$qkern" quantize --dry-run --device cpu --imatrix "$dir/im.gguf" --state-file "$dir/v2.bin" --target-bpw 4.5 \
-  "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M 2>&1)
-check "state file of target matrix 2 refused (exit 1)" test $? -eq 1
-check "state file of target matrix 2: clear message" grep -q "state file .* was made for other" <<<"$out"
-check "state file of target matrix 2 left as it was" cmp -s "$v2" "$dir/v2.bin"
+refuses_old_state "target matrix 2" "$v2"
 check "this version's state file" "$qkern" quantize --dry-run --device cpu --imatrix "$dir/im.gguf" \
   --state-file "$dir/v3.bin" --report "$dir/v3.json" --target-bpw 4.5 "$dir/m.gguf" "$dir/dry.gguf" Q4_K_M \
   >"$dir/plan_v3.txt" 2>/dev/null
