@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "formats.h"
 #include "imatrix.h"
@@ -24,12 +23,6 @@
 
 #define QK_QUANT_VERSION    2 /* GGML_QNT_VERSION */
 #define DEFAULT_CHUNK_BYTES ((size_t)64 << 20)
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Re-records the thread's context-less message (left by the file modules) on ctx. */
 static qk_status forward_error(qk_context *ctx, qk_status st) {
@@ -473,7 +466,7 @@ typedef struct stream_state {
 /* Adds the time since t0 and `bytes` to a stage; returns now, the next stage's start. The
  * stages follow one another on this thread, so their times add up to at most the pass's. */
 static double stage_end(qk_model_stage_stats *stage, double t0, uint64_t bytes) {
-    const double now = now_seconds();
+    const double now = qk_seconds();
     stage->seconds += now - t0;
     stage->bytes += bytes;
     return now;
@@ -503,7 +496,7 @@ static qk_status check_cancel(stream_state *s) {
 
 static void report(stream_state *s, size_t i, const char *name, int done) {
     if (!s->p->progress) return;
-    qk_model_progress pr = {i, s->n_tensors, name, s->bytes_done, s->bytes_total, now_seconds() - s->t0, done};
+    qk_model_progress pr = {i, s->n_tensors, name, s->bytes_done, s->bytes_total, qk_seconds() - s->t0, done};
     s->p->progress(s->p->user, &pr);
 }
 
@@ -513,7 +506,7 @@ static qk_status copy_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_t
         qk_status st = check_cancel(s);
         if (st) return st;
         size_t bytes = src->bytes - off < s->chunk_bytes ? (size_t)(src->bytes - off) : s->chunk_bytes;
-        double t = now_seconds();
+        double t = qk_seconds();
         touch_pages(src->data + off, bytes);
         t = stage_end(&s->stats->read, t, bytes);
         st = qk_gguf_writer_write(w, src->data + off, bytes);
@@ -662,7 +655,7 @@ static qk_status measure_step(stream_state *s, const qk_model_tensor *t, const s
     if (!s->p->measure_error) return QK_OK;
     const size_t src_bytes = (size_t)sp->rows * qk_type_row_bytes(t->src_type, t->ne[0]);
     const size_t dst_bytes = (size_t)sp->rows * qk_type_row_bytes(t->type, t->ne[0]);
-    const double t0 = now_seconds();
+    const double t0 = qk_seconds();
     qk_status st = measure(s, t, src, src_bytes, dst, dst_bytes, sp, e);
     stage_end(&s->stats->measure, t0, src_bytes);
     return st ? tensor_error(s->ctx, st, t->name, expert_of(t, sp)) : QK_OK;
@@ -673,7 +666,7 @@ static qk_status write_step(stream_state *s, qk_gguf_writer *w, size_t i, const 
                             const void *dst) {
     const size_t src_bytes = (size_t)sp->rows * qk_type_row_bytes(t->src_type, t->ne[0]);
     const size_t dst_bytes = (size_t)sp->rows * qk_type_row_bytes(t->type, t->ne[0]);
-    const double t0 = now_seconds();
+    const double t0 = qk_seconds();
     qk_status st = qk_gguf_writer_write(w, dst, dst_bytes);
     stage_end(&s->stats->write, t0, dst_bytes);
     if (st) return forward_error(s->ctx, st);
@@ -700,7 +693,7 @@ static void tensor_done(stream_state *s, size_t i, qk_model_tensor *t, double t0
         t->rel_rmse = s->acc.signal > 0 ? sqrt(s->acc.err / s->acc.signal) : 0.0;
     }
     s->acc = (qk_quantize_error){0, 0, 0, 0, 0};
-    double now = now_seconds();
+    double now = qk_seconds();
     t->seconds = now - (t0 > s->last_done ? t0 : s->last_done);
     s->last_done = now;
     report(s, i, t->name, 1);
@@ -719,7 +712,7 @@ static qk_status convert_step(stream_state *s, const qk_model_tensor *t, const q
     const void *qsrc = in;
     qk_type qsrc_type = t->src_type;
     qk_status st;
-    double t0 = now_seconds();
+    double t0 = qk_seconds();
     touch_pages(in, (size_t)sp->rows * src_row);
     t0 = stage_end(&s->stats->read, t0, (uint64_t)sp->rows * src_row);
     if (requant) {
@@ -776,7 +769,7 @@ static qk_status complete_step(stream_state *s) {
     assert(s->completed < s->queued);
     const int queue = (int)(s->completed++ % QK_QUEUES);
     const slot *sl = &s->slots[queue];
-    const double t0 = now_seconds();
+    const double t0 = qk_seconds();
     qk_status st = qk_quantize_wait(s->ctx, queue);
     stage_end(&s->stats->quantize, t0, 0); /* its bytes were counted when it was queued */
     if (st == QK_ERR_VALUE) return locate_bad_value(s, sl->t, sl->src, sl->t->src_type, sl->sp.rows, sl->sp.first_row);
@@ -816,7 +809,7 @@ static qk_status queue_tensor(stream_state *s, qk_gguf_writer *w, const qk_gguf_
         sl->last = row + sl->sp.rows == total_rows;
         sl->t0 = t0;
         /* The read: the mapped input's page faults are taken here, beside the device's work. */
-        double t1 = now_seconds();
+        double t1 = qk_seconds();
         memcpy(sl->src, src->data + (uint64_t)row * src_row, (size_t)sl->sp.rows * src_row);
         t1 = stage_end(&s->stats->read, t1, (uint64_t)sl->sp.rows * src_row);
         qk_gguf_release_bytes(s->in, src, (uint64_t)row * src_row, (uint64_t)sl->sp.rows * src_row);
@@ -1110,8 +1103,9 @@ static uint64_t target_key(const run *r, const qk_model_quantize_result *res, co
  * attn_output. sens[i] (target_sensitivity.h: the rules and why) is that gain, from the weights
  * and the imatrix: at 4 to 6 bpw the unscaled sum chose mixtures that lost to the presets in
  * llama.cpp's KL divergence (bench/results/2026-12-06-target-bpw-kld-smollm2.md), the presets
- * keeping attention and the FFN's inputs high where the sum did not. The factor also puts a
- * token embedding without an entry (w = 1, every row summed) on the per-token scale: 1 / rows.
+ * keeping attention and the FFN's inputs high where the sum did not. The factor also puts an
+ * untied token embedding without an entry (w = 1, every row summed) on the per-token scale:
+ * 1 / rows.
  * The state file holds the errors multiplied, its key names the rule.
  * With extra contexts (several devices) the matrix is still measured on ctx alone; handing its
  * tensors to the data pass's workers is a later step (its passes are per tensor, not per step). */
@@ -1270,7 +1264,7 @@ static qk_status measure_sensitivities(qk_context *ctx, run *r, const qk_model_q
     r->s.p = p;
     sens_reader sr = {r, res};
     const size_t chunk = (p->chunk_bytes ? p->chunk_bytes : DEFAULT_CHUNK_BYTES) / sizeof(float);
-    const double t0 = now_seconds();
+    const double t0 = qk_seconds();
     qk_status st =
         qk_target_sensitivities(ts, n, want, r->model.n_head, r->model.n_head_kv, read_rows_f32, &sr, chunk, sens, why);
     if (st == QK_ERR_OUT_OF_MEMORY) forward_error(ctx, st);
@@ -1284,7 +1278,7 @@ static qk_status measure_sensitivities(qk_context *ctx, run *r, const qk_model_q
         add_note(res, "size target: sensitivity 1 for %zu more tensors, for the same reasons\n", n_fallback - 3);
     if (st == QK_OK && n_want)
         add_note(res, "size target: sensitivities (gain to the residual) of %zu tensors in %.2f s\n", n_want,
-                 now_seconds() - t0);
+                 qk_seconds() - t0);
     free(ts);
     free(want);
     free(why);
@@ -1402,13 +1396,13 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
         goto done;
     }
     if (part_phase && (st = shard_rows(ctx, p, res->tensors, n, 1, &lo, &hi))) goto done;
-    const double t0 = now_seconds();
+    const double t0 = qk_seconds();
     /* also where the state file holds every error (multiplied): the result reports the factors */
     st = measure_sensitivities(ctx, r, p, res, rows, entries, lo, hi, sens);
     if (st == QK_OK && (known < n_free || n_extra))
         st = measure_matrix(ctx, r, p, res, rows, extra, entries, sens, lo, hi);
     const size_t now_known = measured_rows(rows, n);
-    res->matrix_seconds = known < n_free || n_extra ? now_seconds() - t0 : 0.0;
+    res->matrix_seconds = known < n_free || n_extra ? qk_seconds() - t0 : 0.0;
     res->matrix_from_state = found && known == n_free;
     /* Interrupted or failed, the tensors measured so far are kept for the next run */
     if (p->state_file && now_known > known) {
@@ -1428,7 +1422,7 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
         res->matrix_part = 1;
         res->matrix_known = now_known;
         res->matrix_free = n_free;
-        res->matrix_seconds = now_seconds() - t0;
+        res->matrix_seconds = qk_seconds() - t0;
         add_note(res,
                  "size target, part %d of %d: errors of its tensors %zu to %zu %s %s (%.2f s); %zu of %zu tensors' "
                  "errors are there now: once every part's are in a file, `qkern state-merge` combines them\n",
@@ -1464,14 +1458,14 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
     res->target_error = tr.error;
     if (p->target_curve) {
         qk_target_presets_evaluate(rows, extra, n, res->in_weights, preset_types, pp, n_pp);
-        const double t1 = now_seconds();
+        const double t1 = qk_seconds();
         if ((st = qk_target_curve(rows, n, res->in_weights, p->target_curve, tr.budget, pp, n_pp, &res->curve,
                                   &res->n_curve))) {
             forward_error(ctx, st);
             goto done;
         }
         add_note(res, "size target curve: %d budgets and %zu presets' sizes solved in %.3f s\n", p->target_curve, n_pp,
-                 now_seconds() - t1);
+                 qk_seconds() - t1);
         res->presets = pp;
         res->n_presets = n_pp;
         pp = NULL;
@@ -1722,9 +1716,9 @@ static void *pool_worker_main(void *arg) {
             pl->next_row = 0;
         }
         pthread_mutex_unlock(&pl->lock);
-        const double t0 = now_seconds();
+        const double t0 = qk_seconds();
         qk_status st = convert_step(&w->s, t, qk_gguf_tensor_at(r->in, r->pe[i].tensor), &o->sp, o->dst, &o->err);
-        w->s.dev->seconds += now_seconds() - t0;
+        w->s.dev->seconds += qk_seconds() - t0;
         pthread_mutex_lock(&pl->lock);
         if (st) {
             pool_fail(pl, o->seq, st, qk_last_error(w->s.ctx));
@@ -1744,7 +1738,7 @@ static qk_status pool_write_tensor(pool *pl, stream_state *s, qk_gguf_writer *w,
     for (int64_t row = 0; row < total_rows;) {
         qk_status st = check_cancel(s);
         if (st) return st;
-        const double t0 = now_seconds();
+        const double t0 = qk_seconds();
         pthread_mutex_lock(&pl->lock);
         pool_out *o = NULL;
         while (!pl->failed && !(o = pl->ready[pl->written % pl->n_ready])) pthread_cond_wait(&pl->changed, &pl->lock);
@@ -1777,7 +1771,7 @@ static qk_status pool_write(pool *pl, run *r, qk_model_quantize_result *res) {
     for (size_t i = 0; i < res->n_tensors; i++) {
         qk_model_tensor *t = &res->tensors[i];
         const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
-        const double t0 = now_seconds();
+        const double t0 = qk_seconds();
         qk_status st;
         if (pl->kept[i]) { /* kept from an earlier run (--resume): not read */
             s->bytes_done += src->bytes;
@@ -1918,7 +1912,7 @@ static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_pa
     }
     size_t buf_bytes = widest > s->chunk_bytes ? widest : s->chunk_bytes;
     s->bytes_total = res->in_bytes;
-    s->t0 = now_seconds();
+    s->t0 = qk_seconds();
     size_t *in_part = r->in_part = calloc((size_t)r->n_w, sizeof *in_part); /* tensors met, per part */
     if (!in_part) return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory");
     if (n_ctx > 1) {
@@ -1948,7 +1942,7 @@ static qk_status stream_data(qk_context *ctx, run *r, const qk_model_quantize_pa
     for (size_t i = 0; i < res->n_tensors; i++) {
         qk_model_tensor *t = &res->tensors[i];
         const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
-        const double t0 = now_seconds();
+        const double t0 = qk_seconds();
         qk_status st;
         if (in_part[t->split]++ < qk_gguf_writer_resumed(r->w[t->split])) {
             s->bytes_done += src->bytes; /* kept from an earlier run (--resume): not read */
@@ -2006,7 +2000,7 @@ qk_status qk_model_quantize_run(qk_context *ctx, const qk_model_quantize_params 
                        p->n_extra_contexts);
     memset(res, 0, sizeof *res);
     res->imatrix_entries = -1;
-    double t0 = now_seconds();
+    double t0 = qk_seconds();
     run r;
     memset(&r, 0, sizeof r);
     /* the data pass's devices: ctx, then the extra ones (a row each in the result) */
@@ -2055,14 +2049,14 @@ qk_status qk_model_quantize_run(qk_context *ctx, const qk_model_quantize_params 
     st = stream_data_timed(ctx, &r, p, res, contexts, n_ctx);
     if (st) goto done;
     /* All parts complete before any appears under its name. */
-    const double t_close = now_seconds();
+    const double t_close = qk_seconds();
     for (int k = 0; k < r.n_w && st == QK_OK; k++)
         if (r.w[k] && (st = qk_gguf_writer_close(r.w[k]))) forward_error(ctx, st);
     for (int k = 0; k < r.n_w && st == QK_OK; k++)
         if (r.w[k] && (st = qk_gguf_writer_commit(r.w[k]))) forward_error(ctx, st);
     stage_end(&res->stats.write, t_close, 0);
 done:
-    res->seconds = res->stats.wall_seconds = now_seconds() - t0;
+    res->seconds = res->stats.wall_seconds = qk_seconds() - t0;
     run_free(&r);
     free(contexts);
     if (st) qk_model_quantize_result_free(res);
