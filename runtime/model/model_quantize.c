@@ -16,6 +16,7 @@
 #include "imatrix.h"
 #include "internal.h"
 #include "journal.h"
+#include "pool_pick.h"
 #include "shard.h"
 #include "target.h"
 #include "target_curve.h"
@@ -1623,8 +1624,9 @@ static qk_status open_outputs(qk_context *ctx, run *r, const qk_model_quantize_p
  * back sooner and takes more of them, so the load balances by what each step actually costs on
  * each device, where a split decided beforehand would need a cost per type and per device (a cpu
  * beside a GPU differs by 100x, and by type) and still leave the devices idle at the end by the
- * size of its error. Handing out in output order keeps the steps in flight close together: the
- * writer never waits long for the oldest one, and at most POOL_OUTS steps a worker are held
+ * size of its error. A worker several times slower than another declines (pool_pick.h): the
+ * writer would wait for its step while the faster device idles. Handing out in output order keeps the steps in flight
+ * close together: the writer never waits long for the oldest one, and at most POOL_OUTS steps a worker are held
  * (converted, not yet written), which bounds the memory (limit_chunk). Every step handed out is
  * converted without waiting on anything, so the writer always gets the one it waits for: no
  * deadlock, on a failure either. A failure stops the hand-out; the steps in flight finish, and
@@ -1649,6 +1651,12 @@ typedef struct pool_worker {
     qk_model_stats stats; /* its own stages: their sum is its device's busy time */
     pool_out out[POOL_OUTS];
     pthread_t thread;
+    /* for the hand-out (pool_pick.h), under the pool's lock: the steps converted so far, and the
+     * one in progress */
+    uint64_t done_bytes;
+    double done_seconds;
+    int busy;
+    double busy_since, busy_bytes;
 } pool_worker;
 
 typedef struct pool {
@@ -1671,6 +1679,7 @@ typedef struct pool {
     char fail_msg[QK_ERROR_LEN];
     pool_worker *w;
     size_t n_w;
+    qk_pool_worker_view *views; /* n_w: pool_takes_next's scratch */
 } pool;
 
 /* Keeps the failure of the earliest step. Called with the lock held. */
@@ -1695,31 +1704,72 @@ static pool_out *free_out(pool_worker *w) {
     return NULL;
 }
 
+/* The next step (from pl->next_i, next_row) for worker w. */
+static step pool_next_step(const pool *pl, const pool_worker *w) {
+    const size_t i = pl->next_i;
+    return plan_step(&pl->tensors[i], pl->r->ie[i], pl->next_row, rows_per_step(&w->s, &pl->tensors[i]));
+}
+
+/* Whether worker k, free, takes the next step (pool_pick.h): by every worker's speed so far.
+ * Called with the lock held. */
+static int pool_takes_next(const pool *pl, size_t k) {
+    qk_pool_worker_view *v = pl->views;
+    const size_t n = pl->n_w;
+    const double now = qk_seconds();
+    for (size_t j = 0; j < n; j++) {
+        const pool_worker *w = &pl->w[j];
+        v[j].rate = w->done_seconds > 0.0 ? (double)w->done_bytes / w->done_seconds : 0.0;
+        v[j].busy = w->busy;
+        v[j].free_in = 0.0;
+        if (w->busy && v[j].rate > 0.0) {
+            const double left = w->busy_bytes / v[j].rate - (now - w->busy_since);
+            v[j].free_in = left > 0.0 ? left : 0.0;
+        }
+    }
+    const qk_model_tensor *t = &pl->tensors[pl->next_i];
+    const step sp = pool_next_step(pl, &pl->w[k]);
+    return qk_pool_takes(v, n, k, (double)sp.rows * (double)qk_type_row_bytes(t->src_type, t->ne[0]));
+}
+
 static void *pool_worker_main(void *arg) {
     pool_worker *w = arg;
     pool *pl = w->pool;
     const run *r = pl->r;
+    const size_t k = (size_t)(w - pl->w);
     pthread_mutex_lock(&pl->lock);
     for (;;) {
         pool_out *o = NULL;
-        while (!pl->failed && pool_has_step(pl) && !(o = free_out(w))) pthread_cond_wait(&pl->changed, &pl->lock);
+        while (!pl->failed && pool_has_step(pl)) {
+            if ((o = free_out(w)) && pool_takes_next(pl, k)) break;
+            o = NULL; /* none free, or a faster worker will take the step: wait for a change */
+            pthread_cond_wait(&pl->changed, &pl->lock);
+        }
         if (!o) break; /* a failure, or no step left */
         const size_t i = pl->next_i;
         const qk_model_tensor *t = &pl->tensors[i];
         o->busy = 1;
         o->seq = pl->next_seq++;
         o->i = i;
-        o->sp = plan_step(t, r->ie[i], pl->next_row, rows_per_step(&w->s, t));
+        o->sp = pool_next_step(pl, w);
         pl->next_row += o->sp.rows;
         if (pl->next_row == t->ne[1] * t->ne[2] * t->ne[3]) {
             pl->next_i++;
             pl->next_row = 0;
         }
-        pthread_mutex_unlock(&pl->lock);
+        const uint64_t bytes = (uint64_t)o->sp.rows * qk_type_row_bytes(t->src_type, t->ne[0]);
         const double t0 = qk_seconds();
+        w->busy = 1;
+        w->busy_since = t0;
+        w->busy_bytes = (double)bytes;
+        pthread_cond_broadcast(&pl->changed); /* the step is taken: a declining worker looks at the next */
+        pthread_mutex_unlock(&pl->lock);
         qk_status st = convert_step(&w->s, t, qk_gguf_tensor_at(r->in, r->pe[i].tensor), &o->sp, o->dst, &o->err);
-        w->s.dev->seconds += qk_seconds() - t0;
+        const double busy = qk_seconds() - t0;
+        w->s.dev->seconds += busy;
         pthread_mutex_lock(&pl->lock);
+        w->busy = 0;
+        w->done_bytes += bytes;
+        w->done_seconds += busy;
         if (st) {
             pool_fail(pl, o->seq, st, qk_last_error(w->s.ctx));
             break;
@@ -1804,8 +1854,9 @@ static qk_status stream_pool(qk_context *ctx, run *r, const qk_model_quantize_pa
     pl.skip = skip;
     pl.w = calloc(n_ctx, sizeof *pl.w);
     pl.ready = calloc(pl.n_ready, sizeof *pl.ready);
+    pl.views = calloc(n_ctx, sizeof *pl.views);
     qk_status st = QK_OK;
-    if (!skip || !pl.w || !pl.ready) st = qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory");
+    if (!skip || !pl.w || !pl.ready || !pl.views) st = qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory");
     for (size_t i = 0; st == QK_OK && i < res->n_tensors; i++) skip[i] = kept[i] || !res->tensors[i].converted;
     for (size_t k = 0; st == QK_OK && k < n_ctx; k++) {
         pool_worker *w = &pl.w[k];
@@ -1855,6 +1906,7 @@ static qk_status stream_pool(qk_context *ctx, run *r, const qk_model_quantize_pa
     }
     free(pl.w);
     free(pl.ready);
+    free(pl.views);
     free(skip);
     return st;
 }
