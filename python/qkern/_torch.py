@@ -12,6 +12,7 @@ allocate nothing outside torch: they can be captured in a CUDA graph and traced 
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Any, Optional
 
 import torch
@@ -180,12 +181,29 @@ except AttributeError:  # pragma: no cover - a torch without CUDA
 
 # Each (device, stream)'s MoE workspace, kept from call to call: (address, bytes, tensor). Work on
 # one stream runs in order, so its calls can share one workspace; another stream gets its own.
-# A call inside a CUDA graph capture takes a fresh one from the graph's pool instead (the graph
-# keeps that address). Workspaces above _WORKSPACE_HELD_MAX bytes (many tokens, where the kernel
+# A call inside a CUDA graph capture, or under torch.compile's graph trees (_may_hold), takes a
+# fresh one from the graph's pool instead (the graph keeps that address). Workspaces above _WORKSPACE_HELD_MAX bytes (many tokens, where the kernel
 # takes far longer than an allocation) are not held.
 _workspaces: dict[tuple[int, int], tuple[int, int, torch.Tensor]] = {}
 _WORKSPACE_HELD_MAX = 4 << 20
 _WORKSPACES_HELD_MAX = 64
+
+
+def _may_hold(index: int, stream: int) -> bool:
+    """Whether a workspace just allocated on (device, stream) may be kept for the next call: not
+    inside a graph capture, nor on the stream of torch.compile's CUDA graph trees (mode
+    "reduce-overhead"), whose warm-up runs allocate from the graphs' private pool and then refuse
+    any live allocation there that is not an output of the compiled function."""
+    if _capturing():
+        return False
+    trees = sys.modules.get("torch._inductor.cudagraph_trees")
+    if trees is None:  # not imported: no tree runs
+        return True
+    try:
+        manager = trees.get_manager(index, create_if_none_exists=False)
+        return manager is None or manager.stream.cuda_stream != stream
+    except Exception:  # another torch's internals: keep nothing rather than guess
+        return False
 
 
 def _new_output(kind: int, x: torch.Tensor, n_tokens: int, n_used: int, m: int) -> torch.Tensor:
@@ -263,7 +281,7 @@ def _fast(kind: int, fmt: Format, x, w, w_up, ids, router, precision: int, out) 
     need = _qkern.moe(*args, ws_address, ws_bytes, True, stream)
     if need:  # nothing was enqueued: a workspace of `need` bytes, then the call
         workspace = x.new_empty(need, dtype=_U8)
-        if need <= _WORKSPACE_HELD_MAX and not _capturing():
+        if need <= _WORKSPACE_HELD_MAX and _may_hold(index, stream):
             if len(_workspaces) >= _WORKSPACES_HELD_MAX:
                 _workspaces.clear()
             _workspaces[(index, stream)] = (workspace.data_ptr(), need, workspace)
