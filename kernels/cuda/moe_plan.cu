@@ -119,6 +119,18 @@ int forced_dot_warps() {
     return f;
 }
 
+/* QK_MOE_DOT_SLOTS=N (1 to 65536) fixes the slots a dot kernel's CTA takes in turn (the
+ * launcher's default: as few as let the CTAs fit the GPU at once), for measuring
+ * (scripts/gpu_peer.sh's QK_PEER_PATHS entries dot/N). Read once; 0 where unset. */
+int forced_dot_slots() {
+    static const int f = [] {
+        const char *v = getenv("QK_MOE_DOT_SLOTS");
+        const int n = v ? atoi(v) : 0;
+        return n >= 1 && n <= 65536 ? n : 0;
+    }();
+    return f;
+}
+
 } // namespace
 
 /* The path and the layout do not depend on the kind; the weighted sum only adds its per-slot
@@ -148,6 +160,7 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         p.path = QK_CUDA_MOE_DOT;
         p.lanes = dot_lanes(a->k);
         p.dot_warps = forced_dot_warps() ? forced_dot_warps() : dt.warps;
+        p.dot_slots = forced_dot_slots();
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;
