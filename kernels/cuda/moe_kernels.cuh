@@ -706,6 +706,8 @@ int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, c
         if (cudaGetDevice(&dev) != cudaSuccess ||
             cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
             sms = 0;
+        if (!resident[warps] || !sms)
+            (void)cudaGetLastError(); /* a failed query: one slot a CTA, no error left behind */
         const int64_t fit = (int64_t)sms * resident[warps];
         per_cta = fit > 0 ? (row_ctas * slots + fit - 1) / fit : 1;
     }
