@@ -35,21 +35,25 @@ clang_folder() {
   fi
 }
 
+# stage NAME: its heading, with the time since the start (where CI's minutes go)
+stage() { echo "== $1 (at $((SECONDS / 60)) min $((SECONDS % 60)) s)"; }
+
 bash scripts/setup.sh
 
-echo "== format check (clang-format)"
+stage "format check (clang-format)"
 # The tracked sources; outside a git checkout (CI's clone-alone copy) every source but the build folders.
 { git ls-files '*.c' '*.h' '*.cu' '*.cuh' '*.cpp' 2>/dev/null ||
   find . -path './build*' -prune -o -type f \( -name '*.c' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' -o -name '*.cpp' \) -print; } |
   xargs -r clang-format --dry-run --Werror
 
-echo "== release build"
+stage "release build"
 # One CUDA architecture (sm_90): no GPU runs here, the compile is what is checked, and each
 # architecture costs minutes of nvcc on a small machine.
 build build -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90
+stage "release tests"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
-echo "== Python package (pip install . into build-py/venv, pytest tests/python)"
+stage "Python package (pip install . into build-py/venv, pytest tests/python)"
 # scikit-build-core driving this CMake with warnings as errors, CPU only: the release stage
 # compiles the CUDA and Vulkan backends already, and no GPU runs here. PyTorch (for the
 # operators' registration, fake tensors and torch.compile on the CPU) goes into the venv where
@@ -74,7 +78,7 @@ if grep -i warning build-py/qk-build-output.log >&2; then
 fi
 build-py/venv/bin/python -m pytest -p no:cacheprovider -q -rs tests/python
 
-echo "== sanitizer build (clang, ASan + UBSan)"
+stage "sanitizer build (clang, ASan + UBSan)"
 # clang, so that the libFuzzer targets build too. assert() is live in the sanitizer builds
 # (QK_SANITIZE and QK_TSAN undo RelWithDebInfo's NDEBUG).
 clang_folder build-asan
@@ -82,16 +86,17 @@ clang_folder build-asan
 # as leaks); the release stage runs the Vulkan tests on it.
 CC=clang CXX=clang++ build build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQK_SANITIZE=ON \
   -DQK_BENCH=OFF -DQK_CUDA=OFF -DQK_VULKAN=OFF
+stage "sanitizer tests"
 # The interop test (minutes of Python decoding) runs in the release stage only; the instrumented
 # CLI is exercised here by test_cli_quantize.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -LE "fuzz|interop"
 
-echo "== fuzz (libFuzzer, each target ~10 s on a copy of its seed corpus)"
+stage "fuzz (libFuzzer, each target ~10 s on a copy of its seed corpus)"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -L fuzz
 
-echo "== thread sanitizer build (clang, TSan)"
+stage "thread sanitizer build (clang, TSan)"
 # The CPU backend and its thread pool: the labels that run them (unit, golden, gguf). The fuzz
 # targets are ASan builds (not built here); interop runs in the release stage only.
 clang_folder build-tsan
