@@ -204,6 +204,16 @@ static void fill_values(moe_harness *h, qk_type t, void *dst, float *x32, size_t
     }
 }
 
+/* n values (a multiple of 32) as the 8-bit paths round them (tu_round_8bit): d * code, in f32
+ * (a rounding of 1e-7, far below the bounds). */
+static void round_8bit(const float *x, float *x8, size_t n) {
+    for (size_t g = 0; g < n; g += 32) {
+        int q[32];
+        const float d = tu_round_8bit(x + g, q);
+        for (int i = 0; i < 32; i++) x8[g + i] = (float)q[i] * d;
+    }
+}
+
 void moe_inputs_make(moe_harness *h, const moe_case *c, moe_inputs *in) {
     memset(in, 0, sizeof *in);
     in->c = *c;
@@ -213,6 +223,10 @@ void moe_inputs_make(moe_harness *h, const moe_case *c, moe_inputs *in) {
     in->x = alloc_or_exit(in->x_bytes);
     in->x32 = alloc_or_exit(nx * sizeof(float));
     fill_values(h, c->x_type, in->x, in->x32, nx, 1.0f);
+    if (c->k % 32 == 0) {
+        in->x8 = alloc_or_exit(nx * sizeof(float));
+        round_8bit(in->x32, in->x8, nx);
+    }
     if (c->routing != MOE_DENSE) {
         in->ids_bytes = (size_t)slots * sizeof(int32_t);
         in->ids = alloc_or_exit(in->ids_bytes);
@@ -230,6 +244,7 @@ void moe_inputs_make(moe_harness *h, const moe_case *c, moe_inputs *in) {
 void moe_inputs_free(moe_inputs *in) {
     free(in->x);
     free(in->x32);
+    free(in->x8);
     free(in->ids);
     free(in->router);
     memset(in, 0, sizeof *in);
@@ -278,12 +293,13 @@ static double dot64(const float *w, const float *x, int64_t k) {
 
 static int64_t expert_at(const moe_inputs *in, int64_t slot) { return in->ids ? in->ids[slot] : 0; }
 
-/* One slot's product at one row; NaN for an id out of range. */
-static double slot_ref(const moe_inputs *in, const moe_weights *w, int64_t slot, int64_t row) {
+/* One slot's product at one row, of the activations xs (in->x32 or in->x8); NaN for an id out
+ * of range. */
+static double slot_ref(const moe_inputs *in, const float *xs, const moe_weights *w, int64_t slot, int64_t row) {
     const moe_case *c = &in->c;
     const int64_t e = expert_at(in, slot);
     if (e < 0 || e >= c->n_expert) return NAN;
-    const float *x = in->x32 + (c->x_per_slot ? slot : slot / c->n_used) * c->k;
+    const float *x = xs + (c->x_per_slot ? slot : slot / c->n_used) * c->k;
     const int64_t k = c->k, wr = e * c->m + row;
     double g = dot64(w->pool->values + (size_t)w->map_w[wr] * (size_t)k, x, k);
     if (c->call != MOE_GATE_UP) return g;
@@ -291,12 +307,12 @@ static double slot_ref(const moe_inputs *in, const moe_weights *w, int64_t slot,
 }
 
 /* The reference at output row o (a slot, or a token for the weighted sum), row `row`. */
-static double output_ref(const moe_inputs *in, const moe_weights *w, int64_t o, int64_t row) {
+static double output_ref(const moe_inputs *in, const float *xs, const moe_weights *w, int64_t o, int64_t row) {
     const moe_case *c = &in->c;
-    if (c->call != MOE_WEIGHTED_SUM) return slot_ref(in, w, o, row);
+    if (c->call != MOE_WEIGHTED_SUM) return slot_ref(in, xs, w, o, row);
     double sum = 0;
     for (int64_t s = 0; s < c->n_used; s++)
-        sum += (double)in->router[o * c->n_used + s] * slot_ref(in, w, o * c->n_used + s, row);
+        sum += (double)in->router[o * c->n_used + s] * slot_ref(in, xs, w, o * c->n_used + s, row);
     return sum;
 }
 
@@ -349,29 +365,53 @@ double moe_check(moe_harness *h, const moe_inputs *in, const moe_weights *w, con
     const int all_rows = rows_per_output >= m;
     if (rows_per_output < 1) rows_per_output = 1;
     if (rows_per_output > m) rows_per_output = m;
-    double err2 = 0, ref2 = 0, worst = -1;
-    int64_t worst_o = 0, worst_r = 0;
+    qk_type_info ti;
+    qk_type_get_info(w->pool->type, &ti);
+    /* an 8-bit path may have run: its own reference too (x8) */
+    const int q8 = ti.is_quantized && h->precision == QK_MOE_PRECISION_DEFAULT &&
+                   h->tolerance_quantized > MOE_TOLERANCE && in->x8 != NULL;
+    double err2 = 0, ref2 = 0, err2_q8 = 0, ref2_q8 = 0, worst = -1;
+    int64_t worst_o = 0, worst_r = 0, checked = 0;
     float worst_y = 0;
     double worst_ref = 0;
     for (int64_t o = 0; o < outs; o++) {
         if (output_expects_nan(in, o)) continue;
         for (int64_t j = 0; j < rows_per_output; j++) {
             const int64_t r = all_rows ? j : below(h, m);
-            const double ref = output_ref(in, w, o, r), d = (double)y[o * m + r] - ref;
+            const double ref = output_ref(in, in->x32, w, o, r), d = (double)y[o * m + r] - ref;
             err2 += d * d;
             ref2 += ref * ref;
+            checked++;
             if (!(fabs(d) <= worst)) worst = fabs(d), worst_o = o, worst_r = r, worst_y = y[o * m + r], worst_ref = ref;
+            if (q8) {
+                const double ref8 = output_ref(in, in->x8, w, o, r), d8 = (double)y[o * m + r] - ref8;
+                err2_q8 += d8 * d8;
+                ref2_q8 += ref8 * ref8;
+            }
         }
     }
     const double rel = ref2 > 0 ? sqrt(err2 / ref2) : (err2 > 0 ? INFINITY : 0);
-    qk_type_info ti;
-    qk_type_get_info(w->pool->type, &ti);
-    const double tolerance =
-        ti.is_quantized && h->precision == QK_MOE_PRECISION_DEFAULT ? h->tolerance_quantized : MOE_TOLERANCE;
-    if (!(rel <= tolerance)) {
+    const double rel_q8 = ref2_q8 > 0 ? sqrt(err2_q8 / ref2_q8) : (err2_q8 > 0 ? INFINITY : 0);
+    if (q8) {
+        /* the path computed what it should: the exact reference (no 8-bit rounding) or the
+         * rounded activations' one, within MOE_TOLERANCE; and the rounding costs at most
+         * MOE_TOLERANCE_8BIT where enough outputs are checked for that to be a measure */
+        if (!(rel <= MOE_TOLERANCE || rel_q8 <= MOE_TOLERANCE))
+            fail(h,
+                 "%s %s %s: relative error %.3g against the reference, %.3g against the reference of the activations "
+                 "rounded to 8 bits: both > %g",
+                 label, type, name, rel, rel_q8, MOE_TOLERANCE);
+        if (!(rel <= h->tolerance_quantized) && checked >= MOE_8BIT_MIN_OUTPUTS) {
+            where(c, worst_o, worst_r, at, sizeof at);
+            fail(h, "%s %s %s: relative error %.3g > %g over %lld outputs; worst at %s: y = %.9g, reference %.9g",
+                 label, type, name, rel, h->tolerance_quantized, (long long)checked, at, worst_y, worst_ref);
+        }
+        return rel;
+    }
+    if (!(rel <= MOE_TOLERANCE)) {
         where(c, worst_o, worst_r, at, sizeof at);
         fail(h, "%s %s %s: relative error %.3g > %g; worst at %s: y = %.9g, reference %.9g", label, type, name, rel,
-             tolerance, at, worst_y, worst_ref);
+             MOE_TOLERANCE, at, worst_y, worst_ref);
     }
     return rel;
 }

@@ -20,9 +20,14 @@
 /* ... and the paths that quantize the activations to 8 bits (CUDA's dot path, at
  * QK_MOE_PRECISION_DEFAULT, for quantized weights). The error is the activations' rounding, the
  * same for every type: 0.5-0.9% typically, 1.06% the worst case of the matrix on an H100
- * (6334de0; its smallest cases, m = 7 and k = 96, scatter most). ggml's own test holds its 8-bit
- * path to a normalized squared error of 5e-4, a relative L2 error of 2.2e-2. */
-#define MOE_TOLERANCE_8BIT 1.5e-2
+ * (6334de0). ggml's own test holds its 8-bit path to a normalized squared error of 5e-4, a
+ * relative L2 error of 2.2e-2. Over few outputs the ratio of two sums of few squares scatters
+ * past any such bound by chance (1.84% over the 6 outputs of an m = 1, k = 128 case on an H200,
+ * a27a357), so it holds from MOE_8BIT_MIN_OUTPUTS checked outputs; at every size the output must
+ * also equal, within MOE_TOLERANCE, the reference of the activations rounded as the path rounds
+ * them (x8 below), or the exact one. */
+#define MOE_TOLERANCE_8BIT   1.5e-2
+#define MOE_8BIT_MIN_OUTPUTS 64
 /* Multiply-adds of float64 reference per checked call (moe_check): the matrix's, and everything. */
 #define MOE_CHECK_BUDGET ((int64_t)1 << 24)
 #define MOE_CHECK_ALL    INT64_MAX
@@ -99,6 +104,7 @@ typedef struct moe_inputs {
     moe_case c;
     void *x; /* c.x_type values */
     float *x32;
+    float *x8; /* x32 as the 8-bit paths round it: per 32 values, d = max |x| / 127, d * round(x * 127 / max |x|) */
     size_t x_bytes;
     int32_t *ids; /* NULL for MOE_DENSE */
     size_t ids_bytes;
@@ -118,7 +124,8 @@ qk_status moe_run(qk_context *ctx, moe_call call, const qk_moe_desc *d);
 
 /* Checks y (poisoned before the call) against the float64 reference: no element still holds the
  * poison, every element is finite, and ||y - ref|| / ||ref|| over the checked outputs is at most
- * MOE_TOLERANCE (h->tolerance_quantized for quantized weights at DEFAULT precision). Outputs are checked in full up to
+ * MOE_TOLERANCE (for quantized weights at DEFAULT precision on a device that rounds the
+ * activations to 8 bits: the bounds at MOE_TOLERANCE_8BIT). Outputs are checked in full up to
  * `budget` multiply-adds, else every output row (slot, or token for the weighted sum) at a few random rows. A slot
  * whose id is outside [0, n_expert) must be NaN (its token, for the weighted sum), as the asynchronous calls promise.
  * Failures name type, case, token, slot and row. Returns the relative error. */

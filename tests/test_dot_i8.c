@@ -108,12 +108,9 @@ static void draw_x(tu_rng *rng, float *x, int n) {
 static double dot_path(const decoder *dec, const qk_type_info *ti, const uint8_t *row, const float *x, int k) {
     float acc = 0.0f;
     for (int P = 0; P < k / 32; P++) {
-        const float *xp = x + 32 * P;
-        float amax = 0.0f;
-        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(xp[i]));
-        const float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
         int xq[32], half[2] = {0, 0};
-        for (int i = 0; i < 32; i++) xq[i] = (int)nearbyintf(xp[i] * inv), half[i / 16] += xq[i];
+        const float d = tu_round_8bit(x + 32 * P, xq);
+        for (int i = 0; i < 32; i++) half[i / 16] += xq[i];
         const int parts = ti->block_elems / 32;
         qk_part_i8 r;
         dec->part(row + (size_t)(P / parts) * (size_t)ti->block_bytes, P % parts, &r);

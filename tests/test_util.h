@@ -85,6 +85,17 @@ static inline unsigned tu_flush_subnormals_begin(void) {
 static inline void tu_flush_subnormals_end(unsigned old) { (void)old; }
 #endif
 
+/* 32 activations as the MoE paths that round them to 8 bits do (kernels/cuda/moe_route.cu,
+ * quantize_x_group), in the same f32 operations: codes q[i] = round(x[i] * 127 / max |x|), half
+ * to even; returns the scale d = max |x| / 127. */
+static inline float tu_round_8bit(const float *x, int *q) {
+    float amax = 0.0f;
+    for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
+    const float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (int i = 0; i < 32; i++) q[i] = (int)nearbyintf(x[i] * inv);
+    return d;
+}
+
 static inline void *tu_poisoned(size_t bytes) {
     void *p = malloc(bytes ? bytes : 1);
     if (!p) {
