@@ -16,7 +16,7 @@
 #          397B-A17B, Q4_K and IQ2_XXS, appended to the JSONL), QK_PEER_COMMIT (the peer's commit
 #          when GGML has no PEER_COMMIT file), QK_PEER_PATHS (comma list of QK_MOE_PATH values,
 #          e.g. dot,tiled,dot@16,dot:8,dot/1 (@N: N lanes a row on the dot path, :W its warps a
-#          CTA, /S the slots a CTA takes: QK_MOE_DOT_* in moe_plan.cu; the dot paths at
+#          CTA, /S the slots a CTA takes (0: as few as fit): QK_MOE_DOT_* in moe_plan.cu; the dot paths at
 #          QK_PEER_SWEEP_TOKENS, default 1|8|32|128|512):
 #          qkern's MoE benchmark again with each path forced, into
 #          sweep.jsonl and the table sweep.md, for tuning moe_plan.cu's thresholds),

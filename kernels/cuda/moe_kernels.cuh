@@ -285,22 +285,22 @@ template <int N> __device__ inline float reduce_spread(const float (&v)[N], int 
 }
 
 /* grid: (row groups of warps * 32 / L * DOT_ROWS rows, slot strides): a CTA takes the slots
- * blockIdx.y, + gridDim.y, ... in turn (the launcher sizes gridDim.y so that the CTAs fit the GPU
- * at once: plan's dot_slots). Slots that chose the same expert read its rows each (measured, bench/results
- * 2026-12-06: grouping slots by expert first cost more than it saved up to 128 tokens, the
- * repeated reads being served by L2, and from there the tiled kernel is faster; so did decoding
- * each part once for two slots of an expert inside this kernel, 1.07-1.64x slower at 1 to 32
- * tokens with 80-109 registers a thread instead of 40-48: -a3596c7-sweep.md). Each warp reads
- * its own copy of the slot's activations from L2: a CTA staging them once in shared memory for its
- * 8 warps was 1.01-1.61x slower at 1 to 32 tokens, and quantizing them in every CTA (no quantize
- * kernel) up to 2.1x, faster only on 1 token's down rows, by up to 5%
- * (2026-12-07-cuda-h100-ae67d82-sweep.md: the CTA-wide wait for the copy costs more than the L2
- * reads it saves). The weights, too, are read straight from global memory: each warp copying its
- * rows' next two chunks into shared memory by cp.async and decoding from there was 1.09-1.44x
- * slower at 1 to 32 tokens on every type (geomean 1.31 at 8 tokens; Nsight Compute on Q4_K gate/up
- * at 8 tokens: 28.1 against 23.2 us, DRAM 37% against 45% busy, issue slots 69% against 46%: the
- * shared-memory stores and loads cost more issue slots than the global loads' latency they hid;
- * 2026-12-07-cuda-h100-2b351cb-dot-staged.md).
+ * blockIdx.y, + gridDim.y, ... in turn: one by default (the plan's dot_slots: several, down to as
+ * few CTAs as fit the GPU at once, was measured slower, moe_plan.cu). Slots that chose the same
+ * expert read its rows each (measured, bench/results 2026-12-06: grouping slots by expert first
+ * cost more than it saved up to 128 tokens, the repeated reads being served by L2, and from there
+ * the tiled kernel is faster; so did decoding each part once for two slots of an expert inside
+ * this kernel, 1.07-1.64x slower at 1 to 32 tokens with 80-109 registers a thread instead of
+ * 40-48: -a3596c7-sweep.md). Each warp reads its own copy of the slot's activations from L2: a CTA
+ * staging them once in shared memory for its 8 warps was 1.01-1.61x slower at 1 to 32 tokens, and
+ * quantizing them in every CTA (no quantize kernel) up to 2.1x, faster only on 1 token's down
+ * rows, by up to 5% (2026-12-07-cuda-h100-ae67d82-sweep.md: the CTA-wide wait for the copy costs
+ * more than the L2 reads it saves). The weights, too, are read straight from global memory: each
+ * warp copying its rows' next two chunks into shared memory by cp.async and decoding from there
+ * was 1.09-1.44x slower at 1 to 32 tokens on every type (geomean 1.31 at 8 tokens; Nsight Compute
+ * on Q4_K gate/up at 8 tokens: 28.1 against 23.2 us, DRAM 37% against 45% busy, issue slots 69%
+ * against 46%: the shared-memory stores and loads cost more issue slots than the global loads'
+ * latency they hid; 2026-12-07-cuda-h100-2b351cb-dot-staged.md).
  *
  * Lane (g, u) of a warp takes DOT_ROWS rows (the g-th group of the warp's) and, of every slot
  * its CTA takes, their parts u, u + L, ...: per part it decodes the weights of each row to 8-bit
@@ -314,7 +314,10 @@ template <int N> __device__ inline float reduce_spread(const float (&v)[N], int 
  * the same number of items a slot (ceil(parts / L), the last ones empty where L does not divide
  * the parts), so the group's sums meet. Launched as a programmatic dependent of the quantize
  * kernel: the first slot's rows are prefetched into L2 and its first parts decoded (the weights
- * are the caller's, ready) while the activations are quantized. */
+ * are the caller's, ready) while the activations are quantized. With several slots a CTA, the
+ * next slot's rows are prefetched into L2 as each slot starts: the items' one-ahead decode alone
+ * keeps too few bytes in flight (the guess behind the several-slot form's loss at 32 tokens,
+ * where one slot a CTA prefetches every row at once; not yet measured). */
 template <class T, class D, int KIND>
 __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
     moe_dot_kernel(qk_cuda_moe_args a, const int8_t *xq, const float4 *xm, float *y, int L) {
@@ -358,11 +361,17 @@ __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
             for (int rr = 0; rr < R; rr++)
                 wr[t][rr] = w[t] + (ex * a.m + (row0 + rr < a.m ? row0 + rr : a.m - 1)) * row_bytes;
     };
-    point_rows(e);
-    for (int rr = 0; rr < R && row0 + rr < a.m; rr++)
+    /* expert ex's rows of this lane group into L2, the lanes' 128-byte lines strided */
+    auto prefetch_rows = [&](int64_t ex) {
+        for (int rr = 0; rr < R && row0 + rr < a.m; rr++)
 #pragma unroll
-        for (int t = 0; t < NW; t++)
-            for (int64_t off = (int64_t)u * 128; off < row_bytes; off += (int64_t)L * 128) prefetch_l2(wr[t][rr] + off);
+            for (int t = 0; t < NW; t++)
+                for (int64_t off = (int64_t)u * 128; off < row_bytes; off += (int64_t)L * 128)
+                    prefetch_l2(w[t] + (ex * a.m + row0 + rr) * row_bytes + off);
+    };
+    point_rows(e);
+    prefetch_rows(e);
+    if (i_next < slots) prefetch_rows(e_next);
 
     qk_part_i8 r[NW][R];
     auto decode = [&](int64_t P) {
@@ -443,6 +452,7 @@ __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
         xr = xq + x_row(i) * a.k;
         xmr = xm + x_row(i) * parts;
         i_next = next_slot(i + stride, &e_next);
+        if (i_next < slots) prefetch_rows(e_next);
     }
 }
 
@@ -695,9 +705,9 @@ int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, c
     const int64_t rows_per_cta = (int64_t)warps * (32 / L) * DOT_ROWS;
     const int64_t row_ctas = (a.m + rows_per_cta - 1) / rows_per_cta;
     const uint8_t *ws = static_cast<const uint8_t *>(a.workspace);
-    /* slots a CTA takes in turn: the plan's, else as few as let the CTAs fit the GPU at once */
+    /* slots a CTA takes in turn: the plan's (moe_plan.cu) */
     int64_t per_cta = p.dot_slots;
-    if (per_cta < 1) {
+    if (per_cta < 1) {                          /* as few as fit */
         static int resident[DOT_MAX_WARPS + 1]; /* CTAs an SM, by warps a CTA (the same on every device of a build) */
         int dev = 0, sms = 0;
         if (!resident[warps] && cudaOccupancyMaxActiveBlocksPerMultiprocessor(

@@ -119,14 +119,16 @@ int forced_dot_warps() {
     return f;
 }
 
-/* QK_MOE_DOT_SLOTS=N (1 to 65536) fixes the slots a dot kernel's CTA takes in turn (the
- * launcher's default: as few as let the CTAs fit the GPU at once), for measuring
- * (scripts/gpu_peer.sh's QK_PEER_PATHS entries dot/N). Read once; 0 where unset. */
-int forced_dot_slots() {
+/* The slots a dot kernel's CTA takes in turn: 1 (measured, bench/results/2026-12-07-cuda-h200-a27a357-*:
+ * as few as let the CTAs fit the GPU at once was 1.35x slower on gate/up at 32 tokens, 1.15x on
+ * down, even at 8 tokens on gate/up and 7% faster on down). QK_MOE_DOT_SLOTS=N (0 to 65536; 0:
+ * as few as fit) overrides it, for measuring (scripts/gpu_peer.sh's QK_PEER_PATHS entries dot/N).
+ * Read once. */
+int dot_slots() {
     static const int f = [] {
         const char *v = getenv("QK_MOE_DOT_SLOTS");
-        const int n = v ? atoi(v) : 0;
-        return n >= 1 && n <= 65536 ? n : 0;
+        const int n = v && *v ? atoi(v) : 1;
+        return n >= 0 && n <= 65536 ? n : 1;
     }();
     return f;
 }
@@ -160,7 +162,7 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         p.path = QK_CUDA_MOE_DOT;
         p.lanes = dot_lanes(a->k);
         p.dot_warps = forced_dot_warps() ? forced_dot_warps() : dt.warps;
-        p.dot_slots = forced_dot_slots();
+        p.dot_slots = dot_slots();
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;
