@@ -1651,12 +1651,13 @@ typedef struct pool_worker {
     qk_model_stats stats; /* its own stages: their sum is its device's busy time */
     pool_out out[POOL_OUTS];
     pthread_t thread;
-    /* for the hand-out (pool_pick.h), under the pool's lock: the steps converted so far, and the
-     * one in progress */
-    uint64_t done_bytes;
-    double done_seconds;
+    /* for the hand-out (pool_pick.h), under the pool's lock: the steps converted so far, in all
+     * and by output type (a cpu's speed differs by type far more than a GPU's: IQ2_XXS's search
+     * against Q4_K's formula), and the one in progress */
+    uint64_t done_bytes, type_bytes[QK_TYPE_ID_LIMIT];
+    double done_seconds, type_seconds[QK_TYPE_ID_LIMIT];
     int busy;
-    double busy_since, busy_bytes;
+    double busy_since, busy_bytes, busy_rate;
 } pool_worker;
 
 typedef struct pool {
@@ -1710,23 +1711,31 @@ static step pool_next_step(const pool *pl, const pool_worker *w) {
     return plan_step(&pl->tensors[i], pl->r->ie[i], pl->next_row, rows_per_step(&w->s, &pl->tensors[i]));
 }
 
+/* Worker w's input bytes a second on steps of output type `type`: over its steps of that type,
+ * or over all its steps before the first of it; 0 before any. */
+static double worker_rate(const pool_worker *w, qk_type type) {
+    if ((unsigned)type < QK_TYPE_ID_LIMIT && w->type_seconds[type] > 0.0)
+        return (double)w->type_bytes[type] / w->type_seconds[type];
+    return w->done_seconds > 0.0 ? (double)w->done_bytes / w->done_seconds : 0.0;
+}
+
 /* Whether worker k, free, takes the next step (pool_pick.h): by every worker's speed so far.
  * Called with the lock held. */
 static int pool_takes_next(const pool *pl, size_t k) {
     qk_pool_worker_view *v = pl->views;
     const size_t n = pl->n_w;
     const double now = qk_seconds();
+    const qk_model_tensor *t = &pl->tensors[pl->next_i];
     for (size_t j = 0; j < n; j++) {
         const pool_worker *w = &pl->w[j];
-        v[j].rate = w->done_seconds > 0.0 ? (double)w->done_bytes / w->done_seconds : 0.0;
+        v[j].rate = worker_rate(w, t->type);
         v[j].busy = w->busy;
         v[j].free_in = 0.0;
-        if (w->busy && v[j].rate > 0.0) {
-            const double left = w->busy_bytes / v[j].rate - (now - w->busy_since);
+        if (w->busy && w->busy_rate > 0.0) {
+            const double left = w->busy_bytes / w->busy_rate - (now - w->busy_since);
             v[j].free_in = left > 0.0 ? left : 0.0;
         }
     }
-    const qk_model_tensor *t = &pl->tensors[pl->next_i];
     const step sp = pool_next_step(pl, &pl->w[k]);
     return qk_pool_takes(v, n, k, (double)sp.rows * (double)qk_type_row_bytes(t->src_type, t->ne[0]));
 }
@@ -1761,6 +1770,7 @@ static void *pool_worker_main(void *arg) {
         w->busy = 1;
         w->busy_since = t0;
         w->busy_bytes = (double)bytes;
+        w->busy_rate = worker_rate(w, t->type);
         pthread_cond_broadcast(&pl->changed); /* the step is taken: a declining worker looks at the next */
         pthread_mutex_unlock(&pl->lock);
         qk_status st = convert_step(&w->s, t, qk_gguf_tensor_at(r->in, r->pe[i].tensor), &o->sp, o->dst, &o->err);
@@ -1770,6 +1780,10 @@ static void *pool_worker_main(void *arg) {
         w->busy = 0;
         w->done_bytes += bytes;
         w->done_seconds += busy;
+        if ((unsigned)t->type < QK_TYPE_ID_LIMIT) {
+            w->type_bytes[t->type] += bytes;
+            w->type_seconds[t->type] += busy;
+        }
         if (st) {
             pool_fail(pl, o->seq, st, qk_last_error(w->s.ctx));
             break;

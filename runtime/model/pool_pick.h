@@ -19,7 +19,8 @@
 
 /* What the rule knows of a worker when one of them asks. */
 typedef struct qk_pool_worker_view {
-    double rate;    /* input bytes a second over the steps it has converted; 0: none yet */
+    double rate;    /* input bytes a second over the steps of the next one's type it has converted
+                       (of any type before the first of it); 0: none yet */
     double free_in; /* seconds until its step in progress is done at that rate; 0: none in progress */
     int busy;       /* a step in progress */
 } qk_pool_worker_view;
