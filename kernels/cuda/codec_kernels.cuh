@@ -234,21 +234,15 @@ template <class T> __global__ void __launch_bounds__(THREADS) quantize_rows_kern
 }
 
 /* Dequantize, tiled: packed blocks in, one part per thread into shared memory, values out in
- * coalesced rows (16 bytes a store where the output is 16-byte aligned; else 16-bit outputs two
- * at a time where it is 4-byte aligned). Four (eight) consecutive values of a thread lie in one
- * part: PART is a multiple of 8, and a warp's reads of them fall in 32 different banks. */
+ * coalesced rows (16-bit outputs two at a time where the output is 4-byte aligned). */
 template <class T> __global__ void __launch_bounds__(THREADS, 4) dequantize_tile_kernel(qk_cuda_dargs a) {
     using L = tile<T>;
-    static_assert(L::PART % 8 == 0, "a 16-byte store's values lie in one part");
     __shared__ float y[THREADS * L::STRIDE];
     __shared__ uint4 packed[L::PACKED_WORDS];
     uint8_t *in = reinterpret_cast<uint8_t *>(packed);
     const int64_t n = a.rows * (a.cols / T::QK), step = (int64_t)gridDim.x * L::NB;
     const uint8_t *src = static_cast<const uint8_t *>(a.src);
     const bool pairs = a.dst_type != TYPE_F32 && (reinterpret_cast<uintptr_t>(a.dst) & 3) == 0;
-    /* 16 bytes a store where the output is 16-byte aligned: a quarter of the store instructions
-     * of one f32 (or one pair of 16-bit values) each */
-    const bool wide = (reinterpret_cast<uintptr_t>(a.dst) & 15) == 0;
     auto span = [&](int64_t blk0) { return (n - blk0 < L::NB ? n - blk0 : L::NB) * T::BYTES; };
     span_words<(L::PACKED_WORDS + THREADS - 1) / THREADS> next;
     int64_t blk0 = (int64_t)blockIdx.x * L::NB;
@@ -261,21 +255,8 @@ template <class T> __global__ void __launch_bounds__(THREADS, 4) dequantize_tile
         if (threadIdx.x < nb * L::PARTS)
             decode_part<T>(in + threadIdx.x / L::PARTS * T::BYTES, threadIdx.x % L::PARTS, y + threadIdx.x * L::STRIDE);
         __syncthreads();
-        const int64_t base = blk0 * T::QK; /* a multiple of 32: QK is */
-        if (wide && a.dst_type == TYPE_F32) {
-            float4 *d = reinterpret_cast<float4 *>(static_cast<float *>(a.dst) + base);
-            for (int i = threadIdx.x; i < values / 4; i += THREADS) {
-                const int s = 4 * i / L::PART * L::STRIDE + 4 * i % L::PART;
-                d[i] = make_float4(y[s], y[s + 1], y[s + 2], y[s + 3]);
-            }
-        } else if (wide) {
-            uint4 *d = reinterpret_cast<uint4 *>(static_cast<uint16_t *>(a.dst) + base);
-            for (int i = threadIdx.x; i < values / 8; i += THREADS) {
-                const int s = 8 * i / L::PART * L::STRIDE + 8 * i % L::PART;
-                d[i] = make_uint4(narrow2(a.dst_type, y[s], y[s + 1]), narrow2(a.dst_type, y[s + 2], y[s + 3]),
-                                  narrow2(a.dst_type, y[s + 4], y[s + 5]), narrow2(a.dst_type, y[s + 6], y[s + 7]));
-            }
-        } else if (pairs) {
+        const int64_t base = blk0 * T::QK; /* even: QK is */
+        if (pairs) {
             uint32_t *d = static_cast<uint32_t *>(a.dst) + base / 2;
             for (int i = threadIdx.x; i < values / 2; i += THREADS) {
                 const int s = 2 * i / L::PART * L::STRIDE + 2 * i % L::PART;
