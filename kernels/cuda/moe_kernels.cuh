@@ -315,9 +315,10 @@ template <int N> __device__ inline float reduce_spread(const float (&v)[N], int 
  * the parts), so the group's sums meet. Launched as a programmatic dependent of the quantize
  * kernel: the first slot's rows are prefetched into L2 and its first parts decoded (the weights
  * are the caller's, ready) while the activations are quantized. With several slots a CTA, the
- * next slot's rows are prefetched into L2 as each slot starts: the items' one-ahead decode alone
- * keeps too few bytes in flight (the guess behind the several-slot form's loss at 32 tokens,
- * where one slot a CTA prefetches every row at once; not yet measured). */
+ * next slot's rows are prefetched into L2 as each slot starts (a guess at the several-slot form's
+ * loss at 32 tokens, that the items' one-ahead decode kept too few bytes in flight: measured on an
+ * H100 at 1aca295, it did not recover it, 1.3-1.4x slower than one slot a CTA on Q8_0, Q4_K and
+ * IQ2_XXS, 2026-12-07-cuda-h100-1aca295-run.md). */
 template <class T, class D, int KIND>
 __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
     moe_dot_kernel(qk_cuda_moe_args a, const int8_t *xq, const float4 *xm, float *y, int L) {
