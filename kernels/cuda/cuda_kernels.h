@@ -77,7 +77,6 @@ typedef struct qk_cuda_moe_plan {
     int max_tiles; /* tiled: an upper bound of the tiles the routing can need */
     int lanes;     /* dot: lanes that share a row (a power of two, at most 32) */
     int dot_warps; /* dot: warps a CTA (1 to 8) */
-    int dot_slots; /* dot: slots a CTA takes in turn (1); 0: as few as let the CTAs fit the GPU at once */
     size_t counts, tiles, n_tiles, sorted, xh, xq, xm, partial, bytes;
     size_t bytes_any; /* the most any of the three kinds needs with these shapes (the weighted sum's) */
 } qk_cuda_moe_plan;

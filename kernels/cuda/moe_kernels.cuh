@@ -284,41 +284,36 @@ template <int N> __device__ inline float reduce_spread(const float (&v)[N], int 
     return w[0];
 }
 
-/* grid: (row groups of warps * 32 / L * DOT_ROWS rows, slot strides): a CTA takes the slots
- * blockIdx.y, + gridDim.y, ... in turn: one by default (the plan's dot_slots: several, down to as
- * few CTAs as fit the GPU at once, was measured slower, moe_plan.cu). Slots that chose the same
- * expert read its rows each (measured, bench/results 2026-12-06: grouping slots by expert first
- * cost more than it saved up to 128 tokens, the repeated reads being served by L2, and from there
- * the tiled kernel is faster; so did decoding each part once for two slots of an expert inside
- * this kernel, 1.07-1.64x slower at 1 to 32 tokens with 80-109 registers a thread instead of
- * 40-48: -a3596c7-sweep.md). Each warp reads its own copy of the slot's activations from L2: a CTA
- * staging them once in shared memory for its 8 warps was 1.01-1.61x slower at 1 to 32 tokens, and
- * quantizing them in every CTA (no quantize kernel) up to 2.1x, faster only on 1 token's down
- * rows, by up to 5% (2026-12-07-cuda-h100-ae67d82-sweep.md: the CTA-wide wait for the copy costs
- * more than the L2 reads it saves). The weights, too, are read straight from global memory: each
- * warp copying its rows' next two chunks into shared memory by cp.async and decoding from there
- * was 1.09-1.44x slower at 1 to 32 tokens on every type (geomean 1.31 at 8 tokens; Nsight Compute
- * on Q4_K gate/up at 8 tokens: 28.1 against 23.2 us, DRAM 37% against 45% busy, issue slots 69%
- * against 46%: the shared-memory stores and loads cost more issue slots than the global loads'
- * latency they hid; 2026-12-07-cuda-h100-2b351cb-dot-staged.md).
+/* grid: (row groups of warps * 32 / L * DOT_ROWS rows, slots, grid-stride): every slot is its
+ * own work item. Slots that chose the same expert read its rows each (measured, bench/results
+ * 2026-12-06: grouping slots by expert first cost more than it saved up to 128 tokens, the
+ * repeated reads being served by L2, and from there the tiled kernel is faster; so did decoding
+ * each part once for two slots of an expert inside this kernel, 1.07-1.64x slower at 1 to 32
+ * tokens with 80-109 registers a thread instead of 40-48: -a3596c7-sweep.md). Each warp reads
+ * its own copy of the slot's activations from L2: a CTA staging them once in shared memory for its
+ * 8 warps was 1.01-1.61x slower at 1 to 32 tokens, and quantizing them in every CTA (no quantize
+ * kernel) up to 2.1x, faster only on 1 token's down rows, by up to 5%
+ * (2026-12-07-cuda-h100-ae67d82-sweep.md: the CTA-wide wait for the copy costs more than the L2
+ * reads it saves). The weights, too, are read straight from global memory: each warp copying its
+ * rows' next two chunks into shared memory by cp.async and decoding from there was 1.09-1.44x
+ * slower at 1 to 32 tokens on every type (geomean 1.31 at 8 tokens; Nsight Compute on Q4_K gate/up
+ * at 8 tokens: 28.1 against 23.2 us, DRAM 37% against 45% busy, issue slots 69% against 46%: the
+ * shared-memory stores and loads cost more issue slots than the global loads' latency they hid;
+ * 2026-12-07-cuda-h100-2b351cb-dot-staged.md). A CTA taking several slots in turn (as few CTAs as
+ * fit the GPU at once, a lane's items one stream across slots, the next slot's first decode issued
+ * before the current products) was 1.35x slower on gate/up at 32 tokens, 1.15x on down, even at 8
+ * tokens on gate/up and 7% faster on down (H200, a27a357); prefetching each next slot's rows into
+ * L2 did not recover the loss (1.24-1.44x at 32 tokens, H100, 1aca295:
+ * 2026-12-07-cuda-h200-a27a357-peers.md, -h100-1aca295-run.md).
  *
- * Lane (g, u) of a warp takes DOT_ROWS rows (the g-th group of the warp's) and, of every slot
- * its CTA takes, their parts u, u + L, ...: per part it decodes the weights of each row to 8-bit
- * codes (straight from global memory: a warp's lanes together read whole rows, every byte once)
- * and takes the dot product with the slot's activations, loaded once for all the rows; the L
- * lanes of a row then add their sums in a fixed order. The lane's (slot, part) items form one
- * stream: the next item's decode, the next slot's first one included, is issued before the
- * current item's products, so that its loads are in flight while they and the previous slot's
- * sums run, and each slot's expert id is read a slot ahead (with one slot a CTA, a warp's whole
- * life was one dependent chain: id, weights, products, sums). Every lane of a row group takes
- * the same number of items a slot (ceil(parts / L), the last ones empty where L does not divide
- * the parts), so the group's sums meet. Launched as a programmatic dependent of the quantize
+ * Lane (g, u) of a warp takes DOT_ROWS rows (the g-th group of the warp's) and their parts u,
+ * u + L, ...: per part it decodes the weights of each row to 8-bit codes (straight from global
+ * memory: a warp's lanes together read whole rows, every byte once) and takes the dot product with
+ * the slot's activations, loaded once for all the rows; the L lanes of a row then add their sums
+ * in a fixed order. A part's decode is issued before the previous part's products, so that its
+ * loads are in flight while they run. Launched as a programmatic dependent of the quantize
  * kernel: the first slot's rows are prefetched into L2 and its first parts decoded (the weights
- * are the caller's, ready) while the activations are quantized. With several slots a CTA, the
- * next slot's rows are prefetched into L2 as each slot starts (a guess at the several-slot form's
- * loss at 32 tokens, that the items' one-ahead decode kept too few bytes in flight: measured on an
- * H100 at 1aca295, it did not recover it, 1.3-1.4x slower than one slot a CTA on Q8_0, Q4_K and
- * IQ2_XXS, 2026-12-07-cuda-h100-1aca295-run.md). */
+ * are the caller's, ready) while the activations are quantized. */
 template <class T, class D, int KIND>
 __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
     moe_dot_kernel(qk_cuda_moe_args a, const int8_t *xq, const float4 *xm, float *y, int L) {
@@ -327,102 +322,79 @@ __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / L, u = lane % L;
     const int64_t row0 = (((int64_t)blockIdx.x * (blockDim.x / 32) + warp) * (32 / L) + g) * R;
     const int64_t parts = a.k / 32, row_bytes = a.k / T::QK * T::BYTES;
-    const int items = (int)((parts + L - 1) / L); /* a lane's a slot */
-    const int64_t slots = a.n_tokens * a.n_used, stride = gridDim.y;
     const uint8_t *w[NW];
     w[0] = static_cast<const uint8_t *>(a.w);
     if constexpr (GATE_UP) w[NW - 1] = static_cast<const uint8_t *>(a.w_up);
 
-    /* From slot i on (by the stride), the first whose expert id is good, and its expert in *e;
-     * the slots passed over (a bad id: never read through) get NaN. Uniform over the CTA. */
-    auto next_slot = [&](int64_t i, int64_t *e) -> int64_t {
-        for (; i < slots; i += stride) {
-            const int64_t x = a.ids ? a.ids[i] : 0;
-            if (x >= 0 && x < a.n_expert) {
-                *e = x;
-                return i;
-            }
-            for (int rr = 0; rr < R; rr++)
-                if (u == 0 && row0 + rr < a.m) y[i * a.m + row0 + rr] = __int_as_float(0x7fc00000);
-        }
-        return slots;
+    /* the expert of slot i, -1 for a bad id (never read through) */
+    auto expert = [&](int64_t i) -> int64_t {
+        const int64_t e = a.ids ? a.ids[i] : 0;
+        return e < 0 || e >= a.n_expert ? -1 : e;
     };
-    int64_t e = 0, e_next = 0;
-    int64_t i = next_slot(blockIdx.y, &e);
-    if (i >= slots) return;
-    int64_t i_next = next_slot(i + stride, &e_next);
-
-    /* rows past m (a group's, or the whole group's) decode the last row again (their sums are
-     * not written) */
-    const uint8_t *wr[NW][R];
-    auto point_rows = [&](int64_t ex) {
-#pragma unroll
-        for (int t = 0; t < NW; t++)
-#pragma unroll
-            for (int rr = 0; rr < R; rr++)
-                wr[t][rr] = w[t] + (ex * a.m + (row0 + rr < a.m ? row0 + rr : a.m - 1)) * row_bytes;
-    };
-    /* expert ex's rows of this lane group into L2, the lanes' 128-byte lines strided */
-    auto prefetch_rows = [&](int64_t ex) {
-        for (int rr = 0; rr < R && row0 + rr < a.m; rr++)
+    const int64_t slots = a.n_tokens * a.n_used;
+    if (blockIdx.y < slots) {
+        const int64_t e = expert(blockIdx.y);
+        for (int rr = 0; rr < R && e >= 0; rr++) {
+            if (row0 + rr >= a.m) break;
 #pragma unroll
             for (int t = 0; t < NW; t++)
                 for (int64_t off = (int64_t)u * 128; off < row_bytes; off += (int64_t)L * 128)
-                    prefetch_l2(w[t] + (ex * a.m + row0 + rr) * row_bytes + off);
-    };
-    point_rows(e);
-    prefetch_rows(e);
-    if (i_next < slots) prefetch_rows(e_next);
+                    prefetch_l2(w[t] + (e * a.m + row0 + rr) * row_bytes + off);
+        }
+    }
 
-    qk_part_i8 r[NW][R];
-    auto decode = [&](int64_t P) {
+    bool waited = false; /* for the quantize kernel's activations */
+    for (int64_t i = blockIdx.y; i < slots; i += gridDim.y) {
+        const int64_t e = expert(i); /* the same for the whole CTA */
+        if (e < 0) {
+            for (int rr = 0; rr < R; rr++)
+                if (u == 0 && row0 + rr < a.m) y[i * a.m + row0 + rr] = __int_as_float(0x7fc00000);
+            continue;
+        }
+        /* 32-bit: the launcher keeps the slots below 2^31 (a 64-bit division is a call) */
+        const int64_t xrow = a.x_per_slot ? i : (int64_t)((unsigned)i / (unsigned)a.n_used);
+        const int8_t *xr = xq + xrow * a.k;
+        const float4 *xmr = xm + xrow * parts;
+        float acc[NW][R];
 #pragma unroll
         for (int t = 0; t < NW; t++)
 #pragma unroll
-            for (int rr = 0; rr < R; rr++) D::part(wr[t][rr] + P / PARTS * T::BYTES, (int)(P % PARTS), &r[t][rr]);
-    };
-    /* 32-bit: the launcher keeps the slots below 2^31 (a 64-bit division is a call) */
-    auto x_row = [&](int64_t s) { return a.x_per_slot ? s : (int64_t)((unsigned)s / (unsigned)a.n_used); };
-    const int8_t *xr = xq + x_row(i) * a.k;
-    const float4 *xmr = xm + x_row(i) * parts;
-    float acc[NW][R];
-#pragma unroll
-    for (int t = 0; t < NW; t++)
-#pragma unroll
-        for (int rr = 0; rr < R; rr++) acc[t][rr] = 0.0f;
-    if (u < parts) decode(u);
-    wait_for_prerequisite_grid(); /* the quantize kernel's activations */
-    for (int it = 0;;) {
-        const int64_t P = u + (int64_t)it * L;
-        float d[NW][R];
-        if (P < parts) {
-            x_part x;
-            x.load(xr, xmr, P);
-#pragma unroll
-            for (int t = 0; t < NW; t++)
-#pragma unroll
-                for (int rr = 0; rr < R; rr++) d[t][rr] = part_dot<D>(r[t][rr], x);
-        } else {
-#pragma unroll
-            for (int t = 0; t < NW; t++)
-#pragma unroll
-                for (int rr = 0; rr < R; rr++) d[t][rr] = 0.0f;
-        }
-        /* the next item: this slot's next part, or the next slot's first */
-        const bool slot_done = ++it == items;
-        if (slot_done) {
-            it = 0;
-            if (i_next < slots) point_rows(e_next);
-        }
-        if (i_next < slots || !slot_done) {
-            const int64_t P2 = u + (int64_t)it * L;
-            if (P2 < parts) decode(P2);
-        }
+            for (int rr = 0; rr < R; rr++) acc[t][rr] = 0.0f;
+        /* rows past m decode the last row again (their sums are not written) */
+        const uint8_t *wr[NW][R];
 #pragma unroll
         for (int t = 0; t < NW; t++)
 #pragma unroll
-            for (int rr = 0; rr < R; rr++) acc[t][rr] += d[t][rr];
-        if (!slot_done) continue;
+            for (int rr = 0; rr < R; rr++)
+                wr[t][rr] = w[t] + (e * a.m + (row0 + rr < a.m ? row0 + rr : a.m - 1)) * row_bytes;
+        qk_part_i8 r[NW][R];
+        auto decode = [&](int64_t P) {
+#pragma unroll
+            for (int t = 0; t < NW; t++)
+#pragma unroll
+                for (int rr = 0; rr < R; rr++) D::part(wr[t][rr] + P / PARTS * T::BYTES, (int)(P % PARTS), &r[t][rr]);
+        };
+        const bool rows_here = row0 < a.m;
+        int64_t P = u;
+        if (rows_here && P < parts) decode(P);
+        if (!waited) wait_for_prerequisite_grid(), waited = true;
+        if (rows_here) {
+            while (P < parts) {
+                x_part x;
+                x.load(xr, xmr, P);
+                float d[NW][R];
+#pragma unroll
+                for (int t = 0; t < NW; t++)
+#pragma unroll
+                    for (int rr = 0; rr < R; rr++) d[t][rr] = part_dot<D>(r[t][rr], x);
+                P += L;
+                if (P < parts) decode(P);
+#pragma unroll
+                for (int t = 0; t < NW; t++)
+#pragma unroll
+                    for (int rr = 0; rr < R; rr++) acc[t][rr] += d[t][rr];
+            }
+        }
         if (L >= NW * R) {
             /* value t * R + rr ends in lane u = t * R + rr: the gate's lanes take the up sums
              * from u + R */
@@ -444,16 +416,6 @@ __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
                     y[i * a.m + row0 + rr] = GATE_UP ? silu(acc[0][rr]) * acc[NW - 1][rr] : acc[0][rr];
             }
         }
-        if (i_next >= slots) break;
-#pragma unroll
-        for (int t = 0; t < NW; t++)
-#pragma unroll
-            for (int rr = 0; rr < R; rr++) acc[t][rr] = 0.0f;
-        i = i_next;
-        xr = xq + x_row(i) * a.k;
-        xmr = xm + x_row(i) * parts;
-        i_next = next_slot(i + stride, &e_next);
-        if (i_next < slots) prefetch_rows(e_next);
     }
 }
 
@@ -704,28 +666,10 @@ int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, c
     const int err = qk_cuda_moe_quantize_x(&a, &p, s); /* just before: the dot kernel depends on it early */
     if (err) return err;
     const int64_t rows_per_cta = (int64_t)warps * (32 / L) * DOT_ROWS;
-    const int64_t row_ctas = (a.m + rows_per_cta - 1) / rows_per_cta;
     const uint8_t *ws = static_cast<const uint8_t *>(a.workspace);
-    /* slots a CTA takes in turn: the plan's (moe_plan.cu) */
-    int64_t per_cta = p.dot_slots;
-    if (per_cta < 1) {                          /* as few as fit */
-        static int resident[DOT_MAX_WARPS + 1]; /* CTAs an SM, by warps a CTA (the same on every device of a build) */
-        int dev = 0, sms = 0;
-        if (!resident[warps] && cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                                    &resident[warps], moe_dot_kernel<T, D, KIND>, warps * 32, 0) != cudaSuccess)
-            resident[warps] = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            sms = 0;
-        if (!resident[warps] || !sms)
-            (void)cudaGetLastError(); /* a failed query: one slot a CTA, no error left behind */
-        const int64_t fit = (int64_t)sms * resident[warps];
-        per_cta = fit > 0 ? (row_ctas * slots + fit - 1) / fit : 1;
-    }
-    int64_t strides = (slots + per_cta - 1) / per_cta;
-    if (strides > 65535) strides = 65535;
     cudaLaunchConfig_t config = {};
-    config.gridDim = dim3((unsigned)row_ctas, (unsigned)strides);
+    config.gridDim =
+        dim3((unsigned)((a.m + rows_per_cta - 1) / rows_per_cta), (unsigned)(slots < 65535 ? slots : 65535));
     config.blockDim = dim3(warps * 32);
     config.stream = s;
     /* a programmatic dependent of the quantize kernel: it may start while that one runs */

@@ -119,20 +119,6 @@ int forced_dot_warps() {
     return f;
 }
 
-/* The slots a dot kernel's CTA takes in turn: 1 (measured, bench/results/2026-12-07-cuda-h200-a27a357-*:
- * as few as let the CTAs fit the GPU at once was 1.35x slower on gate/up at 32 tokens, 1.15x on
- * down, even at 8 tokens on gate/up and 7% faster on down). QK_MOE_DOT_SLOTS=N (0 to 65536; 0:
- * as few as fit) overrides it, for measuring (scripts/gpu_peer.sh's QK_PEER_PATHS entries dot/N).
- * Read once. */
-int dot_slots() {
-    static const int f = [] {
-        const char *v = getenv("QK_MOE_DOT_SLOTS");
-        const int n = v && *v ? atoi(v) : 1;
-        return n >= 0 && n <= 65536 ? n : 1;
-    }();
-    return f;
-}
-
 } // namespace
 
 /* The path and the layout do not depend on the kind; the weighted sum only adds its per-slot
@@ -162,7 +148,6 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         p.path = QK_CUDA_MOE_DOT;
         p.lanes = dot_lanes(a->k);
         p.dot_warps = forced_dot_warps() ? forced_dot_warps() : dt.warps;
-        p.dot_slots = dot_slots();
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;
