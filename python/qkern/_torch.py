@@ -182,8 +182,9 @@ except AttributeError:  # pragma: no cover - a torch without CUDA
 # Each (device, stream)'s MoE workspace, kept from call to call: (address, bytes, tensor). Work on
 # one stream runs in order, so its calls can share one workspace; another stream gets its own.
 # A call inside a CUDA graph capture, or under torch.compile's graph trees (_may_hold), takes a
-# fresh one from the graph's pool instead (the graph keeps that address). Workspaces above _WORKSPACE_HELD_MAX bytes (many tokens, where the kernel
-# takes far longer than an allocation) are not held.
+# fresh one from the graph's pool instead (the graph keeps that address). Workspaces above
+# _WORKSPACE_HELD_MAX bytes (many tokens, where the kernel takes far longer than an allocation)
+# are not held.
 _workspaces: dict[tuple[int, int], tuple[int, int, torch.Tensor]] = {}
 _WORKSPACE_HELD_MAX = 4 << 20
 _WORKSPACES_HELD_MAX = 64

@@ -431,6 +431,11 @@ typedef struct step {
     int64_t imatrix_len, rows_per_im;
 } step;
 
+/* The input bytes of step sp of tensor t (its rows in the source type). */
+static uint64_t step_src_bytes(const qk_model_tensor *t, const step *sp) {
+    return (uint64_t)sp->rows * qk_type_row_bytes(t->src_type, t->ne[0]);
+}
+
 /* A step queued on one of the device's queues (the overlapped path): its pinned buffers, and
  * what writing its output needs once it is done. */
 typedef struct slot {
@@ -654,7 +659,7 @@ static qk_status measure_step(stream_state *s, const qk_model_tensor *t, const s
                               const void *dst, qk_quantize_error *e) {
     *e = (qk_quantize_error){0, 0, 0, 0, 0};
     if (!s->p->measure_error) return QK_OK;
-    const size_t src_bytes = (size_t)sp->rows * qk_type_row_bytes(t->src_type, t->ne[0]);
+    const size_t src_bytes = (size_t)step_src_bytes(t, sp);
     const size_t dst_bytes = (size_t)sp->rows * qk_type_row_bytes(t->type, t->ne[0]);
     const double t0 = qk_seconds();
     qk_status st = measure(s, t, src, src_bytes, dst, dst_bytes, sp, e);
@@ -665,7 +670,7 @@ static qk_status measure_step(stream_state *s, const qk_model_tensor *t, const s
 /* A converted step's output is measured: write it, count it. */
 static qk_status write_step(stream_state *s, qk_gguf_writer *w, size_t i, const qk_model_tensor *t, const step *sp,
                             const void *dst) {
-    const size_t src_bytes = (size_t)sp->rows * qk_type_row_bytes(t->src_type, t->ne[0]);
+    const size_t src_bytes = (size_t)step_src_bytes(t, sp);
     const size_t dst_bytes = (size_t)sp->rows * qk_type_row_bytes(t->type, t->ne[0]);
     const double t0 = qk_seconds();
     qk_status st = qk_gguf_writer_write(w, dst, dst_bytes);
@@ -1737,7 +1742,7 @@ static int pool_takes_next(const pool *pl, size_t k) {
         }
     }
     const step sp = pool_next_step(pl, &pl->w[k]);
-    return qk_pool_takes(v, n, k, (double)sp.rows * (double)qk_type_row_bytes(t->src_type, t->ne[0]));
+    return qk_pool_takes(v, n, k, (double)step_src_bytes(t, &sp));
 }
 
 static void *pool_worker_main(void *arg) {
@@ -1765,7 +1770,7 @@ static void *pool_worker_main(void *arg) {
             pl->next_i++;
             pl->next_row = 0;
         }
-        const uint64_t bytes = (uint64_t)o->sp.rows * qk_type_row_bytes(t->src_type, t->ne[0]);
+        const uint64_t bytes = step_src_bytes(t, &o->sp);
         const double t0 = qk_seconds();
         w->busy = 1;
         w->busy_since = t0;
@@ -1813,7 +1818,7 @@ static qk_status pool_write_tensor(pool *pl, stream_state *s, qk_gguf_writer *w,
             return QK_ERR_BACKEND;
         }
         assert(o->seq == pl->written && o->i == i && o->sp.first_row == row);
-        stage_end(&s->stats->quantize, t0, (uint64_t)o->sp.rows * qk_type_row_bytes(t->src_type, t->ne[0]));
+        stage_end(&s->stats->quantize, t0, step_src_bytes(t, &o->sp));
         add_error(&s->acc, &o->err);
         st = write_step(s, w, i, t, &o->sp, o->dst);
         row += o->sp.rows;
