@@ -226,9 +226,10 @@ struct no_dot {
     static constexpr bool EXISTS = false;
 };
 
-/* DOT_ROWS rows per lane group: each activation part loaded serves that many rows. The CTA's
- * warps are the plan's (qk_cuda_moe_plan.dot_warps), DOT_MAX_WARPS at most. */
-constexpr int DOT_ROWS = 2, DOT_MAX_WARPS = 8;
+/* A lane group takes R rows (the plan's qk_cuda_moe_plan.dot_rows, 2 or 4): each activation part
+ * loaded serves that many rows. The CTA's warps are the plan's (qk_cuda_moe_plan.dot_warps),
+ * DOT_MAX_WARPS at most. */
+constexpr int DOT_MAX_WARPS = 8;
 
 /* Part P of a slot's 8-bit activations: codes x0 (values 0-15), x1 (16-31), and xs: scale, sums of
  * the two halves (qk_cuda_moe_quantize_x). */
@@ -284,7 +285,7 @@ template <int N> __device__ inline float reduce_spread(const float (&v)[N], int 
     return w[0];
 }
 
-/* grid: (row groups of warps * 32 / L * DOT_ROWS rows, slots, grid-stride): every slot is its
+/* grid: (row groups of warps * 32 / L * R rows, slots, grid-stride): every slot is its
  * own work item. Slots that chose the same expert read its rows each (measured, bench/results
  * 2026-12-06: grouping slots by expert first cost more than it saved up to 128 tokens, the
  * repeated reads being served by L2, and from there the tiled kernel is faster; so did decoding
@@ -306,7 +307,7 @@ template <int N> __device__ inline float reduce_spread(const float (&v)[N], int 
  * L2 did not recover the loss (1.24-1.44x at 32 tokens, H100, 1aca295:
  * 2026-12-07-cuda-h200-a27a357-peers.md, -h100-1aca295-run.md).
  *
- * Lane (g, u) of a warp takes DOT_ROWS rows (the g-th group of the warp's) and their parts u,
+ * Lane (g, u) of a warp takes R rows (the g-th group of the warp's) and their parts u,
  * u + L, ...: per part it decodes the weights of each row to 8-bit codes (straight from global
  * memory: a warp's lanes together read whole rows, every byte once) and takes the dot product with
  * the slot's activations, loaded once for all the rows; the L lanes of a row then add their sums
@@ -314,14 +315,18 @@ template <int N> __device__ inline float reduce_spread(const float (&v)[N], int 
  * loads are in flight while they run. Launched as a programmatic dependent of the quantize
  * kernel: the first slot's rows are prefetched into L2 and its first parts decoded (the weights
  * are the caller's, ready) while the activations are quantized. */
-template <class T, class D, int KIND>
+template <class T, class D, int KIND, int R>
 __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
-    moe_dot_kernel(qk_cuda_moe_args a, const int8_t *xq, const float4 *xm, float *y, int L) {
+    moe_dot_kernel(qk_cuda_moe_args a, const int8_t *xq, const float4 *xm, float *y, int l_log2) {
     constexpr bool GATE_UP = KIND == QK_CUDA_MOE_GATE_UP;
-    constexpr int NW = GATE_UP ? 2 : 1, PARTS = T::QK / 32, R = DOT_ROWS;
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / L, u = lane % L;
-    const int64_t row0 = (((int64_t)blockIdx.x * (blockDim.x / 32) + warp) * (32 / L) + g) * R;
-    const int64_t parts = a.k / 32, row_bytes = a.k / T::QK * T::BYTES;
+    constexpr int NW = GATE_UP ? 2 : 1, PARTS = T::QK / 32;
+    /* L lanes a row, a power of two: shifts and masks, not a division */
+    const int L = 1 << l_log2, lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane >> l_log2, u = lane & (L - 1);
+    const int64_t row0 = ((((int64_t)blockIdx.x * (blockDim.x / 32) + warp) << (5 - l_log2)) + g) * R;
+    /* a row's bytes fit 32 bits (the launcher checks); an expert's need not */
+    const int64_t parts = a.k / 32;
+    const int row_bytes = (int)(a.k / T::QK * T::BYTES);
+    const int64_t expert_bytes = a.m * (int64_t)row_bytes;
     const uint8_t *w[NW];
     w[0] = static_cast<const uint8_t *>(a.w);
     if constexpr (GATE_UP) w[NW - 1] = static_cast<const uint8_t *>(a.w_up);
@@ -337,9 +342,10 @@ __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
         for (int rr = 0; rr < R && e >= 0; rr++) {
             if (row0 + rr >= a.m) break;
 #pragma unroll
-            for (int t = 0; t < NW; t++)
-                for (int64_t off = (int64_t)u * 128; off < row_bytes; off += (int64_t)L * 128)
-                    prefetch_l2(w[t] + (e * a.m + row0 + rr) * row_bytes + off);
+            for (int t = 0; t < NW; t++) {
+                const uint8_t *row = w[t] + e * expert_bytes + (row0 + rr) * row_bytes;
+                for (int off = u * 128; off < row_bytes; off += L * 128) prefetch_l2(row + off);
+            }
         }
     }
 
@@ -366,7 +372,7 @@ __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
         for (int t = 0; t < NW; t++)
 #pragma unroll
             for (int rr = 0; rr < R; rr++)
-                wr[t][rr] = w[t] + (e * a.m + (row0 + rr < a.m ? row0 + rr : a.m - 1)) * row_bytes;
+                wr[t][rr] = w[t] + e * expert_bytes + (row0 + rr < a.m ? row0 + rr : a.m - 1) * row_bytes;
         qk_part_i8 r[NW][R];
         auto decode = [&](int64_t P) {
 #pragma unroll
@@ -422,15 +428,15 @@ __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
 /* ---- the tiled path ------------------------------------------------------------------------- */
 
 constexpr int TILE_K = 256, HALF_K = 128;
-/* Weight rows per tile: 128 where shared memory allows, 64 for gate/up, whose two weight tensors
- * double the tile's buffers. */
+/* Weight rows per tile (TM): 128 where shared memory allows, 64 for gate/up, whose two weight
+ * tensors double the tile's buffers; the plan may take 64 for one tensor's 64-slot tiles too
+ * (qk_cuda_moe_plan.tile_m): with one decode buffer, such a tile's shared memory lets two tiles
+ * share an SM (tile_smem). */
 __host__ __device__ constexpr int tile_m(int nw) { return nw == 2 ? 64 : 128; }
-/* Threads per tile: warps of 32 rows, two across the slots; four across for gate/up's 64-slot
- * tiles, whose shared memory (two weight tensors, 64 slots' activations double-buffered) lets only
- * one tile run on an SM: with two warps across, that would be four warps an SM. */
-__host__ __device__ constexpr int tile_threads(int nw, int bn) {
-    return tile_m(nw) / 32 * (nw == 2 && bn == 64 ? 4 : 2) * 32;
-}
+/* Threads per tile: warps of 32 rows, two across the slots; four across for the 64-row, 64-slot
+ * tiles, whose shared memory (64 slots' activations double-buffered) lets only one or two tiles
+ * run on an SM: with two warps across, that would be four or eight warps an SM. */
+__host__ __device__ constexpr int tile_threads(int tm, int bn) { return tm / 32 * (tm == 64 && bn == 64 ? 4 : 2) * 32; }
 constexpr int A_STRIDE = HALF_K + 8; /* halves per decoded row: 272 bytes, ldmatrix without bank conflicts */
 constexpr int B_STRIDE = TILE_K + 8; /* halves per activation row: 528 bytes */
 
@@ -441,15 +447,17 @@ template <class T> struct tile_shape {
     static constexpr int PACKED_STRIDE = STEP_WORDS * 16;
 };
 
-/* The shared memory of a tile: NW weight tensors (2 for gate/up). */
-template <class T, int BN, int NW> struct tile_smem {
-    static constexpr size_t PACKED1 = (size_t)NW * tile_m(NW) * tile_shape<T>::PACKED_STRIDE; /* one buffer */
+/* The shared memory of a tile: NW weight tensors (2 for gate/up) of TM rows. */
+template <class T, int BN, int NW, int TM> struct tile_smem {
+    static constexpr size_t PACKED1 = (size_t)NW * TM * tile_shape<T>::PACKED_STRIDE; /* one buffer */
     static constexpr size_t BT1 = (size_t)BN * B_STRIDE * 2;
     static constexpr size_t PACKED = 2 * PACKED1;
-    /* decoded half-steps: two buffers for 64-slot tiles (one tile an SM either way), one for
-     * 32-slot tiles, of which a second buffer would leave one tile an SM where two fit */
-    static constexpr int A_BUFFERS = BN == 64 ? 2 : 1;
-    static constexpr size_t A1 = (size_t)NW * tile_m(NW) * A_STRIDE * 2; /* one decoded half-step */
+    /* decoded half-steps: two buffers for 64-slot tiles of 128 decoded rows (one tile an SM either
+     * way), one for 32-slot tiles, of which a second buffer would leave one tile an SM where two
+     * fit, and one for the 64-row tiles of one tensor (two of them an SM where the packed
+     * weights are small enough) */
+    static constexpr int A_BUFFERS = BN == 64 && NW * TM == 128 ? 2 : 1;
+    static constexpr size_t A1 = (size_t)NW * TM * A_STRIDE * 2; /* one decoded half-step */
     static constexpr size_t A = A_BUFFERS * A1;
     static constexpr size_t BT = 2 * BT1;
     static constexpr size_t BYTES = PACKED + A + BT + BN * sizeof(int);
@@ -502,16 +510,15 @@ template <class B, class D> __device__ inline void decode_half(const uint8_t *b,
 
 /* grid: (ceil(m / TILE_M), tiles, grid-stride); each tile is one expert's run of at most BN slots
  * (moe_route.cu). Writes y[slot][row] (for the weighted sum, the per-slot scratch). */
-template <class T, class D, int BN, bool GATE_UP>
-__global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1, BN))
-    moe_tiled_kernel(qk_cuda_moe_args a, moe_route r, float *out) {
+template <class T, class D, int BN, bool GATE_UP, int TM>
+__global__ void __launch_bounds__(tile_threads(TM, BN)) moe_tiled_kernel(qk_cuda_moe_args a, moe_route r, float *out) {
     using B = moe_block<T>;
     using S = tile_shape<T>;
-    constexpr int NW = GATE_UP ? 2 : 1, TILE_M = tile_m(NW), TILE_THREADS = tile_threads(NW, BN);
+    constexpr int NW = GATE_UP ? 2 : 1, TILE_M = TM, TILE_THREADS = tile_threads(TM, BN);
     /* WM x WN warps, each 32 rows x CW slots: NT n8 tiles */
     constexpr int WM = TILE_M / 32, WN = TILE_THREADS / 32 / WM, CW = BN / WN, NT = CW / 8;
     static_assert(NT % 2 == 0, "the activations are loaded two n8 tiles at a time");
-    using M = tile_smem<T, BN, NW>;
+    using M = tile_smem<T, BN, NW, TM>;
     extern __shared__ __align__(16) uint8_t smem[];
     uint8_t *packed = smem;
     __half *at = reinterpret_cast<__half *>(smem + M::PACKED);
@@ -657,15 +664,18 @@ __global__ void __launch_bounds__(tile_threads(GATE_UP ? 2 : 1, BN))
 /* ---- launch ----------------------------------------------------------------------------------- */
 
 /* The dot path: the activations quantized by their own kernel, then the dot kernel. */
-template <class T, class D, int KIND>
+template <class T, class D, int KIND, int R>
 int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, cudaStream_t s) {
-    const int L = p.lanes; /* lanes per row (moe_plan.cu): 32 / L rows per warp */
+    int l_log2 = 0; /* lanes per row (moe_plan.cu, a power of two): 32 / L rows per warp */
+    while (l_log2 < 5 && (1 << l_log2) < p.lanes) l_log2++;
+    const int L = 1 << l_log2;
     const int64_t slots = a.n_tokens * a.n_used;
     if (slots > INT32_MAX) return (int)cudaErrorInvalidValue; /* the kernel's slot arithmetic is 32-bit */
+    if (a.k / T::QK * T::BYTES > INT32_MAX) return (int)cudaErrorInvalidValue; /* its row offsets are 32-bit */
     const int warps = p.dot_warps >= 1 && p.dot_warps <= DOT_MAX_WARPS ? p.dot_warps : DOT_MAX_WARPS;
     const int err = qk_cuda_moe_quantize_x(&a, &p, s); /* just before: the dot kernel depends on it early */
     if (err) return err;
-    const int64_t rows_per_cta = (int64_t)warps * (32 / L) * DOT_ROWS;
+    const int64_t rows_per_cta = (int64_t)warps * (32 / L) * R;
     const uint8_t *ws = static_cast<const uint8_t *>(a.workspace);
     cudaLaunchConfig_t config = {};
     config.gridDim =
@@ -678,8 +688,15 @@ int launch_dot(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, c
     early.val.programmaticStreamSerializationAllowed = 1;
     config.attrs = &early;
     config.numAttrs = 1;
-    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND>, a, reinterpret_cast<const int8_t *>(ws + p.xq),
-                                   reinterpret_cast<const float4 *>(ws + p.xm), y, L);
+    return (int)cudaLaunchKernelEx(&config, moe_dot_kernel<T, D, KIND, R>, a,
+                                   reinterpret_cast<const int8_t *>(ws + p.xq),
+                                   reinterpret_cast<const float4 *>(ws + p.xm), y, l_log2);
+}
+
+/* The dot kernel with the plan's rows per lane group. */
+template <class T, class D, int KIND>
+int launch_dot_rows(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, float *y, cudaStream_t s) {
+    return p.dot_rows == 4 ? launch_dot<T, D, KIND, 4>(a, p, y, s) : launch_dot<T, D, KIND, 2>(a, p, y, s);
 }
 
 template <class T, int KIND> int launch_vec(const qk_cuda_moe_args &a, cudaStream_t s) {
@@ -693,9 +710,9 @@ template <class T, int KIND> int launch_vec(const qk_cuda_moe_args &a, cudaStrea
 
 /* Lets a tiled kernel have its shared memory (over the default 48 KiB): once per device, at
  * context creation, because the call is not allowed while a caller captures a CUDA graph. */
-template <class T, class D, int BN, bool GATE_UP> cudaError_t allow_smem() {
-    return cudaFuncSetAttribute(moe_tiled_kernel<T, D, BN, GATE_UP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)tile_smem < T, BN, GATE_UP ? 2 : 1 > ::BYTES);
+template <class T, class D, int BN, bool GATE_UP, int TM = tile_m(GATE_UP ? 2 : 1)> cudaError_t allow_smem() {
+    return cudaFuncSetAttribute(moe_tiled_kernel<T, D, BN, GATE_UP, TM>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)tile_smem < T, BN, GATE_UP ? 2 : 1, TM > ::BYTES);
 }
 
 template <class T, int KIND> cudaError_t allow_vec_smem() {
@@ -707,6 +724,7 @@ template <class T, class D> cudaError_t allow_tiled_smem() {
     cudaError_t err = allow_smem<T, D, 32, false>();
     if (err == cudaSuccess) err = allow_smem<T, D, 32, true>();
     if (err == cudaSuccess) err = allow_smem<T, D, 64, false>();
+    if (err == cudaSuccess) err = allow_smem<T, D, 64, false, 64>();
     if (err == cudaSuccess) err = allow_smem<T, D, 64, true>();
     return err;
 }
@@ -721,12 +739,11 @@ template <class T, class D> int init_moe() {
     return (int)err;
 }
 
-template <class T, class D, int BN, bool GATE_UP>
+template <class T, class D, int BN, bool GATE_UP, int TM = tile_m(GATE_UP ? 2 : 1)>
 int launch_tiled_kernel(const qk_cuda_moe_args &a, const moe_route &r, float *out, int max_tiles, cudaStream_t s) {
-    constexpr size_t smem = tile_smem < T, BN, GATE_UP ? 2 : 1 > ::BYTES;
-    constexpr int TILE_M = tile_m(GATE_UP ? 2 : 1);
-    const dim3 grid((unsigned)((a.m + TILE_M - 1) / TILE_M), (unsigned)(max_tiles < 65535 ? max_tiles : 65535));
-    moe_tiled_kernel<T, D, BN, GATE_UP><<<grid, tile_threads(GATE_UP ? 2 : 1, BN), smem, s>>>(a, r, out);
+    constexpr size_t smem = tile_smem < T, BN, GATE_UP ? 2 : 1, TM > ::BYTES;
+    const dim3 grid((unsigned)((a.m + TM - 1) / TM), (unsigned)(max_tiles < 65535 ? max_tiles : 65535));
+    moe_tiled_kernel<T, D, BN, GATE_UP, TM><<<grid, tile_threads(TM, BN), smem, s>>>(a, r, out);
     return (int)cudaGetLastError();
 }
 
@@ -736,8 +753,9 @@ int launch_tiled(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, const moe
     if (p.bn == 32)
         return gate_up ? launch_tiled_kernel<T, D, 32, true>(a, r, out, p.max_tiles, s)
                        : launch_tiled_kernel<T, D, 32, false>(a, r, out, p.max_tiles, s);
-    return gate_up ? launch_tiled_kernel<T, D, 64, true>(a, r, out, p.max_tiles, s)
-                   : launch_tiled_kernel<T, D, 64, false>(a, r, out, p.max_tiles, s);
+    if (gate_up) return launch_tiled_kernel<T, D, 64, true>(a, r, out, p.max_tiles, s);
+    return p.tile_m == 64 ? launch_tiled_kernel<T, D, 64, false, 64>(a, r, out, p.max_tiles, s)
+                          : launch_tiled_kernel<T, D, 64, false>(a, r, out, p.max_tiles, s);
 }
 
 /* The dot path reads the weights with loads of QK_I8_ALIGN(bytes of a block): weights placed at a
@@ -755,8 +773,8 @@ template <class T, class D> int launch_moe(const qk_cuda_moe_args *a, const qk_c
     if constexpr (D::EXISTS) {
         if (plan->path == QK_CUDA_MOE_DOT && dot_aligned<T>(*a)) {
             float *out = a->kind == QK_CUDA_MOE_WEIGHTED_SUM ? partial : a->y;
-            if (a->kind == QK_CUDA_MOE_GATE_UP) return launch_dot<T, D, QK_CUDA_MOE_GATE_UP>(*a, *plan, out, s);
-            const int err = launch_dot<T, D, QK_CUDA_MOE_MATMUL>(*a, *plan, out, s);
+            if (a->kind == QK_CUDA_MOE_GATE_UP) return launch_dot_rows<T, D, QK_CUDA_MOE_GATE_UP>(*a, *plan, out, s);
+            const int err = launch_dot_rows<T, D, QK_CUDA_MOE_MATMUL>(*a, *plan, out, s);
             if (err || a->kind == QK_CUDA_MOE_MATMUL) return err;
             return qk_cuda_moe_weighted_sum(a, partial, s);
         }

@@ -62,10 +62,11 @@ struct dot_threshold {
     int type; /* -1: the default */
     int max_tokens;
     int warps; /* a CTA's */
+    int rows;  /* a lane group's (2 or 4) */
 };
 
 constexpr dot_threshold dot_thresholds[] = {
-    {-1, 64, 4},
+    {-1, 64, 4, 2},
 };
 
 template <class R, size_t N> const R &row_of(const R (&table)[N], int type) {
@@ -119,6 +120,28 @@ int forced_dot_warps() {
     return f;
 }
 
+/* QK_MOE_TILE_M=64|128 overrides the table's weight rows a 64-slot tile of one tensor, for
+ * measuring (scripts/gpu_peer.sh's QK_PEER_PATHS entries tiled%64). Read once; 0 where unset. */
+int forced_tile_m() {
+    static const int f = [] {
+        const char *v = getenv("QK_MOE_TILE_M");
+        const int m = v ? atoi(v) : 0;
+        return m == 64 || m == 128 ? m : 0;
+    }();
+    return f;
+}
+
+/* QK_MOE_DOT_ROWS=2|4 overrides the table's rows a lane group, for measuring (scripts/gpu_peer.sh's
+ * QK_PEER_PATHS entries dot#R). Read once; 0 where unset. */
+int forced_dot_rows() {
+    static const int f = [] {
+        const char *v = getenv("QK_MOE_DOT_ROWS");
+        const int r = v ? atoi(v) : 0;
+        return r == 2 || r == 4 ? r : 0;
+    }();
+    return f;
+}
+
 } // namespace
 
 /* The path and the layout do not depend on the kind; the weighted sum only adds its per-slot
@@ -148,6 +171,7 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         p.path = QK_CUDA_MOE_DOT;
         p.lanes = dot_lanes(a->k);
         p.dot_warps = forced_dot_warps() ? forced_dot_warps() : dt.warps;
+        p.dot_rows = forced_dot_rows() ? forced_dot_rows() : dt.rows;
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;
@@ -158,6 +182,7 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     p.path = QK_CUDA_MOE_TILED;
     const int64_t touched = a->n_expert < slots ? a->n_expert : slots;
     p.bn = slots >= (int64_t)t.bn64_min_tokens_per_expert * touched ? 64 : 32;
+    p.tile_m = forced_tile_m() ? forced_tile_m() : 128;
     const int64_t tiles = touched + slots / p.bn + 1;
     p.max_tiles = tiles > (1 << 30) ? (1 << 30) : (int)tiles;
     size_t at = 0;
