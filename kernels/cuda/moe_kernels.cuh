@@ -464,6 +464,12 @@ template <class T, int BN, int NW, int TM> struct tile_smem {
     static_assert(BYTES <= 227 * 1024, "a tile's shared memory exceeds an SM's");
 };
 
+/* Whether two 64-row 64-slot tiles of one weight tensor fit an SM's shared memory (228 KiB on
+ * sm_90, 1 KiB of it reserved per CTA): the plan's tile_m = 64 is taken only then. */
+template <class T> constexpr bool two_narrow_tiles_fit() {
+    return 2 * (tile_smem<T, 64, 1, 64>::BYTES + 1024) <= 228 * 1024;
+}
+
 __device__ inline void ldmatrix_x4(unsigned *r, const void *p) {
     const unsigned s = (unsigned)__cvta_generic_to_shared(p);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -724,7 +730,8 @@ template <class T, class D> cudaError_t allow_tiled_smem() {
     cudaError_t err = allow_smem<T, D, 32, false>();
     if (err == cudaSuccess) err = allow_smem<T, D, 32, true>();
     if (err == cudaSuccess) err = allow_smem<T, D, 64, false>();
-    if (err == cudaSuccess) err = allow_smem<T, D, 64, false, 64>();
+    if constexpr (two_narrow_tiles_fit<T>())
+        if (err == cudaSuccess) err = allow_smem<T, D, 64, false, 64>();
     if (err == cudaSuccess) err = allow_smem<T, D, 64, true>();
     return err;
 }
@@ -754,8 +761,9 @@ int launch_tiled(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, const moe
         return gate_up ? launch_tiled_kernel<T, D, 32, true>(a, r, out, p.max_tiles, s)
                        : launch_tiled_kernel<T, D, 32, false>(a, r, out, p.max_tiles, s);
     if (gate_up) return launch_tiled_kernel<T, D, 64, true>(a, r, out, p.max_tiles, s);
-    return p.tile_m == 64 ? launch_tiled_kernel<T, D, 64, false, 64>(a, r, out, p.max_tiles, s)
-                          : launch_tiled_kernel<T, D, 64, false>(a, r, out, p.max_tiles, s);
+    if constexpr (two_narrow_tiles_fit<T>())
+        if (p.tile_m == 64) return launch_tiled_kernel<T, D, 64, false, 64>(a, r, out, p.max_tiles, s);
+    return launch_tiled_kernel<T, D, 64, false>(a, r, out, p.max_tiles, s);
 }
 
 /* The dot path reads the weights with loads of QK_I8_ALIGN(bytes of a block): weights placed at a
