@@ -430,8 +430,8 @@ __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
 constexpr int TILE_K = 256, HALF_K = 128;
 /* Weight rows per tile (TM): 128 where shared memory allows, 64 for gate/up, whose two weight
  * tensors double the tile's buffers; the plan may take 64 for one tensor's 64-slot tiles too
- * (qk_cuda_moe_plan.tile_m): with one decode buffer, such a tile's shared memory lets two tiles
- * share an SM (tile_smem). */
+ * (qk_cuda_moe_plan.tile_m): with one decode buffer, two such tiles share an SM where the type's
+ * packed weights are small enough (two_narrow_tiles_fit). */
 __host__ __device__ constexpr int tile_m(int nw) { return nw == 2 ? 64 : 128; }
 /* Threads per tile: warps of 32 rows, two across the slots; four across for the 64-row, 64-slot
  * tiles, whose shared memory (64 slots' activations double-buffered) lets only one or two tiles
