@@ -94,51 +94,41 @@ int forced_path() {
     return f;
 }
 
+/* A measuring override from the environment (scripts/gpu_peer.sh's QK_PEER_PATHS entries): the
+ * integer in `name` where it lies in [lo, hi] (and is a power of two where pow2 says so), else 0.
+ * Never needed for correct results; each caller reads it once. */
+int env_override(const char *name, int lo, int hi, bool pow2) {
+    const char *v = getenv(name);
+    const int n = v ? atoi(v) : 0;
+    return n >= lo && n <= hi && (!pow2 || !(n & (n - 1))) ? n : 0;
+}
+
 /* The dot path's lanes per row: the row's 32-value parts strided over them, as many as leave
  * each lane at least two parts (at most 32). QK_MOE_DOT_LANES=N (a power of two, 1 to 32)
- * overrides it, for measuring (scripts/gpu_peer.sh's QK_PEER_PATHS entries dot@N). Read once. */
+ * overrides it (entries dot@N). */
 int dot_lanes(int64_t k) {
-    static const int forced = [] {
-        const char *v = getenv("QK_MOE_DOT_LANES");
-        const int n = v ? atoi(v) : 0;
-        return n >= 1 && n <= 32 && !(n & (n - 1)) ? n : 0;
-    }();
+    static const int forced = env_override("QK_MOE_DOT_LANES", 1, 32, true);
     if (forced) return forced;
     int l = 1;
     while (l < 32 && 2 * l <= k / 32) l *= 2;
     return l;
 }
 
-/* QK_MOE_DOT_WARPS=N (1 to 8) overrides the table's warps a CTA, for measuring
- * (scripts/gpu_peer.sh's QK_PEER_PATHS entries dot:N). Read once; 0 where unset. */
+/* QK_MOE_DOT_WARPS=N (1 to 8): the table's warps a CTA (entries dot:N). */
 int forced_dot_warps() {
-    static const int f = [] {
-        const char *v = getenv("QK_MOE_DOT_WARPS");
-        const int w = v ? atoi(v) : 0;
-        return w >= 1 && w <= 8 ? w : 0;
-    }();
+    static const int f = env_override("QK_MOE_DOT_WARPS", 1, 8, false);
     return f;
 }
 
-/* QK_MOE_TILE_M=64|128 overrides the table's weight rows a 64-slot tile of one tensor, for
- * measuring (scripts/gpu_peer.sh's QK_PEER_PATHS entries tiled%64). Read once; 0 where unset. */
-int forced_tile_m() {
-    static const int f = [] {
-        const char *v = getenv("QK_MOE_TILE_M");
-        const int m = v ? atoi(v) : 0;
-        return m == 64 || m == 128 ? m : 0;
-    }();
-    return f;
-}
-
-/* QK_MOE_DOT_ROWS=2|4 overrides the table's rows a lane group, for measuring (scripts/gpu_peer.sh's
- * QK_PEER_PATHS entries dot#R). Read once; 0 where unset. */
+/* QK_MOE_DOT_ROWS=2|4: the table's rows a lane group (entries dot#R). */
 int forced_dot_rows() {
-    static const int f = [] {
-        const char *v = getenv("QK_MOE_DOT_ROWS");
-        const int r = v ? atoi(v) : 0;
-        return r == 2 || r == 4 ? r : 0;
-    }();
+    static const int f = env_override("QK_MOE_DOT_ROWS", 2, 4, true);
+    return f;
+}
+
+/* QK_MOE_TILE_M=64|128: the weight rows a 64-slot tile of one tensor (entries tiled%64). */
+int forced_tile_m() {
+    static const int f = env_override("QK_MOE_TILE_M", 64, 128, true);
     return f;
 }
 
