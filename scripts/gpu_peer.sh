@@ -16,8 +16,8 @@
 #          397B-A17B, Q4_K and IQ2_XXS, appended to the JSONL), QK_PEER_COMMIT (the peer's commit
 #          when GGML has no PEER_COMMIT file), QK_PEER_PATHS (comma list of QK_MOE_PATH values,
 #          e.g. dot,tiled,dot@16,dot:8,dot#4 (@N: N lanes a row on the dot path, :W its warps a CTA,
-#          #R its rows a lane group: QK_MOE_DOT_LANES, _WARPS, _ROWS in moe_plan.cu; tiled%64: 64
-#          weight rows a 64-slot tile, QK_MOE_TILE_M; the dot paths at
+#          #R its rows a lane group: QK_MOE_DOT_LANES, _WARPS, _ROWS in moe_plan.cu; tiled%M: M (64 or
+#          128) weight rows a 64-slot tile, QK_MOE_TILE_M; the dot paths at
 #          QK_PEER_SWEEP_TOKENS, default 1|8|32|128|512):
 #          qkern's MoE benchmark again with each path forced, into
 #          sweep.jsonl and the table sweep.md, for tuning moe_plan.cu's thresholds),

@@ -14,44 +14,50 @@ namespace {
  * precision (and for the float weights), up to this many tokens the vector kernel runs (each slot reads its expert's
  * rows; with so few tokens per expert a tile would be mostly empty and its grouping steps cost more than they save).
  * bn64_min_tokens_per_expert: the tiled kernel takes 64 slots per tile from this mean number
- * of slots per expert the routing touches, 32 below it. */
+ * of slots per expert the routing touches, 32 below it. tile_m: the weight rows of such a 64-slot
+ * tile of one tensor, 64 or 128; 64 is taken only where two such tiles fit an SM
+ * (two_narrow_tiles_fit in moe_kernels.cuh; Q6_K and Q8_0 keep 128). From the H100 run at a3b190f
+ * (bench/results/2026-12-07-cuda-h100-a3b190f-forms.md), 2048 tokens: 64 rows were 0.87-1.00x
+ * the time on down and 0.93-1.02x on one gate/up tensor for every fitting type but Q1_0 (1.06x on
+ * gate/up, 0.99x on down). */
 struct threshold {
     int type; /* -1: the default */
     int vec_max_tokens;
     int bn64_min_tokens_per_expert;
+    int tile_m;
 };
 
 constexpr threshold thresholds[] = {
-    {-1, 8, 48},
+    {-1, 8, 48, 64},
     /* From the H100 run at 49ab965 (bench/results): for these types the vector kernel at 8
      * tokens, scaled to 32, beat the tiled kernel at 32 on both Qwen3.5-35B-A3B shapes (their
      * decode is the tiled kernel's bottleneck); not at 128. */
-    {QK_TYPE_Q8_0, 32, 48},
-    {QK_TYPE_Q2_K, 32, 48},
-    {QK_TYPE_Q3_K, 32, 48},
-    {QK_TYPE_Q4_K, 32, 48},
-    {QK_TYPE_Q6_K, 32, 48},
-    {QK_TYPE_IQ2_XS, 32, 48},
-    {QK_TYPE_IQ2_S, 32, 48},
-    {QK_TYPE_IQ3_XXS, 32, 48},
-    {QK_TYPE_IQ3_S, 32, 48},
-    {QK_TYPE_IQ1_S, 32, 48},
-    {QK_TYPE_IQ1_M, 32, 48},
-    {QK_TYPE_IQ4_XS, 32, 48},
-    {QK_TYPE_TQ1_0, 32, 48},
-    {QK_TYPE_TQ2_0, 32, 48},
+    {QK_TYPE_Q8_0, 32, 48, 64},
+    {QK_TYPE_Q2_K, 32, 48, 64},
+    {QK_TYPE_Q3_K, 32, 48, 64},
+    {QK_TYPE_Q4_K, 32, 48, 64},
+    {QK_TYPE_Q6_K, 32, 48, 64},
+    {QK_TYPE_IQ2_XS, 32, 48, 64},
+    {QK_TYPE_IQ2_S, 32, 48, 64},
+    {QK_TYPE_IQ3_XXS, 32, 48, 64},
+    {QK_TYPE_IQ3_S, 32, 48, 64},
+    {QK_TYPE_IQ1_S, 32, 48, 64},
+    {QK_TYPE_IQ1_M, 32, 48, 64},
+    {QK_TYPE_IQ4_XS, 32, 48, 64},
+    {QK_TYPE_TQ1_0, 32, 48, 64},
+    {QK_TYPE_TQ2_0, 32, 48, 64},
     /* The new types as their nearest measured kin: Q1_0 and Q2_0 as TQ1_0/TQ2_0 (1-2 bits a
      * weight, so the vector path's rereads of the rows stay cheap longer), NVFP4 as MXFP4 (the
      * default: the same E2M1 decode at 4.5 bits, the scale a byte per 16 values). Not measured. */
-    {QK_TYPE_Q1_0, 32, 48},
-    {QK_TYPE_Q2_0, 32, 48},
-    {QK_TYPE_NVFP4, 8, 48},
+    {QK_TYPE_Q1_0, 32, 48, 128},
+    {QK_TYPE_Q2_0, 32, 48, 64},
+    {QK_TYPE_NVFP4, 8, 48, 64},
     /* Float weights (a dense layer an engine did not quantize) take the vector path at every
      * size: a tile of their 256-value steps would not fit in shared memory double-buffered,
      * and cuBLAS is the better tool for them anyway. */
-    {QK_TYPE_F32, INT_MAX, 0},
-    {QK_TYPE_F16, INT_MAX, 0},
-    {QK_TYPE_BF16, INT_MAX, 0},
+    {QK_TYPE_F32, INT_MAX, 0, 64},
+    {QK_TYPE_F16, INT_MAX, 0, 64},
+    {QK_TYPE_BF16, INT_MAX, 0, 64},
 };
 
 /* The dot path's (8-bit activations: the default precision, quantized weights): up to max_tokens
@@ -61,12 +67,22 @@ constexpr threshold thresholds[] = {
 struct dot_threshold {
     int type; /* -1: the default */
     int max_tokens;
-    int warps; /* a CTA's */
-    int rows;  /* a lane group's (2 or 4) */
+    int warps;            /* a CTA's */
+    int rows4_min_tokens; /* a lane group takes 4 rows from this many tokens, 2 below */
 };
 
+/* rows4_min_tokens, from the H100 run at a3b190f (bench/results/2026-12-07-cuda-h100-a3b190f-forms.md,
+ * both Qwen3.5-35B-A3B shapes, 1, 8 and 32 tokens): 4 rows a lane group were 1.00-1.25x the time
+ * of 2 at 1 token on gate/up for every type (half as many CTAs), and from 8 tokens 0.85-0.97x on
+ * down for the I-quants, the ternary and the FP4 types and Q1_0/Q2_0 (0.89-1.09x on gate/up); for
+ * the legacy and K-quants 4 rows lost (up to 1.20x, Q8_0) or were even. IQ2_XXS gained only at 32
+ * tokens, IQ2_XS and IQ2_S nowhere. */
+constexpr int NEVER = INT_MAX;
 constexpr dot_threshold dot_thresholds[] = {
-    {-1, 64, 4, 2},
+    {-1, 64, 4, NEVER},         {QK_TYPE_IQ2_XXS, 64, 4, 32}, {QK_TYPE_IQ3_XXS, 64, 4, 8}, {QK_TYPE_IQ1_S, 64, 4, 8},
+    {QK_TYPE_IQ4_NL, 64, 4, 8}, {QK_TYPE_IQ3_S, 64, 4, 8},    {QK_TYPE_IQ4_XS, 64, 4, 8},  {QK_TYPE_IQ1_M, 64, 4, 8},
+    {QK_TYPE_TQ1_0, 64, 4, 8},  {QK_TYPE_TQ2_0, 64, 4, 8},    {QK_TYPE_MXFP4, 64, 4, 8},   {QK_TYPE_NVFP4, 64, 4, 8},
+    {QK_TYPE_Q1_0, 64, 4, 8},   {QK_TYPE_Q2_0, 64, 4, 8},
 };
 
 template <class R, size_t N> const R &row_of(const R (&table)[N], int type) {
@@ -120,13 +136,14 @@ int forced_dot_warps() {
     return f;
 }
 
-/* QK_MOE_DOT_ROWS=2|4: the table's rows a lane group (entries dot#R). */
+/* QK_MOE_DOT_ROWS=2|4: rows a lane group at every token count, not the table's (entries dot#R). */
 int forced_dot_rows() {
     static const int f = env_override("QK_MOE_DOT_ROWS", 2, 4, true);
     return f;
 }
 
-/* QK_MOE_TILE_M=64|128: the weight rows a 64-slot tile of one tensor (entries tiled%64). */
+/* QK_MOE_TILE_M=64|128: the weight rows a 64-slot tile of one tensor, not the table's (entries
+ * tiled%64, tiled%128). */
 int forced_tile_m() {
     static const int f = env_override("QK_MOE_TILE_M", 64, 128, true);
     return f;
@@ -161,7 +178,7 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         p.path = QK_CUDA_MOE_DOT;
         p.lanes = dot_lanes(a->k);
         p.dot_warps = forced_dot_warps() ? forced_dot_warps() : dt.warps;
-        p.dot_rows = forced_dot_rows() ? forced_dot_rows() : dt.rows;
+        p.dot_rows = forced_dot_rows() ? forced_dot_rows() : a->n_tokens >= (int64_t)dt.rows4_min_tokens ? 4 : 2;
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;
@@ -172,7 +189,7 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     p.path = QK_CUDA_MOE_TILED;
     const int64_t touched = a->n_expert < slots ? a->n_expert : slots;
     p.bn = slots >= (int64_t)t.bn64_min_tokens_per_expert * touched ? 64 : 32;
-    p.tile_m = forced_tile_m() ? forced_tile_m() : 128;
+    p.tile_m = forced_tile_m() ? forced_tile_m() : t.tile_m;
     const int64_t tiles = touched + slots / p.bn + 1;
     p.max_tiles = tiles > (1 << 30) ? (1 << 30) : (int)tiles;
     size_t at = 0;
