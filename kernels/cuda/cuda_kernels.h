@@ -73,7 +73,7 @@ enum { QK_CUDA_MOE_VEC = 0, QK_CUDA_MOE_TILED = 1, QK_CUDA_MOE_DOT = 2 };
  * the first 16 codes, of the last 16). */
 typedef struct qk_cuda_moe_plan {
     int path;      /* QK_CUDA_MOE_VEC, _TILED or _DOT */
-    int bn;        /* tiled: slots per tile, 32 or 64 */
+    int bn;        /* tiled: slots per tile, 32, 64 or 128 (one tensor: its tiles then have 128 rows) */
     int tile_m;    /* tiled: weight rows per 64-slot tile of one tensor, 64 (where two fit an SM) or 128 */
     int max_tiles; /* tiled: an upper bound of the tiles the routing can need */
     int lanes;     /* dot: lanes that share a row (a power of two, at most 32) */

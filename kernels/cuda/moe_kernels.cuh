@@ -461,14 +461,23 @@ template <class T, int BN, int NW, int TM> struct tile_smem {
     static constexpr size_t A = A_BUFFERS * A1;
     static constexpr size_t BT = 2 * BT1;
     static constexpr size_t BYTES = PACKED + A + BT + BN * sizeof(int);
-    static_assert(BYTES <= 227 * 1024, "a tile's shared memory exceeds an SM's");
 };
+
+/* The most dynamic shared memory a CTA may have on sm_90 (228 KiB an SM, 1 KiB of it reserved
+ * per CTA). */
+constexpr size_t CTA_SMEM_MAX = 227 * 1024;
 
 /* Whether two 64-row 64-slot tiles of one weight tensor fit an SM's shared memory (228 KiB on
  * sm_90, 1 KiB of it reserved per CTA): the plan's tile_m = 64 is taken only then. */
 template <class T> constexpr bool two_narrow_tiles_fit() {
     return 2 * (tile_smem<T, 64, 1, 64>::BYTES + 1024) <= 228 * 1024;
 }
+
+/* Whether a 128-row 128-slot tile of one weight tensor fits: 128 slots' activations
+ * double-buffered are 132 KiB, which leaves room for the packed weights of every type whose 256
+ * values take at most 225 bytes (all but Q8_0). The plan's bn = 128 (moe_plan.cu's
+ * bn128_min_tokens_per_expert) is for those types only. */
+template <class T> constexpr bool wide_tiles_fit() { return tile_smem<T, 128, 1, 128>::BYTES <= CTA_SMEM_MAX; }
 
 __device__ inline void ldmatrix_x4(unsigned *r, const void *p) {
     const unsigned s = (unsigned)__cvta_generic_to_shared(p);
@@ -525,6 +534,7 @@ __global__ void __launch_bounds__(tile_threads(TM, BN)) moe_tiled_kernel(qk_cuda
     constexpr int WM = TILE_M / 32, WN = TILE_THREADS / 32 / WM, CW = BN / WN, NT = CW / 8;
     static_assert(NT % 2 == 0, "the activations are loaded two n8 tiles at a time");
     using M = tile_smem<T, BN, NW, TM>;
+    static_assert(M::BYTES <= CTA_SMEM_MAX, "a tile's shared memory exceeds a CTA's");
     extern __shared__ __align__(16) uint8_t smem[];
     uint8_t *packed = smem;
     __half *at = reinterpret_cast<__half *>(smem + M::PACKED);
@@ -732,6 +742,8 @@ template <class T, class D> cudaError_t allow_tiled_smem() {
     if (err == cudaSuccess) err = allow_smem<T, D, 64, false>();
     if constexpr (two_narrow_tiles_fit<T>())
         if (err == cudaSuccess) err = allow_smem<T, D, 64, false, 64>();
+    if constexpr (wide_tiles_fit<T>())
+        if (err == cudaSuccess) err = allow_smem<T, D, 128, false, 128>();
     if (err == cudaSuccess) err = allow_smem<T, D, 64, true>();
     return err;
 }
@@ -757,6 +769,11 @@ int launch_tiled_kernel(const qk_cuda_moe_args &a, const moe_route &r, float *ou
 template <class T, class D>
 int launch_tiled(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, const moe_route &r, float *out, cudaStream_t s) {
     const bool gate_up = a.kind == QK_CUDA_MOE_GATE_UP;
+    if (p.bn == 128) { /* the plan takes it only for one tensor of a type whose tile fits */
+        if constexpr (wide_tiles_fit<T>())
+            if (!gate_up) return launch_tiled_kernel<T, D, 128, false, 128>(a, r, out, p.max_tiles, s);
+        return (int)cudaErrorInvalidValue;
+    }
     if (p.bn == 32)
         return gate_up ? launch_tiled_kernel<T, D, 32, true>(a, r, out, p.max_tiles, s)
                        : launch_tiled_kernel<T, D, 32, false>(a, r, out, p.max_tiles, s);

@@ -19,45 +19,51 @@ namespace {
  * (two_narrow_tiles_fit in moe_kernels.cuh; Q6_K and Q8_0 keep 128). From the H100 run at a3b190f
  * (bench/results/2026-12-07-cuda-h100-a3b190f-forms.md), 2048 tokens: 64 rows were 0.87-1.00x
  * the time on down and 0.93-1.02x on one gate/up tensor for every fitting type but Q1_0 (1.06x on
- * gate/up, 0.99x on down). */
+ * gate/up, 0.99x on down). bn128_min_tokens_per_expert: from this mean, one tensor's tiles
+ * (not gate/up's pairs) take 128 slots and 128 rows instead: at 64 slots an expert on average,
+ * 64-slot tiles cut an expert's slots into about 1.5 tiles, each decoding the expert's rows again,
+ * 128-slot tiles into about one (the tiled kernel is bound by its decode; 2026-12-07-cuda-h100-39b55e6-peers.md).
+ * NEVER for Q8_0, whose 128-slot tile does not fit an SM (wide_tiles_fit in moe_kernels.cuh). */
+constexpr int NEVER = INT_MAX;
 struct threshold {
     int type; /* -1: the default */
     int vec_max_tokens;
     int bn64_min_tokens_per_expert;
     int tile_m;
+    int bn128_min_tokens_per_expert;
 };
 
 constexpr threshold thresholds[] = {
-    {-1, 8, 48, 64},
+    {-1, 8, 48, 64, 64},
     /* From the H100 run at 49ab965 (bench/results): for these types the vector kernel at 8
      * tokens, scaled to 32, beat the tiled kernel at 32 on both Qwen3.5-35B-A3B shapes (their
      * decode is the tiled kernel's bottleneck); not at 128. */
-    {QK_TYPE_Q8_0, 32, 48, 64},
-    {QK_TYPE_Q2_K, 32, 48, 64},
-    {QK_TYPE_Q3_K, 32, 48, 64},
-    {QK_TYPE_Q4_K, 32, 48, 64},
-    {QK_TYPE_Q6_K, 32, 48, 64},
-    {QK_TYPE_IQ2_XS, 32, 48, 64},
-    {QK_TYPE_IQ2_S, 32, 48, 64},
-    {QK_TYPE_IQ3_XXS, 32, 48, 64},
-    {QK_TYPE_IQ3_S, 32, 48, 64},
-    {QK_TYPE_IQ1_S, 32, 48, 64},
-    {QK_TYPE_IQ1_M, 32, 48, 64},
-    {QK_TYPE_IQ4_XS, 32, 48, 64},
-    {QK_TYPE_TQ1_0, 32, 48, 64},
-    {QK_TYPE_TQ2_0, 32, 48, 64},
+    {QK_TYPE_Q8_0, 32, 48, 64, NEVER},
+    {QK_TYPE_Q2_K, 32, 48, 64, 64},
+    {QK_TYPE_Q3_K, 32, 48, 64, 64},
+    {QK_TYPE_Q4_K, 32, 48, 64, 64},
+    {QK_TYPE_Q6_K, 32, 48, 64, 64},
+    {QK_TYPE_IQ2_XS, 32, 48, 64, 64},
+    {QK_TYPE_IQ2_S, 32, 48, 64, 64},
+    {QK_TYPE_IQ3_XXS, 32, 48, 64, 64},
+    {QK_TYPE_IQ3_S, 32, 48, 64, 64},
+    {QK_TYPE_IQ1_S, 32, 48, 64, 64},
+    {QK_TYPE_IQ1_M, 32, 48, 64, 64},
+    {QK_TYPE_IQ4_XS, 32, 48, 64, 64},
+    {QK_TYPE_TQ1_0, 32, 48, 64, 64},
+    {QK_TYPE_TQ2_0, 32, 48, 64, 64},
     /* The new types as their nearest measured kin: Q1_0 and Q2_0 as TQ1_0/TQ2_0 (1-2 bits a
      * weight, so the vector path's rereads of the rows stay cheap longer), NVFP4 as MXFP4 (the
      * default: the same E2M1 decode at 4.5 bits, the scale a byte per 16 values). Not measured. */
-    {QK_TYPE_Q1_0, 32, 48, 128},
-    {QK_TYPE_Q2_0, 32, 48, 64},
-    {QK_TYPE_NVFP4, 8, 48, 64},
+    {QK_TYPE_Q1_0, 32, 48, 128, 64},
+    {QK_TYPE_Q2_0, 32, 48, 64, 64},
+    {QK_TYPE_NVFP4, 8, 48, 64, 64},
     /* Float weights (a dense layer an engine did not quantize) take the vector path at every
      * size: a tile of their 256-value steps would not fit in shared memory double-buffered,
      * and cuBLAS is the better tool for them anyway. */
-    {QK_TYPE_F32, INT_MAX, 0, 64},
-    {QK_TYPE_F16, INT_MAX, 0, 64},
-    {QK_TYPE_BF16, INT_MAX, 0, 64},
+    {QK_TYPE_F32, INT_MAX, 0, 64, NEVER},
+    {QK_TYPE_F16, INT_MAX, 0, 64, NEVER},
+    {QK_TYPE_BF16, INT_MAX, 0, 64, NEVER},
 };
 
 /* The dot path's (8-bit activations: the default precision, quantized weights): up to max_tokens
@@ -77,7 +83,6 @@ struct dot_threshold {
  * down for the I-quants, the ternary and the FP4 types and Q1_0/Q2_0 (0.89-1.09x on gate/up); for
  * the legacy and K-quants 4 rows lost (up to 1.20x, Q8_0) or were even. IQ2_XXS gained only at 32
  * tokens, IQ2_XS and IQ2_S nowhere. */
-constexpr int NEVER = INT_MAX;
 constexpr dot_threshold dot_thresholds[] = {
     {-1, 64, 4, NEVER},         {QK_TYPE_IQ2_XXS, 64, 4, 32}, {QK_TYPE_IQ3_XXS, 64, 4, 8}, {QK_TYPE_IQ1_S, 64, 4, 8},
     {QK_TYPE_IQ4_NL, 64, 4, 8}, {QK_TYPE_IQ3_S, 64, 4, 8},    {QK_TYPE_IQ4_XS, 64, 4, 8},  {QK_TYPE_IQ1_M, 64, 4, 8},
@@ -149,6 +154,13 @@ int forced_tile_m() {
     return f;
 }
 
+/* QK_MOE_TILE_N=32|64|128: the slots a tile, not the table's (entries tiled^N); 128 only where
+ * the table allows it (one tensor, a type whose wide tile fits), 64 elsewhere. */
+int forced_tile_n() {
+    static const int f = env_override("QK_MOE_TILE_N", 32, 128, true);
+    return f;
+}
+
 } // namespace
 
 /* The path and the layout do not depend on the kind; the weighted sum only adds its per-slot
@@ -188,7 +200,11 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     }
     p.path = QK_CUDA_MOE_TILED;
     const int64_t touched = a->n_expert < slots ? a->n_expert : slots;
-    p.bn = slots >= (int64_t)t.bn64_min_tokens_per_expert * touched ? 64 : 32;
+    const bool wide_ok = a->kind != QK_CUDA_MOE_GATE_UP && t.bn128_min_tokens_per_expert != NEVER;
+    p.bn = wide_ok && slots >= (int64_t)t.bn128_min_tokens_per_expert * touched ? 128
+           : slots >= (int64_t)t.bn64_min_tokens_per_expert * touched           ? 64
+                                                                                : 32;
+    if (forced_tile_n()) p.bn = forced_tile_n() == 128 && !wide_ok ? 64 : forced_tile_n();
     p.tile_m = forced_tile_m() ? forced_tile_m() : t.tile_m;
     const int64_t tiles = touched + slots / p.bn + 1;
     p.max_tiles = tiles > (1 << 30) ? (1 << 30) : (int)tiles;
