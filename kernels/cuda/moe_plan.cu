@@ -20,11 +20,16 @@ namespace {
  * (bench/results/2026-12-07-cuda-h100-a3b190f-forms.md), 2048 tokens: 64 rows were 0.87-1.00x
  * the time on down and 0.93-1.02x on one gate/up tensor for every fitting type but Q1_0 (1.06x on
  * gate/up, 0.99x on down). bn128_min_tokens_per_expert: from this mean, one tensor's tiles
- * (not gate/up's pairs) take 128 slots and 128 rows instead: at 64 slots an expert on average,
- * 64-slot tiles cut an expert's slots into about 1.5 tiles, each decoding the expert's rows again,
- * 128-slot tiles into about one (the tiled kernel is bound by its decode; 2026-12-07-cuda-h100-39b55e6-peers.md).
- * NEVER for Q8_0, whose 128-slot tile does not fit an SM (wide_tiles_fit in moe_kernels.cuh). */
+ * (not gate/up's pairs) with rows of at least BN128_MIN_K values take 128 slots and 128 rows
+ * instead: at 64 slots an expert on average, 64-slot tiles cut an expert's slots into about 1.5
+ * tiles, each decoding the expert's rows again, 128-slot tiles into about one. NEVER for Q8_0,
+ * whose 128-slot tile does not fit an SM (wide_tiles_fit in moe_kernels.cuh). From the H100 run
+ * at 1f50882 (bench/results/2026-12-07-cuda-h100-1f50882-wide-tiles.md), 2048 tokens: on the
+ * 512x2048 tensor (k = 2048) 128-slot tiles took 0.88-0.98x the time of 64-slot ones for every
+ * type; on the 2048x512 one (k = 512: two steps of 256 values a tile, so each tile's fixed start
+ * weighs more) 0.92-1.06x, slower on 19 of 24 types. k between 512 and 2048 is not measured. */
 constexpr int NEVER = INT_MAX;
+constexpr int64_t BN128_MIN_K = 1024;
 struct threshold {
     int type; /* -1: the default */
     int vec_max_tokens;
@@ -155,7 +160,8 @@ int forced_tile_m() {
 }
 
 /* QK_MOE_TILE_N=32|64|128: the slots a tile, not the table's (entries tiled^N); 128 only where
- * the table allows it (one tensor, a type whose wide tile fits), 64 elsewhere. */
+ * the table would take it at some size (one tensor, a type whose wide tile fits, long rows), 64
+ * elsewhere. */
 int forced_tile_n() {
     static const int f = env_override("QK_MOE_TILE_N", 32, 128, true);
     return f;
@@ -200,7 +206,8 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     }
     p.path = QK_CUDA_MOE_TILED;
     const int64_t touched = a->n_expert < slots ? a->n_expert : slots;
-    const bool wide_ok = a->kind != QK_CUDA_MOE_GATE_UP && t.bn128_min_tokens_per_expert != NEVER;
+    const bool wide_ok =
+        a->kind != QK_CUDA_MOE_GATE_UP && t.bn128_min_tokens_per_expert != NEVER && a->k >= BN128_MIN_K;
     p.bn = wide_ok && slots >= (int64_t)t.bn128_min_tokens_per_expert * touched ? 128
            : slots >= (int64_t)t.bn64_min_tokens_per_expert * touched           ? 64
                                                                                 : 32;
