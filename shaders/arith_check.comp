@@ -18,7 +18,7 @@ void main() {
     if (i >= pc.n) return;
     float a = uintBitsToFloat(src_w[2u * i]), b = uintBitsToFloat(src_w[2u * i + 1u]);
     dst_w[8u * i] = floatBitsToUint(qk_div(a, b));
-    dst_w[8u * i + 1u] = floatBitsToUint(qk_sqrt(abs(a)));
+    dst_w[8u * i + 1u] = floatBitsToUint(qk_sqrt(qk_absf(a))); /* abs() of a subnormal: 0 on the H100 */
     dst_w[8u * i + 2u] = uint(qk_nearest_int(qk_mul(a, b)));
     dst_w[8u * i + 3u] = uint(qk_lround_int(qk_mul(a, b)));
     dst_w[8u * i + 4u] = qk_f32_to_fp16(a) | (qk_f32_to_bf16(b) << 16);
