@@ -129,42 +129,32 @@ int env_override(const char *name, int lo, int hi, bool pow2) {
     return n >= lo && n <= hi && (!pow2 || !(n & (n - 1))) ? n : 0;
 }
 
+/* The measuring overrides from the environment, read once (0: unset or out of range; entries of
+ * scripts/gpu_peer.sh's QK_PEER_PATHS): QK_MOE_DOT_LANES (dot@N: lanes a row, a power of two up
+ * to 32), QK_MOE_DOT_WARPS (dot:N: warps a CTA, 1 to 8), QK_MOE_DOT_ROWS (dot#R: rows a lane
+ * group, 2 or 4, at every token count), QK_MOE_TILE_M (tiled%M: rows a 64-slot tile of one
+ * tensor, 64 or 128), QK_MOE_TILE_N (tiled^N: slots a tile, 32, 64 or 128; 128 only where the
+ * table would take it at some size: one tensor, a type whose wide tile fits, long rows; 64
+ * elsewhere). Each replaces the table's choice. */
+struct overrides {
+    int dot_lanes, dot_warps, dot_rows, tile_m, tile_n;
+};
+const overrides &forced() {
+    static const overrides o = {
+        env_override("QK_MOE_DOT_LANES", 1, 32, true), env_override("QK_MOE_DOT_WARPS", 1, 8, false),
+        env_override("QK_MOE_DOT_ROWS", 2, 4, true),   env_override("QK_MOE_TILE_M", 64, 128, true),
+        env_override("QK_MOE_TILE_N", 32, 128, true),
+    };
+    return o;
+}
+
 /* The dot path's lanes per row: the row's 32-value parts strided over them, as many as leave
- * each lane at least two parts (at most 32). QK_MOE_DOT_LANES=N (a power of two, 1 to 32)
- * overrides it (entries dot@N). */
+ * each lane at least two parts (at most 32). */
 int dot_lanes(int64_t k) {
-    static const int forced = env_override("QK_MOE_DOT_LANES", 1, 32, true);
-    if (forced) return forced;
+    if (forced().dot_lanes) return forced().dot_lanes;
     int l = 1;
     while (l < 32 && 2 * l <= k / 32) l *= 2;
     return l;
-}
-
-/* QK_MOE_DOT_WARPS=N (1 to 8): the table's warps a CTA (entries dot:N). */
-int forced_dot_warps() {
-    static const int f = env_override("QK_MOE_DOT_WARPS", 1, 8, false);
-    return f;
-}
-
-/* QK_MOE_DOT_ROWS=2|4: rows a lane group at every token count, not the table's (entries dot#R). */
-int forced_dot_rows() {
-    static const int f = env_override("QK_MOE_DOT_ROWS", 2, 4, true);
-    return f;
-}
-
-/* QK_MOE_TILE_M=64|128: the weight rows a 64-slot tile of one tensor, not the table's (entries
- * tiled%64, tiled%128). */
-int forced_tile_m() {
-    static const int f = env_override("QK_MOE_TILE_M", 64, 128, true);
-    return f;
-}
-
-/* QK_MOE_TILE_N=32|64|128: the slots a tile, not the table's (entries tiled^N); 128 only where
- * the table would take it at some size (one tensor, a type whose wide tile fits, long rows), 64
- * elsewhere. */
-int forced_tile_n() {
-    static const int f = env_override("QK_MOE_TILE_N", 32, 128, true);
-    return f;
 }
 
 } // namespace
@@ -195,8 +185,8 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
         size_t at = 0;
         p.path = QK_CUDA_MOE_DOT;
         p.lanes = dot_lanes(a->k);
-        p.dot_warps = forced_dot_warps() ? forced_dot_warps() : dt.warps;
-        p.dot_rows = forced_dot_rows() ? forced_dot_rows() : a->n_tokens >= (int64_t)dt.rows4_min_tokens ? 4 : 2;
+        p.dot_warps = forced().dot_warps ? forced().dot_warps : dt.warps;
+        p.dot_rows = forced().dot_rows ? forced().dot_rows : a->n_tokens >= (int64_t)dt.rows4_min_tokens ? 4 : 2;
         p.xq = at, at += align_up((size_t)(x_rows * a->k));
         p.xm = at, at += align_up((size_t)(x_rows * a->k / 32) * 4 * sizeof(float));
         p.partial = at;
@@ -211,8 +201,8 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
     p.bn = wide_ok && slots >= (int64_t)t.bn128_min_tokens_per_expert * touched ? 128
            : slots >= (int64_t)t.bn64_min_tokens_per_expert * touched           ? 64
                                                                                 : 32;
-    if (forced_tile_n()) p.bn = forced_tile_n() == 128 && !wide_ok ? 64 : forced_tile_n();
-    p.tile_m = forced_tile_m() ? forced_tile_m() : t.tile_m;
+    if (forced().tile_n) p.bn = forced().tile_n == 128 && !wide_ok ? 64 : forced().tile_n;
+    p.tile_m = forced().tile_m ? forced().tile_m : t.tile_m;
     const int64_t tiles = touched + slots / p.bn + 1;
     p.max_tiles = tiles > (1 << 30) ? (1 << 30) : (int)tiles;
     size_t at = 0;
