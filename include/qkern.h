@@ -494,7 +494,10 @@ typedef struct qk_model_quantize_desc {
     size_t n_target_types;
     /* The measured errors, kept between runs: read when it was made for the same tensor data,
      * imatrix data and candidates (then nothing is measured), refused with QK_ERR_INVALID_ARG
-     * when it was not, written when absent. NULL: none. */
+     * when it was not, written when absent. Each tensor's errors are keyed by its own data and
+     * imatrix entry (and those its sensitivity reads), which a run checks for the tensors it
+     * reads: all of them, or a shard's part's; the model's key (names, shapes, types, pins, a
+     * sample of every tensor's data, the imatrix's entry sizes) is checked whole. NULL: none. */
     const char *state_file;
     /* With a size target, n >= 2: also the curve of total error against size that the target's
      * allocation traces over the reachable range (n budgets evenly spaced from the smallest to
@@ -574,7 +577,8 @@ QK_API size_t qk_model_target_default_types(int *types, size_t max);
  * inputs  n_inputs state files of the same model, imatrix data, pins and candidates.
  * measured optional: receives the number of tensors whose errors the merged file holds.
  * Fails with QK_ERR_INVALID_ARG (qk_last_error(NULL) names the files) when a file is missing,
- * not a state file or damaged, when the files were made for other data or other candidates,
+ * not a state file or damaged, when the files were made for another model (its key: see
+ * state_file) or other candidates,
  * when two of them hold the same tensor's errors, or when a tensor's errors are in none;
  * `output` is then not written. */
 QK_API qk_status qk_model_state_merge(const char *output, const char *const *inputs, size_t n_inputs, size_t *measured);

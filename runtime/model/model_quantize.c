@@ -1051,18 +1051,20 @@ static const qk_imatrix_entry *target_entry(const run *r, const qk_model_tensor 
     return e && e->n_mat * e->cols == t->ne[0] * t->ne[2] ? e : NULL;
 }
 
-/* The state file's key: what the errors depend on. The whole of each measured tensor's data
- * is hashed, not a sample: a fine-tune may change a few rows, and reading the data once costs
- * little beside quantizing it a dozen times. The imatrix counts by the values used (after
- * --include/--exclude-weights), not by its file name. The sensitivities read the down
- * projections, attn_output and attn_v (weights and entries) even where those are pinned, and
- * the head counts. */
-static uint64_t target_key(const run *r, const qk_model_quantize_result *res, const qk_target_row *rows,
-                           const qk_imatrix_entry *const *entries) {
-    static const char version[] =
-        "qkern target matrix 3: sensitivity x (sum (w - a^2) (x - q)^2 + rows' "
-        "(sum a (x - q))^2), sensitivity: gain to the residual (target_sensitivity.c: attn_q/k 1, a tied embedding 1)";
-    uint64_t h = qk_target_hash(QK_TARGET_HASH_SEED, version, sizeof version);
+/* The state file's keys: what the errors depend on. The rule's own (its version), so a state
+ * file of an older rule is another run's. */
+static const char target_version[] =
+    "qkern target matrix 4: sensitivity x (sum (w - a^2) (x - q)^2 + rows' "
+    "(sum a (x - q))^2), sensitivity: gain to the residual (target_sensitivity.c: attn_q/k 1, a tied embedding 1); "
+    "keys per tensor";
+
+/* The model's key, which every row of a state file shares: the rule, the head counts, every
+ * tensor's name, source type, shape and pin, and a sample of its data (its first and last 4 KiB:
+ * another model of the same shapes is told apart without reading it), and the imatrix's entries'
+ * names and sizes. A run checks it whole, a merge of shards' files too. */
+static uint64_t target_model_key(const run *r, const qk_model_quantize_result *res, const qk_target_row *rows,
+                                 const qk_imatrix_entry *const *entries) {
+    uint64_t h = qk_target_hash(QK_TARGET_HASH_SEED, target_version, sizeof target_version);
     const int64_t heads[2] = {r->model.n_head, r->model.n_head_kv};
     h = qk_target_hash(h, heads, sizeof heads);
     for (size_t i = 0; i < res->n_tensors; i++) {
@@ -1071,21 +1073,82 @@ static uint64_t target_key(const run *r, const qk_model_quantize_result *res, co
         int32_t head[2] = {(int32_t)t->src_type, rows[i].pinned};
         h = qk_target_hash(h, head, sizeof head);
         h = qk_target_hash(h, t->ne, sizeof t->ne);
-        if (rows[i].pinned && !qk_sens_is_partner(t->name)) continue;
         const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
-        h = qk_target_hash(h, src->data, (size_t)src->bytes);
-        qk_gguf_release_tensor(r->in, r->pe[i].tensor);
-        const qk_imatrix_entry *e = entries[i];
-        if (e) {
-            h = qk_target_hash(h, e->values, (size_t)(e->n_mat * e->cols) * sizeof(float));
-            if (e->means)
-                h = qk_target_hash(h, e->means, (size_t)(e->n_mat * e->cols) * sizeof(float));
-            else
-                h = qk_target_hash(h, "no means", 8);
-        } else
-            h = qk_target_hash(h, "no imatrix", 10);
+        const size_t edge = src->bytes < 4096 ? (size_t)src->bytes : 4096;
+        if (edge) {
+            h = qk_target_hash(h, src->data, edge);
+            h = qk_target_hash(h, (const unsigned char *)src->data + src->bytes - edge, edge);
+        }
+        const int64_t entry[2] = {entries[i] ? entries[i]->n_mat * entries[i]->cols : -1,
+                                  entries[i] && entries[i]->means};
+        h = qk_target_hash(h, entry, sizeof entry);
     }
     return h;
+}
+
+/* One tensor's data (the whole of it, not a sample: a fine-tune may change a few rows, and
+ * reading the data once costs little beside quantizing it a dozen times) and imatrix entry (the
+ * values used, after --include/--exclude-weights, not the file's name). */
+static uint64_t tensor_key(const run *r, size_t i, const qk_imatrix_entry *e) {
+    const qk_gguf_tensor *src = qk_gguf_tensor_at(r->in, r->pe[i].tensor);
+    uint64_t h = qk_target_hash(QK_TARGET_HASH_SEED, src->data, (size_t)src->bytes);
+    qk_gguf_release_tensor(r->in, r->pe[i].tensor);
+    if (!e) return qk_target_hash(h, "no imatrix", 10);
+    h = qk_target_hash(h, e->values, (size_t)(e->n_mat * e->cols) * sizeof(float));
+    return e->means ? qk_target_hash(h, e->means, (size_t)(e->n_mat * e->cols) * sizeof(float))
+                    : qk_target_hash(h, "no means", 8);
+}
+
+/* The length of name's block prefix ("blk.N."), 0 if it has none. */
+static size_t block_prefix(const char *name) {
+    const char *dot = strncmp(name, "blk.", 4) ? NULL : strchr(name + 4, '.');
+    return dot ? (size_t)(dot + 1 - name) : 0;
+}
+
+/* Rows [lo, hi) against the keys the state file gave them (rows[i].key; 0: none): a free row's
+ * key is its tensor's (tensor_key) and those of its block's sensitivity partners (the down
+ * projections, attn_output, attn_v of blk.N, pinned or not: its factor reads them). A row the
+ * file measured under another key is refused: the file was made for other data. The rows then
+ * hold this run's keys, which a save writes. So a run reads the data of the rows it checks
+ * only: a single run all of them, a shard's its part's (and their partners'); every part
+ * checks its own, so the parts together check them all. */
+static qk_status check_row_keys(qk_context *ctx, const run *r, const qk_model_quantize_params *p,
+                                const qk_model_quantize_result *res, qk_target_row *rows,
+                                const qk_imatrix_entry *const *entries, size_t lo, size_t hi) {
+    const size_t n = res->n_tensors;
+    uint64_t *partner = calloc(n ? n : 1, sizeof *partner); /* a partner's tensor_key, once read */
+    unsigned char *have = calloc(n ? n : 1, 1);
+    if (!partner || !have) {
+        free(partner);
+        free(have);
+        return qk_fail(ctx, QK_ERR_OUT_OF_MEMORY, "out of host memory checking %zu tensors' keys", n);
+    }
+    qk_status st = QK_OK;
+    for (size_t i = lo; i < hi && st == QK_OK; i++) {
+        if (rows[i].pinned) continue;
+        const char *name = res->tensors[i].name;
+        uint64_t key = tensor_key(r, i, entries[i]);
+        const size_t block = block_prefix(name);
+        for (size_t j = 0; block && j < n; j++) {
+            const char *other = res->tensors[j].name;
+            if (strncmp(other, name, block) || block_prefix(other) != block || !qk_sens_is_partner(other)) continue;
+            if (!have[j]) partner[j] = tensor_key(r, j, entries[j]), have[j] = 1;
+            key = qk_target_hash(key, &partner[j], sizeof partner[j]);
+        }
+        key |= !key; /* 0 means none */
+        int measured = 1;
+        for (int k = 0; k < rows[i].n; k++) measured &= rows[i].opt[k].error >= 0;
+        if (measured && rows[i].key != key)
+            st = qk_fail(ctx, QK_ERR_INVALID_ARG,
+                         "state file %s was made for other tensor data or imatrix data: %s (or a tensor its "
+                         "sensitivity reads) differs from the one measured there (key %016llx, this run's %016llx): "
+                         "remove it or name another --state-file",
+                         p->state_file, name, (unsigned long long)rows[i].key, (unsigned long long)key);
+        rows[i].key = key;
+    }
+    free(partner);
+    free(have);
+    return st;
 }
 
 /* The error matrix of the tensors not yet measured (an option's error < 0; the state file may
@@ -1382,7 +1445,7 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
         goto done;
     size_t n_extra = 0;
     for (size_t i = 0; extra && i < n; i++) n_extra += (size_t)extra[i].n;
-    const uint64_t key = target_key(r, res, rows, entries);
+    const uint64_t key = p->state_file ? target_model_key(r, res, rows, entries) : 0;
     int found = 0;
     if (p->state_file && (st = qk_target_state_load(p->state_file, key, rows, n, &found))) {
         forward_error(ctx, st);
@@ -1402,9 +1465,13 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
         goto done;
     }
     if (part_phase && (st = shard_rows(ctx, p, res->tensors, n, 1, &lo, &hi))) goto done;
+    /* A sharded target's second phase (the whole matrix from the state file) checks its rows once
+     * the plan has decided its part (below): it reads no other part's tensors. */
+    const int final_part = sharded_target(p) && !part_phase && !n_extra;
     const double t0 = qk_seconds();
+    if (p->state_file && !final_part && (st = check_row_keys(ctx, r, p, res, rows, entries, lo, hi))) goto done;
     /* also where the state file holds every error (multiplied): the result reports the factors */
-    st = measure_sensitivities(ctx, r, p, res, rows, entries, lo, hi, sens);
+    if (!final_part) st = measure_sensitivities(ctx, r, p, res, rows, entries, lo, hi, sens);
     if (st == QK_OK && (known < n_free || n_extra))
         st = measure_matrix(ctx, r, p, res, rows, extra, entries, sens, lo, hi);
     const size_t now_known = measured_rows(rows, n);
@@ -1509,6 +1576,10 @@ static qk_status apply_target(qk_context *ctx, run *r, const qk_model_quantize_p
     res->n_splits = assign_splits(res->tensors, r->src_split, n, p);
     if (sharded_target(p)) { /* the second phase: the part of the decided plan, by its output bytes */
         if ((st = shard_rows(ctx, p, res->tensors, n, 0, &lo, &hi))) goto done;
+        /* its rows against the state file's keys (each part checks its own), and their factors
+         * for the report */
+        if (final_part && (st = check_row_keys(ctx, r, p, res, rows, entries, lo, hi))) goto done;
+        if (final_part && (st = measure_sensitivities(ctx, r, p, res, rows, entries, lo, hi, sens))) goto done;
         keep_shard(r, p, res, lo, hi);
     }
 done:

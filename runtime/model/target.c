@@ -74,12 +74,17 @@ uint64_t qk_target_hash(uint64_t h, const void *data, size_t n) {
 /* ---- the state file -------------------------------------------------------------------------- */
 
 /* Layout, little-endian as written by this host: magic (8 bytes), key, row count, then per row
- * its option count (u32; bit 31 set for a pinned row, whose one option is the plan's type and not
- * measured) and per option type (i32), bytes (u64), error (f64, negative: not measured); last,
- * the hash of everything before it, so a file cut short or altered is told from a whole one. A
- * shard's file (qk_target_state_merge) is the whole matrix with only its own rows measured. */
-static const char state_magic[8] = {'Q', 'K', 'T', 'G', 'T', 'E', 'M', '1'};
-#define PINNED_BIT 0x80000000u
+ * its key (u64), its option count (u32; bit 31 set for a pinned row, whose one option is the
+ * plan's type and not measured) and per option type (i32), bytes (u64), error (f64, negative:
+ * not measured); last, the hash of everything before it, so a file cut short or altered is told
+ * from a whole one. A shard's file (qk_target_state_merge) is the whole matrix with only its own
+ * rows measured. Files of the first layout (magic ...EM1: one key for the whole model, no row
+ * keys) are refused as another run's. */
+static const char state_magic[8] = {'Q', 'K', 'T', 'G', 'T', 'E', 'M', '2'};
+static const char state_magic_1[8] = {'Q', 'K', 'T', 'G', 'T', 'E', 'M', '1'};
+#define PINNED_BIT   0x80000000u
+#define ROW_HEAD     12 /* a row's key and option count */
+#define OPTION_BYTES 20
 
 typedef struct blob {
     unsigned char *p;
@@ -105,7 +110,7 @@ static int encode(blob *b, uint64_t key, const qk_target_row *rows, size_t n) {
     int ok = blob_put(b, state_magic, sizeof state_magic) && blob_put(b, &key, 8) && blob_put(b, &count, 8);
     for (size_t i = 0; ok && i < n; i++) {
         uint32_t k = (uint32_t)rows[i].n | (rows[i].pinned ? PINNED_BIT : 0);
-        ok = blob_put(b, &k, 4);
+        ok = blob_put(b, &rows[i].key, 8) && blob_put(b, &k, 4);
         for (int j = 0; ok && j < rows[i].n; j++) {
             int32_t type = rows[i].opt[j].type;
             ok =
@@ -166,9 +171,13 @@ static qk_status state_read(const char *path, blob *in, int *found, const char *
     }
     *found = 1;
     uint64_t sum = 0;
-    const int is_state = in->len >= sizeof state_magic + 24 && !memcmp(in->p, state_magic, sizeof state_magic);
+    const int whole = in->len >= sizeof state_magic + 24;
+    const int is_state = whole && !memcmp(in->p, state_magic, sizeof state_magic);
     if (is_state) memcpy(&sum, in->p + in->len - 8, 8);
-    if (!is_state)
+    if (whole && !memcmp(in->p, state_magic_1, sizeof state_magic_1))
+        *why = "was made for other tensor data, imatrix data or pinned tensors by an older qkern (one key for the "
+               "whole model, none per tensor)";
+    else if (!is_state)
         *why = "is not a qkern target state file";
     else if (sum != qk_target_hash(QK_TARGET_HASH_SEED, in->p, in->len - 8))
         *why = "is damaged or cut short (its checksum does not match)";
@@ -189,8 +198,8 @@ qk_status qk_target_state_load(const char *path, uint64_t key, qk_target_row *ro
             free(in.p);
             return qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "state file %s: out of host memory", path);
         }
-        /* Same key and the same rows (counts, types, bytes): then take its errors. The errors
-         * sit at fixed offsets once the layout is known to agree. */
+        /* Same key and the same rows (counts, types, bytes): then take its errors and row keys.
+         * They sit at fixed offsets once the layout is known to agree. */
         if (file_key != key) {
             why = "was made for other tensor data, imatrix data or pinned tensors";
         } else if (want.len != in.len) {
@@ -198,10 +207,11 @@ qk_status qk_target_state_load(const char *path, uint64_t key, qk_target_row *ro
         } else {
             size_t at = 24;
             for (size_t i = 0; i < n && !why; i++) {
-                at += 4;
+                if (memcmp(in.p + at + 8, want.p + at + 8, 4)) why = "holds other candidates for this model";
+                at += ROW_HEAD;
                 for (int j = 0; j < rows[i].n && !why; j++) {
                     if (memcmp(in.p + at, want.p + at, 12)) why = "holds other candidates for this model";
-                    at += 20;
+                    at += OPTION_BYTES;
                 }
             }
         }
@@ -215,10 +225,11 @@ qk_status qk_target_state_load(const char *path, uint64_t key, qk_target_row *ro
     }
     size_t at = 24;
     for (size_t i = 0; i < n; i++) {
-        at += 4;
+        memcpy(&rows[i].key, in.p + at, 8);
+        at += ROW_HEAD;
         for (int j = 0; j < rows[i].n; j++) {
             memcpy(&rows[i].opt[j].error, in.p + at + 12, 8);
-            at += 20;
+            at += OPTION_BYTES;
         }
     }
     free(in.p);
@@ -235,26 +246,27 @@ static const char *decode(const blob *in, uint64_t *key, qk_target_row **out, si
     memcpy(key, in->p + 8, 8);
     memcpy(&count, in->p + 16, 8);
     const size_t end = in->len - 8;
-    if (count > (end - 24) / 4) return "is damaged (its row count does not fit the file)";
+    if (count > (end - 24) / ROW_HEAD) return "is damaged (its row count does not fit the file)";
     qk_target_row *rows = calloc(count ? (size_t)count : 1, sizeof *rows);
     if (!rows) return "is too large for this host's memory";
     size_t at = 24;
     for (size_t i = 0; i < count; i++) {
         uint32_t word;
-        if (at + 4 > end) {
+        if (at + ROW_HEAD > end) {
             free(rows);
             return "is damaged (its rows end before their count)";
         }
-        memcpy(&word, in->p + at, 4);
-        at += 4;
+        memcpy(&rows[i].key, in->p + at, 8);
+        memcpy(&word, in->p + at + 8, 4);
+        at += ROW_HEAD;
         const uint32_t k = word & ~PINNED_BIT;
-        if (k > QK_TARGET_MAX_OPTIONS || at + 20 * (size_t)k > end) {
+        if (k > QK_TARGET_MAX_OPTIONS || at + OPTION_BYTES * (size_t)k > end) {
             free(rows);
             return "is damaged (a row does not fit the file)";
         }
         rows[i].n = (int)k;
         rows[i].pinned = (word & PINNED_BIT) != 0;
-        for (uint32_t j = 0; j < k; j++, at += 20) {
+        for (uint32_t j = 0; j < k; j++, at += OPTION_BYTES) {
             int32_t type;
             memcpy(&type, in->p + at, 4);
             rows[i].opt[j].type = type;
@@ -344,6 +356,7 @@ qk_status qk_model_state_merge(const char *output, const char *const *inputs, si
                 break;
             }
             owner[i] = f;
+            all[i].key = rows[i].key;
             for (int j = 0; j < all[i].n; j++) all[i].opt[j].error = rows[i].opt[j].error;
         }
         free(rows);

@@ -15,10 +15,13 @@
 
 #define QK_TARGET_MAX_OPTIONS 24
 
-/* One row of the error matrix: a tensor's options, ascending type id; one for a pinned tensor. */
+/* One row of the error matrix: a tensor's options, ascending type id; one for a pinned tensor.
+ * key: what its errors were measured from (the caller's hash of the tensor's data and imatrix
+ * entry, and of what its sensitivity reads); 0 where not known. */
 typedef struct qk_target_row {
     int n;
     int pinned;
+    uint64_t key;
     qk_alloc_option opt[QK_TARGET_MAX_OPTIONS];
 } qk_target_row;
 
@@ -34,10 +37,12 @@ int qk_target_candidates(qk_target_row *row, const int *types, size_t n_types, c
 uint64_t qk_target_hash(uint64_t h, const void *data, size_t n);
 #define QK_TARGET_HASH_SEED 0x51b7a26e3c0f9d45ull
 
-/* Reads the state file's errors into rows (whose n, types and bytes are already this run's).
- * *found = 0 (QK_OK) when the file does not exist. A file that is not a state file, is cut
- * short, or was made for another key or other candidates is refused with QK_ERR_INVALID_ARG
- * (message in qk_last_error(NULL)); rows are then unchanged. */
+/* Reads the state file's errors and row keys into rows (whose n, types and bytes are already
+ * this run's); `key` is what every row shares (the model's). *found = 0 (QK_OK) when the file
+ * does not exist. A file that is not a state file, is cut short, was made by an older qkern or
+ * for another key, or holds other candidates is refused with QK_ERR_INVALID_ARG (message in
+ * qk_last_error(NULL)); rows are then unchanged. The rows' own keys are the caller's to check,
+ * for the rows it reads. */
 qk_status qk_target_state_load(const char *path, uint64_t key, qk_target_row *rows, size_t n, int *found);
 
 /* Writes the matrix under `path` atomically: a temporary file beside it, flushed, then renamed,

@@ -9,6 +9,9 @@
       one part, in SINGLE's order, with its type, shape and bytes; the parts' data sections, one after
       the other, are SINGLE's data section byte for byte (what a merge writes); no part is empty and
       none exceeds its share by more than the largest tensor.
+  gguf_shards.py touch IN.gguf OUT.gguf NAME
+      A copy of IN with one bit of tensor NAME changed in the middle of its data (the lowest bit
+      of a 4-byte-aligned byte: a float's mantissa, whatever the float type), as a fine-tune might.
   gguf_shards.py merged MERGED.gguf SINGLE.gguf
       A merge of the parts (gguf-split --merge) against SINGLE: the same tensors (names, types,
       shapes, order, offsets) and data section byte for byte; its metadata is SINGLE's plus the split
@@ -161,9 +164,24 @@ def merged(merged_path, single_path):
     print(f"merged: {len(m.tensors)} tensors, {len(m.data_section())} bytes of data, as the single run")
 
 
+def touch(in_path, out_path, name):
+    g = Gguf(in_path)
+    names = [t[0] for t in g.tensors]
+    if name not in names:
+        raise SystemExit(f"{in_path}: no tensor {name}")
+    i = names.index(name)
+    at = g.data_start + g.tensors[i][3] + (len(g.tensor_bytes(i)) // 2 & ~3)
+    data = bytearray(g.data)
+    data[at] ^= 1
+    with open(out_path, "wb") as f:
+        f.write(data)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "check":
         check(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "touch":
+        touch(sys.argv[2], sys.argv[3], sys.argv[4])
     elif len(sys.argv) == 4 and sys.argv[1] == "merged":
         merged(sys.argv[2], sys.argv[3])
     else:

@@ -5,7 +5,8 @@
 # of the split. The parts are the single run's tensors byte for byte, with the same state file
 # and with a single run that measures its own matrix. Refused: a merge of files of other
 # candidates or another model, a part twice or one missing; a sharded target run without the
-# whole matrix or without a state file.
+# whole matrix or without a state file. Each part checks its own tensors' data against the state
+# file, not the others'.
 # Usage: test_cli_target_shard.sh QKERN_BINARY
 set -u
 qkern=$1
@@ -78,6 +79,7 @@ for k in 1 2 3; do
   part_plan=$(quantize --dry-run --shard "$k/3" "${target[@]}" --state-file "$dir/s.bin" "$dir/m.gguf" "$dir/q.gguf" \
     Q4_K_M 2>/dev/null)
   joined+=$(plan_rows "$part_plan")$'\n'
+  last_part_rows=$(plan_rows "$part_plan")
 done
 check "dry runs: the 3 parts' plans joined are the single plan" test "$joined" = "$(plan_rows "$single_plan")"$'\n'
 
@@ -94,4 +96,20 @@ check "the parts are the single run's tensors" python3 "$here/gguf_shards.py" ch
 check "single run measuring its own matrix" quantize --quiet "${target[@]}" "$dir/m.gguf" "$dir/own.gguf" Q4_K_M \
   >/dev/null
 check "the merged matrix gives the bytes of a single run's own" cmp -s "$dir/one.gguf" "$dir/own.gguf"
+
+# Each part checks only its own tensors' data against the state file (the parts together check
+# them all): with one bit of a tensor of part 3 changed in its middle (past the 4 KiB at each end
+# that the model's key samples), part 1 still runs on the merged file, and part 3 and a single run
+# refuse it, naming the tensor.
+name=$(awk '/ffn_up_exps/ { n = $1 } END { print n }' <<<"$last_part_rows")
+check "part 3 has an expert tensor ($name)" test -n "$name"
+check "a copy with one bit of $name changed" python3 "$here/gguf_shards.py" touch "$dir/m.gguf" "$dir/m2.gguf" "$name"
+check "part 1 with part 3's tensor changed: runs" quantize --quiet --shard 1/3 "${target[@]}" --state-file "$dir/s.bin" \
+  "$dir/m2.gguf" "$dir/r.gguf" Q4_K_M >/dev/null 2>&1
+err=$(quantize --shard 3/3 "${target[@]}" --state-file "$dir/s.bin" "$dir/m2.gguf" "$dir/r.gguf" Q4_K_M 2>&1 >/dev/null)
+check "part 3 with its tensor changed: refused (exit 1)" test $? -eq 1
+check "part 3 with its tensor changed: names it" grep -q "was made for other tensor data.*$name" <<<"$err"
+check "part 3 refused: wrote nothing" test ! -e "$dir/r-00003-of-00003.gguf"
+err=$(quantize --dry-run "${target[@]}" --state-file "$dir/s.bin" "$dir/m2.gguf" "$dir/r.gguf" Q4_K_M 2>&1 >/dev/null)
+check "a single run with the tensor changed: refused naming it" grep -q "was made for other tensor data.*$name" <<<"$err"
 finish
