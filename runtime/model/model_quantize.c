@@ -1099,12 +1099,6 @@ static uint64_t tensor_key(const run *r, size_t i, const qk_imatrix_entry *e) {
                     : qk_target_hash(h, "no means", 8);
 }
 
-/* The length of name's block prefix ("blk.N."), 0 if it has none. */
-static size_t block_prefix(const char *name) {
-    const char *dot = strncmp(name, "blk.", 4) ? NULL : strchr(name + 4, '.');
-    return dot ? (size_t)(dot + 1 - name) : 0;
-}
-
 /* Rows [lo, hi) against the keys the state file gave them (rows[i].key; 0: none): a free row's
  * key is its tensor's (tensor_key) and those of its block's sensitivity partners (the down
  * projections, attn_output, attn_v of blk.N, pinned or not: its factor reads them). A row the
@@ -1128,17 +1122,13 @@ static qk_status check_row_keys(qk_context *ctx, const run *r, const qk_model_qu
         if (rows[i].pinned) continue;
         const char *name = res->tensors[i].name;
         uint64_t key = tensor_key(r, i, entries[i]);
-        const size_t block = block_prefix(name);
-        for (size_t j = 0; block && j < n; j++) {
-            const char *other = res->tensors[j].name;
-            if (strncmp(other, name, block) || block_prefix(other) != block || !qk_sens_is_partner(other)) continue;
+        for (size_t j = 0; j < n; j++) {
+            if (!qk_sens_reads(name, res->tensors[j].name)) continue;
             if (!have[j]) partner[j] = tensor_key(r, j, entries[j]), have[j] = 1;
             key = qk_target_hash(key, &partner[j], sizeof partner[j]);
         }
         key |= !key; /* 0 means none */
-        int measured = 1;
-        for (int k = 0; k < rows[i].n; k++) measured &= rows[i].opt[k].error >= 0;
-        if (measured && rows[i].key != key)
+        if (qk_target_row_measured(&rows[i]) && rows[i].key != key)
             st = qk_fail(ctx, QK_ERR_INVALID_ARG,
                          "state file %s was made for other tensor data or imatrix data: %s (or a tensor its "
                          "sensitivity reads) differs from the one measured there (key %016llx, this run's %016llx): "
@@ -1357,11 +1347,7 @@ static qk_status measure_sensitivities(qk_context *ctx, run *r, const qk_model_q
 /* Free tensors whose errors are all known (measured, or read from the state file). */
 static size_t measured_rows(const qk_target_row *rows, size_t n) {
     size_t known = 0;
-    for (size_t i = 0; i < n; i++) {
-        int all = !rows[i].pinned;
-        for (int k = 0; all && k < rows[i].n; k++) all = rows[i].opt[k].error >= 0;
-        known += (size_t)all;
-    }
+    for (size_t i = 0; i < n; i++) known += (size_t)qk_target_row_measured(&rows[i]);
     return known;
 }
 

@@ -283,8 +283,7 @@ static const char *decode(const blob *in, uint64_t *key, qk_target_row **out, si
     return NULL;
 }
 
-/* A free row whose every option has its error. */
-static int row_measured(const qk_target_row *row) {
+int qk_target_row_measured(const qk_target_row *row) {
     int all = !row->pinned && row->n > 0;
     for (int j = 0; all && j < row->n; j++) all = row->opt[j].error >= 0;
     return all;
@@ -323,7 +322,7 @@ qk_status qk_model_state_merge(const char *output, const char *const *inputs, si
                 st = qk_fail(NULL, QK_ERR_OUT_OF_MEMORY, "state files: out of host memory");
                 break;
             }
-            for (size_t i = 0; i < n_all; i++) owner[i] = row_measured(&all[i]) ? 0 : SIZE_MAX;
+            for (size_t i = 0; i < n_all; i++) owner[i] = qk_target_row_measured(&all[i]) ? 0 : SIZE_MAX;
             continue;
         }
         if (key != key_all) {
@@ -347,7 +346,7 @@ qk_status qk_model_state_merge(const char *output, const char *const *inputs, si
             break;
         }
         for (size_t i = 0; i < n_all && st == QK_OK; i++) {
-            if (!row_measured(&rows[i])) continue;
+            if (!qk_target_row_measured(&rows[i])) continue;
             if (owner[i] != SIZE_MAX) {
                 st = qk_fail(NULL, QK_ERR_INVALID_ARG,
                              "state files %s and %s both hold the errors of tensor %zu of %zu: each shard's file once, "

@@ -25,6 +25,9 @@ typedef struct qk_target_row {
     qk_alloc_option opt[QK_TARGET_MAX_OPTIONS];
 } qk_target_row;
 
+/* 1 for a free row whose every option has its error. */
+int qk_target_row_measured(const qk_target_row *row);
+
 /* Fills `row` with the candidates among `types` that tensor `name` (ne[0] = cols, `rows` rows of
  * all experts) can take: the block divides cols, and a type that needs imatrix data (the
  * format's or llama.cpp's rule, qk_plan_needs_imatrix) only when the tensor has an entry.

@@ -71,6 +71,13 @@ int qk_sens_is_partner(const char *name) {
     return 0;
 }
 
+int qk_sens_reads(const char *name, const char *other) {
+    const char *kind = NULL, *other_kind = NULL;
+    if (!name_kind(name, &kind) || !name_kind(other, &other_kind)) return 0;
+    const size_t block = (size_t)(kind - name);
+    return (size_t)(other_kind - other) == block && !strncmp(name, other, block) && qk_sens_is_partner(other);
+}
+
 /* The tensor of the same block and suffix as tensor i, of kind `partner`; n if none. */
 static size_t find_partner(const sens_run *s, size_t i, const char *partner) {
     const char *name = s->t[i].name, *kind = NULL;

@@ -72,4 +72,8 @@ double qk_sens_energy(const float *W, int64_t rows, int64_t cols, const float *w
  * attn_output, attn_v): the state file's key must cover them even where pinned. */
 int qk_sens_is_partner(const char *name);
 
+/* 1 if the factor of tensor `name` may read tensor `other`: a partner of the same block (blk.N).
+ * A superset of what the rules read, for keying a tensor's errors by all they depend on. */
+int qk_sens_reads(const char *name, const char *other);
+
 #endif
