@@ -18,10 +18,9 @@
 #          e.g. dot,tiled,dot@16,dot:8,dot#4 (@N: N lanes a row on the dot path, :W its warps a CTA,
 #          #R its rows a lane group: QK_MOE_DOT_LANES, _WARPS, _ROWS in moe_plan.cu; tiled%M: M (64 or
 #          128) weight rows a 64-slot tile, QK_MOE_TILE_M; tiled^N: N slots a tile, QK_MOE_TILE_N;
-#          the dot paths at
-#          QK_PEER_SWEEP_TOKENS, default 1|8|32|128|512):
-#          qkern's MoE benchmark again with each path forced, into
-#          sweep.jsonl and the table sweep.md, for tuning moe_plan.cu's thresholds),
+#          the dot paths at QK_PEER_SWEEP_TOKENS, default 1|8|32|128|512): qkern's MoE benchmark
+#          again with each path forced, into sweep.jsonl and the table sweep.md, for tuning
+#          moe_plan.cu's thresholds),
 #          QK_PEER_PROFILE ("FILTER=KERNEL_REGEX;..." : Nsight Compute on one kernel of each
 #          benchmark row, scripts/gpu_profile.sh, into ncu-N.txt)
 set -uo pipefail

@@ -463,14 +463,13 @@ template <class T, int BN, int NW, int TM> struct tile_smem {
     static constexpr size_t BYTES = PACKED + A + BT + BN * sizeof(int);
 };
 
-/* The most dynamic shared memory a CTA may have on sm_90 (228 KiB an SM, 1 KiB of it reserved
- * per CTA). */
-constexpr size_t CTA_SMEM_MAX = 227 * 1024;
+/* sm_90's shared memory: 228 KiB an SM, 1 KiB of it reserved per CTA; a CTA may have 227 KiB. */
+constexpr size_t SM_SMEM = 228 * 1024, CTA_SMEM_RESERVED = 1024, CTA_SMEM_MAX = SM_SMEM - CTA_SMEM_RESERVED;
 
-/* Whether two 64-row 64-slot tiles of one weight tensor fit an SM's shared memory (228 KiB on
- * sm_90, 1 KiB of it reserved per CTA): the plan's tile_m = 64 is taken only then. */
+/* Whether two 64-row 64-slot tiles of one weight tensor fit an SM's shared memory: the plan's
+ * tile_m = 64 is taken only then. */
 template <class T> constexpr bool two_narrow_tiles_fit() {
-    return 2 * (tile_smem<T, 64, 1, 64>::BYTES + 1024) <= 228 * 1024;
+    return 2 * (tile_smem<T, 64, 1, 64>::BYTES + CTA_SMEM_RESERVED) <= SM_SMEM;
 }
 
 /* Whether a 128-row 128-slot tile of one weight tensor fits: 128 slots' activations
