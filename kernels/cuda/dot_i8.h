@@ -49,6 +49,19 @@ static inline QK_HD float qk_i8_half(uint32_t h) {
 #endif
 }
 
+/* Bytes of (y:x) picked by the four selector nibbles of s, of which only the low 3 bits count
+ * (CUDA's __byte_perm, a single PRMT). */
+static inline QK_HD uint32_t qk_byte_perm(uint32_t x, uint32_t y, uint32_t s) {
+#ifdef __CUDA_ARCH__
+    return __byte_perm(x, y, s);
+#else
+    const uint64_t v = (uint64_t)y << 32 | x;
+    uint32_t r = 0;
+    for (int n = 0; n < 4; n++) r |= (uint32_t)((v >> 8 * ((s >> 4 * n) & 7u)) & 0xffu) << 8 * n;
+    return r;
+#endif
+}
+
 /* 32 bits at p, little-endian, p 4-byte aligned. */
 static inline QK_HD uint32_t qk_ld32_a4(const uint8_t *p) {
 #ifdef __CUDA_ARCH__

@@ -68,14 +68,21 @@ static inline QK_HD void qk_part_i8_tq2_0(const uint8_t *b, int p, qk_part_i8 *r
 
 #define QK_I8_OFFSET_q1_0 0
 
-/* Part p is qs word p, inverted: bits 4k..4k+3 go to bit 1 of bytes 0..3 (the multiply moves bit
- * j to 8j + 1, its other partial products fall outside the mask without carries), and 2 * 0x7f + 1
- * is -1, 0 + 1 is +1 (one multiply-add). */
+/* Part p is qs word p, bit i for value i (set: +d, clear: -d). Per 16 bits: the bit pairs at
+ * nibble starts (values 4n, 4n + 1) and two bits on (4n + 2, 4n + 3) each become a byte of two
+ * selector nibbles through the table 0x11100100 (pair c -> its bits as nibbles 0 or 1); a word's
+ * two such bytes side by side select, per value, 0x01 or 0xff from 0x01ff. Three byte permutes a
+ * word of codes, where spreading the bits by multiplication took five instructions. */
 static inline QK_HD void qk_part_i8_q1_0(const uint8_t *b, int p, qk_part_i8 *r) {
     uint32_t w;
     qk_ld32n_a2(b + QK_Q1_0_QS + 4 * p, 1, &w);
-    const uint32_t clear = ~w;
-    for (int k = 0; k < 8; k++) r->q[k] = (((clear >> 4 * k) & 15u) * 0x00408102u & 0x02020202u) * 0x7fu + 0x01010101u;
+    for (int h = 0; h < 2; h++) {
+        const uint32_t x = w >> 16 * h;
+        const uint32_t lo = qk_byte_perm(0x11100100u, 0x11100100u, x & 0x3333u);
+        const uint32_t hi = qk_byte_perm(0x11100100u, 0x11100100u, (x >> 2) & 0x3333u);
+        for (int k = 0; k < 4; k++)
+            r->q[4 * h + k] = qk_byte_perm(0x01ffu, 0u, qk_byte_perm(lo, hi, (uint32_t)(k | (k + 4) << 4)));
+    }
     r->s[0] = r->s[1] = qk_i8_half(qk_ld16_a2(b + QK_Q1_0_D));
     r->o[0] = r->o[1] = 0.0f;
 }
@@ -84,17 +91,20 @@ static inline QK_HD void qk_part_i8_q1_0(const uint8_t *b, int p, qk_part_i8 *r)
 
 #define QK_I8_OFFSET_q2_0 0
 
-/* Part p is qs bytes 8p..8p+7, byte j holding values 4j..4j+3: spread byte c to c's low nibble
- * at bit 0 and high nibble at bit 16, then each nibble's two codes 8 bits apart (t + (t << 6),
- * whose terms do not overlap). */
+/* Part p is qs bytes 8p..8p+7, byte j holding values 4j..4j+3. Two bytes at a time, each in a
+ * 16-bit lane: its four codes spread to the lane's four nibbles (two shift-and-masks), which then
+ * select code - 1 from the table 0x020100ff (0xff, 0, 1, 2), one byte permute a word. */
 static inline QK_HD void qk_part_i8_q2_0(const uint8_t *b, int p, qk_part_i8 *r) {
     const uint8_t *qs = b + QK_Q2_0_QS + (QKC_QK2_0 / 8) * p;
     uint32_t w[2];
     qk_ld32n_a2(qs, 2, w);
     for (int h = 0; h < 2; h++) {
-        for (int j = 0; j < 4; j++) {
-            const uint32_t t = ((w[h] >> 8 * j) & 0xffu) * 0x1001u & 0x000f000fu;
-            r->q[4 * h + j] = qk_tern_minus1(t * 0x41u & 0x03030303u);
+        for (int j = 0; j < 4; j += 2) {
+            uint32_t x = qk_byte_perm(w[h], 0u, j ? 0x4342u : 0x4140u); /* bytes j, j + 1 in two lanes */
+            x = (x | x << 4) & 0x0f0f0f0fu;
+            x = (x | x << 2) & 0x33333333u;
+            r->q[4 * h + j] = qk_byte_perm(0x020100ffu, 0u, x);
+            r->q[4 * h + j + 1] = qk_byte_perm(0x020100ffu, 0u, x >> 16);
         }
     }
     r->s[0] = r->s[1] = qk_i8_half(qk_ld16_a2(b + QK_Q2_0_D));
