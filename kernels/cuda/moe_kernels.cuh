@@ -13,11 +13,10 @@
  *     share a row, by the row length) and the dot products accumulate in f32.
  *   - moe_tiled_kernel, for many (prompt processing): slots grouped by expert on the GPU
  *     (moe_route.cu), a CUDA block computes a 128-row (gate/up: 64) x BN-slot tile of one expert
- *     on the tensor cores (mma.sync m16n8k16, f16 in, f32 accumulate). It copies the packed
- *     weights (16-byte words, cp.async) a step of 256 values at a time and the slots'
- *     activations (f16) a half-step at a time into shared memory, two iterations ahead, decodes
- *     the weights into f16 there (through the type's 8-bit decoder: half the instructions of the
- *     f32 one) a half-step at a time, and multiplies the half-step decoded the iteration before.
+ *     on the tensor cores (mma.sync m16n8k16, f16 in, f32 accumulate). Per step of 256 values it copies the
+ *     packed weights (16-byte words, cp.async) and the slots' activations (f16) into shared
+ *     memory (double-buffered), decodes the weights into f16 there (through the type's 8-bit
+ *     decoder: half the instructions of the f32 one), and multiplies.
  * None allocates or synchronizes: scratch is the caller's workspace (moe_plan.cu lays it out). */
 #ifndef QK_MOE_KERNELS_CUH
 #define QK_MOE_KERNELS_CUH
@@ -438,15 +437,8 @@ __host__ __device__ constexpr int tile_m(int nw) { return nw == 2 ? 64 : 128; }
  * tiles, whose shared memory (64 slots' activations double-buffered) lets only one or two tiles
  * run on an SM: with two warps across, that would be four or eight warps an SM. */
 __host__ __device__ constexpr int tile_threads(int tm, int bn) { return tm / 32 * (tm == 64 && bn == 64 ? 4 : 2) * 32; }
-/* halves a decoded row or an activation row of a half-step holds: 272 bytes, so that ldmatrix's
- * eight rows of 16 bytes fall in distinct banks */
-constexpr int A_STRIDE = HALF_K + 8, B_STRIDE = HALF_K + 8;
-/* The activations of three half-steps are in shared memory at once: the one multiplied, the next
- * (landed) and the one after (in flight); see moe_tiled_kernel. */
-constexpr int X_BUFFERS = 3;
-
-/* sm_90's shared memory: 228 KiB an SM, 1 KiB of it reserved per CTA; a CTA may have 227 KiB. */
-constexpr size_t SM_SMEM = 228 * 1024, CTA_SMEM_RESERVED = 1024, CTA_SMEM_MAX = SM_SMEM - CTA_SMEM_RESERVED;
+constexpr int A_STRIDE = HALF_K + 8; /* halves per decoded row: 272 bytes, ldmatrix without bank conflicts */
+constexpr int B_STRIDE = TILE_K + 8; /* halves per activation row: 528 bytes */
 
 template <class T> struct tile_shape {
     using B = moe_block<T>;
@@ -455,25 +447,24 @@ template <class T> struct tile_shape {
     static constexpr int PACKED_STRIDE = STEP_WORDS * 16;
 };
 
-/* The shared memory of a tile: NW weight tensors (2 for gate/up) of TM rows. The packed weights
- * come a 256-value step at a time (a K-quant block is not split), two steps' buffers; the
- * activations and the decoded weights a half-step (128 values) at a time. */
+/* The shared memory of a tile: NW weight tensors (2 for gate/up) of TM rows. */
 template <class T, int BN, int NW, int TM> struct tile_smem {
     static constexpr size_t PACKED1 = (size_t)NW * TM * tile_shape<T>::PACKED_STRIDE; /* one buffer */
+    static constexpr size_t BT1 = (size_t)BN * B_STRIDE * 2;
     static constexpr size_t PACKED = 2 * PACKED1;
-    static constexpr size_t BT1 = (size_t)BN * B_STRIDE * 2; /* one half-step's activations */
-    static constexpr size_t BT = X_BUFFERS * BT1;
+    /* decoded half-steps: two buffers for 64-slot tiles of 128 decoded rows (one tile an SM either
+     * way), one for 32-slot tiles, of which a second buffer would leave one tile an SM where two
+     * fit, and one for the 64-row tiles of one tensor (two of them an SM where the packed
+     * weights are small enough) */
+    static constexpr int A_BUFFERS = BN == 64 && NW * TM == 128 ? 2 : 1;
     static constexpr size_t A1 = (size_t)NW * TM * A_STRIDE * 2; /* one decoded half-step */
-    static constexpr size_t REST = PACKED + BT + BN * sizeof(int);
-    /* Decoded half-steps: two buffers (one decoded while the other is multiplied, a barrier a
-     * half-step) for the tiles of 128 decoded rows and at least 64 slots, where they fit (one
-     * tile an SM either way); one (decode, barrier, multiply, barrier) for 32-slot tiles, of which
-     * a second buffer would leave one tile an SM where two fit, and for the 64-row tiles of one
-     * tensor (two of them an SM where the packed weights are small enough). */
-    static constexpr int A_BUFFERS = BN >= 64 && NW * TM == 128 && REST + 2 * A1 <= CTA_SMEM_MAX ? 2 : 1;
     static constexpr size_t A = A_BUFFERS * A1;
-    static constexpr size_t BYTES = REST + A;
+    static constexpr size_t BT = 2 * BT1;
+    static constexpr size_t BYTES = PACKED + A + BT + BN * sizeof(int);
 };
+
+/* sm_90's shared memory: 228 KiB an SM, 1 KiB of it reserved per CTA; a CTA may have 227 KiB. */
+constexpr size_t SM_SMEM = 228 * 1024, CTA_SMEM_RESERVED = 1024, CTA_SMEM_MAX = SM_SMEM - CTA_SMEM_RESERVED;
 
 /* Whether two 64-row 64-slot tiles of one weight tensor fit an SM's shared memory: the plan's
  * tile_m = 64 is taken only then. */
@@ -481,9 +472,10 @@ template <class T> constexpr bool two_narrow_tiles_fit() {
     return 2 * (tile_smem<T, 64, 1, 64>::BYTES + CTA_SMEM_RESERVED) <= SM_SMEM;
 }
 
-/* Whether a 128-row 128-slot tile of one weight tensor fits (every type, Q8_0 and Q6_K with one
- * decode buffer). The plan's bn = 128 (moe_plan.cu's bn128_min_tokens_per_expert) is for those
- * types only. */
+/* Whether a 128-row 128-slot tile of one weight tensor fits: 128 slots' activations
+ * double-buffered are 132 KiB, which leaves room for the packed weights of every type whose 256
+ * values take at most 225 bytes (all but Q8_0). The plan's bn = 128 (moe_plan.cu's
+ * bn128_min_tokens_per_expert) is for those types only. */
 template <class T> constexpr bool wide_tiles_fit() { return tile_smem<T, 128, 1, 128>::BYTES <= CTA_SMEM_MAX; }
 
 __device__ inline void ldmatrix_x4(unsigned *r, const void *p) {
@@ -567,21 +559,17 @@ __global__ void __launch_bounds__(tile_threads(TM, BN)) moe_tiled_kernel(qk_cuda
         wbase[0] = static_cast<const uint8_t *>(a.w) + (e * a.m + row0) * row_bytes;
         if constexpr (GATE_UP) wbase[NW - 1] = static_cast<const uint8_t *>(a.w_up) + (e * a.m + row0) * row_bytes;
 
-        /* step st's packed weights into packed buffer st % 2 */
-        auto issue_packed = [&](int st) {
-            const int64_t k0 = (int64_t)st * TILE_K;
+        /* step k0's packed weights and activations into buffer `buf`, as one cp.async group */
+        auto issue = [&](int64_t k0, int buf) {
             const int kvals = a.k - k0 < TILE_K ? (int)(a.k - k0) : TILE_K;
-            stage_rows<NW>(packed + st % 2 * M::PACKED1, S::PACKED_STRIDE, TILE_M, rows, wbase, row_bytes,
-                           k0 / B::QK * B::BYTES, kvals / B::QK * B::BYTES, tid, TILE_THREADS);
-        };
-        /* half-step h's activations (f16 rows of the converted input: 16 words of 8 values per
-         * slot) into activation buffer h % X_BUFFERS, zeros past the row's end */
-        auto issue_x = [&](int h) {
-            const int64_t k0 = (int64_t)h * HALF_K;
-            const int kvals = a.k - k0 < HALF_K ? (int)(a.k - k0) : HALF_K;
-            __half *bb = bt + h % X_BUFFERS * (M::BT1 / 2);
-            for (int i = tid; i < BN * 16; i += TILE_THREADS) {
-                const int c = i / 16, wi = i % 16;
+            const int seg = kvals / B::QK * B::BYTES;
+            const int64_t seg_off = k0 / B::QK * B::BYTES;
+            uint8_t *pk = packed + buf * M::PACKED1;
+            __half *bb = bt + buf * (M::BT1 / 2);
+            stage_rows<NW>(pk, S::PACKED_STRIDE, TILE_M, rows, wbase, row_bytes, seg_off, seg, tid, TILE_THREADS);
+            /* activations (f16 rows of the converted input): 32 words of 8 values per slot */
+            for (int i = tid; i < BN * 32; i += TILE_THREADS) {
+                const int c = i / 32, wi = i % 32;
                 __half *dst = bb + c * B_STRIDE + wi * 8;
                 if (slots[c] >= 0 && wi * 8 < kvals) {
                     const int64_t xrow = a.x_per_slot ? slots[c] : slots[c] / a.n_used;
@@ -590,30 +578,13 @@ __global__ void __launch_bounds__(tile_threads(TM, BN)) moe_tiled_kernel(qk_cuda
                     *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
                 }
             }
-        };
-        /* Iteration i decodes half-step i and multiplies half-step i - LAG: with two decode
-         * buffers the one decoded the iteration before (so the two are independent and a warp
-         * may do them in either order), with one the one it has just decoded. */
-        constexpr int LAG = M::A_BUFFERS == 2 ? 1 : 0;
-        const int halves = (int)((a.k + HALF_K - 1) / HALF_K);
-        /* what iteration i reads and no earlier one did, as one cp.async group (maybe empty):
-         * the packed step of half-step i, the activations of half-step i - LAG */
-        auto issue = [&](int i) {
-            if (i % 2 == 0 && i < halves) issue_packed(i / 2);
-            if (i - LAG >= 0 && i - LAG < halves) issue_x(i - LAG);
             cp_async_commit();
         };
-        /* half-step h (4 parts of every row of packed step h / 2) decoded to f16 into decode
-         * buffer h % A_BUFFERS */
-        auto decode = [&](int h) {
-            const int st = h / 2;
-            const int64_t k0 = (int64_t)st * TILE_K;
-            const int nparts = (a.k - k0 < TILE_K ? (int)(a.k - k0) : TILE_K) / 32;
-            const int64_t seg_off = k0 / B::QK * B::BYTES;
-            const uint8_t *packed_now = packed + st % 2 * M::PACKED1;
+        /* half-step h of the step at k0 (4 parts of every row) decoded to f16 into at's buffer h */
+        auto decode = [&](const uint8_t *packed_now, int64_t seg_off, int nparts, int h) {
             __half *ah = at + h % M::A_BUFFERS * (M::A1 / 2);
             for (int i = tid; i < NW * TILE_M * 4; i += TILE_THREADS) {
-                const int pp = i % 4, rr = i / 4 % TILE_M, ti = i / 4 / TILE_M, p = h % 2 * 4 + pp;
+                const int pp = i % 4, rr = i / 4 % TILE_M, ti = i / 4 / TILE_M, p = h * 4 + pp;
                 __half2 *dst = reinterpret_cast<__half2 *>(ah + (ti * TILE_M + rr) * A_STRIDE + pp * 32);
                 if (rr < rows && p < nparts) {
                     const uint8_t *src = wbase[ti] + rr * row_bytes + seg_off;
@@ -626,18 +597,16 @@ __global__ void __launch_bounds__(tile_threads(TM, BN)) moe_tiled_kernel(qk_cuda
                 }
             }
         };
-        /* the products of half-step h: decode buffer h % A_BUFFERS times activation buffer
-         * h % X_BUFFERS */
-        auto multiply = [&](int h) {
+        /* the products of half-step h (at's buffer h) with the activations in bt_now */
+        auto multiply = [&](const __half *bt_now, int h) {
             const __half *ah = at + h % M::A_BUFFERS * (M::A1 / 2);
-            const __half *bt_now = bt + h % X_BUFFERS * (M::BT1 / 2);
 #pragma unroll
             for (int kk = 0; kk < HALF_K / 16; kk++) {
                 unsigned bf[NT][2];
 #pragma unroll
                 for (int nt = 0; nt < NT; nt += 2) {
                     const int n = wn * CW + nt * 8 + (lane % 8) + (lane / 16) * 8;
-                    const int kc = kk * 16 + (lane / 8) % 2 * 8;
+                    const int kc = h * HALF_K + kk * 16 + (lane / 8) % 2 * 8;
                     unsigned q[4];
                     ldmatrix_x4(q, bt_now + n * B_STRIDE + kc);
                     bf[nt][0] = q[0], bf[nt][1] = q[1], bf[nt + 1][0] = q[2], bf[nt + 1][1] = q[3];
@@ -660,33 +629,32 @@ __global__ void __launch_bounds__(tile_threads(TM, BN)) moe_tiled_kernel(qk_cuda
                 }
             }
         };
-        /* One barrier an iteration (two with one decode buffer). Each iteration's data was issued
-         * two iterations ahead (the packed weights of a step's second half-step three): at its
-         * start all groups but the last issued are waited for, then the barrier makes them, and
-         * the previous iteration's decode, visible to every warp, and ends the previous
-         * iteration's readers of the buffers that the copy issued next overwrites (the
-         * activations of half-step i - LAG - 1, the packed step of half-steps i - 2 and i - 1).
-         * With two decode buffers, warps 4-7 multiply first and warps 0-3 decode first: warps w
-         * and w + 4 share an SM's scheduler, so that each has work for the tensor cores and
-         * work for the decoding at once. */
-        issue(0);
-        issue(1);
-        for (int i = 0; i < halves + LAG; i++) {
-            cp_async_wait_one();
+        /* Per step of 256 values: its copy waited for, the next step's issued (two buffers: its
+         * loads are in flight while this one is decoded and multiplied), then the two half-steps.
+         * With two decode buffers the second is decoded while the first is multiplied: the tensor
+         * cores and the decoding overlap within and across warps, three barriers a step. The
+         * first barrier also ends the previous step's readers of the buffers that the next step's
+         * copy and decode overwrite. */
+        issue(0, 0);
+        int buf = 0;
+        for (int64_t k0 = 0; k0 < a.k; k0 += TILE_K, buf ^= 1) {
+            const int kvals = a.k - k0 < TILE_K ? (int)(a.k - k0) : TILE_K, nparts = kvals / 32;
+            const int64_t seg_off = k0 / B::QK * B::BYTES;
+            cp_async_wait_all();
             __syncthreads();
-            issue(i + 2);
-            if constexpr (LAG == 1) {
-                if (warp / 4 % 2) {
-                    if (i >= 1) multiply(i - 1);
-                    if (i < halves) decode(i);
-                } else {
-                    if (i < halves) decode(i);
-                    if (i >= 1) multiply(i - 1);
-                }
-            } else {
-                decode(i);
+            if (k0 + TILE_K < a.k) issue(k0 + TILE_K, buf ^ 1);
+            const uint8_t *packed_now = packed + buf * M::PACKED1;
+            const __half *bt_now = bt + buf * (M::BT1 / 2);
+            decode(packed_now, seg_off, nparts, 0);
+            __syncthreads();
+            if (nparts > 4) {
+                multiply(bt_now, 0);
+                if constexpr (M::A_BUFFERS == 1) __syncthreads();
+                decode(packed_now, seg_off, nparts, 1);
                 __syncthreads();
-                multiply(i);
+                multiply(bt_now, 1);
+            } else {
+                multiply(bt_now, 0);
             }
         }
         /* out[slot][row]: the fragment's rows lane/4 and +8, columns 2*(lane%4) and +1 */

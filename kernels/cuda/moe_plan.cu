@@ -16,9 +16,7 @@ namespace {
  * bn64_min_tokens_per_expert: the tiled kernel takes 64 slots per tile from this mean number
  * of slots per expert the routing touches, 32 below it. tile_m: the weight rows of such a 64-slot
  * tile of one tensor, 64 or 128; 64 is taken only where two such tiles fit an SM
- * (two_narrow_tiles_fit in moe_kernels.cuh); Q6_K and Q8_0 keep 128, which they had while
- * their two narrow tiles did not fit (before activations were staged by half-steps), not
- * measured with 64. From the H100 run at a3b190f
+ * (two_narrow_tiles_fit in moe_kernels.cuh; Q6_K and Q8_0 keep 128). From the H100 run at a3b190f
  * (bench/results/2026-12-07-cuda-h100-a3b190f-forms.md), 2048 tokens: 64 rows were 0.87-1.00x
  * the time on down and 0.93-1.02x on one gate/up tensor for every fitting type but Q1_0 (1.06x on
  * gate/up, 0.99x on down). bn128_min_tokens_per_expert: from this mean, one tensor's tiles
@@ -45,11 +43,11 @@ constexpr threshold thresholds[] = {
     /* From the H100 run at 49ab965 (bench/results): for these types the vector kernel at 8
      * tokens, scaled to 32, beat the tiled kernel at 32 on both Qwen3.5-35B-A3B shapes (their
      * decode is the tiled kernel's bottleneck); not at 128. */
-    {QK_TYPE_Q8_0, 32, 48, 128, NEVER},
+    {QK_TYPE_Q8_0, 32, 48, 64, NEVER},
     {QK_TYPE_Q2_K, 32, 48, 64, 64},
     {QK_TYPE_Q3_K, 32, 48, 64, 64},
     {QK_TYPE_Q4_K, 32, 48, 64, 64},
-    {QK_TYPE_Q6_K, 32, 48, 128, 64},
+    {QK_TYPE_Q6_K, 32, 48, 64, 64},
     {QK_TYPE_IQ2_XS, 32, 48, 64, 64},
     {QK_TYPE_IQ2_S, 32, 48, 64, 64},
     {QK_TYPE_IQ3_XXS, 32, 48, 64, 64},
