@@ -395,13 +395,16 @@ double moe_check(moe_harness *h, const moe_inputs *in, const moe_weights *w, con
     if (q8) {
         /* the path computed what it should: the exact reference (no 8-bit rounding) or the
          * rounded activations' one, within MOE_TOLERANCE; and the rounding costs at most
-         * MOE_TOLERANCE_8BIT where enough outputs are checked for that to be a measure */
+         * MOE_TOLERANCE_8BIT where enough outputs and roundings are checked for that to be a
+         * measure */
         if (!(rel <= MOE_TOLERANCE || rel_q8 <= MOE_TOLERANCE))
             fail(h,
                  "%s %s %s: relative error %.3g against the reference, %.3g against the reference of the activations "
                  "rounded to 8 bits: both > %g",
                  label, type, name, rel, rel_q8, MOE_TOLERANCE);
-        if (!(rel <= h->tolerance_quantized) && checked >= MOE_8BIT_MIN_OUTPUTS) {
+        const int64_t x_rows = c->x_per_slot ? c->n_tokens * c->n_used : c->n_tokens;
+        if (!(rel <= h->tolerance_quantized) && checked >= MOE_8BIT_MIN_OUTPUTS &&
+            x_rows * (c->k / 32) >= MOE_8BIT_MIN_BLOCKS) {
             where(c, worst_o, worst_r, at, sizeof at);
             fail(h, "%s %s %s: relative error %.3g > %g over %lld outputs; worst at %s: y = %.9g, reference %.9g",
                  label, type, name, rel, h->tolerance_quantized, (long long)checked, at, worst_y, worst_ref);
