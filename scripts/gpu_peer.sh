@@ -17,7 +17,7 @@
 #          when GGML has no PEER_COMMIT file), QK_PEER_PATHS (comma list of QK_MOE_PATH values,
 #          e.g. dot,tiled,dot@16,dot:8,dot#4 (@N: N lanes a row on the dot path, :W its warps a CTA,
 #          #R its rows a lane group: QK_MOE_DOT_LANES, _WARPS, _ROWS in moe_plan.cu; tiled%M: M (64 or
-#          128) weight rows a 64-slot tile, QK_MOE_TILE_M; tiled^N: N slots a tile, QK_MOE_TILE_N;
+#          128) weight rows a 32- or 64-slot tile, QK_MOE_TILE_M; tiled^N: N slots a tile, QK_MOE_TILE_N;
 #          the dot paths at QK_PEER_SWEEP_TOKENS, default 1|8|32|128|512): qkern's MoE benchmark
 #          again with each path forced, into sweep.jsonl and the table sweep.md, for tuning
 #          moe_plan.cu's thresholds),
@@ -100,7 +100,7 @@ if [ -n "${QK_PEER_PATHS:-}" ]; then
   : >"$out/sweep.jsonl"
   for path in ${QK_PEER_PATHS//,/ }; do
     # PATH@N: the dot path with N lanes a row (QK_MOE_DOT_LANES); PATH:W with W warps a CTA (QK_MOE_DOT_WARPS);
-    # PATH#R with R rows a lane group (QK_MOE_DOT_ROWS); tiled%M with M rows a 64-slot tile (QK_MOE_TILE_M);
+    # PATH#R with R rows a lane group (QK_MOE_DOT_ROWS); tiled%M with M rows a 32- or 64-slot tile (QK_MOE_TILE_M);
     # tiled^N with N slots a tile (QK_MOE_TILE_N)
     lanes="" warps="" rows="" tile_m="" tile_n="" entry=$path
     case $path in *^*) tile_n=${path#*^} path=${path%%^*} ;; esac

@@ -75,10 +75,11 @@ want tests && [ -x "$B/tests/test_model_devices" ] && "$B/tests/test_model_devic
   grep -E "device time|passed|FAIL" | head -12
 want moe && echo "== GPU MoE tests" && QK_TEST_LARGE=1 "$B/tests/test_gpu_moe" 2>&1 | tee "$out/gpu_moe.log" | tail -60
 # each form the plan's table picks by type and token count, forced on its path for every type and
-# size: 2 and 4 rows a lane group on the dot path, 64- and 128-row 64-slot tiles and 128-slot tiles
-# (where the type allows them) on the tiled one
+# size: 2 and 4 rows a lane group on the dot path, 64- and 128-row 32- and 64-slot tiles and 128-slot
+# tiles (where the type allows them) on the tiled one
 want moe && for form in "dot QK_MOE_DOT_ROWS=2" "dot QK_MOE_DOT_ROWS=4" "tiled QK_MOE_TILE_M=64 QK_MOE_TILE_N=64" \
-  "tiled QK_MOE_TILE_M=128 QK_MOE_TILE_N=64" "tiled QK_MOE_TILE_N=128"; do
+  "tiled QK_MOE_TILE_M=128 QK_MOE_TILE_N=64" "tiled QK_MOE_TILE_M=64 QK_MOE_TILE_N=32" \
+  "tiled QK_MOE_TILE_M=128 QK_MOE_TILE_N=32" "tiled QK_MOE_TILE_N=128"; do
   echo "== GPU MoE tests, QK_MOE_PATH=$form"
   env QK_MOE_PATH=$form "$B/tests/test_gpu_moe" 2>&1 | tee -a "$out/gpu_moe_forms.log" | grep -E "passed|FAIL" | head -20
 done

@@ -72,9 +72,9 @@ enum { QK_CUDA_MOE_VEC = 0, QK_CUDA_MOE_TILED = 1, QK_CUDA_MOE_DOT = 2 };
  * activations (xq: int8 [rows of x][k]; xm: float4 per 32 values: the scale d, d times the sum of
  * the first 16 codes, of the last 16). */
 typedef struct qk_cuda_moe_plan {
-    int path;      /* QK_CUDA_MOE_VEC, _TILED or _DOT */
-    int bn;        /* tiled: slots per tile, 32, 64 or 128 (one tensor: its tiles then have 128 rows) */
-    int tile_m;    /* tiled: weight rows per 64-slot tile of one tensor, 64 (where two fit an SM) or 128 */
+    int path;   /* QK_CUDA_MOE_VEC, _TILED or _DOT */
+    int bn;     /* tiled: slots per tile, 32, 64 or 128 (one tensor: its tiles then have 128 rows) */
+    int tile_m; /* tiled: weight rows per 32- or 64-slot tile of one tensor, 64 or 128 (64-slot: where two fit an SM) */
     int max_tiles; /* tiled: an upper bound of the tiles the routing can need */
     int lanes;     /* dot: lanes that share a row (a power of two, at most 32) */
     int dot_warps; /* dot: warps a CTA (1 to 8) */

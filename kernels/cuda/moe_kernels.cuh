@@ -429,9 +429,11 @@ __global__ void __launch_bounds__(DOT_MAX_WARPS * 32)
 
 constexpr int TILE_K = 256, HALF_K = 128;
 /* Weight rows per tile (TM): 128 where shared memory allows, 64 for gate/up, whose two weight
- * tensors double the tile's buffers; the plan may take 64 for one tensor's 64-slot tiles too
- * (qk_cuda_moe_plan.tile_m): with one decode buffer, two such tiles share an SM where the type's
- * packed weights are small enough (two_narrow_tiles_fit). */
+ * tensors double the tile's buffers; the plan may take 64 for one tensor's 32- and 64-slot tiles
+ * too (qk_cuda_moe_plan.tile_m): with one decode buffer, two 64-slot tiles share an SM where the
+ * type's packed weights are small enough (two_narrow_tiles_fit), and two or three 32-slot ones
+ * for every type, where a 128-row 32-slot tile of Q5_0, Q5_1, Q5_K, Q6_K or Q8_0 leaves room for
+ * no second. */
 __host__ __device__ constexpr int tile_m(int nw) { return nw == 2 ? 64 : 128; }
 /* Threads per tile: warps of 32 rows, two across the slots; four across for the 64-row, 64-slot
  * tiles, whose shared memory (64 slots' activations double-buffered) lets only one or two tiles
@@ -737,6 +739,7 @@ template <class T, int KIND> cudaError_t allow_vec_smem() {
 
 template <class T, class D> cudaError_t allow_tiled_smem() {
     cudaError_t err = allow_smem<T, D, 32, false>();
+    if (err == cudaSuccess) err = allow_smem<T, D, 32, false, 64>();
     if (err == cudaSuccess) err = allow_smem<T, D, 32, true>();
     if (err == cudaSuccess) err = allow_smem<T, D, 64, false>();
     if constexpr (two_narrow_tiles_fit<T>())
@@ -773,9 +776,11 @@ int launch_tiled(const qk_cuda_moe_args &a, const qk_cuda_moe_plan &p, const moe
             if (!gate_up) return launch_tiled_kernel<T, D, 128, false, 128>(a, r, out, p.max_tiles, s);
         return (int)cudaErrorInvalidValue;
     }
-    if (p.bn == 32)
-        return gate_up ? launch_tiled_kernel<T, D, 32, true>(a, r, out, p.max_tiles, s)
-                       : launch_tiled_kernel<T, D, 32, false>(a, r, out, p.max_tiles, s);
+    if (p.bn == 32) {
+        if (gate_up) return launch_tiled_kernel<T, D, 32, true>(a, r, out, p.max_tiles, s);
+        if (p.tile_m == 64) return launch_tiled_kernel<T, D, 32, false, 64>(a, r, out, p.max_tiles, s);
+        return launch_tiled_kernel<T, D, 32, false>(a, r, out, p.max_tiles, s);
+    }
     if (gate_up) return launch_tiled_kernel<T, D, 64, true>(a, r, out, p.max_tiles, s);
     if constexpr (two_narrow_tiles_fit<T>())
         if (p.tile_m == 64) return launch_tiled_kernel<T, D, 64, false, 64>(a, r, out, p.max_tiles, s);
