@@ -29,8 +29,9 @@ namespace {
  * type; on the 2048x512 one (k = 512: two steps of 256 values a tile, so each tile's fixed start
  * weighs more) 0.92-1.06x, slower on 19 of 24 types. k between 512 and 2048 is not measured.
  * tile_m32: the weight rows of a 32-slot tile of one tensor, 64 or 128 (64: two or three such
- * tiles an SM for every type; 128: two for the types whose 256 values pack into at most 144
- * bytes, one for the rest). */
+ * tiles an SM for every type; 128: two for the types whose 256 values pack into at most 160
+ * bytes, one for Q5_0, Q5_1, Q5_K, Q6_K and Q8_0). Not measured yet: 128 everywhere, as before
+ * the 64-row form existed. */
 constexpr int NEVER = INT_MAX;
 constexpr int64_t BN128_MIN_K = 1024;
 struct threshold {
