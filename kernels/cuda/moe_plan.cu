@@ -27,53 +27,53 @@ namespace {
  * at 1f50882 (bench/results/2026-12-07-cuda-h100-1f50882-wide-tiles.md), 2048 tokens: on the
  * 512x2048 tensor (k = 2048) 128-slot tiles took 0.88-0.98x the time of 64-slot ones for every
  * type; on the 2048x512 one (k = 512: two steps of 256 values a tile, so each tile's fixed start
- * weighs more) 0.92-1.06x, slower on 19 of 24 types. k between 512 and 2048 is not measured.
- * tile_m32: the weight rows of a 32-slot tile of one tensor, 64 or 128 (64: two or three such
- * tiles an SM for every type; 128: two for the types whose 256 values pack into at most 160
- * bytes, one for Q5_0, Q5_1, Q5_K, Q6_K and Q8_0). Not measured yet: 128 everywhere, as before
- * the 64-row form existed. */
+ * weighs more) 0.92-1.06x, slower on 19 of 24 types. k between 512 and 2048 is not measured. */
 constexpr int NEVER = INT_MAX;
 constexpr int64_t BN128_MIN_K = 1024;
+/* The weight rows of a 32-slot tile of one tensor, 64 or 128 (64: two or three such tiles an SM
+ * for every type; 128: two for the types whose 256 values pack into at most 160 bytes, one for
+ * Q5_0, Q5_1, Q5_K, Q6_K and Q8_0). Not measured yet: 128 for every type, as before the 64-row
+ * form existed; a column of the table below once a run tells the types apart. */
+constexpr int TILE_M32 = 128;
 struct threshold {
     int type; /* -1: the default */
     int vec_max_tokens;
     int bn64_min_tokens_per_expert;
     int tile_m;
     int bn128_min_tokens_per_expert;
-    int tile_m32;
 };
 
 constexpr threshold thresholds[] = {
-    {-1, 8, 48, 64, 64, 128},
+    {-1, 8, 48, 64, 64},
     /* From the H100 run at 49ab965 (bench/results): for these types the vector kernel at 8
      * tokens, scaled to 32, beat the tiled kernel at 32 on both Qwen3.5-35B-A3B shapes (their
      * decode is the tiled kernel's bottleneck); not at 128. */
-    {QK_TYPE_Q8_0, 32, 48, 64, NEVER, 128},
-    {QK_TYPE_Q2_K, 32, 48, 64, 64, 128},
-    {QK_TYPE_Q3_K, 32, 48, 64, 64, 128},
-    {QK_TYPE_Q4_K, 32, 48, 64, 64, 128},
-    {QK_TYPE_Q6_K, 32, 48, 64, 64, 128},
-    {QK_TYPE_IQ2_XS, 32, 48, 64, 64, 128},
-    {QK_TYPE_IQ2_S, 32, 48, 64, 64, 128},
-    {QK_TYPE_IQ3_XXS, 32, 48, 64, 64, 128},
-    {QK_TYPE_IQ3_S, 32, 48, 64, 64, 128},
-    {QK_TYPE_IQ1_S, 32, 48, 64, 64, 128},
-    {QK_TYPE_IQ1_M, 32, 48, 64, 64, 128},
-    {QK_TYPE_IQ4_XS, 32, 48, 64, 64, 128},
-    {QK_TYPE_TQ1_0, 32, 48, 64, 64, 128},
-    {QK_TYPE_TQ2_0, 32, 48, 64, 64, 128},
+    {QK_TYPE_Q8_0, 32, 48, 64, NEVER},
+    {QK_TYPE_Q2_K, 32, 48, 64, 64},
+    {QK_TYPE_Q3_K, 32, 48, 64, 64},
+    {QK_TYPE_Q4_K, 32, 48, 64, 64},
+    {QK_TYPE_Q6_K, 32, 48, 64, 64},
+    {QK_TYPE_IQ2_XS, 32, 48, 64, 64},
+    {QK_TYPE_IQ2_S, 32, 48, 64, 64},
+    {QK_TYPE_IQ3_XXS, 32, 48, 64, 64},
+    {QK_TYPE_IQ3_S, 32, 48, 64, 64},
+    {QK_TYPE_IQ1_S, 32, 48, 64, 64},
+    {QK_TYPE_IQ1_M, 32, 48, 64, 64},
+    {QK_TYPE_IQ4_XS, 32, 48, 64, 64},
+    {QK_TYPE_TQ1_0, 32, 48, 64, 64},
+    {QK_TYPE_TQ2_0, 32, 48, 64, 64},
     /* The new types as their nearest measured kin: Q1_0 and Q2_0 as TQ1_0/TQ2_0 (1-2 bits a
      * weight, so the vector path's rereads of the rows stay cheap longer), NVFP4 as MXFP4 (the
      * default: the same E2M1 decode at 4.5 bits, the scale a byte per 16 values). Not measured. */
-    {QK_TYPE_Q1_0, 32, 48, 128, 64, 128},
-    {QK_TYPE_Q2_0, 32, 48, 64, 64, 128},
-    {QK_TYPE_NVFP4, 8, 48, 64, 64, 128},
+    {QK_TYPE_Q1_0, 32, 48, 128, 64},
+    {QK_TYPE_Q2_0, 32, 48, 64, 64},
+    {QK_TYPE_NVFP4, 8, 48, 64, 64},
     /* Float weights (a dense layer an engine did not quantize) take the vector path at every
      * size: a tile of their 256-value steps would not fit in shared memory double-buffered,
      * and cuBLAS is the better tool for them anyway. */
-    {QK_TYPE_F32, INT_MAX, 0, 64, NEVER, 128},
-    {QK_TYPE_F16, INT_MAX, 0, 64, NEVER, 128},
-    {QK_TYPE_BF16, INT_MAX, 0, 64, NEVER, 128},
+    {QK_TYPE_F32, INT_MAX, 0, 64, NEVER},
+    {QK_TYPE_F16, INT_MAX, 0, 64, NEVER},
+    {QK_TYPE_BF16, INT_MAX, 0, 64, NEVER},
 };
 
 /* The dot path's (8-bit activations: the default precision, quantized weights): up to max_tokens
@@ -207,7 +207,7 @@ extern "C" qk_cuda_moe_plan qk_cuda_moe_plan_for(const qk_cuda_moe_args *a) {
            : slots >= (int64_t)t.bn64_min_tokens_per_expert * touched           ? 64
                                                                                 : 32;
     if (forced().tile_n) p.bn = forced().tile_n == 128 && !wide_ok ? 64 : forced().tile_n;
-    p.tile_m = forced().tile_m ? forced().tile_m : p.bn == 32 ? t.tile_m32 : t.tile_m;
+    p.tile_m = forced().tile_m ? forced().tile_m : p.bn == 32 ? TILE_M32 : t.tile_m;
     const int64_t tiles = touched + slots / p.bn + 1;
     p.max_tiles = tiles > (1 << 30) ? (1 << 30) : (int)tiles;
     size_t at = 0;
